@@ -1,0 +1,89 @@
+//! Event records written to the `EVENTS` ring buffer.
+
+use core::mem::size_of;
+
+/// Which record follows an [`EventHeader`]. The discriminant is the first byte
+/// of every ring-buffer record.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A connect() syscall on a TCP socket returned.
+    Connect = 1,
+    /// `__inet_hash_connect` (ephemeral port search) returned.
+    PortSearch = 2,
+}
+
+impl EventKind {
+    /// Number of slots in per-kind counter arrays (index = discriminant).
+    pub const SLOTS: u32 = 3;
+    pub const ALL: [EventKind; 2] = [EventKind::Connect, EventKind::PortSearch];
+
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::Connect),
+            2 => Some(Self::PortSearch),
+            _ => None,
+        }
+    }
+
+    /// The name used in JSON (`kind`) and in the live view.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::PortSearch => "port_search",
+        }
+    }
+}
+
+/// Common prefix of every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    /// [`EventKind`] discriminant.
+    pub kind: u8,
+    pub _pad: [u8; 3],
+    /// Thread-group id (what userspace calls the pid).
+    pub pid: u32,
+    pub tid: u32,
+    /// Network namespace inode number of the socket.
+    pub netns: u32,
+    /// CLOCK_BOOTTIME nanoseconds when the event completed.
+    pub ts_ns: u64,
+    pub comm: [u8; 16],
+}
+
+/// A TCP 4-tuple. Addresses are in network byte order; IPv4 addresses take the
+/// first four bytes. Ports are in host byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Flow {
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    /// AF_INET (2) or AF_INET6 (10).
+    pub family: u16,
+    pub _pad: u16,
+}
+
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+
+/// Record for [`EventKind::Connect`] and [`EventKind::PortSearch`]: something that
+/// took time and ended with an errno.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LatencyEvent {
+    pub header: EventHeader,
+    pub flow: Flow,
+    pub latency_ns: u64,
+    /// 0 on success, else the positive errno the kernel returned.
+    pub errno: i32,
+    /// Port search only: `__inet_check_established` calls seen for this socket
+    /// (a lower bound on ports probed).
+    pub ports_probed: u32,
+}
+
+const _: () = assert!(size_of::<EventHeader>() == 40);
+const _: () = assert!(size_of::<Flow>() == 40);
+const _: () = assert!(size_of::<LatencyEvent>() == 96);

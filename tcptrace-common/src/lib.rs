@@ -1,0 +1,47 @@
+//! Records shared between the kernel programs and userspace.
+//!
+//! Everything here is `#[repr(C)]`, `Copy` and free of padding surprises: the
+//! kernel writes these bytes into the ring buffer and userspace reads them back.
+//! Sizes are asserted at compile time so both sides agree.
+#![no_std]
+
+pub mod config;
+pub mod event;
+pub mod hist;
+pub mod offsets;
+
+pub use config::Config;
+pub use event::{EventHeader, EventKind, Flow, LatencyEvent};
+pub use hist::{HistId, HIST_SLOTS};
+pub use offsets::KernelOffsets;
+
+/// Map names, shared so userspace looks up exactly what the programs define.
+pub mod maps {
+    pub const EVENTS: &str = "EVENTS";
+    pub const HISTOGRAMS: &str = "HISTOGRAMS";
+    pub const LOST: &str = "LOST";
+    pub const STATS: &str = "STATS";
+    pub const CONNECT_STATE: &str = "CONNECT_STATE";
+    pub const PORT_SEARCH_STATE: &str = "PORT_SEARCH_STATE";
+}
+
+/// Names of the read-only globals userspace fills in before loading.
+pub mod globals {
+    pub const OFFSETS: &str = "OFFSETS";
+    pub const CONFIG: &str = "CONFIG";
+}
+
+/// Counters kept in the per-CPU `STATS` array besides lost events.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    /// A per-thread or per-socket state map was full: an event could not be tracked.
+    StateMapFull = 0,
+    /// A kernel read failed (bad offset, paged-out user memory).
+    ReadFailed = 1,
+}
+
+impl Stat {
+    pub const COUNT: u32 = 2;
+    pub const ALL: [Stat; Self::COUNT as usize] = [Stat::StateMapFull, Stat::ReadFailed];
+}

@@ -1,0 +1,53 @@
+//! Building and sending records: headers, histograms, ring-buffer output.
+
+use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns};
+use tcptrace_common::{hist, EventHeader, EventKind, HistId, LatencyEvent};
+
+use crate::maps::{bump, global, EVENTS, HISTOGRAMS, LOST};
+
+/// CLOCK_BOOTTIME in nanoseconds.
+#[inline(always)]
+pub fn now() -> u64 {
+    unsafe { bpf_ktime_get_boot_ns() }
+}
+
+/// A header for the current task.
+#[inline(always)]
+pub fn header(kind: EventKind, netns: u32) -> EventHeader {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    EventHeader {
+        kind: kind as u8,
+        _pad: [0; 3],
+        pid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        netns,
+        ts_ns: now(),
+        comm: bpf_get_current_comm().unwrap_or_default(),
+    }
+}
+
+#[inline(always)]
+pub fn record_latency(hist_id: HistId, latency_ns: u64) {
+    bump(&HISTOGRAMS, hist::index(hist_id, hist::slot(latency_ns)));
+}
+
+/// Whether a timed event goes to userspace: failures always do, the rest
+/// only when at least `min_latency_ns` long. `EINPROGRESS` (a non-blocking
+/// connect) is not a failure.
+#[inline(always)]
+pub fn passes_threshold(latency_ns: u64, errno: i32) -> bool {
+    const EINPROGRESS: i32 = 115;
+    (errno != 0 && errno != EINPROGRESS) || latency_ns >= global!(CONFIG.min_latency_ns)
+}
+
+/// Sends `event`, counting it as lost when the ring buffer is full.
+#[inline(always)]
+pub fn send_latency(event: &LatencyEvent) {
+    match EVENTS.reserve::<LatencyEvent>(0) {
+        Some(mut slot) => {
+            slot.write(*event);
+            slot.submit(0);
+        }
+        None => bump(&LOST, event.header.kind as u32),
+    }
+}

@@ -1,0 +1,76 @@
+//! Reading kernel structures through offsets resolved from BTF at load time.
+
+use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
+use tcptrace_common::{event::AF_INET6, Flow};
+
+use crate::maps::global;
+
+/// Reads a `T` at `base + offset` in kernel memory.
+#[inline(always)]
+pub fn read<T>(base: u64, offset: u32) -> Result<T, i64> {
+    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }.map_err(|e| e as i64)
+}
+
+/// Network namespace inode of a socket.
+#[inline(always)]
+pub fn sock_netns(sk: u64) -> u32 {
+    let Ok(net) = read::<u64>(sk, global!(OFFSETS.skc_net)) else {
+        return 0;
+    };
+    read::<u32>(net, global!(OFFSETS.net_ns_inum)).unwrap_or(0)
+}
+
+/// The socket's 4-tuple as it stands now (local port 0 until one is bound).
+#[inline(always)]
+pub fn sock_flow(sk: u64) -> Result<Flow, i64> {
+    let family: u16 = read(sk, global!(OFFSETS.skc_family))?;
+    let mut flow = Flow {
+        family,
+        sport: read(sk, global!(OFFSETS.skc_num))?,
+        dport: u16::from_be(read(sk, global!(OFFSETS.skc_dport))?),
+        ..Flow::default()
+    };
+    if family == AF_INET6 {
+        flow.saddr = read(sk, global!(OFFSETS.skc_v6_rcv_saddr))?;
+        flow.daddr = read(sk, global!(OFFSETS.skc_v6_daddr))?;
+    } else {
+        let saddr: [u8; 4] = read(sk, global!(OFFSETS.skc_rcv_saddr))?;
+        let daddr: [u8; 4] = read(sk, global!(OFFSETS.skc_daddr))?;
+        flow.saddr[..4].copy_from_slice(&saddr);
+        flow.daddr[..4].copy_from_slice(&daddr);
+    }
+    Ok(flow)
+}
+
+/// The `struct sock` behind file descriptor `fd` of the current task, if it is
+/// a TCP socket (SOCK_STREAM with protocol IPPROTO_TCP).
+#[inline(always)]
+pub fn tcp_sock_of_fd(fd: i64) -> Result<Option<u64>, i64> {
+    const SOCK_STREAM: i16 = 1;
+    const IPPROTO_TCP: u16 = 6;
+    if fd < 0 {
+        return Ok(None);
+    }
+    let task = unsafe { bpf_get_current_task() };
+    let files: u64 = read(task, global!(OFFSETS.task_files))?;
+    let fdt: u64 = read(files, global!(OFFSETS.files_fdt))?;
+    let max_fds: u32 = read(fdt, global!(OFFSETS.fdtable_max_fds))?;
+    if fd as u64 >= max_fds as u64 {
+        return Ok(None);
+    }
+    let fds: u64 = read(fdt, global!(OFFSETS.fdtable_fd))?;
+    let file: u64 = read(fds, (fd as u32) * 8)?;
+    if file == 0 {
+        return Ok(None);
+    }
+    let socket: u64 = read(file, global!(OFFSETS.file_private_data))?;
+    let sock_type: i16 = read(socket, global!(OFFSETS.socket_type))?;
+    if sock_type != SOCK_STREAM {
+        return Ok(None);
+    }
+    let sk: u64 = read(socket, global!(OFFSETS.socket_sk))?;
+    if sk == 0 || read::<u16>(sk, global!(OFFSETS.sock_protocol))? != IPPROTO_TCP {
+        return Ok(None);
+    }
+    Ok(Some(sk))
+}

@@ -1,0 +1,20 @@
+//! tcptrace kernel programs. One module per hook family; shared maps and
+//! helpers live in `maps`, `emit` and `kernel`.
+#![no_std]
+#![no_main]
+
+mod connect;
+mod emit;
+mod kernel;
+mod maps;
+mod port_search;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

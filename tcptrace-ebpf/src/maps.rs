@@ -1,0 +1,70 @@
+//! Maps and read-only globals shared by every hook family.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{PerCpuArray, RingBuf},
+};
+use tcptrace_common::{Config, EventKind, HistId, KernelOffsets, Stat, HIST_SLOTS};
+
+/// Every event record goes through this ring buffer.
+#[map(name = "EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// log2 latency histograms, `HistId::COUNT * HIST_SLOTS` slots.
+#[map(name = "HISTOGRAMS")]
+pub static HISTOGRAMS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(HistId::COUNT * HIST_SLOTS, 0);
+
+/// Ring-buffer reserve failures, indexed by `EventKind`.
+#[map(name = "LOST")]
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(EventKind::SLOTS, 0);
+
+/// Other counters, indexed by `Stat`.
+#[map(name = "STATS")]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT, 0);
+
+#[unsafe(no_mangle)]
+pub static OFFSETS: KernelOffsets = KernelOffsets {
+    task_files: 0,
+    files_fdt: 0,
+    fdtable_max_fds: 0,
+    fdtable_fd: 0,
+    file_private_data: 0,
+    socket_type: 0,
+    socket_sk: 0,
+    sock_protocol: 0,
+    skc_daddr: 0,
+    skc_rcv_saddr: 0,
+    skc_dport: 0,
+    skc_num: 0,
+    skc_family: 0,
+    skc_net: 0,
+    skc_v6_daddr: 0,
+    skc_v6_rcv_saddr: 0,
+    net_ns_inum: 0,
+    _pad: 0,
+};
+
+#[unsafe(no_mangle)]
+pub static CONFIG: Config = Config { min_latency_ns: 0 };
+
+/// Reads one field of a read-only global so the compiler cannot fold it to the
+/// zero it was compiled with.
+macro_rules! global {
+    ($global:ident . $field:ident) => {
+        unsafe { core::ptr::read_volatile(&raw const $crate::maps::$global.$field) }
+    };
+}
+pub(crate) use global;
+
+#[inline(always)]
+pub fn bump(map: &PerCpuArray<u64>, index: u32) {
+    if let Some(slot) = map.get_ptr_mut(index) {
+        unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn count(stat: Stat) {
+    bump(&STATS, stat as u32);
+}
