@@ -1,0 +1,107 @@
+//! Command line.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::hooks::AttachMode;
+
+/// Live eBPF tracer for the TCP failures counters only hint at.
+#[derive(Debug, Parser)]
+#[command(name = "tcptrace", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List every hook, the mechanism it would use on this kernel, or why it cannot attach.
+    Check {
+        /// How function hooks attach.
+        #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+        attach: AttachMode,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Print JSON Lines (one object per event, then summaries) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Print a summary this often (e.g. 1s, 500ms); 0 disables periodic summaries.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub interval: Duration,
+    /// Stop after this long (e.g. 30s, 5m).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Only print successful calls at least this slow (failures always print);
+    /// histograms still count every call.
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub min_latency: Duration,
+    /// How function hooks attach: fentry/fexit where allowed, else kprobe.
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+    pub attach: AttachMode,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e} (use a number with a unit: 500ms, 1s, 2m)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("tcptrace").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let cli = parse(&[]).unwrap();
+        assert!(cli.command.is_none());
+        assert!(!cli.live.json);
+        assert_eq!(cli.live.interval, Duration::from_secs(1));
+        assert_eq!(cli.live.min_latency, Duration::ZERO);
+        assert_eq!(cli.live.duration, None);
+        assert_eq!(cli.live.attach, AttachMode::Auto);
+    }
+
+    #[test]
+    fn live_flags() {
+        let cli = parse(&["--json", "--interval", "250ms", "--duration", "2m", "--min-latency", "10us", "--attach", "kprobe"]).unwrap();
+        assert!(cli.live.json);
+        assert_eq!(cli.live.interval, Duration::from_millis(250));
+        assert_eq!(cli.live.duration, Some(Duration::from_secs(120)));
+        assert_eq!(cli.live.min_latency, Duration::from_micros(10));
+        assert_eq!(cli.live.attach, AttachMode::Kprobe);
+    }
+
+    #[test]
+    fn check_subcommand() {
+        let cli = parse(&["check", "--attach", "fentry"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Check { attach: AttachMode::Fentry, json: false })));
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_a_hint() {
+        let err = parse(&["--interval", "soon"]).unwrap_err().to_string();
+        assert!(err.contains("500ms"), "{err}");
+        assert!(parse(&["--attach", "uprobe"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+    }
+}

@@ -1,0 +1,240 @@
+//! Decoding ring-buffer records into [`Event`], the one type every sink reads.
+
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use tcptrace_common::{event::AF_INET6, EventHeader, EventKind, Flow, LatencyEvent};
+
+/// A TCP 4-tuple with real addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Endpoints {
+    pub saddr: IpAddr,
+    pub sport: u16,
+    pub daddr: IpAddr,
+    pub dport: u16,
+}
+
+impl From<&Flow> for Endpoints {
+    fn from(f: &Flow) -> Self {
+        let addr = |a: &[u8; 16]| -> IpAddr {
+            if f.family == AF_INET6 {
+                IpAddr::V6(Ipv6Addr::from(*a))
+            } else {
+                IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+            }
+        };
+        Self {
+            saddr: addr(&f.saddr),
+            sport: f.sport,
+            daddr: addr(&f.daddr),
+            dport: f.dport,
+        }
+    }
+}
+
+/// What happened, per event kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Detail {
+    Connect { latency_ns: u64, errno: i32 },
+    PortSearch { latency_ns: u64, errno: i32, ports_probed: u32 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub kind: EventKind,
+    /// CLOCK_BOOTTIME nanoseconds.
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub netns: u32,
+    pub comm: String,
+    pub endpoints: Endpoints,
+    pub detail: Detail,
+}
+
+impl Event {
+    pub fn latency_ns(&self) -> u64 {
+        match self.detail {
+            Detail::Connect { latency_ns, .. } | Detail::PortSearch { latency_ns, .. } => latency_ns,
+        }
+    }
+
+    pub fn errno(&self) -> i32 {
+        match self.detail {
+            Detail::Connect { errno, .. } | Detail::PortSearch { errno, .. } => errno,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    Empty,
+    UnknownKind(u8),
+    Short { kind: EventKind, len: usize, want: usize },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => write!(f, "empty record"),
+            Self::UnknownKind(k) => write!(f, "unknown record kind {k}"),
+            Self::Short { kind, len, want } => {
+                write!(f, "{} record of {len} bytes, expected {want}", kind.name())
+            }
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Copies a `#[repr(C)]` record out of a byte slice of at least its size.
+fn read_record<T: Copy>(kind: EventKind, bytes: &[u8]) -> Result<T, DecodeError> {
+    let want = std::mem::size_of::<T>();
+    if bytes.len() < want {
+        return Err(DecodeError::Short { kind, len: bytes.len(), want });
+    }
+    // SAFETY: the length is checked above and T is a plain-old-data record
+    // from tcptrace-common for which any bit pattern is valid.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+fn comm(raw: &[u8; 16]) -> String {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+fn with_header(h: &EventHeader, kind: EventKind, flow: &Flow, detail: Detail) -> Event {
+    Event {
+        kind,
+        ts_ns: h.ts_ns,
+        pid: h.pid,
+        tid: h.tid,
+        netns: h.netns,
+        comm: comm(&h.comm),
+        endpoints: Endpoints::from(flow),
+        detail,
+    }
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let first = *bytes.first().ok_or(DecodeError::Empty)?;
+    let kind = EventKind::from_u8(first).ok_or(DecodeError::UnknownKind(first))?;
+    let rec: LatencyEvent = read_record(kind, bytes)?;
+    let detail = match kind {
+        EventKind::Connect => Detail::Connect {
+            latency_ns: rec.latency_ns,
+            errno: rec.errno,
+        },
+        EventKind::PortSearch => Detail::PortSearch {
+            latency_ns: rec.latency_ns,
+            errno: rec.errno,
+            ports_probed: rec.ports_probed,
+        },
+    };
+    Ok(with_header(&rec.header, kind, &rec.flow, detail))
+}
+
+/// Name of an errno value ("EADDRNOTAVAIL"), or its number.
+pub fn errno_name(errno: i32) -> String {
+    if errno == 0 {
+        return "OK".into();
+    }
+    let e = nix::errno::Errno::from_raw(errno);
+    if e == nix::errno::Errno::UnknownErrno {
+        format!("errno {errno}")
+    } else {
+        format!("{e:?}")
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn raw_latency(kind: EventKind, family: u16, errno: i32) -> Vec<u8> {
+        let mut flow = Flow {
+            family,
+            sport: 40000,
+            dport: 8080,
+            ..Flow::default()
+        };
+        flow.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        flow.daddr[..4].copy_from_slice(&[10, 1, 2, 3]);
+        if family == AF_INET6 {
+            flow.daddr = Ipv6Addr::LOCALHOST.octets();
+            flow.saddr = Ipv6Addr::LOCALHOST.octets();
+        }
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"curl");
+        let rec = LatencyEvent {
+            header: EventHeader {
+                kind: kind as u8,
+                pid: 42,
+                tid: 43,
+                netns: 4026531840,
+                ts_ns: 1_000_000_000,
+                comm,
+                ..EventHeader::default()
+            },
+            flow,
+            latency_ns: 1500,
+            errno,
+            ports_probed: 7,
+        };
+        // SAFETY: LatencyEvent is repr(C) plain data.
+        unsafe {
+            std::slice::from_raw_parts((&raw const rec).cast::<u8>(), std::mem::size_of::<LatencyEvent>())
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn decodes_port_search_v4() {
+        let ev = decode(&raw_latency(EventKind::PortSearch, 2, 99)).unwrap();
+        assert_eq!(ev.kind, EventKind::PortSearch);
+        assert_eq!((ev.pid, ev.tid, ev.comm.as_str()), (42, 43, "curl"));
+        assert_eq!(ev.endpoints.daddr, IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)));
+        assert_eq!((ev.endpoints.sport, ev.endpoints.dport), (40000, 8080));
+        assert_eq!(
+            ev.detail,
+            Detail::PortSearch {
+                latency_ns: 1500,
+                errno: 99,
+                ports_probed: 7
+            }
+        );
+    }
+
+    #[test]
+    fn decodes_connect_v6() {
+        let ev = decode(&raw_latency(EventKind::Connect, AF_INET6, 0)).unwrap();
+        assert_eq!(ev.endpoints.daddr, IpAddr::V6(Ipv6Addr::LOCALHOST));
+        assert_eq!(ev.detail, Detail::Connect { latency_ns: 1500, errno: 0 });
+    }
+
+    #[test]
+    fn rejects_bad_records() {
+        assert_eq!(decode(&[]), Err(DecodeError::Empty));
+        assert_eq!(decode(&[9, 0, 0]), Err(DecodeError::UnknownKind(9)));
+        let raw = raw_latency(EventKind::Connect, 2, 0);
+        assert_eq!(
+            decode(&raw[..50]),
+            Err(DecodeError::Short {
+                kind: EventKind::Connect,
+                len: 50,
+                want: 96
+            })
+        );
+    }
+
+    #[test]
+    fn errno_names() {
+        assert_eq!(errno_name(0), "OK");
+        assert_eq!(errno_name(99), "EADDRNOTAVAIL");
+        assert_eq!(errno_name(111), "ECONNREFUSED");
+        assert_eq!(errno_name(100000), "errno 100000");
+    }
+}

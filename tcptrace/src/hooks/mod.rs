@@ -1,0 +1,263 @@
+//! The attach table: every hook tcptrace knows, the kernel targets behind it,
+//! and the mechanism chosen for each on this kernel (tracepoint, fentry/fexit,
+//! kprobe/kretprobe), with the reason whenever one cannot be used.
+
+mod connect;
+mod port_search;
+
+use std::fmt;
+
+use anyhow::{anyhow, Context as _, Result};
+use aya::{
+    programs::{FEntry, FExit, KProbe, Program, TracePoint},
+    Btf, Ebpf,
+};
+
+use crate::{btf::KernelBtf, kernel::KernelSymbols};
+
+/// How function hooks may attach (`--attach`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    /// fentry/fexit where the kernel allows it, else kprobe/kretprobe.
+    Auto,
+    Fentry,
+    Kprobe,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mechanism {
+    Tracepoint,
+    Fentry,
+    Kprobe,
+}
+
+impl fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Tracepoint => "tracepoint",
+            Self::Fentry => "fentry",
+            Self::Kprobe => "kprobe",
+        })
+    }
+}
+
+/// A kernel function and the programs that trace it under each mechanism.
+pub struct FnTarget {
+    pub function: &'static str,
+    /// fentry (or fexit when `ret`) program name.
+    pub fentry: &'static str,
+    /// kprobe (or kretprobe when `ret`) program name.
+    pub kprobe: &'static str,
+    /// Whether this is the return side (fexit / kretprobe).
+    pub ret: bool,
+    /// A hook still works without an optional target, with less detail.
+    pub optional: bool,
+}
+
+pub struct TpTarget {
+    pub category: &'static str,
+    pub name: &'static str,
+    pub program: &'static str,
+}
+
+/// One hook: what the user sees in `tcptrace check` and in the recording.
+pub struct HookSpec {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub tracepoints: Vec<TpTarget>,
+    pub functions: Vec<FnTarget>,
+}
+
+/// Where one hook ended up.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct HookStatus {
+    pub hook: &'static str,
+    pub about: &'static str,
+    /// `None` when the hook could not attach at all.
+    pub mechanism: Option<Mechanism>,
+    /// Targets attached, and targets or mechanisms that failed with why.
+    pub notes: Vec<String>,
+}
+
+impl HookStatus {
+    pub fn attached(&self) -> bool {
+        self.mechanism.is_some()
+    }
+}
+
+/// Every hook, in display order, specialised for this kernel's BTF.
+pub fn table(btf: &KernelBtf) -> Vec<HookSpec> {
+    vec![connect::spec(), port_search::spec(btf)]
+}
+
+/// Attaches every hook in `specs`, falling back per hook, and reports what
+/// happened. A hook that cannot attach is reported, never fatal here.
+pub fn attach_all(
+    ebpf: &mut Ebpf,
+    aya_btf: Option<&Btf>,
+    syms: &KernelSymbols,
+    specs: &[HookSpec],
+    mode: AttachMode,
+) -> Vec<HookStatus> {
+    specs
+        .iter()
+        .map(|spec| attach_hook(ebpf, aya_btf, syms, spec, mode))
+        .collect()
+}
+
+fn attach_hook(
+    ebpf: &mut Ebpf,
+    aya_btf: Option<&Btf>,
+    syms: &KernelSymbols,
+    spec: &HookSpec,
+    mode: AttachMode,
+) -> HookStatus {
+    let mut status = HookStatus {
+        hook: spec.name,
+        about: spec.about,
+        mechanism: None,
+        notes: Vec::new(),
+    };
+    if !spec.tracepoints.is_empty() {
+        match attach_tracepoints(ebpf, &spec.tracepoints) {
+            Ok(()) => {
+                status.mechanism = Some(Mechanism::Tracepoint);
+                status.notes.push(
+                    spec.tracepoints
+                        .iter()
+                        .map(|t| format!("{}:{}", t.category, t.name))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                );
+            }
+            Err(e) => status.notes.push(format!("tracepoint: {e:#}")),
+        }
+        return status;
+    }
+    let mechanisms: &[Mechanism] = match mode {
+        AttachMode::Auto => &[Mechanism::Fentry, Mechanism::Kprobe],
+        AttachMode::Fentry => &[Mechanism::Fentry],
+        AttachMode::Kprobe => &[Mechanism::Kprobe],
+    };
+    for &mech in mechanisms {
+        match attach_functions(ebpf, aya_btf, syms, &spec.functions, mech) {
+            Ok(notes) => {
+                status.mechanism = Some(mech);
+                status.notes.extend(notes);
+                return status;
+            }
+            Err(e) => status.notes.push(format!("{mech}: {e:#}")),
+        }
+    }
+    status
+}
+
+fn attach_tracepoints(ebpf: &mut Ebpf, targets: &[TpTarget]) -> Result<()> {
+    for (i, t) in targets.iter().enumerate() {
+        let result = (|| -> Result<()> {
+            let prog: &mut TracePoint = program(ebpf, t.program)?.try_into()?;
+            prog.load()?;
+            prog.attach(t.category, t.name)?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            unload(ebpf, targets[..=i].iter().map(|t| t.program));
+            return Err(e.context(format!("{}:{}", t.category, t.name)));
+        }
+    }
+    Ok(())
+}
+
+/// Attaches all function targets with one mechanism, or none of them.
+fn attach_functions(
+    ebpf: &mut Ebpf,
+    aya_btf: Option<&Btf>,
+    syms: &KernelSymbols,
+    targets: &[FnTarget],
+    mech: Mechanism,
+) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    let mut loaded = Vec::new();
+    for t in targets {
+        let name = if mech == Mechanism::Fentry { t.fentry } else { t.kprobe };
+        let result = attach_function(ebpf, aya_btf, syms, t, mech, &mut loaded);
+        match result {
+            Ok(()) => notes.push(format!("{}{}", t.function, if t.ret { " (return)" } else { "" })),
+            Err(e) if t.optional => notes.push(format!("{} skipped: {e:#}", t.function)),
+            Err(e) => {
+                unload(ebpf, loaded.iter().copied().chain([name]));
+                return Err(e.context(t.function));
+            }
+        }
+    }
+    Ok(notes)
+}
+
+fn attach_function(
+    ebpf: &mut Ebpf,
+    aya_btf: Option<&Btf>,
+    syms: &KernelSymbols,
+    t: &FnTarget,
+    mech: Mechanism,
+    loaded: &mut Vec<&'static str>,
+) -> Result<()> {
+    if !syms.contains(t.function) {
+        return Err(anyhow!("not in /proc/kallsyms (inlined or absent on this kernel)"));
+    }
+    match mech {
+        Mechanism::Fentry => {
+            let btf = aya_btf.ok_or_else(|| anyhow!("no kernel BTF"))?;
+            let prog = program(ebpf, t.fentry)?;
+            if !loaded.contains(&t.fentry) {
+                if t.ret {
+                    let p: &mut FExit = prog.try_into()?;
+                    p.load(t.function, btf)?;
+                } else {
+                    let p: &mut FEntry = prog.try_into()?;
+                    p.load(t.function, btf)?;
+                }
+                loaded.push(t.fentry);
+            }
+            let prog = program(ebpf, t.fentry)?;
+            if t.ret {
+                let p: &mut FExit = prog.try_into()?;
+                p.attach()?;
+            } else {
+                let p: &mut FEntry = prog.try_into()?;
+                p.attach()?;
+            }
+        }
+        Mechanism::Kprobe => {
+            let p: &mut KProbe = program(ebpf, t.kprobe)?.try_into()?;
+            if !loaded.contains(&t.kprobe) {
+                p.load()?;
+                loaded.push(t.kprobe);
+            }
+            p.attach(t.function, 0)?;
+        }
+        Mechanism::Tracepoint => return Err(anyhow!("not a tracepoint target")),
+    }
+    Ok(())
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Program> {
+    ebpf.program_mut(name)
+        .with_context(|| format!("program {name} missing from the embedded object"))
+}
+
+/// Unloads programs (detaching their links) after a failed attempt.
+fn unload<'a>(ebpf: &mut Ebpf, names: impl IntoIterator<Item = &'a str>) {
+    for name in names {
+        if let Some(prog) = ebpf.program_mut(name) {
+            let _ = match prog {
+                Program::TracePoint(p) => p.unload(),
+                Program::FEntry(p) => p.unload(),
+                Program::FExit(p) => p.unload(),
+                Program::KProbe(p) => p.unload(),
+                _ => Ok(()),
+            };
+        }
+    }
+}

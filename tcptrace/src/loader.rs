@@ -1,0 +1,55 @@
+//! Loading the embedded object with this kernel's offsets and attaching
+//! every hook through the attach table.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use aya::{Ebpf, EbpfLoader};
+use tcptrace_common::{globals, Config};
+
+use crate::{
+    btf::{kernel_offsets, KernelBtf},
+    hooks::{self, AttachMode, HookStatus},
+    kernel::{self, KernelSymbols},
+};
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcptrace"));
+
+pub struct Loaded {
+    pub ebpf: Ebpf,
+    pub hooks: Vec<HookStatus>,
+}
+
+/// Checks privileges, loads the programs and attaches every hook that can be.
+pub fn load(mode: AttachMode, config: Config) -> Result<Loaded> {
+    let started = Instant::now();
+    kernel::check_privileges()?;
+    kernel::raise_memlock();
+    kernel::ensure_filesystems()?;
+    let btf = KernelBtf::from_sys()?;
+    let offsets = kernel_offsets(&btf).context("resolving struct offsets from kernel BTF")?;
+    let aya_btf = aya::Btf::from_sys_fs().ok();
+    let mut ebpf = EbpfLoader::new()
+        .btf(aya_btf.as_ref())
+        .override_global(globals::OFFSETS, &offsets, true)
+        .override_global(globals::CONFIG, &config, true)
+        .load(OBJECT)
+        .context("loading the tcptrace eBPF object")?;
+    let syms = KernelSymbols::load()?;
+    let specs = hooks::table(&btf);
+    let statuses = hooks::attach_all(&mut ebpf, aya_btf.as_ref(), &syms, &specs, mode);
+    log::debug!("loaded and attached in {:?}", started.elapsed());
+    if !statuses.iter().any(HookStatus::attached) {
+        let why: Vec<String> = statuses.iter().map(|s| format!("{}: {}", s.hook, s.notes.join("; "))).collect();
+        bail!("no hook could attach on this kernel ({})", why.join(" | "));
+    }
+    Ok(Loaded { ebpf, hooks: statuses })
+}
+
+/// One line per hook for stderr or `tcptrace check`.
+pub fn describe(status: &HookStatus) -> String {
+    match status.mechanism {
+        Some(m) => format!("{:<12} {:<11} {}", status.hook, m.to_string(), status.notes.join("; ")),
+        None => format!("{:<12} {:<11} {}", status.hook, "UNAVAILABLE", status.notes.join("; ")),
+    }
+}

@@ -1,0 +1,75 @@
+//! One aligned line per event for a person at a terminal.
+
+use std::io::IsTerminal as _;
+
+use crate::{
+    event::{errno_name, Detail, Event},
+    hist::fmt_ns,
+    output::json::wall_time,
+};
+
+pub struct Human {
+    color: bool,
+}
+
+pub const HEADER: &str = "TIME             KIND         PID     COMM             LOCAL                  PEER                   LATENCY  RESULT";
+
+impl Human {
+    pub fn new() -> Self {
+        Self {
+            color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+
+    pub fn line(&self, ev: &Event, boot_offset_ns: i64) -> String {
+        let time = wall_time(ev.ts_ns, boot_offset_ns);
+        // HH:MM:SS.micros from the RFC 3339 form.
+        let clock = time.get(11..26).unwrap_or(&time);
+        let e = &ev.endpoints;
+        let local = endpoint(e.saddr, e.sport);
+        let peer = endpoint(e.daddr, e.dport);
+        let (latency, mut result) = match ev.detail {
+            Detail::Connect { latency_ns, errno } => (latency_ns, errno_name(errno)),
+            Detail::PortSearch { latency_ns, errno, ports_probed } => {
+                (latency_ns, format!("{} probed={ports_probed}", errno_name(errno)))
+            }
+        };
+        if self.color && ev.errno() != 0 && ev.errno() != libc::EINPROGRESS {
+            result = format!("\x1b[31m{result}\x1b[0m");
+        }
+        format!(
+            "{clock:<16} {:<12} {:<7} {:<16} {local:<22} {peer:<22} {:>8} {result}",
+            ev.kind.name(),
+            ev.pid,
+            ev.comm,
+            fmt_ns(latency),
+        )
+    }
+}
+
+fn endpoint(addr: std::net::IpAddr, port: u16) -> String {
+    let port = if port == 0 { "*".to_owned() } else { port.to_string() };
+    match addr {
+        std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
+        std::net::IpAddr::V4(a) => format!("{a}:{port}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{decode, tests::raw_latency};
+    use tcptrace_common::EventKind;
+
+    #[test]
+    fn line_is_aligned_with_header() {
+        let h = Human { color: false };
+        let ev = decode(&raw_latency(EventKind::PortSearch, 2, 99)).unwrap();
+        let line = h.line(&ev, 0);
+        assert!(line.contains("port_search"), "{line}");
+        assert!(line.contains("127.0.0.1:40000"), "{line}");
+        assert!(line.ends_with("EADDRNOTAVAIL probed=7"), "{line}");
+        assert_eq!(line.find("port_search"), HEADER.find("KIND"));
+        assert_eq!(line.find("127.0.0.1"), HEADER.find("LOCAL"));
+    }
+}

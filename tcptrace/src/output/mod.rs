@@ -1,0 +1,4 @@
+//! Event sinks for the live view: aligned human lines or JSON Lines.
+
+pub mod human;
+pub mod json;

@@ -1,0 +1,171 @@
+//! The periodic and final summary: kernel histograms and counters, plus what
+//! userspace saw in the event stream (errors by errno).
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use serde_json::{json, Value};
+use tcptrace_common::{EventKind, HistId, Stat};
+
+use crate::{
+    event::{errno_name, Event},
+    hist::{fmt_ns, Histogram},
+};
+
+/// Counters read from the kernel maps at one instant.
+#[derive(Clone, Debug, Default)]
+pub struct KernelCounters {
+    pub hists: Vec<(HistId, Histogram)>,
+    pub lost: Vec<(EventKind, u64)>,
+    pub stats: Vec<(Stat, u64)>,
+}
+
+impl KernelCounters {
+    pub fn lost_total(&self) -> u64 {
+        self.lost.iter().map(|(_, n)| n).sum()
+    }
+}
+
+fn stat_name(s: Stat) -> &'static str {
+    match s {
+        Stat::StateMapFull => "state_map_full",
+        Stat::ReadFailed => "kernel_read_failed",
+    }
+}
+
+/// What the event stream showed so far.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub events: BTreeMap<&'static str, u64>,
+    /// (event kind, errno) → count; every failure is sent, so this is exact.
+    pub errors: BTreeMap<(&'static str, i32), u64>,
+    pub max_ports_probed: u32,
+    pub decode_errors: u64,
+}
+
+impl Summary {
+    pub fn observe(&mut self, ev: &Event) {
+        *self.events.entry(ev.kind.name()).or_default() += 1;
+        if ev.errno() != 0 {
+            *self.errors.entry((ev.kind.name(), ev.errno())).or_default() += 1;
+        }
+        if let crate::event::Detail::PortSearch { ports_probed, .. } = ev.detail {
+            self.max_ports_probed = self.max_ports_probed.max(ports_probed);
+        }
+    }
+
+    pub fn render_text(&self, k: &KernelCounters, title: &str) -> String {
+        let mut out = format!("--- {title} ---\n");
+        for (id, h) in &k.hists {
+            let total = h.total();
+            let pct = |p| h.percentile(p).map(fmt_ns).unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                out,
+                "{} latency: {total} calls, p50 {} p90 {} p99 {} max< {}",
+                id.name(),
+                pct(50.0),
+                pct(90.0),
+                pct(99.0),
+                pct(100.0)
+            );
+            out.push_str(&h.render("  "));
+        }
+        if self.errors.is_empty() {
+            out.push_str("errors: none\n");
+        } else {
+            out.push_str("errors:\n");
+            for ((kind, errno), n) in &self.errors {
+                let _ = writeln!(out, "  {kind:<12} {:<14} {n}", errno_name(*errno));
+            }
+        }
+        if self.max_ports_probed > 0 {
+            let _ = writeln!(out, "port search: at most {} ports probed in one connect()", self.max_ports_probed);
+        }
+        let lost = k.lost_total();
+        let _ = write!(out, "lost events: {lost}");
+        if lost > 0 {
+            let per: Vec<String> = k.lost.iter().filter(|(_, n)| *n > 0).map(|(kind, n)| format!("{}={n}", kind.name())).collect();
+            let _ = write!(out, " ({})", per.join(", "));
+        }
+        out.push('\n');
+        for (s, n) in k.stats.iter().filter(|(_, n)| *n > 0) {
+            let _ = writeln!(out, "{}: {n}", stat_name(*s));
+        }
+        if self.decode_errors > 0 {
+            let _ = writeln!(out, "undecodable records: {}", self.decode_errors);
+        }
+        out
+    }
+
+    pub fn to_json(&self, k: &KernelCounters, final_: bool) -> Value {
+        let hists: serde_json::Map<String, Value> = k
+            .hists
+            .iter()
+            .map(|(id, h)| {
+                let slots: Vec<Value> = h
+                    .slots
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &c)| c > 0)
+                    .map(|(s, &c)| json!({"low_ns": crate::hist::slot_low(s), "high_ns": crate::hist::slot_high(s), "count": c}))
+                    .collect();
+                let v = json!({
+                    "count": h.total(),
+                    "p50_ns": h.percentile(50.0),
+                    "p90_ns": h.percentile(90.0),
+                    "p99_ns": h.percentile(99.0),
+                    "slots": slots,
+                });
+                (id.name().to_owned(), v)
+            })
+            .collect();
+        let errors: Vec<Value> = self
+            .errors
+            .iter()
+            .map(|((kind, errno), n)| json!({"kind": kind, "errno": errno, "name": errno_name(*errno), "count": n}))
+            .collect();
+        let lost: serde_json::Map<String, Value> = k.lost.iter().map(|(kind, n)| (kind.name().to_owned(), json!(n))).collect();
+        let stats: serde_json::Map<String, Value> = k.stats.iter().map(|(s, n)| (stat_name(*s).to_owned(), json!(n))).collect();
+        json!({
+            "kind": "summary",
+            "final": final_,
+            "histograms": hists,
+            "events": self.events,
+            "errors": errors,
+            "lost": lost,
+            "lost_total": k.lost_total(),
+            "stats": stats,
+            "decode_errors": self.decode_errors,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{decode, tests::raw_latency};
+
+    #[test]
+    fn counts_errors_by_kind_and_errno() {
+        let mut s = Summary::default();
+        for errno in [0, 99, 99, 111] {
+            s.observe(&decode(&raw_latency(EventKind::PortSearch, 2, errno)).unwrap());
+        }
+        assert_eq!(s.events["port_search"], 4);
+        assert_eq!(s.errors[&("port_search", 99)], 2);
+        assert_eq!(s.errors[&("port_search", 111)], 1);
+        assert_eq!(s.max_ports_probed, 7);
+        let mut h = Histogram::default();
+        h.record(1000);
+        let k = KernelCounters {
+            hists: vec![(HistId::PortSearch, h)],
+            lost: vec![(EventKind::Connect, 3)],
+            stats: vec![],
+        };
+        let text = s.render_text(&k, "summary");
+        assert!(text.contains("EADDRNOTAVAIL  2"), "{text}");
+        assert!(text.contains("lost events: 3 (connect=3)"), "{text}");
+        let j = s.to_json(&k, true);
+        assert_eq!(j["lost_total"], 3);
+        assert_eq!(j["histograms"]["port_search"]["count"], 1);
+    }
+}
