@@ -13,7 +13,7 @@ use tcptrace_common::{
 };
 
 use crate::{
-    emit::{header, now, passes_threshold, record_latency, send_latency},
+    emit::{header, now, passes_threshold, record_latency, send},
     kernel::{sock_flow, sock_netns, tcp_sock_of_fd},
     maps::count,
 };
@@ -62,20 +62,26 @@ fn try_sys_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
     };
     // sockaddr_in and sockaddr_in6 both keep the port at byte 2; the address
     // is at byte 4 (v4) or 8 (v6).
-    let port: u16 = unsafe { bpf_probe_read_user((uaddr + 2) as *const u16) }.map_err(|e| e as i64)?;
+    let port: u16 =
+        unsafe { bpf_probe_read_user((uaddr + 2) as *const u16) }.map_err(|e| e as i64)?;
     flow.dport = u16::from_be(port);
     if family == AF_INET {
-        let a: [u8; 4] = unsafe { bpf_probe_read_user((uaddr + 4) as *const [u8; 4]) }.map_err(|e| e as i64)?;
+        let a: [u8; 4] =
+            unsafe { bpf_probe_read_user((uaddr + 4) as *const [u8; 4]) }.map_err(|e| e as i64)?;
         flow.daddr[..4].copy_from_slice(&a);
     } else {
-        flow.daddr = unsafe { bpf_probe_read_user((uaddr + 8) as *const [u8; 16]) }.map_err(|e| e as i64)?;
+        flow.daddr =
+            unsafe { bpf_probe_read_user((uaddr + 8) as *const [u8; 16]) }.map_err(|e| e as i64)?;
     }
     let start = ConnectStart {
         start_ns: now(),
         sk,
         flow,
     };
-    if CONNECT_STATE.insert(bpf_get_current_pid_tgid(), start, 0).is_err() {
+    if CONNECT_STATE
+        .insert(bpf_get_current_pid_tgid(), start, 0)
+        .is_err()
+    {
         count(Stat::StateMapFull);
     }
     Ok(())
@@ -112,12 +118,15 @@ fn try_sys_exit_connect(ctx: &TracePointContext) -> Result<(), i64> {
         flow.saddr = now_flow.saddr;
         flow.sport = now_flow.sport;
     }
-    send_latency(&LatencyEvent {
-        header: header(EventKind::Connect, sock_netns(start.sk)),
-        flow,
-        latency_ns,
-        errno,
-        ports_probed: 0,
-    });
+    send(
+        EventKind::Connect,
+        &LatencyEvent {
+            header: header(EventKind::Connect, sock_netns(start.sk)),
+            flow,
+            latency_ns,
+            errno,
+            ports_probed: 0,
+        },
+    );
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Building and sending records: headers, histograms, ring-buffer output.
 
 use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns};
-use tcptrace_common::{hist, EventHeader, EventKind, HistId, LatencyEvent};
+use tcptrace_common::{hist, EventHeader, EventKind, HistId};
 
 use crate::maps::{bump, global, EVENTS, HISTOGRAMS, LOST};
 
@@ -40,14 +40,14 @@ pub fn passes_threshold(latency_ns: u64, errno: i32) -> bool {
     (errno != 0 && errno != EINPROGRESS) || latency_ns >= global!(CONFIG.min_latency_ns)
 }
 
-/// Sends `event`, counting it as lost when the ring buffer is full.
+/// Sends a record of `kind`, counting it as lost when the ring buffer is full.
 #[inline(always)]
-pub fn send_latency(event: &LatencyEvent) {
-    match EVENTS.reserve::<LatencyEvent>(0) {
+pub fn send<T: Copy + 'static>(kind: EventKind, event: &T) {
+    match EVENTS.reserve::<T>(0) {
         Some(mut slot) => {
             slot.write(*event);
             slot.submit(0);
         }
-        None => bump(&LOST, event.header.kind as u32),
+        None => bump(&LOST, kind as u32),
     }
 }

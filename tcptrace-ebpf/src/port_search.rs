@@ -12,7 +12,7 @@ use aya_ebpf::{
 use tcptrace_common::{EventKind, HistId, LatencyEvent, Stat};
 
 use crate::{
-    emit::{header, now, passes_threshold, record_latency, send_latency},
+    emit::{header, now, passes_threshold, record_latency, send},
     kernel::{sock_flow, sock_netns},
     maps::count,
 };
@@ -60,13 +60,16 @@ fn try_search_exit(ret: i64) -> Result<(), i64> {
     if !passes_threshold(latency_ns, errno) {
         return Ok(());
     }
-    send_latency(&LatencyEvent {
-        header: header(EventKind::PortSearch, sock_netns(start.sk)),
-        flow: sock_flow(start.sk)?,
-        latency_ns,
-        errno,
-        ports_probed: start.ports_probed,
-    });
+    send(
+        EventKind::PortSearch,
+        &LatencyEvent {
+            header: header(EventKind::PortSearch, sock_netns(start.sk)),
+            flow: sock_flow(start.sk)?,
+            latency_ns,
+            errno,
+            ports_probed: start.ports_probed,
+        },
+    );
     Ok(())
 }
 

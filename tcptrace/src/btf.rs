@@ -72,7 +72,11 @@ impl KernelBtf {
         };
         for m in members {
             let name = self.btf.resolve_name(m).unwrap_or_default();
-            let member_ty = self.strip(self.btf.resolve_chained_type(m).map_err(|e| anyhow!("{e}"))?)?;
+            let member_ty = self.strip(
+                self.btf
+                    .resolve_chained_type(m)
+                    .map_err(|e| anyhow!("{e}"))?,
+            )?;
             if name == field {
                 if m.bitfield_size().is_some_and(|s| s != 0) {
                     bail!("member {field} is a bitfield; tcptrace cannot read it");
@@ -92,9 +96,18 @@ impl KernelBtf {
     fn strip(&self, mut ty: Type) -> Result<Type> {
         for _ in 0..16 {
             match &ty {
-                Type::Typedef(_) | Type::Volatile(_) | Type::Const(_) | Type::Restrict(_) | Type::TypeTag(_) => {
-                    let btf_ty = ty.as_btf_type().ok_or_else(|| anyhow!("BTF type without a target"))?;
-                    ty = self.btf.resolve_chained_type(btf_ty).map_err(|e| anyhow!("{e}"))?;
+                Type::Typedef(_)
+                | Type::Volatile(_)
+                | Type::Const(_)
+                | Type::Restrict(_)
+                | Type::TypeTag(_) => {
+                    let btf_ty = ty
+                        .as_btf_type()
+                        .ok_or_else(|| anyhow!("BTF type without a target"))?;
+                    ty = self
+                        .btf
+                        .resolve_chained_type(btf_ty)
+                        .map_err(|e| anyhow!("{e}"))?;
                 }
                 _ => return Ok(ty),
             }

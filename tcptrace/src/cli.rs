@@ -53,7 +53,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(s).map_err(|e| format!("{e} (use a number with a unit: 500ms, 1s, 2m)"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e} (use a number with a unit: 500ms, 1s, 2m)"))
 }
 
 #[cfg(test)]
@@ -83,7 +84,18 @@ mod tests {
 
     #[test]
     fn live_flags() {
-        let cli = parse(&["--json", "--interval", "250ms", "--duration", "2m", "--min-latency", "10us", "--attach", "kprobe"]).unwrap();
+        let cli = parse(&[
+            "--json",
+            "--interval",
+            "250ms",
+            "--duration",
+            "2m",
+            "--min-latency",
+            "10us",
+            "--attach",
+            "kprobe",
+        ])
+        .unwrap();
         assert!(cli.live.json);
         assert_eq!(cli.live.interval, Duration::from_millis(250));
         assert_eq!(cli.live.duration, Some(Duration::from_secs(120)));
@@ -94,7 +106,13 @@ mod tests {
     #[test]
     fn check_subcommand() {
         let cli = parse(&["check", "--attach", "fentry"]).unwrap();
-        assert!(matches!(cli.command, Some(Command::Check { attach: AttachMode::Fentry, json: false })));
+        assert!(matches!(
+            cli.command,
+            Some(Command::Check {
+                attach: AttachMode::Fentry,
+                json: false
+            })
+        ));
     }
 
     #[test]

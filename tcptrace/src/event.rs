@@ -37,8 +37,15 @@ impl From<&Flow> for Endpoints {
 /// What happened, per event kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Detail {
-    Connect { latency_ns: u64, errno: i32 },
-    PortSearch { latency_ns: u64, errno: i32, ports_probed: u32 },
+    Connect {
+        latency_ns: u64,
+        errno: i32,
+    },
+    PortSearch {
+        latency_ns: u64,
+        errno: i32,
+        ports_probed: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,7 +64,9 @@ pub struct Event {
 impl Event {
     pub fn latency_ns(&self) -> u64 {
         match self.detail {
-            Detail::Connect { latency_ns, .. } | Detail::PortSearch { latency_ns, .. } => latency_ns,
+            Detail::Connect { latency_ns, .. } | Detail::PortSearch { latency_ns, .. } => {
+                latency_ns
+            }
         }
     }
 
@@ -72,7 +81,11 @@ impl Event {
 pub enum DecodeError {
     Empty,
     UnknownKind(u8),
-    Short { kind: EventKind, len: usize, want: usize },
+    Short {
+        kind: EventKind,
+        len: usize,
+        want: usize,
+    },
 }
 
 impl fmt::Display for DecodeError {
@@ -93,7 +106,11 @@ impl std::error::Error for DecodeError {}
 fn read_record<T: Copy>(kind: EventKind, bytes: &[u8]) -> Result<T, DecodeError> {
     let want = std::mem::size_of::<T>();
     if bytes.len() < want {
-        return Err(DecodeError::Short { kind, len: bytes.len(), want });
+        return Err(DecodeError::Short {
+            kind,
+            len: bytes.len(),
+            want,
+        });
     }
     // SAFETY: the length is checked above and T is a plain-old-data record
     // from tcptrace-common for which any bit pattern is valid.
@@ -186,7 +203,10 @@ pub(crate) mod tests {
         };
         // SAFETY: LatencyEvent is repr(C) plain data.
         unsafe {
-            std::slice::from_raw_parts((&raw const rec).cast::<u8>(), std::mem::size_of::<LatencyEvent>())
+            std::slice::from_raw_parts(
+                (&raw const rec).cast::<u8>(),
+                std::mem::size_of::<LatencyEvent>(),
+            )
         }
         .to_vec()
     }
@@ -212,7 +232,13 @@ pub(crate) mod tests {
     fn decodes_connect_v6() {
         let ev = decode(&raw_latency(EventKind::Connect, AF_INET6, 0)).unwrap();
         assert_eq!(ev.endpoints.daddr, IpAddr::V6(Ipv6Addr::LOCALHOST));
-        assert_eq!(ev.detail, Detail::Connect { latency_ns: 1500, errno: 0 });
+        assert_eq!(
+            ev.detail,
+            Detail::Connect {
+                latency_ns: 1500,
+                errno: 0
+            }
+        );
     }
 
     #[test]

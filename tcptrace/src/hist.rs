@@ -22,12 +22,20 @@ impl Default for Histogram {
 
 /// Lower bound of a slot's range (slot 0 holds 0 and 1).
 pub fn slot_low(slot: usize) -> u64 {
-    if slot == 0 { 0 } else { 1u64 << slot }
+    if slot == 0 {
+        0
+    } else {
+        1u64 << slot
+    }
 }
 
 /// Exclusive upper bound of a slot's range, saturating at u64::MAX.
 pub fn slot_high(slot: usize) -> u64 {
-    if slot >= 63 { u64::MAX } else { 2u64 << slot }
+    if slot >= 63 {
+        u64::MAX
+    } else {
+        2u64 << slot
+    }
 }
 
 impl Histogram {
@@ -69,7 +77,12 @@ impl Histogram {
         let (Some(&first), Some(&last)) = (used.first(), used.last()) else {
             return out;
         };
-        let max = self.slots[first..=last].iter().copied().max().unwrap_or(1).max(1);
+        let max = self.slots[first..=last]
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(1)
+            .max(1);
         for slot in first..=last {
             let count = self.slots[slot];
             let bar = "@".repeat(((count * 40).div_ceil(max)) as usize);

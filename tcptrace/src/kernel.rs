@@ -65,7 +65,10 @@ pub fn raise_memlock() {
     // SAFETY: setrlimit with a valid, initialised struct.
     let ret = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
     if ret != 0 {
-        log::debug!("setrlimit(RLIMIT_MEMLOCK) failed: {}", std::io::Error::last_os_error());
+        log::debug!(
+            "setrlimit(RLIMIT_MEMLOCK) failed: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -76,7 +79,11 @@ pub fn ensure_filesystems() -> Result<()> {
         mount("tracefs", tracing, "tracefs")?;
     }
     let bpf = Path::new("/sys/fs/bpf");
-    if bpf.exists() && fs::read_dir(bpf).map(|mut d| d.next().is_none()).unwrap_or(false) {
+    if bpf.exists()
+        && fs::read_dir(bpf)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false)
+    {
         // An empty /sys/fs/bpf may simply be unmounted; mounting is harmless if
         // it was, and tcptrace pins nothing, so failure here is not fatal.
         let _ = mount("bpf", bpf, "bpf");
@@ -89,7 +96,15 @@ fn mount(source: &str, target: &Path, fstype: &str) -> Result<()> {
     let (src, fst) = (c(source)?, c(fstype)?);
     let tgt = c(&target.to_string_lossy())?;
     // SAFETY: all pointers are valid NUL-terminated strings for the call.
-    let ret = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), fst.as_ptr(), 0, std::ptr::null()) };
+    let ret = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            tgt.as_ptr(),
+            fst.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
     if ret != 0 {
         bail!(
             "{fstype} is not mounted at {} and mounting it failed ({}): mount it with \
@@ -105,7 +120,10 @@ fn mount(source: &str, target: &Path, fstype: &str) -> Result<()> {
 /// Nanoseconds to add to a CLOCK_BOOTTIME stamp to get Unix time.
 pub fn boot_to_unix_offset_ns() -> i64 {
     let now = |clock| {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: clock_gettime writes into a valid timespec.
         unsafe { libc::clock_gettime(clock, &mut ts) };
         ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64

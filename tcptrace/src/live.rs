@@ -31,7 +31,9 @@ struct CounterMaps {
 impl CounterMaps {
     fn take(ebpf: &mut aya::Ebpf) -> Result<Self> {
         let mut take = |name: &str| -> Result<PerCpuArray<MapData, u64>> {
-            let map = ebpf.take_map(name).with_context(|| format!("map {name} missing from the object"))?;
+            let map = ebpf
+                .take_map(name)
+                .with_context(|| format!("map {name} missing from the object"))?;
             PerCpuArray::try_from(map).with_context(|| format!("map {name}"))
         };
         Ok(Self {
@@ -43,7 +45,11 @@ impl CounterMaps {
 
     fn read(&self) -> Result<KernelCounters> {
         let sum = |map: &PerCpuArray<MapData, u64>, i: u32| -> Result<u64> {
-            Ok(map.get(&i, 0).context("reading a counter map")?.iter().sum())
+            Ok(map
+                .get(&i, 0)
+                .context("reading a counter map")?
+                .iter()
+                .sum())
         };
         Ok(KernelCounters {
             hists: hist::read_all(&self.hists)?,
@@ -77,10 +83,16 @@ pub async fn run(args: LiveArgs) -> Result<()> {
         .take_map(maps::EVENTS)
         .context("map EVENTS missing from the object")?;
     let ring = RingBuf::try_from(ring).context("map EVENTS")?;
-    let mut ring = AsyncFd::register(ring).context("polling the EVENTS ring buffer")?;
+    // SAFETY: the AsyncFd owns the ring buffer and with it the fd it
+    // registers, so the fd stays open for as long as it is registered.
+    let mut ring = unsafe { AsyncFd::register(ring) }.context("polling the EVENTS ring buffer")?;
 
     let boot_offset = crate::kernel::boot_to_unix_offset_ns();
-    let sink = if args.json { Sink::Json } else { Sink::Human(human::Human::new()) };
+    let sink = if args.json {
+        Sink::Json
+    } else {
+        Sink::Human(human::Human::new())
+    };
     let mut out = BufWriter::new(std::io::stdout().lock());
     if let Sink::Human(_) = sink {
         writeln!(out, "{}", human::HEADER)?;
@@ -91,13 +103,23 @@ pub async fn run(args: LiveArgs) -> Result<()> {
     let mut summary = Summary::default();
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let period = if args.interval.is_zero() { std::time::Duration::from_secs(86400 * 365) } else { args.interval };
+    let period = if args.interval.is_zero() {
+        std::time::Duration::from_secs(86400 * 365)
+    } else {
+        args.interval
+    };
     let mut ticker = interval_at(Instant::now() + period, period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let deadline = sleep(args.duration.unwrap_or(std::time::Duration::from_secs(86400 * 365 * 100)));
+    let deadline = sleep(
+        args.duration
+            .unwrap_or(std::time::Duration::from_secs(86400 * 365 * 100)),
+    );
     tokio::pin!(deadline);
 
-    let drain = |ring: &mut RingBuf<MapData>, out: &mut BufWriter<std::io::StdoutLock<'_>>, summary: &mut Summary| -> Result<()> {
+    let drain = |ring: &mut RingBuf<MapData>,
+                 out: &mut BufWriter<std::io::StdoutLock<'_>>,
+                 summary: &mut Summary|
+     -> Result<()> {
         while let Some(item) = ring.next() {
             match decode(&item) {
                 Ok(ev) => {
@@ -117,7 +139,10 @@ pub async fn run(args: LiveArgs) -> Result<()> {
         Ok(())
     };
 
-    let print_summary = |out: &mut BufWriter<std::io::StdoutLock<'_>>, summary: &Summary, final_: bool| -> Result<()> {
+    let print_summary = |out: &mut BufWriter<std::io::StdoutLock<'_>>,
+                         summary: &Summary,
+                         final_: bool|
+     -> Result<()> {
         let k = counters.read()?;
         if args.json {
             writeln!(out, "{}", summary.to_json(&k, final_))?;

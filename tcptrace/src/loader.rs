@@ -40,16 +40,32 @@ pub fn load(mode: AttachMode, config: Config) -> Result<Loaded> {
     let statuses = hooks::attach_all(&mut ebpf, aya_btf.as_ref(), &syms, &specs, mode);
     log::debug!("loaded and attached in {:?}", started.elapsed());
     if !statuses.iter().any(HookStatus::attached) {
-        let why: Vec<String> = statuses.iter().map(|s| format!("{}: {}", s.hook, s.notes.join("; "))).collect();
+        let why: Vec<String> = statuses
+            .iter()
+            .map(|s| format!("{}: {}", s.hook, s.notes.join("; ")))
+            .collect();
         bail!("no hook could attach on this kernel ({})", why.join(" | "));
     }
-    Ok(Loaded { ebpf, hooks: statuses })
+    Ok(Loaded {
+        ebpf,
+        hooks: statuses,
+    })
 }
 
 /// One line per hook for stderr or `tcptrace check`.
 pub fn describe(status: &HookStatus) -> String {
     match status.mechanism {
-        Some(m) => format!("{:<12} {:<11} {}", status.hook, m.to_string(), status.notes.join("; ")),
-        None => format!("{:<12} {:<11} {}", status.hook, "UNAVAILABLE", status.notes.join("; ")),
+        Some(m) => format!(
+            "{:<12} {:<11} {}",
+            status.hook,
+            m.to_string(),
+            status.notes.join("; ")
+        ),
+        None => format!(
+            "{:<12} {:<11} {}",
+            status.hook,
+            "UNAVAILABLE",
+            status.notes.join("; ")
+        ),
     }
 }

@@ -78,12 +78,21 @@ impl Summary {
             }
         }
         if self.max_ports_probed > 0 {
-            let _ = writeln!(out, "port search: at most {} ports probed in one connect()", self.max_ports_probed);
+            let _ = writeln!(
+                out,
+                "port search: at most {} ports probed in one connect()",
+                self.max_ports_probed
+            );
         }
         let lost = k.lost_total();
         let _ = write!(out, "lost events: {lost}");
         if lost > 0 {
-            let per: Vec<String> = k.lost.iter().filter(|(_, n)| *n > 0).map(|(kind, n)| format!("{}={n}", kind.name())).collect();
+            let per: Vec<String> = k
+                .lost
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(kind, n)| format!("{}={n}", kind.name()))
+                .collect();
             let _ = write!(out, " ({})", per.join(", "));
         }
         out.push('\n');
@@ -123,8 +132,16 @@ impl Summary {
             .iter()
             .map(|((kind, errno), n)| json!({"kind": kind, "errno": errno, "name": errno_name(*errno), "count": n}))
             .collect();
-        let lost: serde_json::Map<String, Value> = k.lost.iter().map(|(kind, n)| (kind.name().to_owned(), json!(n))).collect();
-        let stats: serde_json::Map<String, Value> = k.stats.iter().map(|(s, n)| (stat_name(*s).to_owned(), json!(n))).collect();
+        let lost: serde_json::Map<String, Value> = k
+            .lost
+            .iter()
+            .map(|(kind, n)| (kind.name().to_owned(), json!(n)))
+            .collect();
+        let stats: serde_json::Map<String, Value> = k
+            .stats
+            .iter()
+            .map(|(s, n)| (stat_name(*s).to_owned(), json!(n)))
+            .collect();
         json!({
             "kind": "summary",
             "final": final_,

@@ -181,10 +181,18 @@ fn attach_functions(
     let mut notes = Vec::new();
     let mut loaded = Vec::new();
     for t in targets {
-        let name = if mech == Mechanism::Fentry { t.fentry } else { t.kprobe };
+        let name = if mech == Mechanism::Fentry {
+            t.fentry
+        } else {
+            t.kprobe
+        };
         let result = attach_function(ebpf, aya_btf, syms, t, mech, &mut loaded);
         match result {
-            Ok(()) => notes.push(format!("{}{}", t.function, if t.ret { " (return)" } else { "" })),
+            Ok(()) => notes.push(format!(
+                "{}{}",
+                t.function,
+                if t.ret { " (return)" } else { "" }
+            )),
             Err(e) if t.optional => notes.push(format!("{} skipped: {e:#}", t.function)),
             Err(e) => {
                 unload(ebpf, loaded.iter().copied().chain([name]));
@@ -204,7 +212,9 @@ fn attach_function(
     loaded: &mut Vec<&'static str>,
 ) -> Result<()> {
     if !syms.contains(t.function) {
-        return Err(anyhow!("not in /proc/kallsyms (inlined or absent on this kernel)"));
+        return Err(anyhow!(
+            "not in /proc/kallsyms (inlined or absent on this kernel)"
+        ));
     }
     match mech {
         Mechanism::Fentry => {

@@ -8,7 +8,9 @@ pub fn spec(btf: &KernelBtf) -> HookSpec {
     // 6.18 added `bool rcu_lookup` as a fifth parameter; there the port that is
     // taken is checked twice, and only the lockless calls count.
     let rcu = |f: &str| btf.func_params(f).is_some_and(|n| n >= 5);
-    let check = |function: &'static str, plain: (&'static str, &'static str), with_rcu: (&'static str, &'static str)| {
+    let check = |function: &'static str,
+                 plain: (&'static str, &'static str),
+                 with_rcu: (&'static str, &'static str)| {
         let (fentry, kprobe) = if rcu(function) { with_rcu } else { plain };
         FnTarget {
             function,
@@ -40,12 +42,18 @@ pub fn spec(btf: &KernelBtf) -> HookSpec {
             check(
                 "__inet_check_established",
                 ("check_established_fentry", "check_established_kprobe"),
-                ("check_established_rcu_fentry", "check_established_rcu_kprobe"),
+                (
+                    "check_established_rcu_fentry",
+                    "check_established_rcu_kprobe",
+                ),
             ),
             check(
                 "__inet6_check_established",
                 ("check6_established_fentry", "check_established_kprobe"),
-                ("check6_established_rcu_fentry", "check_established_rcu_kprobe"),
+                (
+                    "check6_established_rcu_fentry",
+                    "check_established_rcu_kprobe",
+                ),
             ),
         ],
     }

@@ -30,9 +30,14 @@ impl Human {
         let peer = endpoint(e.daddr, e.dport);
         let (latency, mut result) = match ev.detail {
             Detail::Connect { latency_ns, errno } => (latency_ns, errno_name(errno)),
-            Detail::PortSearch { latency_ns, errno, ports_probed } => {
-                (latency_ns, format!("{} probed={ports_probed}", errno_name(errno)))
-            }
+            Detail::PortSearch {
+                latency_ns,
+                errno,
+                ports_probed,
+            } => (
+                latency_ns,
+                format!("{} probed={ports_probed}", errno_name(errno)),
+            ),
         };
         if self.color && ev.errno() != 0 && ev.errno() != libc::EINPROGRESS {
             result = format!("\x1b[31m{result}\x1b[0m");
@@ -48,7 +53,11 @@ impl Human {
 }
 
 fn endpoint(addr: std::net::IpAddr, port: u16) -> String {
-    let port = if port == 0 { "*".to_owned() } else { port.to_string() };
+    let port = if port == 0 {
+        "*".to_owned()
+    } else {
+        port.to_string()
+    };
     match addr {
         std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
         std::net::IpAddr::V4(a) => format!("{a}:{port}"),

@@ -33,7 +33,11 @@ pub fn event(ev: &Event, boot_offset_ns: i64) -> Value {
             v["errno"] = json!(errno);
             v["error"] = json!(errno_name(errno));
         }
-        Detail::PortSearch { latency_ns, errno, ports_probed } => {
+        Detail::PortSearch {
+            latency_ns,
+            errno,
+            ports_probed,
+        } => {
             v["latency_ns"] = json!(latency_ns);
             v["errno"] = json!(errno);
             v["error"] = json!(errno_name(errno));
@@ -55,10 +59,19 @@ mod tests {
         let v = event(&ev, 1_700_000_000_000_000_000);
         assert_eq!(v["kind"], "port_search");
         assert_eq!(v["time"], "2023-11-14T22:13:21.000000Z");
-        for (k, want) in [("pid", json!(42)), ("comm", json!("curl")), ("saddr", json!("127.0.0.1")),
-            ("sport", json!(40000)), ("daddr", json!("10.1.2.3")), ("dport", json!(8080)),
-            ("latency_ns", json!(1500)), ("errno", json!(99)), ("error", json!("EADDRNOTAVAIL")),
-            ("ports_probed", json!(7)), ("netns", json!(4026531840u32))] {
+        for (k, want) in [
+            ("pid", json!(42)),
+            ("comm", json!("curl")),
+            ("saddr", json!("127.0.0.1")),
+            ("sport", json!(40000)),
+            ("daddr", json!("10.1.2.3")),
+            ("dport", json!(8080)),
+            ("latency_ns", json!(1500)),
+            ("errno", json!(99)),
+            ("error", json!("EADDRNOTAVAIL")),
+            ("ports_probed", json!(7)),
+            ("netns", json!(4026531840u32)),
+        ] {
             assert_eq!(v[k], want, "{k}");
         }
     }

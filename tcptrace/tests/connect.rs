@@ -1,0 +1,126 @@
+//! Scenario tests for probe family 1 (connect() and port search) against the
+//! running kernel. They need root and are run by `cargo xtask test` (host) and
+//! inside every VM of the matrix.
+
+mod support;
+
+use std::{io::ErrorKind, net::TcpStream, thread};
+
+use serde_json::Value;
+use support::*;
+
+fn tid() -> u64 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() as u64 }
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn every_loopback_connect_is_reported_exactly_once() {
+    const N: usize = 25;
+    let tracer = Tracer::start(&[]);
+    let (l, addr) = listener("127.0.0.1:0");
+    let worker = thread::spawn(move || {
+        let held: Vec<TcpStream> = (0..N)
+            .map(|_| TcpStream::connect(addr).expect("connect"))
+            .collect();
+        drop(held);
+        tid()
+    });
+    let worker_tid = worker.join().expect("worker");
+    drop(l);
+    let objs = tracer.stop();
+    let mine: Vec<&Value> = events(&objs, "connect")
+        .filter(|e| e["tid"] == worker_tid)
+        .collect();
+    assert_eq!(mine.len(), N, "connect events for the worker thread");
+    for e in &mine {
+        assert_eq!(e["errno"], 0);
+        assert_eq!(e["daddr"], "127.0.0.1");
+        assert_eq!(e["dport"], addr.port());
+        assert_eq!(e["saddr"], "127.0.0.1");
+        assert!(e["sport"].as_u64().is_some_and(|p| p > 0), "{e}");
+        assert!(e["latency_ns"].as_u64().is_some_and(|l| l > 0), "{e}");
+        assert!(e["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{e}");
+    }
+    let summary = final_summary(&objs);
+    assert_eq!(summary["lost_total"], 0);
+    assert!(summary["histograms"]["connect"]["count"].as_u64().unwrap() >= N as u64);
+}
+
+/// A private netns whose ephemeral range holds `RANGE` ports, all taken by
+/// open connections to one destination: connect() number RANGE+1 must fail
+/// with EADDRNOTAVAIL, and tcptrace must say so exactly.
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn port_exhaustion_is_reported_with_eaddrnotavail() {
+    const RANGE: u16 = 8;
+    let tracer = Tracer::start(&[]);
+    let port_search = tracer.mechanism("port_search");
+    if required("port_search") {
+        assert!(
+            port_search.is_some(),
+            "port_search must attach here: {:?}",
+            tracer.attach_report
+        );
+    }
+    let worker = thread::spawn(|| {
+        enter_private_netns();
+        set_sysctl(
+            "net/ipv4/ip_local_port_range",
+            &format!("40000 {}", 40000 + RANGE - 1),
+        );
+        let (l, addr) = listener("127.0.0.1:5555");
+        let held: Vec<TcpStream> = (0..RANGE)
+            .map(|_| TcpStream::connect(addr).expect("connect within range"))
+            .collect();
+        let err = TcpStream::connect(addr).expect_err("the range is exhausted");
+        assert_eq!(err.raw_os_error(), Some(libc::EADDRNOTAVAIL), "{err}");
+        assert_ne!(err.kind(), ErrorKind::TimedOut);
+        drop((held, l));
+        thread_netns()
+    });
+    let netns = worker.join().expect("worker");
+    let objs = tracer.stop();
+
+    let in_ns = |kind: &str| -> Vec<Value> {
+        events(&objs, kind)
+            .filter(|e| e["netns"] == netns)
+            .cloned()
+            .collect()
+    };
+    let connects = in_ns("connect");
+    assert_eq!(
+        connects.len(),
+        RANGE as usize + 1,
+        "connect events in the test netns"
+    );
+    let failed: Vec<&Value> = connects.iter().filter(|e| e["errno"] != 0).collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["errno"], libc::EADDRNOTAVAIL);
+    assert_eq!(failed[0]["error"], "EADDRNOTAVAIL");
+    assert_eq!(failed[0]["dport"], 5555);
+
+    if port_search.is_some() {
+        let searches = in_ns("port_search");
+        assert_eq!(
+            searches.len(),
+            RANGE as usize + 1,
+            "one port search per connect()"
+        );
+        let exhausted: Vec<&Value> = searches.iter().filter(|e| e["errno"] != 0).collect();
+        assert_eq!(exhausted.len(), 1, "one EADDRNOTAVAIL port search");
+        assert_eq!(exhausted[0]["errno"], libc::EADDRNOTAVAIL);
+        let probed = exhausted[0]["ports_probed"].as_u64().expect("ports_probed");
+        assert!(
+            probed >= RANGE as u64,
+            "probed {probed} ports of a range of {RANGE}"
+        );
+        for ok in searches.iter().filter(|e| e["errno"] == 0) {
+            let sport = ok["sport"].as_u64().expect("chosen port");
+            assert!((40000..40000 + RANGE as u64).contains(&sport), "{ok}");
+        }
+    } else {
+        eprintln!("port_search unavailable on this kernel: connect() side checked only");
+    }
+}
