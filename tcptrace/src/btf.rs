@@ -32,11 +32,6 @@ impl KernelBtf {
         Ok(Self { btf })
     }
 
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let btf = Btf::from_bytes(bytes).map_err(|e| anyhow!("parsing BTF: {e}"))?;
-        Ok(Self { btf })
-    }
-
     fn named(&self, name: &str) -> Vec<Type> {
         self.btf.resolve_types_by_name(name).unwrap_or_default()
     }
@@ -128,6 +123,43 @@ impl KernelBtf {
     }
 }
 
+impl KernelBtf {
+    /// Name → value of every enumerator of `enum name` (e.g. `skb_drop_reason`),
+    /// so values that move between kernels are never taken from a table.
+    pub fn enum_values(&self, name: &str) -> Result<Vec<(String, u64)>> {
+        for ty in self.named(name) {
+            match ty {
+                Type::Enum(e) => {
+                    return e
+                        .members
+                        .iter()
+                        .map(|m| {
+                            Ok((
+                                self.btf.resolve_name(m).map_err(|e| anyhow!("{e}"))?,
+                                u64::from(m.val()),
+                            ))
+                        })
+                        .collect();
+                }
+                Type::Enum64(e) => {
+                    return e
+                        .members
+                        .iter()
+                        .map(|m| {
+                            Ok((
+                                self.btf.resolve_name(m).map_err(|e| anyhow!("{e}"))?,
+                                m.val(),
+                            ))
+                        })
+                        .collect();
+                }
+                _ => {}
+            }
+        }
+        bail!("enum {name} not found in kernel BTF")
+    }
+}
+
 /// Every offset the kernel programs read, from this kernel's BTF.
 pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets> {
     let off = |s: &str, p: &str| btf.member_offset(s, p);
@@ -151,4 +183,40 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets> {
         net_ns_inum: off("net", "ns.inum")?,
         _pad: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The running kernel's BTF: every supported build host and every VM of
+    /// the matrix has one.
+    fn host_btf() -> KernelBtf {
+        KernelBtf::from_sys().expect("kernel BTF")
+    }
+
+    #[test]
+    fn resolves_every_offset_on_this_kernel() {
+        let btf = host_btf();
+        let o = kernel_offsets(&btf).expect("offsets");
+        // sock_common starts with the address pair; skc_num follows skc_dport.
+        assert_eq!(o.skc_daddr, 0);
+        assert_eq!(o.skc_rcv_saddr, 4);
+        assert_eq!(o.skc_num, o.skc_dport + 2);
+        assert!(o.skc_v6_daddr > o.skc_family);
+        assert!(o.net_ns_inum > 0 && o.task_files > 0);
+    }
+
+    #[test]
+    fn function_params_and_enums() {
+        let btf = host_btf();
+        assert_eq!(btf.func_params("tcp_v4_connect"), Some(3));
+        assert_eq!(btf.func_params("no_such_function_in_any_kernel"), None);
+        let reasons = btf.enum_values("skb_drop_reason").expect("skb_drop_reason");
+        assert!(reasons
+            .iter()
+            .any(|(n, _)| n == "SKB_DROP_REASON_NOT_SPECIFIED"));
+        assert!(btf.member_offset("sock_common", "no_such_member").is_err());
+        assert!(btf.enum_values("no_such_enum").is_err());
+    }
 }

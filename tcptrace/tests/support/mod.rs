@@ -88,7 +88,7 @@ impl Tracer {
     }
 
     /// SIGINT, then every JSON object tcptrace printed.
-    pub fn stop(mut self) -> Vec<Value> {
+    pub fn stop(self) -> Vec<Value> {
         // Let the last events reach the ring buffer reader.
         std::thread::sleep(Duration::from_millis(300));
         nix::sys::signal::kill(
