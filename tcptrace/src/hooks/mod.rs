@@ -262,7 +262,9 @@ fn attach_function(
 /// verifier log.
 fn explain_fentry_load(e: ProgramError) -> anyhow::Error {
     match &e {
-        ProgramError::LoadError { io_error, .. } if io_error.raw_os_error() == Some(libc::EPERM) => {
+        ProgramError::LoadError { io_error, .. }
+            if io_error.raw_os_error() == Some(libc::EPERM) =>
+        {
             anyhow!("fentry/fexit refused by this kernel (EPERM at load: no BPF trampoline support or locked down)")
         }
         _ => anyhow::Error::from(e),
