@@ -10,7 +10,7 @@ pub mod event;
 pub mod hist;
 pub mod offsets;
 
-pub use config::Config;
+pub use config::{Config, Filter};
 pub use event::{EventHeader, EventKind, Flow, LatencyEvent};
 pub use hist::{HistId, HIST_SLOTS};
 pub use offsets::KernelOffsets;

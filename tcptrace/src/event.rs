@@ -56,6 +56,7 @@ pub struct Event {
     pub pid: u32,
     pub tid: u32,
     pub netns: u32,
+    pub cgroup: u64,
     pub comm: String,
     pub endpoints: Endpoints,
     pub detail: Detail,
@@ -121,6 +122,7 @@ fn with_header(h: &EventHeader, kind: EventKind, flow: &Flow, detail: Detail) ->
         pid: h.pid,
         tid: h.tid,
         netns: h.netns,
+        cgroup: h.cgroup,
         comm: comm(&h.comm),
         endpoints: Endpoints::from(flow),
         detail,
@@ -185,6 +187,7 @@ pub(crate) mod tests {
                 tid: 43,
                 netns: 4026531840,
                 ts_ns: 1_000_000_000,
+                cgroup: 7,
                 comm,
                 ..EventHeader::default()
             },
@@ -243,7 +246,7 @@ pub(crate) mod tests {
             Err(DecodeError::Short {
                 kind: EventKind::Connect,
                 len: 50,
-                want: 96
+                want: 104
             })
         );
     }

@@ -73,10 +73,15 @@ enum Sink {
 pub async fn run(args: LiveArgs) -> Result<()> {
     let config = Config {
         min_latency_ns: args.min_latency.as_nanos().min(u64::MAX as u128) as u64,
+        filter: args.filter.to_kernel(),
     };
     let Loaded { mut ebpf, hooks } = loader::load(args.attach, config)?;
     for status in &hooks {
         eprintln!("tcptrace: {}", loader::describe(status));
+    }
+    let filter = args.filter.describe();
+    if !filter.is_empty() {
+        eprintln!("tcptrace: filter (in the kernel): {filter}");
     }
     let counters = CounterMaps::take(&mut ebpf)?;
     let ring = ebpf

@@ -124,3 +124,38 @@ fn port_exhaustion_is_reported_with_eaddrnotavail() {
         eprintln!("port_search unavailable on this kernel: connect() side checked only");
     }
 }
+
+/// Filters apply in the kernel: events and histograms only count matches.
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn port_and_pid_filters_apply_in_the_kernel() {
+    const N: usize = 5;
+    let (wanted, wanted_addr) = listener("127.0.0.1:0");
+    let (other, other_addr) = listener("127.0.0.1:0");
+    let pid = std::process::id().to_string();
+    let port = wanted_addr.port().to_string();
+    let tracer = Tracer::start(&["--port", &port, "--pid", &pid]);
+    let worker = thread::spawn(move || {
+        let mut held = Vec::new();
+        for _ in 0..N {
+            held.push(TcpStream::connect(wanted_addr).expect("connect wanted"));
+            held.push(TcpStream::connect(other_addr).expect("connect other"));
+        }
+        drop(held);
+        tid()
+    });
+    let worker_tid = worker.join().expect("worker");
+    drop((wanted, other));
+    let objs = tracer.stop();
+    let all: Vec<&Value> = events(&objs, "connect").collect();
+    assert_eq!(all.len(), N, "only connects to the filtered port: {all:?}");
+    for e in &all {
+        assert_eq!(e["tid"], worker_tid);
+        assert_eq!(e["dport"], wanted_addr.port());
+    }
+    let summary = final_summary(&objs);
+    assert_eq!(
+        summary["histograms"]["connect"]["count"], N as u64,
+        "histograms honour the filter"
+    );
+}
