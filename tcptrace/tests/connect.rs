@@ -159,3 +159,36 @@ fn port_and_pid_filters_apply_in_the_kernel() {
         "histograms honour the filter"
     );
 }
+
+/// SIGTERM ends tracing with a final summary, and every program tcptrace
+/// loaded is gone from the kernel afterwards.
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn nothing_stays_attached_after_sigterm() {
+    const OURS: &[&str] = &[
+        "sys_enter_connect",
+        "sys_exit_connect",
+        "hash_connect_fentry",
+        "hash_connect_fexit",
+        "hash_connect_kprobe",
+        "hash_connect_kretprobe",
+    ];
+    assert_eq!(
+        loaded_tcptrace_programs(OURS),
+        Vec::<String>::new(),
+        "left over from an earlier run"
+    );
+    let tracer = Tracer::start(&[]);
+    let during = loaded_tcptrace_programs(OURS);
+    assert!(
+        during.len() >= 2,
+        "tcptrace's programs are loaded while it runs: {during:?}"
+    );
+    let objs = tracer.stop_with(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(final_summary(&objs)["final"], true);
+    assert_eq!(
+        loaded_tcptrace_programs(OURS),
+        Vec::<String>::new(),
+        "programs left in the kernel"
+    );
+}
