@@ -49,6 +49,8 @@ pub struct LiveArgs {
     pub attach: AttachMode,
     #[command(flatten)]
     pub filter: FilterArgs,
+    #[command(flatten)]
+    pub bench: crate::bench_flood::BenchArgs,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

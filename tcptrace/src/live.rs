@@ -83,6 +83,7 @@ pub async fn run(args: LiveArgs) -> Result<()> {
     if !filter.is_empty() {
         eprintln!("tcptrace: filter (in the kernel): {filter}");
     }
+    crate::bench_flood::attach(&mut ebpf, &args.bench)?;
     let counters = CounterMaps::take(&mut ebpf)?;
     let ring = ebpf
         .take_map(maps::EVENTS)
@@ -129,6 +130,9 @@ pub async fn run(args: LiveArgs) -> Result<()> {
             match decode(&item) {
                 Ok(ev) => {
                     summary.observe(&ev);
+                    if args.bench.bench_quiet {
+                        continue;
+                    }
                     match &sink {
                         Sink::Json => writeln!(out, "{}", json::event(&ev, boot_offset))?,
                         Sink::Human(h) => writeln!(out, "{}", h.line(&ev, boot_offset))?,

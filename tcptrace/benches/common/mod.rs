@@ -1,0 +1,442 @@
+//! Helpers shared by the benchmarks: tracer processes (tcptrace, bpftrace)
+//! with their output counted as it streams, CPU pinning, process CPU time
+//! and memory, statistics, and the `benchdata` lines `cargo xtask bench`
+//! turns into BENCHMARKS.md.
+#![allow(dead_code)]
+
+use std::{
+    io::Read as _,
+    os::unix::process::CommandExt as _,
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        mpsc, Arc, Mutex,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+
+/// The tcptrace binary: `TCPTRACE_BIN` (xtask, VM runs) or the one cargo built.
+pub fn tcptrace_bin() -> String {
+    std::env::var("TCPTRACE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tcptrace").to_owned())
+}
+
+/// `bpftrace` on PATH, unless `TCPTRACE_BENCH_NO_BPFTRACE` is set.
+pub fn bpftrace_bin() -> Option<String> {
+    if std::env::var_os("TCPTRACE_BENCH_NO_BPFTRACE").is_some() {
+        return None;
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("bpftrace"))
+        .find(|p| p.is_file())
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+pub fn bpftrace_version(bin: &str) -> String {
+    Command::new(bin)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// An integer from the environment, or `default`.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn ncpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// The CPU the workload runs on and the one tracers run on (the same one on
+/// a single-CPU machine).
+pub fn cpus() -> (usize, usize) {
+    (0, if ncpus() > 1 { 1 } else { 0 })
+}
+
+fn cpu_set(cpu: usize) -> libc::cpu_set_t {
+    // SAFETY: cpu_set_t is plain data; CPU_SET writes within it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        set
+    }
+}
+
+/// Pins the calling thread to `cpu`.
+pub fn pin_thread(cpu: usize) {
+    let set = cpu_set(cpu);
+    // SAFETY: valid cpu_set_t of the right size; 0 is the calling thread.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    assert_eq!(rc, 0, "sched_setaffinity({cpu})");
+}
+
+/// Makes `cmd` start pinned to `cpu` (like `taskset -c`).
+pub fn pin_command(cmd: &mut Command, cpu: usize) {
+    let set = cpu_set(cpu);
+    // SAFETY: sched_setaffinity is async-signal-safe; `set` is copied in.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+pub fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() as u32 }
+}
+
+/// Raises the open-file limit (benches hold many sockets).
+pub fn raise_nofile() {
+    let lim = libc::rlimit {
+        rlim_cur: 65536,
+        rlim_max: 65536,
+    };
+    // SAFETY: setrlimit with a valid struct.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+}
+
+/// CPU time (user + system) of every thread of `pid`, in nanoseconds.
+pub fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A `VmXxx:` field of /proc/PID/status in KiB.
+pub fn vm_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+pub fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// One machine-readable result line for `cargo xtask bench`.
+pub fn data(bench: &str, fields: Value) {
+    let mut obj = json!({ "bench": bench });
+    if let (Some(o), Value::Object(f)) = (obj.as_object_mut(), fields) {
+        o.extend(f);
+    }
+    println!("benchdata {obj}");
+}
+
+/// What the host and kernel are, for the report.
+pub fn environment(bench: &str) {
+    let uname = Command::new("uname")
+        .arg("-r")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    data(
+        bench,
+        json!({"kind": "env", "kernel": uname, "cpus": ncpus(), "loadavg": load.trim()}),
+    );
+}
+
+/// A tracer process whose stdout is read (and counted) as it streams.
+pub struct Running {
+    pub child: Child,
+    pub started: Instant,
+    lines: Arc<AtomicU64>,
+    needle_hits: Arc<AtomicU64>,
+    first_needle: mpsc::Receiver<Instant>,
+    tail: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<(Duration, String)>>>,
+    ready: mpsc::Receiver<Instant>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+/// What a stopped tracer printed.
+pub struct Finished {
+    pub lines: u64,
+    pub needle_hits: u64,
+    /// The last bytes of stdout (final summaries).
+    pub tail: String,
+    pub stderr: Vec<(Duration, String)>,
+    pub success: bool,
+}
+
+const TAIL: usize = 1 << 16;
+
+impl Running {
+    /// Spawns `cmd`; the first stdout line containing `first` is timed,
+    /// lines containing `count` are counted; the first stderr line
+    /// containing `ready` is timed.
+    pub fn spawn(mut cmd: Command, first: &str, count: &str, ready: &str) -> Running {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = cmd.spawn().expect("spawn tracer");
+        let mut stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = Arc::new(AtomicU64::new(0));
+        let needle_hits = Arc::new(AtomicU64::new(0));
+        let tail = Arc::new(Mutex::new(Vec::new()));
+        let (first_tx, first_needle) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let out_reader = {
+            let (lines, hits, tail) = (lines.clone(), needle_hits.clone(), tail.clone());
+            let first = first.as_bytes().to_vec();
+            let count = count.as_bytes().to_vec();
+            let has =
+                |line: &[u8], n: &[u8]| !n.is_empty() && line.windows(n.len()).any(|w| w == n);
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 1 << 18];
+                // The unfinished last line of the previous read.
+                let mut partial: Vec<u8> = Vec::new();
+                let mut sent = false;
+                loop {
+                    let n = match stdout.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let now = Instant::now();
+                    let chunk = &buf[..n];
+                    let mut start = 0;
+                    for (i, _) in chunk.iter().enumerate().filter(|(_, b)| **b == b'\n') {
+                        let line: &[u8] = if partial.is_empty() {
+                            &chunk[start..i]
+                        } else {
+                            partial.extend_from_slice(&chunk[start..i]);
+                            &partial
+                        };
+                        lines.fetch_add(1, Ordering::Relaxed);
+                        if has(line, &count) {
+                            hits.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if !sent && has(line, &first) {
+                            let _ = first_tx.send(now);
+                            sent = true;
+                        }
+                        partial.clear();
+                        start = i + 1;
+                    }
+                    partial.extend_from_slice(&chunk[start..]);
+                    let mut t = tail.lock().expect("tail");
+                    t.extend_from_slice(chunk);
+                    if t.len() > 2 * TAIL {
+                        let cut = t.len() - TAIL;
+                        t.drain(..cut);
+                    }
+                }
+            })
+        };
+        let err_reader = {
+            let ready = ready.to_owned();
+            let store = Arc::new(Mutex::new(Vec::new()));
+            let store2 = store.clone();
+            let h = std::thread::spawn(move || {
+                use std::io::BufRead as _;
+                let mut sent = false;
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if !sent && !ready.is_empty() && line.contains(&ready) {
+                        let _ = ready_tx.send(Instant::now());
+                        sent = true;
+                    }
+                    store2
+                        .lock()
+                        .expect("stderr")
+                        .push((started.elapsed(), line));
+                }
+            });
+            (h, store)
+        };
+        Running {
+            child,
+            started,
+            lines,
+            needle_hits,
+            first_needle,
+            tail,
+            stderr: err_reader.1,
+            ready: ready_rx,
+            readers: vec![out_reader, err_reader.0],
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn needle_hits(&self) -> u64 {
+        self.needle_hits.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `n` lines containing `count` were printed, up to `timeout`.
+    pub fn wait_count(&self, n: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.needle_hits() < n {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
+    }
+
+    /// When the `ready` stderr line came, waiting up to `timeout`.
+    pub fn wait_ready(&self, timeout: Duration) -> Option<Instant> {
+        self.ready.recv_timeout(timeout).ok()
+    }
+
+    /// When the first `first` line came, calling `poke` every `every` while
+    /// waiting (e.g. a marker connect()), up to `timeout`.
+    pub fn wait_needle(
+        &self,
+        timeout: Duration,
+        every: Duration,
+        mut poke: impl FnMut(),
+    ) -> Option<Instant> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            poke();
+            if let Ok(t) = self.first_needle.recv_timeout(every) {
+                return Some(t);
+            }
+        }
+        None
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr
+            .lock()
+            .expect("stderr")
+            .iter()
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// SIGINT, then waits (SIGKILL after `grace`) and collects the output.
+    pub fn stop(mut self, grace: Duration) -> Finished {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        let deadline = Instant::now() + grace;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    break self.child.wait().ok();
+                }
+            }
+        };
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        let tail = String::from_utf8_lossy(&self.tail.lock().expect("tail")).into_owned();
+        Finished {
+            lines: self.lines.load(Ordering::Relaxed),
+            needle_hits: self.needle_hits.load(Ordering::Relaxed),
+            tail,
+            stderr: std::mem::take(&mut *self.stderr.lock().expect("stderr")),
+            success: status.is_some_and(|s| s.success()),
+        }
+    }
+}
+
+/// The bpftrace equivalent of tcptrace's connect hook: per-thread start time
+/// and destination at sys_enter_connect for AF_INET/AF_INET6 sockets; at
+/// sys_exit_connect a log2 latency histogram of every call and one printf
+/// per failed (not EINPROGRESS) or slow call. `$1` is the threshold in ns.
+pub const BPFTRACE_CONNECT: &str = r#"
+tracepoint:syscalls:sys_enter_connect
+{
+  $sa = (struct sockaddr_in *)args->uservaddr;
+  if ($sa->sin_family == 2 || $sa->sin_family == 10) {
+    @start[tid] = (nsecs, $sa->sin_addr.s_addr, $sa->sin_port);
+  }
+}
+tracepoint:syscalls:sys_exit_connect
+/@start[tid].0/
+{
+  $s = @start[tid];
+  delete(@start[tid]);
+  $lat = nsecs - $s.0;
+  @connect_ns = hist($lat);
+  if ((args->ret < 0 && args->ret != -115) || $lat >= $1) {
+    printf("%s pid=%d tid=%d %s:%d lat=%d ret=%d\n", comm, pid, tid, ntop($s.1),
+           ($s.2 >> 8) | (($s.2 & 0xff) << 8), $lat, args->ret);
+  }
+}
+"#;
+
+/// A command running bpftrace on [`BPFTRACE_CONNECT`] with `threshold_ns`.
+pub fn bpftrace_connect(bin: &str, threshold_ns: u64) -> Command {
+    let path = std::env::temp_dir().join(format!("tcptrace-bench-{}.bt", std::process::id()));
+    std::fs::write(&path, BPFTRACE_CONNECT).expect("write bpftrace script");
+    let mut cmd = Command::new(bin);
+    cmd.arg(&path).arg(threshold_ns.to_string());
+    cmd
+}
+
+/// Moves the calling thread into a new network namespace with lo up.
+pub fn enter_private_netns() {
+    use std::os::fd::AsRawFd as _;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").expect("socket in the new netns");
+    // SAFETY: ifreq is plain data; the ioctls read/write it in place.
+    unsafe {
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        assert_eq!(
+            libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr),
+            0,
+            "SIOCGIFFLAGS lo"
+        );
+        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        assert_eq!(
+            libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr),
+            0,
+            "SIOCSIFFLAGS lo"
+        );
+    }
+}
+
+/// A connect() to a closed port of the calling thread's loopback: fails
+/// fast with ECONNREFUSED, which every tracer prints.
+pub fn marker_connect(port: u16) {
+    let _ = std::net::TcpStream::connect(("127.0.0.1", port));
+}
