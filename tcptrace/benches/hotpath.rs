@@ -30,6 +30,11 @@ use serde_json::json;
 
 /// Marker connects go to this closed port of the private loopback.
 const MARKER_PORT: u16 = 4747;
+/// Largest EISCONN batch: under a third of tcptrace's 4 MiB ring buffer and
+/// of bpftrace's perf buffers as configured here.
+const EISCONN_BATCH_MAX: usize = 12_000;
+/// bpftrace perf buffer pages per CPU (default 64): 2 MiB per CPU.
+const BPFTRACE_PAGES: &str = "512";
 /// Successful calls faster than this are not printed (both tracers).
 const THRESHOLD_NS: u64 = 1_000_000;
 
@@ -55,7 +60,19 @@ enum Cmd {
 
 /// The workload thread: private netns, pinned, a listener and one
 /// connected socket. Answers each command with the elapsed nanoseconds.
-fn workload_thread(cpu: usize, rx: mpsc::Receiver<Cmd>, tx: mpsc::Sender<u64>) {
+/// CPU time of the calling thread, in nanoseconds.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Answers each command with (wall, thread CPU) nanoseconds.
+fn workload_thread(cpu: usize, rx: mpsc::Receiver<Cmd>, tx: mpsc::Sender<(u64, u64)>) {
     enter_private_netns();
     pin_thread(cpu);
     let l = TcpListener::bind("127.0.0.1:0").expect("listener");
@@ -64,6 +81,7 @@ fn workload_thread(cpu: usize, rx: mpsc::Receiver<Cmd>, tx: mpsc::Sender<u64>) {
     let _peer = l.accept().expect("accept");
     let sa = sockaddr(addr);
     while let Ok(cmd) = rx.recv() {
+        let cpu0 = thread_cpu_ns();
         let ns = match cmd {
             Cmd::Marker => {
                 marker_connect(MARKER_PORT);
@@ -72,7 +90,7 @@ fn workload_thread(cpu: usize, rx: mpsc::Receiver<Cmd>, tx: mpsc::Sender<u64>) {
             Cmd::Run(Workload::Eisconn, n) => eisconn(held.as_raw_fd(), &sa, n),
             Cmd::Run(Workload::Loopback, n) => loopback(&l, addr, n),
         };
-        if tx.send(ns).is_err() {
+        if tx.send((ns, thread_cpu_ns() - cpu0)).is_err() {
             break;
         }
     }
@@ -128,11 +146,12 @@ fn loopback(l: &TcpListener, addr: SocketAddr, n: usize) -> u64 {
 
 struct Worker {
     tx: mpsc::Sender<Cmd>,
-    rx: mpsc::Receiver<u64>,
+    rx: mpsc::Receiver<(u64, u64)>,
 }
 
 impl Worker {
-    fn run(&self, w: Workload, n: usize) -> u64 {
+    /// (wall, thread CPU) nanoseconds for `n` calls.
+    fn run(&self, w: Workload, n: usize) -> (u64, u64) {
         self.tx.send(Cmd::Run(w, n)).expect("worker");
         self.rx.recv().expect("worker")
     }
@@ -190,14 +209,20 @@ impl Tracer {
                 c.args(extra);
                 (c, "EISCONN")
             }
-            Self::Bpftrace(bin) => (bpftrace_connect(bin, THRESHOLD_NS), "ret=-106"),
+            Self::Bpftrace(bin) => {
+                let mut c = bpftrace_connect(bin, THRESHOLD_NS);
+                c.env("BPFTRACE_PERF_RB_PAGES", BPFTRACE_PAGES);
+                (c, "ret=-106")
+            }
         };
         pin_command(&mut cmd, cpu);
-        let r = Running::spawn(
+        let mut r = Running::spawn_to_file(
             cmd,
-            &format!("127.0.0.1:{MARKER_PORT}"),
-            eisconn,
-            "tracing;",
+            Watch {
+                first: format!("127.0.0.1:{MARKER_PORT}"),
+                count: eisconn.into(),
+                ready: "tracing;".into(),
+            },
         );
         if !self.reports() {
             // Filtered variants report nothing: attached once tcptrace says so.
@@ -242,7 +267,7 @@ fn lost(tracer: &Tracer, f: &Finished) -> u64 {
     match tracer {
         Tracer::Bpftrace(_) => {
             let err: String = f.stderr.iter().map(|(_, l)| format!("{l}\n")).collect();
-            num_after(&f.tail, "Lost") + num_after(&err, "Lost")
+            num_after(&f.lost_lines.join("\n"), "Lost") + num_after(&err, "Lost")
         }
         _ => num_after(&f.tail, "lost events:"),
     }
@@ -253,7 +278,7 @@ fn main() {
     environment("hotpath");
     let (work_cpu, tracer_cpu) = cpus();
     let rounds = env_usize("TCPTRACE_BENCH_ROUNDS", 8);
-    let batches = env_usize("TCPTRACE_BENCH_BATCHES", 5);
+    let batches = env_usize("TCPTRACE_BENCH_BATCHES", 10);
     let batch_ms = env_usize("TCPTRACE_BENCH_BATCH_MS", 30) as u64;
 
     let mut tracers = vec![Tracer::None];
@@ -309,21 +334,31 @@ fn main() {
         .map(|&w| {
             let probe = 200;
             worker.run(w, probe);
-            let ns = worker.run(w, probe).max(1);
-            ((batch_ms * 1_000_000 * probe as u64 / ns) as usize).max(50)
+            let ns = worker.run(w, probe).0.max(1);
+            let n = ((batch_ms * 1_000_000 * probe as u64 / ns) as usize).max(50);
+            match w {
+                // Every call is reported: a batch fits in either tracer's
+                // buffers, and the next starts once all were printed, so the
+                // cost measured is that of delivered events, not of drops.
+                Workload::Eisconn => n.min(EISCONN_BATCH_MAX),
+                Workload::Loopback => n,
+            }
         })
         .collect();
     for (w, n) in workloads.iter().zip(&sizes) {
         eprintln!("bench hotpath: {} batches of {n} calls", w.name());
     }
 
-    // samples[tracer][workload] = ns per call, one per batch.
+    // samples[tracer][workload] = ns per call, one per batch, wall clock
+    // and the workload thread's CPU time.
     let mut samples = vec![vec![Vec::new(); workloads.len()]; tracers.len()];
+    let mut cpu_samples = vec![vec![Vec::new(); workloads.len()]; tracers.len()];
     for round in 0..rounds {
         for k in 0..tracers.len() {
             let ti = (k + round) % tracers.len();
             let tracer = &tracers[ti];
-            let running = tracer.start(&worker, tracer_cpu);
+            let mut running = tracer.start(&worker, tracer_cpu);
+            let tracer_cpu0 = running.as_ref().map_or(0, |r| cpu_ns(r.pid()));
             let mut eisconn_calls = 0u64;
             for (wi, &w) in workloads.iter().enumerate() {
                 worker.run(w, sizes[wi] / 4); // warm-up
@@ -335,29 +370,32 @@ fn main() {
                 for (wi, &w) in workloads.iter().enumerate() {
                     // Each batch starts with the tracer idle: every report of
                     // the previous batch printed.
-                    if let Some(r) = running.as_ref().filter(|_| tracer.reports()) {
+                    if let Some(r) = running.as_mut().filter(|_| tracer.reports()) {
                         r.wait_count(eisconn_calls, Duration::from_secs(30));
                     }
-                    let ns = worker.run(w, sizes[wi]);
+                    let (ns, cpu) = worker.run(w, sizes[wi]);
                     samples[ti][wi].push(ns as f64 / sizes[wi] as f64);
+                    cpu_samples[ti][wi].push(cpu as f64 / sizes[wi] as f64);
                     if matches!(w, Workload::Eisconn) {
                         eisconn_calls += sizes[wi] as u64;
                     }
                 }
             }
-            if let Some(r) = running {
+            if let Some(mut r) = running {
                 // Let the tracer print what is still queued.
                 if tracer.reports() {
                     r.wait_count(eisconn_calls, Duration::from_secs(30));
                 }
                 std::thread::sleep(Duration::from_millis(100));
+                let tracer_cpu_ns = cpu_ns(r.pid()) - tracer_cpu0;
                 let f = r.stop(Duration::from_secs(30));
                 let eis = f.needle_hits;
                 data(
                     "hotpath",
                     json!({"kind": "session", "round": round, "tracer": tracer.name(),
                            "eisconn_calls": eisconn_calls, "eisconn_reported": eis,
-                           "lost": lost(tracer, &f), "exit_ok": f.success}),
+                           "lost": lost(tracer, &f), "exit_ok": f.success,
+                           "tracer_cpu_ns": tracer_cpu_ns}),
                 );
             }
         }
@@ -371,16 +409,24 @@ fn main() {
             data(
                 "hotpath",
                 json!({"kind": "ns_per_call", "workload": w.name(), "tracer": t.name(),
-                       "calls_per_batch": sizes[wi], "samples": s}),
+                       "calls_per_batch": sizes[wi], "samples": s,
+                       "cpu_samples": cpu_samples[ti][wi]}),
             );
+            let c = &cpu_samples[ti][wi];
+            let cb = &cpu_samples[0][wi];
             println!(
-                "bench hotpath {} {}: ns/call min={:.0} median={:.0}; added min={:.0} median={:.0}",
+                "bench hotpath {} {}: wall ns/call min={:.0} median={:.0} (added {:.0}/{:.0}); \
+                 thread CPU ns/call min={:.0} median={:.0} (added {:.0}/{:.0})",
                 w.name(),
                 t.name(),
                 min(s),
                 median(s),
                 min(s) - min(base),
-                median(s) - median(base)
+                median(s) - median(base),
+                min(c),
+                median(c),
+                min(c) - min(cb),
+                median(c) - median(cb)
             );
         }
     }

@@ -70,6 +70,17 @@ enum Sink {
     Json,
 }
 
+/// Hands the heap that parsing kernel BTF used at load time (tens of MiB)
+/// back to the system, so a long run keeps only what it uses.
+fn release_load_memory() {
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
+}
+
+/// Ring buffer polling period while events flow, and its ceiling when idle.
+const POLL_MIN: std::time::Duration = std::time::Duration::from_millis(5);
+const POLL_MAX: std::time::Duration = std::time::Duration::from_millis(40);
+
 pub async fn run(args: LiveArgs) -> Result<()> {
     let config = Config {
         min_latency_ns: args.min_latency.as_nanos().min(u64::MAX as u128) as u64,
@@ -84,6 +95,7 @@ pub async fn run(args: LiveArgs) -> Result<()> {
         eprintln!("tcptrace: filter (in the kernel): {filter}");
     }
     crate::bench_flood::attach(&mut ebpf, &args.bench)?;
+    release_load_memory();
     let counters = CounterMaps::take(&mut ebpf)?;
     let ring = ebpf
         .take_map(maps::EVENTS)
@@ -125,8 +137,10 @@ pub async fn run(args: LiveArgs) -> Result<()> {
     let drain = |ring: &mut RingBuf<MapData>,
                  out: &mut BufWriter<std::io::StdoutLock<'_>>,
                  summary: &mut Summary|
-     -> Result<()> {
+     -> Result<usize> {
+        let mut n = 0;
         while let Some(item) = ring.next() {
+            n += 1;
             match decode(&item) {
                 Ok(ev) => {
                     summary.observe(&ev);
@@ -145,7 +159,7 @@ pub async fn run(args: LiveArgs) -> Result<()> {
             }
         }
         out.flush()?;
-        Ok(())
+        Ok(n)
     };
 
     let print_summary = |out: &mut BufWriter<std::io::StdoutLock<'_>>,
@@ -163,12 +177,23 @@ pub async fn run(args: LiveArgs) -> Result<()> {
         Ok(())
     };
 
+    // The programs wake this loop only once per WAKEUP_BYTES of unread
+    // records; below that it polls, often while events flow, less when idle.
+    let mut poll_every = POLL_MIN;
+    let poll = sleep(poll_every);
+    tokio::pin!(poll);
+
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
                 drain(guard.get_inner_mut(), &mut out, &mut summary)?;
                 guard.clear_ready();
+            }
+            _ = &mut poll => {
+                let n = drain(ring.get_mut(), &mut out, &mut summary)?;
+                poll_every = if n > 0 { POLL_MIN } else { (poll_every * 2).min(POLL_MAX) };
+                poll.as_mut().reset(Instant::now() + poll_every);
             }
             _ = ticker.tick() => print_summary(&mut out, &summary, false)?,
             _ = sigint.recv() => break,

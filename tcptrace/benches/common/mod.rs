@@ -10,7 +10,7 @@ use std::{
     process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicU64, Ordering},
-        mpsc, Arc, Mutex,
+        Arc, Mutex,
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -170,17 +170,98 @@ pub fn environment(bench: &str) {
     );
 }
 
-/// A tracer process whose stdout is read (and counted) as it streams.
+/// What to look for in a tracer's stdout.
+#[derive(Clone, Default)]
+pub struct Watch {
+    /// The first line containing this is timed.
+    pub first: String,
+    /// Lines containing this are counted.
+    pub count: String,
+    /// The first line (stdout or stderr) containing this is timed.
+    pub ready: String,
+}
+
+/// Line scanner over a tracer's stdout, fed from a pipe reader thread or
+/// by reading a file as it grows.
+#[derive(Default)]
+struct Scan {
+    watch: Watch,
+    partial: Vec<u8>,
+    lines: u64,
+    hits: u64,
+    first_at: Option<Instant>,
+    ready_at: Option<Instant>,
+    lost_lines: Vec<String>,
+    tail: Vec<u8>,
+}
+
+const TAIL: usize = 1 << 16;
+
+impl Scan {
+    fn feed(&mut self, chunk: &[u8], now: Instant) {
+        let has = |line: &[u8], n: &str| {
+            !n.is_empty() && line.windows(n.len()).any(|w| w == n.as_bytes())
+        };
+        let mut start = 0;
+        for i in memchr_all(chunk) {
+            let mut owned = std::mem::take(&mut self.partial);
+            let line: &[u8] = if owned.is_empty() {
+                &chunk[start..i]
+            } else {
+                owned.extend_from_slice(&chunk[start..i]);
+                &owned
+            };
+            self.lines += 1;
+            if has(line, &self.watch.count) {
+                self.hits += 1;
+            }
+            if self.first_at.is_none() && has(line, &self.watch.first) {
+                self.first_at = Some(now);
+            }
+            if self.ready_at.is_none() && has(line, &self.watch.ready) {
+                self.ready_at = Some(now);
+            }
+            if line.starts_with(b"Lost ") {
+                self.lost_lines
+                    .push(String::from_utf8_lossy(line).into_owned());
+            }
+            owned.clear();
+            self.partial = owned;
+            start = i + 1;
+        }
+        self.partial.extend_from_slice(&chunk[start..]);
+        self.tail.extend_from_slice(chunk);
+        if self.tail.len() > 2 * TAIL {
+            let cut = self.tail.len() - TAIL;
+            self.tail.drain(..cut);
+        }
+    }
+}
+
+fn memchr_all(chunk: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    chunk
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .map(|(i, _)| i)
+}
+
+enum Out {
+    /// A reader thread feeds the scanner.
+    Pipe(JoinHandle<()>),
+    /// stdout goes to this file (tmpfs), scanned when asked: no reader
+    /// competes with the tracer for CPU while it works.
+    File(std::path::PathBuf, std::fs::File),
+}
+
+/// A tracer process whose stdout is scanned as it streams.
 pub struct Running {
     pub child: Child,
     pub started: Instant,
-    lines: Arc<AtomicU64>,
-    needle_hits: Arc<AtomicU64>,
-    first_needle: mpsc::Receiver<Instant>,
-    tail: Arc<Mutex<Vec<u8>>>,
+    scan: Arc<Mutex<Scan>>,
+    out: Option<Out>,
     stderr: Arc<Mutex<Vec<(Duration, String)>>>,
-    ready: mpsc::Receiver<Instant>,
-    readers: Vec<JoinHandle<()>>,
+    err_reader: Option<JoinHandle<()>>,
 }
 
 /// What a stopped tracer printed.
@@ -189,105 +270,100 @@ pub struct Finished {
     pub needle_hits: u64,
     /// The last bytes of stdout (final summaries).
     pub tail: String,
+    /// Every stdout line reporting lost events (bpftrace prints them
+    /// mid-stream).
+    pub lost_lines: Vec<String>,
     pub stderr: Vec<(Duration, String)>,
     pub success: bool,
 }
 
-const TAIL: usize = 1 << 16;
-
 impl Running {
-    /// Spawns `cmd`; the first stdout line containing `first` is timed,
-    /// lines containing `count` are counted; the first stderr line
-    /// containing `ready` is timed.
-    pub fn spawn(mut cmd: Command, first: &str, count: &str, ready: &str) -> Running {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    /// Spawns `cmd` with stdout to a pipe read by a thread (exact timing).
+    pub fn spawn(cmd: Command, watch: Watch) -> Running {
+        Self::start(cmd, watch, false)
+    }
+
+    /// Spawns `cmd` with stdout to a file under /dev/shm, scanned only when
+    /// waited on or stopped.
+    pub fn spawn_to_file(cmd: Command, watch: Watch) -> Running {
+        Self::start(cmd, watch, true)
+    }
+
+    fn start(mut cmd: Command, watch: Watch, to_file: bool) -> Running {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let file = to_file.then(|| {
+            let dir = if std::path::Path::new("/dev/shm").is_dir() {
+                std::path::PathBuf::from("/dev/shm")
+            } else {
+                std::env::temp_dir()
+            };
+            let path = dir.join(format!(
+                "tcptrace-bench-{}-{}.out",
+                std::process::id(),
+                SEQ.fetch_add(1, Ordering::Relaxed)
+            ));
+            let f = std::fs::File::create(&path).expect("create output file");
+            (path, f)
+        });
+        match &file {
+            Some((_, f)) => cmd.stdout(f.try_clone().expect("dup output file")),
+            None => cmd.stdout(Stdio::piped()),
+        };
+        cmd.stderr(Stdio::piped());
         let started = Instant::now();
         let mut child = cmd.spawn().expect("spawn tracer");
-        let mut stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
-        let lines = Arc::new(AtomicU64::new(0));
-        let needle_hits = Arc::new(AtomicU64::new(0));
-        let tail = Arc::new(Mutex::new(Vec::new()));
-        let (first_tx, first_needle) = mpsc::channel();
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let out_reader = {
-            let (lines, hits, tail) = (lines.clone(), needle_hits.clone(), tail.clone());
-            let first = first.as_bytes().to_vec();
-            let count = count.as_bytes().to_vec();
-            let has =
-                |line: &[u8], n: &[u8]| !n.is_empty() && line.windows(n.len()).any(|w| w == n);
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 1 << 18];
-                // The unfinished last line of the previous read.
-                let mut partial: Vec<u8> = Vec::new();
-                let mut sent = false;
-                loop {
-                    let n = match stdout.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    let now = Instant::now();
-                    let chunk = &buf[..n];
-                    let mut start = 0;
-                    for (i, _) in chunk.iter().enumerate().filter(|(_, b)| **b == b'\n') {
-                        let line: &[u8] = if partial.is_empty() {
-                            &chunk[start..i]
-                        } else {
-                            partial.extend_from_slice(&chunk[start..i]);
-                            &partial
+        let scan = Arc::new(Mutex::new(Scan {
+            watch: watch.clone(),
+            ..Scan::default()
+        }));
+        let out = match file {
+            Some((path, _)) => {
+                let reader = std::fs::File::open(&path).expect("open output file");
+                Out::File(path, reader)
+            }
+            None => {
+                let mut stdout = child.stdout.take().expect("stdout");
+                let scan = scan.clone();
+                Out::Pipe(std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 1 << 18];
+                    loop {
+                        let n = match stdout.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
                         };
-                        lines.fetch_add(1, Ordering::Relaxed);
-                        if has(line, &count) {
-                            hits.fetch_add(1, Ordering::Relaxed);
-                        }
-                        if !sent && has(line, &first) {
-                            let _ = first_tx.send(now);
-                            sent = true;
-                        }
-                        partial.clear();
-                        start = i + 1;
+                        let now = Instant::now();
+                        scan.lock().expect("scan").feed(&buf[..n], now);
                     }
-                    partial.extend_from_slice(&chunk[start..]);
-                    let mut t = tail.lock().expect("tail");
-                    t.extend_from_slice(chunk);
-                    if t.len() > 2 * TAIL {
-                        let cut = t.len() - TAIL;
-                        t.drain(..cut);
-                    }
-                }
-            })
+                }))
+            }
         };
+        let store = Arc::new(Mutex::new(Vec::new()));
         let err_reader = {
-            let ready = ready.to_owned();
-            let store = Arc::new(Mutex::new(Vec::new()));
-            let store2 = store.clone();
-            let h = std::thread::spawn(move || {
+            let (store, scan) = (store.clone(), scan.clone());
+            let ready = watch.ready;
+            std::thread::spawn(move || {
                 use std::io::BufRead as _;
-                let mut sent = false;
                 for line in std::io::BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    if !sent && !ready.is_empty() && line.contains(&ready) {
-                        let _ = ready_tx.send(Instant::now());
-                        sent = true;
+                    if !ready.is_empty() && line.contains(&ready) {
+                        let mut s = scan.lock().expect("scan");
+                        s.ready_at.get_or_insert_with(Instant::now);
                     }
-                    store2
+                    store
                         .lock()
                         .expect("stderr")
                         .push((started.elapsed(), line));
                 }
-            });
-            (h, store)
+            })
         };
         Running {
             child,
             started,
-            lines,
-            needle_hits,
-            first_needle,
-            tail,
-            stderr: err_reader.1,
-            ready: ready_rx,
-            readers: vec![out_reader, err_reader.0],
+            scan,
+            out: Some(out),
+            stderr: store,
+            err_reader: Some(err_reader),
         }
     }
 
@@ -295,43 +371,80 @@ impl Running {
         self.child.id()
     }
 
-    pub fn needle_hits(&self) -> u64 {
-        self.needle_hits.load(Ordering::Relaxed)
+    /// Scans what the file gained since the last call (file mode).
+    fn poll(&mut self) {
+        if let Some(Out::File(_, f)) = &mut self.out {
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = f.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                let now = Instant::now();
+                self.scan.lock().expect("scan").feed(&buf[..n], now);
+            }
+        }
     }
 
-    /// Waits until `n` lines containing `count` were printed, up to `timeout`.
-    pub fn wait_count(&self, n: u64, timeout: Duration) -> bool {
+    fn wait_for<T>(
+        &mut self,
+        timeout: Duration,
+        every: Duration,
+        mut poke: impl FnMut(),
+        mut get: impl FnMut(&Scan) -> Option<T>,
+    ) -> Option<T> {
         let deadline = Instant::now() + timeout;
-        while self.needle_hits() < n {
+        loop {
+            self.poll();
+            if let Some(v) = get(&self.scan.lock().expect("scan")) {
+                return Some(v);
+            }
             if Instant::now() >= deadline {
+                return None;
+            }
+            poke();
+            std::thread::sleep(every);
+        }
+    }
+
+    pub fn needle_hits(&mut self) -> u64 {
+        self.poll();
+        self.scan.lock().expect("scan").hits
+    }
+
+    /// Waits until `n` lines containing `count` were printed, or none came
+    /// for 300 ms (events lost), up to `timeout`.
+    pub fn wait_count(&mut self, n: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (mut last, mut since) = (self.needle_hits(), Instant::now());
+        while last < n {
+            let now = Instant::now();
+            if now >= deadline || now - since > Duration::from_millis(300) {
                 return false;
             }
             std::thread::sleep(Duration::from_millis(2));
+            let hits = self.needle_hits();
+            if hits != last {
+                (last, since) = (hits, Instant::now());
+            }
         }
         true
     }
 
-    /// When the `ready` stderr line came, waiting up to `timeout`.
-    pub fn wait_ready(&self, timeout: Duration) -> Option<Instant> {
-        self.ready.recv_timeout(timeout).ok()
+    /// When the `ready` line came, waiting up to `timeout`.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Option<Instant> {
+        self.wait_for(timeout, Duration::from_millis(1), || {}, |s| s.ready_at)
     }
 
     /// When the first `first` line came, calling `poke` every `every` while
     /// waiting (e.g. a marker connect()), up to `timeout`.
     pub fn wait_needle(
-        &self,
+        &mut self,
         timeout: Duration,
         every: Duration,
-        mut poke: impl FnMut(),
+        poke: impl FnMut(),
     ) -> Option<Instant> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            poke();
-            if let Ok(t) = self.first_needle.recv_timeout(every) {
-                return Some(t);
-            }
-        }
-        None
+        self.wait_for(timeout, every, poke, |s| s.first_at)
     }
 
     pub fn stderr_text(&self) -> String {
@@ -361,14 +474,28 @@ impl Running {
                 }
             }
         };
-        for r in self.readers.drain(..) {
+        self.poll();
+        match self.out.take() {
+            Some(Out::Pipe(reader)) => {
+                let _ = reader.join();
+            }
+            Some(Out::File(path, _)) => {
+                let _ = std::fs::remove_file(path);
+            }
+            None => {}
+        }
+        if let Some(r) = self.err_reader.take() {
             let _ = r.join();
         }
-        let tail = String::from_utf8_lossy(&self.tail.lock().expect("tail")).into_owned();
+        let mut scan = self.scan.lock().expect("scan");
+        if !scan.partial.is_empty() {
+            scan.feed(b"\n", Instant::now());
+        }
         Finished {
-            lines: self.lines.load(Ordering::Relaxed),
-            needle_hits: self.needle_hits.load(Ordering::Relaxed),
-            tail,
+            lines: scan.lines,
+            needle_hits: scan.hits,
+            tail: String::from_utf8_lossy(&scan.tail).into_owned(),
+            lost_lines: std::mem::take(&mut scan.lost_lines),
             stderr: std::mem::take(&mut *self.stderr.lock().expect("stderr")),
             success: status.is_some_and(|s| s.success()),
         }

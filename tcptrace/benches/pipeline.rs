@@ -1,0 +1,246 @@
+//! Pipeline: events per second tcptrace drains from the ring buffer and
+//! decodes on one core, with zero loss; its CPU and memory at fixed rates.
+//!
+//! The events come from the bench-only source (`--bench-flood PID:N`, a
+//! program on the getppid() tracepoint that emits N synthetic connect
+//! records per call of this process; never attached in normal runs): one
+//! thread pinned to CPU 0 calls getppid() at a paced rate, tcptrace runs
+//! pinned to CPU 1. Its `--pid` filter keeps every other process's real
+//! connect() events out, so what it counts is exactly what was generated.
+//! Sinks: `quiet` (decode and summarise, print only the final summary, a
+//! hidden bench flag), `json` and `human` (every event printed to a pipe
+//! this bench reads). Needs root.
+
+mod common;
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use common::*;
+use serde_json::{json, Value};
+
+#[derive(Clone, Copy)]
+enum Sink {
+    Quiet,
+    Json,
+    Human,
+}
+
+impl Sink {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Quiet => "quiet",
+            Self::Json => "json",
+            Self::Human => "human",
+        }
+    }
+}
+
+/// Records per getppid() call for a target rate: about 20k calls/s.
+fn per_call(rate: f64) -> u32 {
+    ((rate / 20_000.0) as u32).clamp(1, 128)
+}
+
+/// Calls getppid() for `dur` at `rate / per_call` calls per second (as fast
+/// as possible when `rate` is None). Returns the number of calls.
+fn generate(rate: Option<f64>, per_call: u32, dur: Duration) -> u64 {
+    let cps = rate.map(|r| r / per_call as f64);
+    let start = Instant::now();
+    let mut calls = 0u64;
+    loop {
+        let elapsed = start.elapsed();
+        if elapsed >= dur {
+            break;
+        }
+        let due = cps.map_or(calls + 64, |c| (elapsed.as_secs_f64() * c) as u64);
+        if calls >= due {
+            if cps.is_some_and(|c| c < 200_000.0) {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            continue;
+        }
+        while calls < due {
+            // SAFETY: getppid has no arguments and cannot fail.
+            unsafe { libc::syscall(libc::SYS_getppid) };
+            calls += 1;
+        }
+    }
+    calls
+}
+
+struct Run {
+    sink: Sink,
+    rate: Option<f64>,
+    per_call: u32,
+    produced: u64,
+    received: u64,
+    lost: u64,
+    gen_secs: f64,
+    cpu_secs: f64,
+    wall_secs: f64,
+    rss_kib: u64,
+    hwm_kib: u64,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        json!({"kind": "run", "sink": self.sink.name(), "target_rate": self.rate,
+               "per_call": self.per_call, "produced": self.produced, "received": self.received,
+               "lost": self.lost, "gen_secs": self.gen_secs, "cpu_secs": self.cpu_secs,
+               "wall_secs": self.wall_secs, "rss_kib": self.rss_kib, "hwm_kib": self.hwm_kib})
+    }
+
+    fn achieved(&self) -> f64 {
+        self.produced as f64 / self.gen_secs
+    }
+}
+
+fn run(sink: Sink, rate: Option<f64>, per_call: u32, dur: Duration, cpu: usize) -> Run {
+    let me = std::process::id();
+    let mut cmd = Command::new(tcptrace_bin());
+    cmd.args(["--interval", "0", "--pid", &me.to_string()])
+        .arg("--bench-flood")
+        .arg(format!("{me}:{per_call}"));
+    match sink {
+        Sink::Quiet => cmd.args(["--json", "--bench-quiet"]),
+        Sink::Json => cmd.arg("--json"),
+        Sink::Human => &mut cmd,
+    };
+    pin_command(&mut cmd, cpu);
+    let mut r = Running::spawn_to_file(
+        cmd,
+        Watch {
+            // The synthetic records' local endpoint, in human lines.
+            count: if matches!(sink, Sink::Human) {
+                "127.0.0.1:40000".into()
+            } else {
+                String::new()
+            },
+            ready: "tracing;".into(),
+            ..Watch::default()
+        },
+    );
+    assert!(
+        r.wait_ready(Duration::from_secs(60)).is_some(),
+        "tcptrace did not start: {}",
+        r.stderr_text()
+    );
+    let pid = r.pid();
+    let (cpu0, t0) = (cpu_ns(pid), Instant::now());
+    let g0 = Instant::now();
+    let calls = generate(rate, per_call, dur);
+    let gen_secs = g0.elapsed().as_secs_f64();
+    // What is still in the ring buffer is drained within a poll period.
+    std::thread::sleep(Duration::from_millis(200));
+    let (cpu1, wall) = (cpu_ns(pid), t0.elapsed());
+    let (rss_kib, hwm_kib) = (vm_kib(pid, "VmRSS"), vm_kib(pid, "VmHWM"));
+    let err = r.stderr_text();
+    let f = r.stop(Duration::from_secs(60));
+    assert!(f.success, "tcptrace failed: {err}");
+    let (received, lost) = final_counts(&f, sink);
+    Run {
+        sink,
+        rate,
+        per_call,
+        produced: calls * per_call as u64,
+        received,
+        lost,
+        gen_secs,
+        cpu_secs: (cpu1 - cpu0) as f64 / 1e9,
+        wall_secs: wall.as_secs_f64(),
+        rss_kib,
+        hwm_kib,
+    }
+}
+
+/// Events tcptrace counted and lost, from its final summary.
+fn final_counts(f: &Finished, sink: Sink) -> (u64, u64) {
+    if matches!(sink, Sink::Human) {
+        let lost = f
+            .tail
+            .lines()
+            .rev()
+            .filter_map(|l| l.strip_prefix("lost events:"))
+            .find_map(|r| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        return (f.needle_hits, lost);
+    }
+    let summary = f
+        .tail
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["kind"] == "summary" && v["final"] == true)
+        .expect("final summary");
+    (
+        summary["events"]["connect"].as_u64().unwrap_or(0),
+        summary["lost_total"].as_u64().unwrap_or(0),
+    )
+}
+
+fn report(r: &Run) {
+    data("pipeline", r.json());
+    eprintln!(
+        "bench pipeline: {} target={} achieved={:.0}/s received={} lost={} cpu={:.0}% rss={}KiB",
+        r.sink.name(),
+        r.rate.map_or("max".into(), |x| format!("{x:.0}/s")),
+        r.achieved(),
+        r.received,
+        r.lost,
+        100.0 * r.cpu_secs / r.wall_secs,
+        r.rss_kib
+    );
+}
+
+fn main() {
+    environment("pipeline");
+    let (gen_cpu, tracer_cpu) = cpus();
+    pin_thread(gen_cpu);
+    let reps = env_usize("TCPTRACE_BENCH_REPS", 3);
+    let secs = env_usize("TCPTRACE_BENCH_SECS", 2) as u64;
+    let dur = Duration::from_secs(secs);
+
+    // 1. Highest paced rate drained with zero loss, decode-only sink.
+    let ladder = [500e3, 1e6, 1.5e6, 2e6, 2.5e6, 3e6, 4e6, 5e6, 6e6, 8e6];
+    let mut best: Option<f64> = None;
+    for &rate in &ladder {
+        let mut clean = 0;
+        let mut reached = false;
+        for _ in 0..reps {
+            let r = run(Sink::Quiet, Some(rate), per_call(rate), dur, tracer_cpu);
+            report(&r);
+            reached |= r.achieved() >= 0.95 * rate;
+            if r.lost == 0 && r.received == r.produced && r.achieved() >= 0.95 * rate {
+                clean += 1;
+            }
+        }
+        data(
+            "pipeline",
+            json!({"kind": "ladder", "rate": rate, "runs": reps, "zero_loss_runs": clean, "generator_reached": reached}),
+        );
+        if clean > 0 {
+            best = Some(rate);
+        }
+        if clean == 0 || !reached {
+            break;
+        }
+    }
+    // 2. Unpaced: as fast as the generator goes.
+    for _ in 0..reps {
+        let r = run(Sink::Quiet, None, 128, dur, tracer_cpu);
+        report(&r);
+    }
+    // 3. CPU and memory at fixed rates, each sink.
+    for rate in [10e3, 100e3, 1e6] {
+        for sink in [Sink::Quiet, Sink::Json, Sink::Human] {
+            let r = run(sink, Some(rate), per_call(rate), dur, tracer_cpu);
+            report(&r);
+        }
+    }
+    println!(
+        "bench pipeline: highest paced rate drained with zero loss (decode only, one core): {}",
+        best.map_or("none of the ladder".into(), |b| format!("{b:.0} events/s"))
+    );
+}
