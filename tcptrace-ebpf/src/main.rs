@@ -8,6 +8,7 @@ mod emit;
 mod kernel;
 mod maps;
 mod port_search;
+mod syn;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -10,6 +10,7 @@ mod live;
 mod loader;
 mod output;
 mod summary;
+mod syn;
 
 use std::process::ExitCode;
 

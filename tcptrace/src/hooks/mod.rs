@@ -4,6 +4,7 @@
 
 mod connect;
 mod port_search;
+pub mod syn;
 
 use std::fmt;
 
@@ -89,7 +90,9 @@ impl HookStatus {
 
 /// Every hook, in display order, specialised for this kernel's BTF.
 pub fn table(btf: &KernelBtf) -> Vec<HookSpec> {
-    vec![connect::spec(), port_search::spec(btf)]
+    let mut specs = vec![connect::spec(), port_search::spec(btf)];
+    specs.extend(syn::specs(btf));
+    specs
 }
 
 /// Attaches every hook in `specs`, falling back per hook, and reports what
@@ -120,7 +123,12 @@ fn attach_hook(
         mechanism: None,
         notes: Vec::new(),
     };
-    if !spec.tracepoints.is_empty() {
+    // A stable tracepoint comes first. A hook that also has function targets
+    // falls back to them when the tracepoint fails, and an explicit
+    // `--attach fentry|kprobe` selects them directly.
+    let use_tracepoints =
+        !spec.tracepoints.is_empty() && (spec.functions.is_empty() || mode == AttachMode::Auto);
+    if use_tracepoints {
         match attach_tracepoints(ebpf, &spec.tracepoints) {
             Ok(()) => {
                 status.mechanism = Some(Mechanism::Tracepoint);
@@ -131,9 +139,12 @@ fn attach_hook(
                         .collect::<Vec<_>>()
                         .join(", "),
                 );
+                return status;
             }
             Err(e) => status.notes.push(format!("tracepoint: {e:#}")),
         }
+    }
+    if spec.functions.is_empty() {
         return status;
     }
     let mechanisms: &[Mechanism] = match mode {
