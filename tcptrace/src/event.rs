@@ -64,15 +64,6 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn latency_ns(&self) -> u64 {
-        match self.detail {
-            Detail::Connect { latency_ns, .. } | Detail::PortSearch { latency_ns, .. } => {
-                latency_ns
-            }
-            Detail::Syn(_) => 0,
-        }
-    }
-
     pub fn errno(&self) -> i32 {
         match self.detail {
             Detail::Connect { errno, .. } | Detail::PortSearch { errno, .. } => errno,

@@ -10,7 +10,7 @@ use std::fmt;
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
-    programs::{FEntry, FExit, KProbe, Program, TracePoint},
+    programs::{FEntry, FExit, KProbe, Program, ProgramError, TracePoint},
     Btf, Ebpf,
 };
 
@@ -232,13 +232,14 @@ fn attach_function(
             let btf = aya_btf.ok_or_else(|| anyhow!("no kernel BTF"))?;
             let prog = program(ebpf, t.fentry)?;
             if !loaded.contains(&t.fentry) {
-                if t.ret {
+                let result = if t.ret {
                     let p: &mut FExit = prog.try_into()?;
-                    p.load(t.function, btf)?;
+                    p.load(t.function, btf)
                 } else {
                     let p: &mut FEntry = prog.try_into()?;
-                    p.load(t.function, btf)?;
-                }
+                    p.load(t.function, btf)
+                };
+                result.map_err(explain_fentry_load)?;
                 loaded.push(t.fentry);
             }
             let prog = program(ebpf, t.fentry)?;
@@ -251,6 +252,11 @@ fn attach_function(
             }
         }
         Mechanism::Kprobe => {
+            if !kprobes_available() {
+                return Err(anyhow!(
+                    "this kernel has no kprobe support (no kprobe PMU and no kprobe_events)"
+                ));
+            }
             let p: &mut KProbe = program(ebpf, t.kprobe)?.try_into()?;
             if !loaded.contains(&t.kprobe) {
                 p.load()?;
@@ -261,6 +267,26 @@ fn attach_function(
         Mechanism::Tracepoint => return Err(anyhow!("not a tracepoint target")),
     }
     Ok(())
+}
+
+/// Names the common reason fentry cannot load instead of echoing an empty
+/// verifier log.
+fn explain_fentry_load(e: ProgramError) -> anyhow::Error {
+    match &e {
+        ProgramError::LoadError { io_error, .. }
+            if io_error.raw_os_error() == Some(libc::EPERM) =>
+        {
+            anyhow!("fentry/fexit refused by this kernel (EPERM at load: no BPF trampoline support or locked down)")
+        }
+        _ => anyhow::Error::from(e),
+    }
+}
+
+fn kprobes_available() -> bool {
+    use std::path::Path;
+    Path::new("/sys/bus/event_source/devices/kprobe/type").exists()
+        || Path::new("/sys/kernel/tracing/kprobe_events").exists()
+        || Path::new("/sys/kernel/debug/tracing/kprobe_events").exists()
 }
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Program> {

@@ -1,0 +1,257 @@
+//! `cargo xtask test`: lint, unit tests, host scenarios (root, this kernel)
+//! and the VM kernel matrix, with one closing line of counts.
+
+use std::{fmt::Write as _, time::Duration};
+
+use anyhow::{bail, Result};
+
+use crate::{
+    artifacts,
+    sh::{cargo, run},
+    vm,
+};
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct VmArgs {
+    /// Kernels to boot (6.1, 6.12, 6.18, newest); default: the whole matrix.
+    #[arg(long = "kernel")]
+    pub kernels: Vec<String>,
+    /// Attach modes to run each kernel with; default: fentry and kprobe.
+    #[arg(long = "attach", value_parser = ["auto", "fentry", "kprobe"])]
+    pub attach: Vec<String>,
+    /// Only these test executables (e.g. `connect`, `tcptrace` for unit tests).
+    #[arg(long = "test")]
+    pub tests: Vec<String>,
+    /// Per-VM time limit in seconds.
+    #[arg(long, default_value_t = 900)]
+    pub timeout: u64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TestArgs {
+    /// Skip the VM matrix (unit and host tests only).
+    #[arg(long)]
+    pub no_vm: bool,
+    #[command(flatten)]
+    pub vm: VmArgs,
+}
+
+#[derive(Default)]
+struct Tally {
+    passed: u32,
+    failed: u32,
+    skipped: u32,
+    lines: String,
+}
+
+impl Tally {
+    fn record(&mut self, what: &str, result: Result<(), String>) {
+        let line = match &result {
+            Ok(()) => {
+                self.passed += 1;
+                format!("PASS     {what}")
+            }
+            Err(why) => {
+                self.failed += 1;
+                format!("FAIL     {what}: {why}")
+            }
+        };
+        eprintln!("xtask: {line}");
+        let _ = writeln!(self.lines, "{line}");
+    }
+
+    fn skip(&mut self, what: &str, why: &str) {
+        self.skipped += 1;
+        let line = format!("SKIPPED  {what}: {why}");
+        eprintln!("xtask: {line}");
+        let _ = writeln!(self.lines, "{line}");
+    }
+}
+
+fn stage(tally: &mut Tally, what: &str, f: impl FnOnce() -> Result<()>) {
+    tally.record(what, f().map_err(|e| format!("{e:#}")));
+}
+
+pub fn all(args: &TestArgs) -> Result<()> {
+    let mut tally = Tally::default();
+    stage(&mut tally, "rustfmt", || {
+        run(cargo().args(["fmt", "--all", "--check"]))
+    });
+    stage(&mut tally, "clippy (host)", || {
+        run(cargo()
+            .args([
+                "clippy",
+                "--release",
+                "--workspace",
+                "--exclude",
+                "tcptrace-ebpf",
+                "--all-targets",
+            ])
+            .args(["--", "-D", "warnings"]))
+    });
+    stage(&mut tally, "clippy (eBPF)", clippy_ebpf);
+    stage(&mut tally, "unit tests", || {
+        run(cargo().args([
+            "test",
+            "--release",
+            "--workspace",
+            "--exclude",
+            "tcptrace-ebpf",
+        ]))
+    });
+    stage(&mut tally, "host scenarios (this kernel)", || {
+        run(cargo().args([
+            "test",
+            "--release",
+            "-p",
+            "tcptrace",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+        ]))
+    });
+    if !args.no_vm {
+        matrix(&args.vm, &mut tally)?;
+    }
+    finish(tally)
+}
+
+/// clippy over the kernel programs, built for the BPF target with the same
+/// toolchain and flags as the real build.
+fn clippy_ebpf() -> Result<()> {
+    let mut c = std::process::Command::new("rustup");
+    c.current_dir(crate::sh::root())
+        .args([
+            "run",
+            crate::setup::BPF_TOOLCHAIN,
+            "cargo",
+            "clippy",
+            "-p",
+            "tcptrace-ebpf",
+            "--release",
+        ])
+        .args([
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--target-dir",
+            "target/bpf-clippy",
+        ])
+        .args(["--", "-D", "warnings"])
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            "--cfg=bpf_target_arch=\"x86_64\"",
+        )
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER");
+    run(&mut c)
+}
+
+pub fn vm_only(args: &VmArgs) -> Result<()> {
+    let mut tally = Tally::default();
+    matrix(args, &mut tally)?;
+    finish(tally)
+}
+
+fn finish(tally: Tally) -> Result<()> {
+    eprintln!("\n{}", tally.lines);
+    println!(
+        "xtask: {} passed, {} failed, {} skipped",
+        tally.passed, tally.failed, tally.skipped
+    );
+    if tally.failed > 0 {
+        bail!("{} stage(s) failed", tally.failed);
+    }
+    Ok(())
+}
+
+/// The script /init runs in each VM: every test executable with the ignored
+/// scenarios included, then `tcptrace check` for the record.
+fn guest_script(tests: &[(String, std::path::PathBuf)], attach: &str) -> String {
+    let mut s = format!(
+        "export TCPTRACE_BIN=/bin/tcptrace TCPTRACE_ATTACH={attach} TCPTRACE_REQUIRE=all RUST_BACKTRACE=1\n\
+         rc=0\n"
+    );
+    for (name, _) in tests {
+        let _ = writeln!(
+            s,
+            "/tests/{name} --include-ignored --test-threads=1 || rc=1"
+        );
+    }
+    let _ = writeln!(
+        s,
+        "/bin/tcptrace check --attach {attach} | sed 's/^/check: /'"
+    );
+    s.push_str("[ $rc -eq 0 ]\n");
+    s
+}
+
+fn matrix(args: &VmArgs, tally: &mut Tally) -> Result<()> {
+    crate::setup::vm_tools()?;
+    let tcptrace = artifacts::static_tcptrace()?;
+    let mut tests = artifacts::static_tests()?;
+    if !args.tests.is_empty() {
+        tests.retain(|(name, _)| args.tests.contains(name));
+    }
+    let kernels: Vec<String> = if args.kernels.is_empty() {
+        vm::matrix().iter().map(|s| (*s).to_owned()).collect()
+    } else {
+        args.kernels.clone()
+    };
+    let modes: Vec<String> = if args.attach.is_empty() {
+        vec!["fentry".into(), "kprobe".into()]
+    } else {
+        args.attach.clone()
+    };
+    for (name, kernel) in vm::resolve(&kernels) {
+        let kernel = match kernel {
+            Ok(k) => k,
+            Err(e) => {
+                tally.skip(&format!("kernel {name}"), &format!("{e:#}"));
+                continue;
+            }
+        };
+        for mode in &modes {
+            let what = format!("VM {name} ({}) --attach {mode}", kernel.release);
+            let mut job = vm::Job::new(
+                guest_script(&tests, mode),
+                Duration::from_secs(args.timeout),
+            );
+            job.files.push((tcptrace.clone(), "/bin/tcptrace".into()));
+            for (test, path) in &tests {
+                job.files.push((path.clone(), format!("/tests/{test}")));
+            }
+            job.host_bins = vec!["ip".into()];
+            job.modules = vec!["veth".into()];
+            let outcome = vm::run(&kernel, &job);
+            let result = match outcome {
+                Ok(o) => {
+                    report_checks(&name, mode, &o.log);
+                    if o.passed {
+                        Ok(())
+                    } else {
+                        Err(format!("{} (log: {})", o.summary, o.log.display()))
+                    }
+                }
+                Err(e) => Err(format!("{e:#}")),
+            };
+            tally.record(&what, result);
+        }
+    }
+    Ok(())
+}
+
+/// Echoes the guest's `tcptrace check` lines: which mechanism each hook used.
+fn report_checks(kernel: &str, mode: &str, log: &std::path::Path) {
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return;
+    };
+    for line in text
+        .lines()
+        .filter_map(|l| l.trim_end_matches('\r').split_once("check: "))
+    {
+        eprintln!("xtask: {kernel} --attach {mode}: {}", line.1);
+    }
+}
