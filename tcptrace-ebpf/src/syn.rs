@@ -3,7 +3,7 @@
 //!
 //! No SYN-stage drop has a drop reason, so the verdict is inferred: the entry
 //! of `tcp_v4_conn_request` / `tcp_v6_conn_request` opens a per-CPU slot for
-//! the SYN (softirqs do not nest on one CPU), `tcp_v{4,6}_send_synack` marks it
+//! the SYN (softirqs do not nest on one CPU), `tcp_make_synack` marks it
 //! answered, and the exit reports it as dropped if nothing answered it. The
 //! cause comes from the listener's queues at entry.
 //!
@@ -449,55 +449,30 @@ pub fn conn_request6_fexit(_ctx: FExitContext) -> i32 {
     0
 }
 
-// The IPv4 and IPv6 hooks attach and fall back independently, so each has
-// its own kprobe programs.
 #[kprobe]
-pub fn conn_request4_kprobe(ctx: ProbeContext) -> u32 {
+pub fn conn_request_kprobe(ctx: ProbeContext) -> u32 {
     conn_request_enter(ctx.arg(0).unwrap_or(0), ctx.arg(1).unwrap_or(0));
     0
 }
 
 #[kretprobe]
-pub fn conn_request4_kretprobe(_ctx: RetProbeContext) -> u32 {
+pub fn conn_request_kretprobe(_ctx: RetProbeContext) -> u32 {
     conn_request_exit();
     0
 }
 
-#[kprobe]
-pub fn conn_request6_kprobe(ctx: ProbeContext) -> u32 {
-    conn_request_enter(ctx.arg(0).unwrap_or(0), ctx.arg(1).unwrap_or(0));
-    0
-}
-
-#[kretprobe]
-pub fn conn_request6_kretprobe(_ctx: RetProbeContext) -> u32 {
-    conn_request_exit();
-    0
-}
-
-// send_synack(sk, dst, fl, req, foc, synack_type[, syn_skb]): the first six
-// parameters are the same on every supported kernel.
-#[fentry(function = "tcp_v4_send_synack")]
-pub fn send_synack4_fentry(ctx: FEntryContext) -> i32 {
-    synack_sent(ctx.arg(0), ctx.arg(5));
-    0
-}
-
-#[fentry(function = "tcp_v6_send_synack")]
-pub fn send_synack6_fentry(ctx: FEntryContext) -> i32 {
-    synack_sent(ctx.arg(0), ctx.arg(5));
+// tcp_make_synack(sk, dst, req, foc, synack_type, syn_skb) builds every
+// SYN-ACK of both families (six parameters on every supported kernel, so
+// fentry can take it where the 7-parameter send_synack is out of reach).
+#[fentry(function = "tcp_make_synack")]
+pub fn make_synack_fentry(ctx: FEntryContext) -> i32 {
+    synack_sent(ctx.arg(0), ctx.arg(4));
     0
 }
 
 #[kprobe]
-pub fn send_synack4_kprobe(ctx: ProbeContext) -> u32 {
-    synack_sent(ctx.arg(0).unwrap_or(0), ctx.arg(5).unwrap_or(0));
-    0
-}
-
-#[kprobe]
-pub fn send_synack6_kprobe(ctx: ProbeContext) -> u32 {
-    synack_sent(ctx.arg(0).unwrap_or(0), ctx.arg(5).unwrap_or(0));
+pub fn make_synack_kprobe(ctx: ProbeContext) -> u32 {
+    synack_sent(ctx.arg(0).unwrap_or(0), ctx.arg(4).unwrap_or(0));
     0
 }
 

@@ -590,6 +590,57 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn json_and_live_lines_per_kind() {
+        use crate::{event::decode, output};
+        let drop = decode(&raw_syn(EventKind::SynDrop, 1, flags::OWNER_KNOWN)).unwrap();
+        let v = output::json::event(&drop, 0);
+        for (k, want) in [
+            ("kind", json!("syn_drop")),
+            ("cause", json!("accept_queue_full")),
+            ("saddr", json!("10.9.0.1")),
+            ("sport", json!(8080)),
+            ("daddr", json!("10.9.0.3")),
+            ("dport", json!(40001)),
+            ("listen_addr", json!("::")),
+            ("backlog", json!(5)),
+            ("backlog_max", json!(4)),
+            ("syn_queue", json!(1)),
+            ("max_syn_backlog", json!(128)),
+            ("syncookies", json!(1)),
+            ("last_quarter", json!(false)),
+            ("owner", json!("listen")),
+            ("pid", json!(7)),
+            ("comm", json!("nginx")),
+        ] {
+            assert_eq!(v[k], want, "{k}");
+        }
+        let ovf = decode(&raw_syn(EventKind::ListenOverflow, 0, 0)).unwrap();
+        let v = output::json::event(&ovf, 0);
+        assert_eq!(v["outcome"], "ghost");
+        assert_eq!(v["abort_on_overflow"], 0);
+        assert_eq!(v["owner"], Value::Null);
+        let rtx = decode(&raw_syn(
+            EventKind::SynackRetransmit,
+            0,
+            flags::AFTER_OVERFLOW,
+        ))
+        .unwrap();
+        let v = output::json::event(&rtx, 0);
+        assert_eq!(v["retransmit"], 2);
+        assert_eq!(v["after_overflow"], true);
+        assert_eq!(v["since_overflow_ns"], 1_500_000_000u64);
+        let h = output::human::Human::plain();
+        let line = h.line(&drop, 0);
+        assert!(
+            line.ends_with("accept_queue_full backlog=5/4 synq=1 cookies=1"),
+            "{line}"
+        );
+        assert_eq!(line.find("syn_drop"), output::human::HEADER.find("KIND"));
+        assert!(h.line(&rtx, 0).ends_with("#2 after_overflow 1.5s ago"));
+        assert!(h.line(&ovf, 0).contains(" ghost backlog=5/4"));
+    }
+
+    #[test]
     fn parses_tracepoint_formats() {
         let text = "name: kfree_skb\nformat:\n\
             \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\n\

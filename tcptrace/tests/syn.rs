@@ -388,10 +388,20 @@ fn summary_listener<'a>(objs: &'a [Value], netns: u64, port: u16) -> Option<&'a 
 }
 
 /// Hooks the test depends on: attached, or (outside the VM matrix) reported
-/// unavailable so the kernel-side checks are skipped.
+/// unavailable so the kernel-side checks are skipped. One kernel limit is
+/// accepted even where every hook is required: with `--attach fentry`,
+/// kernels before 6.4 cannot trace the 7-parameter syn_recv_sock functions,
+/// and tcptrace must say exactly that (`--attach auto` uses kprobes there).
 fn hook(tracer: &Tracer, name: &str) -> bool {
     let m = tracer.mechanism(name);
-    if required(name) {
+    let report = tracer
+        .attach_report
+        .iter()
+        .find(|l| l.split_whitespace().nth(1) == Some(name))
+        .cloned()
+        .unwrap_or_default();
+    let trampoline_limit = attach_mode() == "fentry" && report.contains("at most 6 arguments");
+    if required(name) && !trampoline_limit {
         assert!(
             m.is_some(),
             "{name} must attach here: {:?}",
@@ -399,7 +409,7 @@ fn hook(tracer: &Tracer, name: &str) -> bool {
         );
     }
     if m.is_none() {
-        eprintln!("{name} unavailable on this kernel: its checks are skipped");
+        eprintln!("{name} unavailable on this kernel ({report}): its checks are skipped");
     }
     m.is_some()
 }
@@ -413,7 +423,7 @@ fn accept_queue_full_at_syn(v6: bool) {
     const BACKLOG: i32 = 2;
     const CLIENTS: usize = 8;
     let tracer = Tracer::start(&[]);
-    let syn_drop = hook(&tracer, if v6 { "syn_drop6" } else { "syn_drop" });
+    let syn_drop = hook(&tracer, "syn_drop");
     let owner = hook(&tracer, "listen_owner");
     let overflow = hook(&tracer, "listen_overflow");
     let worker = thread::spawn(move || {
@@ -674,7 +684,7 @@ fn syn_burst(v6: bool, kind: Burst) {
     const N: u16 = 20;
     let backlog = if kind == Burst::LastQuarter { 64 } else { 8 };
     let tracer = Tracer::start(&[]);
-    let syn_drop = hook(&tracer, if v6 { "syn_drop6" } else { "syn_drop" });
+    let syn_drop = hook(&tracer, "syn_drop");
     let pair = VethPair::new(v6);
     let (server, client) = (pair.server.clone(), pair.client.clone());
     let server_ip = pair.server_ip();

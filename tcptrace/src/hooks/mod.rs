@@ -245,10 +245,10 @@ fn attach_function(
             let prog = program(ebpf, t.fentry)?;
             if t.ret {
                 let p: &mut FExit = prog.try_into()?;
-                p.attach()?;
+                p.attach().map_err(explain_fentry_attach)?;
             } else {
                 let p: &mut FEntry = prog.try_into()?;
-                p.attach()?;
+                p.attach().map_err(explain_fentry_attach)?;
             }
         }
         Mechanism::Kprobe => {
@@ -278,6 +278,20 @@ fn explain_fentry_load(e: ProgramError) -> anyhow::Error {
         {
             anyhow!("fentry/fexit refused by this kernel (EPERM at load: no BPF trampoline support or locked down)")
         }
+        _ => anyhow::Error::from(e),
+    }
+}
+
+/// ENOTSUPP (524) when attaching: the kernel cannot build a trampoline for
+/// this function, most often because it has more than six parameters
+/// (x86 kernels before 6.4). kprobes still work there.
+fn explain_fentry_attach(e: ProgramError) -> anyhow::Error {
+    const ENOTSUPP: i32 = 524;
+    match &e {
+        ProgramError::SyscallError(se) if se.io_error.raw_os_error() == Some(ENOTSUPP) => anyhow!(
+            "this kernel cannot build a BPF trampoline for it (ENOTSUPP; x86 kernels \
+             before 6.4 take at most 6 arguments): use kprobes"
+        ),
         _ => anyhow::Error::from(e),
     }
 }

@@ -1,15 +1,12 @@
-//! SYN family: unanswered SYNs at a listener (IPv4 and IPv6 hooks apart, so
-//! each pair of conn_request and send_synack attaches together or not at
-//! all), accept-queue overflows on the third ACK, SYN-ACK retransmits, and
-//! the owners of listening sockets.
+//! SYN family: unanswered SYNs at a listener, accept-queue overflows on the
+//! third ACK, SYN-ACK retransmits, and the owners of listening sockets.
 
 use super::{FnTarget, HookSpec, TpTarget};
 use crate::btf::KernelBtf;
 
 /// Every hook of the family, as named in `tcptrace check`.
-pub const HOOKS: [&str; 5] = [
+pub const HOOKS: [&str; 4] = [
     "syn_drop",
-    "syn_drop6",
     "listen_overflow",
     "synack_retrans",
     "listen_owner",
@@ -25,37 +22,44 @@ fn target(function: &'static str, progs: (&'static str, &'static str), ret: bool
     }
 }
 
-fn syn_drop(family: u8) -> HookSpec {
-    let (name, about, conn, synack, conn_progs, conn_ret_progs, synack_progs) = if family == 4 {
-        (
-            "syn_drop",
-            "IPv4 SYNs a listener left unanswered: cause, queues, listener",
-            "tcp_v4_conn_request",
-            "tcp_v4_send_synack",
-            ("conn_request4_fentry", "conn_request4_kprobe"),
-            ("conn_request4_fexit", "conn_request4_kretprobe"),
-            ("send_synack4_fentry", "send_synack4_kprobe"),
-        )
-    } else {
-        (
-            "syn_drop6",
-            "IPv6 SYNs a listener left unanswered: cause, queues, listener",
-            "tcp_v6_conn_request",
-            "tcp_v6_send_synack",
-            ("conn_request6_fentry", "conn_request6_kprobe"),
-            ("conn_request6_fexit", "conn_request6_kretprobe"),
-            ("send_synack6_fentry", "send_synack6_kprobe"),
-        )
+fn syn_drop() -> HookSpec {
+    let optional = |mut t: FnTarget| {
+        t.optional = true;
+        t
     };
     HookSpec {
-        name,
-        about,
+        name: "syn_drop",
+        about: "SYNs a listener left unanswered: cause, queues, listener",
         tracepoints: Vec::new(),
-        // The answer hook first: a SYN must never be seen without it.
+        // The answer hook first: a SYN must never be seen without it. The
+        // IPv6 pair is optional (IPv6 may be off); an IPv4 SYN to a
+        // dual-stack listener passes through both and counts once.
         functions: vec![
-            target(synack, synack_progs, false),
-            target(conn, conn_progs, false),
-            target(conn, conn_ret_progs, true),
+            target(
+                "tcp_make_synack",
+                ("make_synack_fentry", "make_synack_kprobe"),
+                false,
+            ),
+            target(
+                "tcp_v4_conn_request",
+                ("conn_request4_fentry", "conn_request_kprobe"),
+                false,
+            ),
+            target(
+                "tcp_v4_conn_request",
+                ("conn_request4_fexit", "conn_request_kretprobe"),
+                true,
+            ),
+            optional(target(
+                "tcp_v6_conn_request",
+                ("conn_request6_fentry", "conn_request_kprobe"),
+                false,
+            )),
+            optional(target(
+                "tcp_v6_conn_request",
+                ("conn_request6_fexit", "conn_request_kretprobe"),
+                true,
+            )),
         ],
     }
 }
@@ -105,8 +109,7 @@ fn listen_overflow(btf: &KernelBtf) -> HookSpec {
 
 pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
     vec![
-        syn_drop(4),
-        syn_drop(6),
+        syn_drop(),
         listen_overflow(btf),
         HookSpec {
             name: "synack_retrans",

@@ -23,6 +23,12 @@ impl Human {
         }
     }
 
+    /// Without colours (tests, pipes).
+    #[cfg(test)]
+    pub fn plain() -> Self {
+        Self { color: false }
+    }
+
     pub fn line(&self, ev: &Event, boot_offset_ns: i64) -> String {
         let time = wall_time(ev.ts_ns, boot_offset_ns);
         // HH:MM:SS.micros from the RFC 3339 form.
