@@ -380,7 +380,7 @@ fn in_netns<'a>(objs: &'a [Value], kind: &str, netns: u64) -> Vec<&'a Value> {
     events(objs, kind).filter(|e| e["netns"] == netns).collect()
 }
 
-fn summary_listener<'a>(objs: &'a [Value], netns: u64, port: u16) -> Option<&'a Value> {
+fn summary_listener(objs: &[Value], netns: u64, port: u16) -> Option<&Value> {
     final_summary(objs)["listeners"]
         .as_array()?
         .iter()
