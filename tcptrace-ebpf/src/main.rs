@@ -9,6 +9,7 @@ mod filter;
 mod kernel;
 mod maps;
 mod port_search;
+mod syn;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -5,7 +5,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use tcptrace_common::{event::AF_INET6, EventHeader, EventKind, Flow, LatencyEvent};
+use tcptrace_common::{event::AF_INET6, syn::SynEvent, EventHeader, EventKind, Flow, LatencyEvent};
 
 /// A TCP 4-tuple with real addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -46,6 +46,8 @@ pub enum Detail {
         errno: i32,
         ports_probed: u32,
     },
+    /// syn_drop, listen_overflow, synack_retransmit.
+    Syn(crate::syn::SynDetail),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +68,7 @@ impl Event {
     pub fn errno(&self) -> i32 {
         match self.detail {
             Detail::Connect { errno, .. } | Detail::PortSearch { errno, .. } => errno,
+            Detail::Syn(_) => 0,
         }
     }
 }
@@ -133,19 +136,31 @@ fn with_header(h: &EventHeader, kind: EventKind, flow: &Flow, detail: Detail) ->
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let first = *bytes.first().ok_or(DecodeError::Empty)?;
     let kind = EventKind::from_u8(first).ok_or(DecodeError::UnknownKind(first))?;
-    let rec: LatencyEvent = read_record(kind, bytes)?;
-    let detail = match kind {
-        EventKind::Connect => Detail::Connect {
-            latency_ns: rec.latency_ns,
-            errno: rec.errno,
-        },
-        EventKind::PortSearch => Detail::PortSearch {
-            latency_ns: rec.latency_ns,
-            errno: rec.errno,
-            ports_probed: rec.ports_probed,
-        },
-    };
-    Ok(with_header(&rec.header, kind, &rec.flow, detail))
+    let latency = |bytes: &[u8]| read_record::<LatencyEvent>(kind, bytes);
+    match kind {
+        EventKind::Connect => {
+            let rec = latency(bytes)?;
+            let detail = Detail::Connect {
+                latency_ns: rec.latency_ns,
+                errno: rec.errno,
+            };
+            Ok(with_header(&rec.header, kind, &rec.flow, detail))
+        }
+        EventKind::PortSearch => {
+            let rec = latency(bytes)?;
+            let detail = Detail::PortSearch {
+                latency_ns: rec.latency_ns,
+                errno: rec.errno,
+                ports_probed: rec.ports_probed,
+            };
+            Ok(with_header(&rec.header, kind, &rec.flow, detail))
+        }
+        EventKind::SynDrop | EventKind::ListenOverflow | EventKind::SynackRetransmit => {
+            let rec: SynEvent = read_record(kind, bytes)?;
+            let detail = Detail::Syn(crate::syn::detail(&rec));
+            Ok(with_header(&rec.header, kind, &rec.flow, detail))
+        }
+    }
 }
 
 /// Name of an errno value ("EADDRNOTAVAIL"), or its number.

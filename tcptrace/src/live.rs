@@ -26,10 +26,12 @@ struct CounterMaps {
     hists: PerCpuArray<MapData, u64>,
     lost: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
+    syn: crate::syn::SynMaps,
 }
 
 impl CounterMaps {
     fn take(ebpf: &mut aya::Ebpf) -> Result<Self> {
+        let syn = crate::syn::SynMaps::take(ebpf)?;
         let mut take = |name: &str| -> Result<PerCpuArray<MapData, u64>> {
             let map = ebpf
                 .take_map(name)
@@ -40,6 +42,7 @@ impl CounterMaps {
             hists: take(maps::HISTOGRAMS)?,
             lost: take(maps::LOST)?,
             stats: take(maps::STATS)?,
+            syn,
         })
     }
 
@@ -61,6 +64,7 @@ impl CounterMaps {
                 .iter()
                 .map(|&s| Ok((s, sum(&self.stats, s as u32)?)))
                 .collect::<Result<_>>()?,
+            syn: self.syn.read()?,
         })
     }
 }
@@ -106,6 +110,7 @@ pub async fn run(args: LiveArgs) -> Result<()> {
     eprintln!("tcptrace: tracing; Ctrl-C to stop");
 
     let mut summary = Summary::default();
+    let mut owners = crate::syn::Owners::default();
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let period = if args.interval.is_zero() {
@@ -123,11 +128,13 @@ pub async fn run(args: LiveArgs) -> Result<()> {
 
     let drain = |ring: &mut RingBuf<MapData>,
                  out: &mut BufWriter<std::io::StdoutLock<'_>>,
-                 summary: &mut Summary|
+                 summary: &mut Summary,
+                 owners: &mut crate::syn::Owners|
      -> Result<()> {
         while let Some(item) = ring.next() {
             match decode(&item) {
-                Ok(ev) => {
+                Ok(mut ev) => {
+                    owners.fill(&mut ev);
                     summary.observe(&ev);
                     match &sink {
                         Sink::Json => writeln!(out, "{}", json::event(&ev, boot_offset))?,
@@ -163,7 +170,7 @@ pub async fn run(args: LiveArgs) -> Result<()> {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                drain(guard.get_inner_mut(), &mut out, &mut summary)?;
+                drain(guard.get_inner_mut(), &mut out, &mut summary, &mut owners)?;
                 guard.clear_ready();
             }
             _ = ticker.tick() => print_summary(&mut out, &summary, false)?,
@@ -172,7 +179,7 @@ pub async fn run(args: LiveArgs) -> Result<()> {
             _ = &mut deadline => break,
         }
     }
-    drain(ring.get_mut(), &mut out, &mut summary)?;
+    drain(ring.get_mut(), &mut out, &mut summary, &mut owners)?;
     print_summary(&mut out, &summary, true)?;
     // Dropping `ebpf` detaches every link and unloads the programs.
     drop(ring);

@@ -11,6 +11,7 @@ mod live;
 mod loader;
 mod output;
 mod summary;
+mod syn;
 
 use std::process::ExitCode;
 
