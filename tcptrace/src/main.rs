@@ -51,7 +51,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Check { attach, json }) => check(attach, json),
-        Some(Command::Diagnose(d)) => run_live(d.into_live()),
+        Some(Command::Diagnose(d)) => d.run(run_live),
         None => run_live(cli.live),
     };
     match result {

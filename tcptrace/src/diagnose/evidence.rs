@@ -42,13 +42,7 @@ impl<'a> HostView<'a> {
     /// How much a TcpExt counter grew during the watch in namespace `ino`.
     pub fn delta(&self, ino: u64, counter: &str) -> Option<u64> {
         let now = self.now?.netstat.get(&ino)?.get(counter)?;
-        let before = self
-            .start?
-            .netstat
-            .get(&ino)?
-            .get(counter)
-            .copied()
-            .unwrap_or(0);
+        let before = self.start?.counter_before(ino, counter)?;
         Some(now.saturating_sub(before))
     }
 
@@ -91,14 +85,15 @@ impl<'a> HostView<'a> {
             .copied()
     }
 
-    /// Namespaces that have counters now and at the start.
+    /// Namespaces with counters now and a baseline (a reading at the start,
+    /// or none because they were created since).
     pub fn netns_with_deltas(&self) -> Vec<u64> {
         let (Some(now), Some(start)) = (self.now, self.start) else {
             return Vec::new();
         };
         now.netstat
             .keys()
-            .filter(|k| start.netstat.contains_key(k))
+            .filter(|k| start.counter_before(**k, "").is_some())
             .copied()
             .collect()
     }

@@ -27,11 +27,38 @@ pub struct DiagnoseArgs {
     /// How function hooks attach: fentry/fexit where allowed, else kprobe.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     pub attach: AttachMode,
+    /// Diagnose a saved `tcptrace --json` stream (a file, or - for stdin)
+    /// instead of tracing; host numbers are then unknown.
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub filter: FilterArgs,
 }
 
 impl DiagnoseArgs {
+    /// Runs the watch through `live`, or reads `--input`.
+    pub fn run(self, live: impl FnOnce(LiveArgs) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        let Some(path) = self.input.clone() else {
+            return live(self.into_live());
+        };
+        if !self.filter.describe().is_empty() {
+            anyhow::bail!(
+                "filters apply while tracing; with --input, filter the JSON stream first"
+            );
+        }
+        let reader: Box<dyn std::io::BufRead> = if path.as_os_str() == "-" {
+            Box::new(std::io::stdin().lock())
+        } else {
+            let f = std::fs::File::open(&path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Box::new(std::io::BufReader::new(f))
+        };
+        let findings = offline(reader)?;
+        let mut out = std::io::stdout().lock();
+        write_findings(&mut out, &findings, self.json)?;
+        Ok(())
+    }
+
     pub fn into_live(self) -> LiveArgs {
         LiveArgs {
             json: self.json,
@@ -60,6 +87,42 @@ pub fn counter_scope(f: &FilterArgs) -> Scope {
         (false, Some(n)) => Scope::Netns(u64::from(n)),
         (true, _) => Scope::Needed,
     }
+}
+
+/// Findings for a saved JSON Lines stream: every event, and the last
+/// summary object for what only the summary carries.
+pub fn offline(input: impl std::io::BufRead) -> anyhow::Result<Vec<Finding>> {
+    let mut engine = Engine::default();
+    let mut summary = None;
+    for (i, line) in input.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&line)
+            .map_err(|e| anyhow::anyhow!("line {}: not JSON: {e}", i + 1))?;
+        match v.get("kind").and_then(Value::as_str) {
+            Some("summary") => summary = Some(v),
+            Some("finding") => {}
+            _ => engine.observe(&v),
+        }
+    }
+    Ok(engine.evaluate(&Context {
+        summary: summary.as_ref(),
+        host: HostView::default(),
+        counters: Scope::Needed,
+    }))
+}
+
+fn write_findings(out: &mut dyn Write, findings: &[Finding], json: bool) -> std::io::Result<()> {
+    if json {
+        for f in findings {
+            writeln!(out, "{}", f.to_json())?;
+        }
+    } else {
+        write!(out, "{}", render_text(findings))?;
+    }
+    out.flush()
 }
 
 pub struct Session {
@@ -136,14 +199,7 @@ impl Session {
         }
         let findings = self.evaluate(Some(&summary));
         if self.only_findings {
-            if json {
-                for f in &findings {
-                    writeln!(out, "{}", f.to_json())?;
-                }
-            } else {
-                write!(out, "{}", render_text(&findings))?;
-            }
-            return out.flush();
+            return write_findings(out, &findings, json);
         }
         if json {
             for f in self.fresh(&findings) {
@@ -168,6 +224,23 @@ impl Session {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn offline_reads_a_saved_stream() {
+        let text = format!(
+            "{}\n\n{}\n{}\n",
+            drop_ev(),
+            json!({"kind": "connect", "netns": 1, "errno": 0, "latency_ns": 5, "daddr": "10.0.0.1", "dport": 80}),
+            json!({"kind": "summary", "final": true})
+        );
+        let f = offline(text.as_bytes()).unwrap();
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].id, "accept_queue_overflow");
+        assert!(offline("{oops".as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("line 1"));
+    }
 
     #[test]
     fn counters_follow_the_filter() {

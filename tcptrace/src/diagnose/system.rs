@@ -343,6 +343,21 @@ pub struct HostSnapshot {
     pub processes: BTreeMap<u32, ProcessInfo>,
     /// (netns, listening port) → pid holding that listener.
     pub listener_owners: BTreeMap<String, u32>,
+    /// Every namespace reachable when this snapshot was taken (a baseline
+    /// uses it to tell namespaces created later, whose counters start at 0).
+    pub known_netns: BTreeSet<u64>,
+}
+
+impl HostSnapshot {
+    /// A counter's value in this baseline: its reading, 0 for a namespace
+    /// that did not exist yet, `None` when it was not read.
+    pub fn counter_before(&self, ino: u64, name: &str) -> Option<u64> {
+        match self.netstat.get(&ino) {
+            Some(m) => Some(m.get(name).copied().unwrap_or(0)),
+            None if !self.known_netns.is_empty() && !self.known_netns.contains(&ino) => Some(0),
+            None => None,
+        }
+    }
 }
 
 pub fn owner_key(netns: u64, port: u16) -> String {
@@ -570,11 +585,9 @@ impl Snapshotter {
             .netstat
             .iter()
             .filter(|(ino, now)| {
-                let before = baseline.and_then(|b| b.netstat.get(*ino));
-                before.is_some_and(|before| {
-                    SIGNAL_COUNTERS.iter().any(|c| {
-                        now.get(*c).copied().unwrap_or(0) > before.get(*c).copied().unwrap_or(0)
-                    })
+                SIGNAL_COUNTERS.iter().any(|c| {
+                    let before = baseline.and_then(|b| b.counter_before(**ino, c));
+                    before.is_some_and(|b| now.get(*c).copied().unwrap_or(0) > b)
                 })
             })
             .map(|(ino, _)| *ino)
@@ -616,11 +629,13 @@ impl Snapshotter {
     /// Counters of every namespace in scope: the baseline for deltas.
     pub fn baseline(&self, scope: Scope, needs: &Needs) -> HostSnapshot {
         let own = self.own_netns();
+        let found = self.discover();
         let mut snap = HostSnapshot {
             own_netns: own,
+            known_netns: found.keys().copied().collect(),
             ..HostSnapshot::default()
         };
-        for (ino, access) in self.discover() {
+        for (ino, access) in found {
             let wanted = match scope {
                 Scope::All => true,
                 Scope::Netns(n) => n == ino,
@@ -956,6 +971,13 @@ pub mod tests {
         // Nothing moved in 200: counters only.
         assert!(!snap.netns.contains_key(&200));
         assert!(snap.netstat.contains_key(&200));
+        // A namespace that appeared after the baseline counts from zero.
+        let mut base2 = base.clone();
+        base2.netstat.remove(&200);
+        base2.known_netns.remove(&200);
+        assert_eq!(base2.counter_before(200, "TCPChallengeACK"), Some(0));
+        assert_eq!(base.counter_before(200, "TCPChallengeACK"), Some(3));
+        assert_eq!(HostSnapshot::default().counter_before(200, "X"), None);
         // Scope limited to one namespace.
         let only = s.snapshot(&Needs::default(), Scope::Netns(200), Some(&base));
         assert_eq!(only.netstat.keys().copied().collect::<Vec<_>>(), vec![200]);
