@@ -372,7 +372,8 @@ pub mod tests {
     /// scenarios' assertions (their syn_drop hook needs fentry or kprobes).
     #[test]
     fn scenarios_map_to_findings() {
-        let cases: [(&str, &str, &[(&str, Severity, u64)]); 9] = [
+        type Case<'a> = (&'a str, &'a str, &'a [(&'a str, Severity, u64)]);
+        let cases: [Case<'_>; 9] = [
             (
                 "S1",
                 include_str!("testdata/s1_accept_queue_full.jsonl"),
