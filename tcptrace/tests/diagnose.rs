@@ -376,3 +376,150 @@ fn accept_queue_overflow_and_slow_connects_are_linked() {
     );
     assert_eq!(findings.len(), 2, "nothing else: {findings:#?}");
 }
+
+/// Role of the child process in `emfile_listener_is_diagnosed` (does
+/// nothing unless TCPTRACE_DIAG_CHILD names a port): a listener with
+/// backlog 1 in a process at its open-file limit, whose accept loop keeps
+/// failing with EMFILE — alive, but never draining the queue.
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn emfile_listener_child() {
+    let Ok(port) = std::env::var("TCPTRACE_DIAG_CHILD") else {
+        return;
+    };
+    const LIMIT: u64 = 64;
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl), 0);
+        rl.rlim_cur = LIMIT;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &rl), 0);
+    }
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    sock.set_reuse_address(true).expect("reuse");
+    sock.bind(&addr.into()).expect("bind");
+    sock.listen(1).expect("listen");
+    let l: TcpListener = sock.into();
+    let mut filler = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        filler.push(f);
+    }
+    thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
+    println!("ready");
+    std::io::stdout().flush().expect("flush");
+    loop {
+        match l.accept() {
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) => {
+                thread::sleep(Duration::from_millis(50))
+            }
+            other => panic!("accept() should fail with EMFILE: {other:?}"),
+        }
+    }
+}
+
+/// A server out of file descriptors: its accept queue overflows while its
+/// accept loop spins on EMFILE. diagnose must name the process, its limit
+/// and EMFILE, count exactly what ListenOverflows counted, and see the
+/// CLOSE_WAIT connections left in its queue.
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn emfile_listener_is_diagnosed() {
+    const PORT: u16 = 7171;
+    const CLIENTS: usize = 6;
+    let w = worker(|release| {
+        let mut child = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "emfile_listener_child",
+                "--include-ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("TCPTRACE_DIAG_CHILD", PORT.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn the listener process");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        while !line.contains("ready") {
+            line.clear();
+            assert!(
+                out.read_line(&mut line).expect("child output") > 0,
+                "child ended early"
+            );
+        }
+        let before = netstat();
+        let addr: SocketAddr = format!("127.0.0.1:{PORT}").parse().expect("addr");
+        let clients: Vec<socket2::Socket> = (0..CLIENTS)
+            .map(|_| {
+                let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                    .expect("client");
+                c.set_nonblocking(true).expect("nonblocking");
+                match c.connect(&addr.into()) {
+                    Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+                    other => panic!("non-blocking connect: {other:?}"),
+                }
+                thread::sleep(Duration::from_millis(50));
+                c
+            })
+            .collect();
+        // First tries and one round of SYN retransmissions.
+        thread::sleep(Duration::from_millis(1600));
+        // The two queued connections get a FIN: CLOSE_WAIT in the queue.
+        drop(clients);
+        thread::sleep(Duration::from_millis(200));
+        let overflows = netstat()["ListenOverflows"] - before["ListenOverflows"];
+        let pid = child.id();
+        thread::spawn(move || {
+            let _ = release.recv();
+            drop(child.stdin.take());
+            let _ = child.wait();
+        });
+        (pid, overflows)
+    });
+    let d = Diagnose::start("5s", w.netns);
+    let ((pid, overflows), findings) = w.finish(d);
+    eprintln!("{findings:#?}");
+    assert!(overflows >= (CLIENTS - 2) as u64, "{overflows}");
+
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let f = &findings[0];
+    assert_eq!(f["id"], "accept_queue_overflow");
+    assert_eq!(f["count"], overflows, "count == ListenOverflows delta");
+    assert!(
+        f["summary"].as_str().is_some_and(|s| s.contains("EMFILE")),
+        "{f}"
+    );
+    let advice = f["advice"].to_string();
+    assert!(
+        advice.contains("EMFILE") && advice.contains("RLIMIT_NOFILE soft limit (64)"),
+        "{advice}"
+    );
+    let e = &f["evidence"];
+    // From counters (SYN hooks unavailable) the listener is listed with its
+    // owner; from syn_drop events the evidence is the listener's own.
+    let l = if e["source"] == "counters" {
+        &e["listeners_with_waiting_connections"][0]
+    } else {
+        e
+    };
+    assert_eq!(l["port"], PORT);
+    assert_eq!(l["pid"], pid);
+    assert_eq!(l["at_fd_limit"], true);
+    assert!(l["open_fds"].as_u64().is_some_and(|n| n >= 64), "{l}");
+    assert_eq!(l["nofile_soft"], 64);
+    assert_eq!(
+        l["close_wait_on_port"], 2,
+        "the queued connections were closed by their clients"
+    );
+    assert_eq!(l["backlog_now"], 2);
+}

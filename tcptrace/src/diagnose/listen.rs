@@ -574,6 +574,7 @@ fn counter_only(ctx: &Context<'_>, ls: &Listeners, out: &mut Vec<Finding>) {
                 .opt("somaxconn", h.sysctl(ino, |s| s.somaxconn));
             let mut advice = Vec::new();
             let mut busy: Vec<Value> = Vec::new();
+            let mut starved: Vec<String> = Vec::new();
             let mut listeners: Vec<_> = h
                 .netns(ino)
                 .map(|n| n.listeners.iter().filter(|l| l.backlog > 0).collect())
@@ -590,7 +591,9 @@ fn counter_only(ctx: &Context<'_>, ls: &Listeners, out: &mut Vec<Finding>) {
                     .opt("comm", p.map(|p| p.comm.clone()));
                 let who_ = who(pid, p.map(|p| p.comm.as_str()));
                 let cw = h.port_states(ino, l.port).map(|s| s.close_wait);
-                drain_advice(&mut le, &mut advice, &who_, l.port, p, cw);
+                if drain_advice(&mut le, &mut advice, &who_, l.port, p, cw) {
+                    starved.push(format!("{who_} on port {}", l.port));
+                }
                 busy.push(Value::Object(le.0));
             }
             e.set("listeners_with_waiting_connections", Value::Array(busy));
@@ -610,7 +613,15 @@ fn counter_only(ctx: &Context<'_>, ls: &Listeners, out: &mut Vec<Finding>) {
                 },
             );
             f.summary = format!(
-                "ListenOverflows grew by {overflows} in netns {ino}: an accept queue overflowed (no per-listener events were seen)."
+                "ListenOverflows grew by {overflows} in netns {ino}: an accept queue overflowed (no per-listener events were seen){}.",
+                if starved.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} is out of file descriptors, so accept() fails with EMFILE",
+                        starved.join(", ")
+                    )
+                }
             );
             f.evidence = e.0;
             f.advice = advice;
@@ -932,6 +943,12 @@ mod tests {
         assert_eq!(l["port"], 8080);
         assert_eq!(l["at_fd_limit"], true);
         assert!(f[0].advice.iter().any(|s| s.contains("EMFILE")));
+        assert!(
+            f[0].summary
+                .contains("api (pid 31) on port 8080 is out of file descriptors"),
+            "{}",
+            f[0].summary
+        );
         assert!(f[0].advice.iter().any(|s| s.contains("CLOSE_WAIT")));
         // Not when counters are out of scope (a --port filter, replay).
         let mut e = Engine::default();
