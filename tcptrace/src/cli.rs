@@ -27,6 +27,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Watch for a while, then print only the findings: root cause and fix.
+    Diagnose(crate::diagnose::session::DiagnoseArgs),
 }
 
 #[derive(Debug, Args)]
@@ -49,9 +51,12 @@ pub struct LiveArgs {
     pub attach: AttachMode,
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// Set by `tcptrace diagnose`: print only the findings.
+    #[arg(skip)]
+    pub diagnose: bool,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }

@@ -14,6 +14,7 @@ use tokio::{
 
 use crate::{
     cli::LiveArgs,
+    diagnose::session::Session,
     event::decode,
     hist,
     loader::{self, Loaded},
@@ -103,7 +104,8 @@ pub async fn run(args: LiveArgs) -> Result<()> {
         Sink::Human(human::Human::new())
     };
     let mut out = BufWriter::new(std::io::stdout().lock());
-    if let Sink::Human(_) = sink {
+    let mut diag = Session::start(&args.filter, args.diagnose);
+    if let (Sink::Human(_), true) = (&sink, diag.show_events()) {
         writeln!(out, "{}", human::HEADER)?;
     }
     out.flush()?;
@@ -129,15 +131,19 @@ pub async fn run(args: LiveArgs) -> Result<()> {
     let drain = |ring: &mut RingBuf<MapData>,
                  out: &mut BufWriter<std::io::StdoutLock<'_>>,
                  summary: &mut Summary,
-                 owners: &mut crate::syn::Owners|
+                 owners: &mut crate::syn::Owners,
+                 diag: &mut Session|
      -> Result<()> {
         while let Some(item) = ring.next() {
             match decode(&item) {
                 Ok(mut ev) => {
                     owners.fill(&mut ev);
                     summary.observe(&ev);
+                    let v = json::event(&ev, boot_offset);
+                    diag.observe(&v);
                     match &sink {
-                        Sink::Json => writeln!(out, "{}", json::event(&ev, boot_offset))?,
+                        _ if !diag.show_events() => {}
+                        Sink::Json => writeln!(out, "{v}")?,
                         Sink::Human(h) => writeln!(out, "{}", h.line(&ev, boot_offset))?,
                     }
                 }
@@ -153,16 +159,13 @@ pub async fn run(args: LiveArgs) -> Result<()> {
 
     let print_summary = |out: &mut BufWriter<std::io::StdoutLock<'_>>,
                          summary: &Summary,
+                         diag: &mut Session,
                          final_: bool|
      -> Result<()> {
         let k = counters.read()?;
-        if args.json {
-            writeln!(out, "{}", summary.to_json(&k, final_))?;
-        } else {
-            let title = if final_ { "final summary" } else { "summary" };
-            write!(out, "{}", summary.render_text(&k, title))?;
-        }
-        out.flush()?;
+        let title = if final_ { "final summary" } else { "summary" };
+        let text = || summary.render_text(&k, title);
+        diag.summary(out, summary.to_json(&k, final_), text, args.json, final_)?;
         Ok(())
     };
 
@@ -170,17 +173,23 @@ pub async fn run(args: LiveArgs) -> Result<()> {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                drain(guard.get_inner_mut(), &mut out, &mut summary, &mut owners)?;
+                drain(guard.get_inner_mut(), &mut out, &mut summary, &mut owners, &mut diag)?;
                 guard.clear_ready();
             }
-            _ = ticker.tick() => print_summary(&mut out, &summary, false)?,
+            _ = ticker.tick() => print_summary(&mut out, &summary, &mut diag, false)?,
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = &mut deadline => break,
         }
     }
-    drain(ring.get_mut(), &mut out, &mut summary, &mut owners)?;
-    print_summary(&mut out, &summary, true)?;
+    drain(
+        ring.get_mut(),
+        &mut out,
+        &mut summary,
+        &mut owners,
+        &mut diag,
+    )?;
+    print_summary(&mut out, &summary, &mut diag, true)?;
     // Dropping `ebpf` detaches every link and unloads the programs.
     drop(ring);
     drop(ebpf);

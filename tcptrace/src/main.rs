@@ -2,6 +2,7 @@
 
 mod btf;
 mod cli;
+mod diagnose;
 mod event;
 mod filter;
 mod hist;
@@ -38,16 +39,21 @@ fn check(attach: hooks::AttachMode, json: bool) -> Result<()> {
     Ok(())
 }
 
+fn run_live(args: cli::LiveArgs) -> Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(live::run(args)))
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Check { attach, json }) => check(attach, json),
-        None => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(live::run(cli.live))),
+        Some(Command::Diagnose(d)) => d.run(run_live),
+        None => run_live(cli.live),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
