@@ -27,6 +27,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Trace live and record the events and kernel counters to a file.
+    Record(crate::record::RecordArgs),
+    /// Print a recording as the live run printed it (text or JSON, filtered, as pcapng).
+    Replay(crate::replay::ReplayArgs),
 }
 
 #[derive(Debug, Args)]

@@ -3,12 +3,17 @@
 mod btf;
 mod cli;
 mod event;
+mod filter_stub;
 mod hist;
 mod hooks;
 mod kernel;
 mod live;
 mod loader;
 mod output;
+mod pcapng;
+mod record;
+mod replay;
+mod sink;
 mod summary;
 
 use std::process::ExitCode;
@@ -36,16 +41,22 @@ fn check(attach: hooks::AttachMode, json: bool) -> Result<()> {
     Ok(())
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Check { attach, json }) => check(attach, json),
-        None => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(live::run(cli.live))),
+        Some(Command::Record(args)) => {
+            runtime().and_then(|rt| rt.block_on(live::session(&args.live, Some(&args))))
+        }
+        Some(Command::Replay(args)) => replay::run(args),
+        None => runtime().and_then(|rt| rt.block_on(live::run(cli.live))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
