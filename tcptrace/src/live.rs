@@ -126,7 +126,7 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                drain(guard.get_inner_mut(), &mut printer, recorder.as_mut())?;
+                drain(guard.get_inner_mut(), &counters, &mut printer, recorder.as_mut())?;
                 guard.clear_ready();
             }
             _ = ticker.tick() => summarize(&counters, &mut printer, recorder.as_mut(), false)?,
@@ -144,7 +144,7 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
             _ = &mut deadline => break,
         }
     }
-    drain(ring.get_mut(), &mut printer, recorder.as_mut())?;
+    drain(ring.get_mut(), &counters, &mut printer, recorder.as_mut())?;
     summarize(&counters, &mut printer, recorder.as_mut(), true)?;
     if let Some(rec) = recorder {
         rec.finish()?;
@@ -159,12 +159,15 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
 /// then decoded into the sinks.
 fn drain<W: Write>(
     ring: &mut RingBuf<MapData>,
+    counters: &CounterMaps,
     printer: &mut Printer<W>,
     mut recorder: Option<&mut Recorder>,
 ) -> Result<()> {
     while let Some(item) = ring.next() {
         if let Some(rec) = recorder.as_deref_mut() {
-            rec.push(&item)?;
+            if rec.push(&item) {
+                rec.tick(&counters.read()?)?;
+            }
         }
         printer.record(&item)?;
     }

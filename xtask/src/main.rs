@@ -65,7 +65,10 @@ fn main() -> ExitCode {
         Cmd::Dist => setup::build_chain()
             .and_then(|()| artifacts::dist())
             .map(|p| println!("{}", p.display())),
-        Cmd::Test(args) => setup::build_chain().and_then(|()| test::all(&args)),
+        // Test tools (tshark) are needed by the unit tests already.
+        Cmd::Test(args) => setup::build_chain()
+            .and_then(|()| setup::vm_tools())
+            .and_then(|()| test::all(&args)),
         Cmd::Vm(args) => setup::build_chain().and_then(|()| test::vm_only(&args)),
         Cmd::VmSmoke { kernel } => setup::vm_tools().and_then(|()| vm::smoke::run_all(&kernel)),
     };

@@ -253,14 +253,14 @@ impl Recorder {
         })
     }
 
-    /// One raw ring-buffer record, as received.
-    pub fn push(&mut self, raw: &[u8]) -> Result<()> {
+    /// One raw ring-buffer record, as received. True when the block is full:
+    /// the caller then closes it with [`Recorder::tick`], so every block
+    /// ends with a counter snapshot (the exact baseline of a rotated file).
+    #[must_use]
+    pub fn push(&mut self, raw: &[u8]) -> bool {
         self.block.push(raw);
         self.events += 1;
-        if self.block.data.len() >= BLOCK_TARGET {
-            self.flush()?;
-        }
-        Ok(())
+        self.block.data.len() >= BLOCK_TARGET
     }
 
     /// Stores counters at this point of the stream.
@@ -274,7 +274,8 @@ impl Recorder {
         self.last_snapshot = Some(k.clone());
     }
 
-    /// Every second: a counter snapshot, the block written, the status line.
+    /// Every second and when a block is full: a counter snapshot, the block
+    /// written, the status line.
     pub fn tick(&mut self, k: &KernelCounters) -> Result<()> {
         let changed = self.last_snapshot.as_ref() != Some(k);
         if changed || !self.block.is_empty() {
