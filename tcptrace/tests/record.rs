@@ -292,6 +292,23 @@ fn replay_prints_exactly_what_the_live_run_printed() {
 
 #[test]
 #[ignore = "needs root and BPF: run by cargo xtask test"]
+fn text_replay_matches_the_live_text_view() {
+    let dir = TempDir::new("text");
+    let file = dir.file("text.rec");
+    let rec = Recorder::start(&file, &["--print", "--interval", "1s"]);
+    let addr = accepting_listener();
+    connects(addr, 20);
+    thread::sleep(Duration::from_millis(1200));
+    connects(addr, 20);
+    let (ok, live, _) = rec.stop(Signal::SIGINT);
+    assert!(ok);
+    assert!(live.contains("--- summary ---"), "{live}");
+    assert!(live.contains("--- final summary ---"), "{live}");
+    assert_same_lines(&live, &stdout_of(&replay(&[file.to_str().unwrap()])));
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
 fn sigkilled_recorder_leaves_a_file_readable_to_its_last_block() {
     const BURST: usize = 40;
     let dir = TempDir::new("sigkill");

@@ -383,6 +383,71 @@ mod tests {
     }
 
     #[test]
+    fn record_and_replay_command_lines() {
+        use crate::cli::{Cli, Command};
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from([
+            "tcptrace",
+            "record",
+            "-o",
+            "run.rec",
+            "--max-size",
+            "10M",
+            "--rotate",
+            "3",
+            "--json",
+            "--interval",
+            "0",
+            "--pcap",
+            "run.pcapng",
+        ])
+        .unwrap();
+        let Some(Command::Record(r)) = cli.command else {
+            panic!("not a record command")
+        };
+        assert_eq!(r.output, PathBuf::from("run.rec"));
+        assert_eq!((r.max_size, r.rotate), (Some(10 << 20), Some(3)));
+        assert!(r.live.json && !r.print);
+        assert_eq!(r.live.interval, Duration::ZERO);
+        assert_eq!(r.pcap, Some(PathBuf::from("run.pcapng")));
+        let err = Cli::try_parse_from(["tcptrace", "record", "-o", "f", "--rotate", "2"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--max-size"), "{err}");
+        assert!(Cli::try_parse_from(["tcptrace", "record"]).is_err());
+
+        let cli = Cli::try_parse_from([
+            "tcptrace",
+            "replay",
+            "a.rec.1",
+            "a.rec",
+            "--json",
+            "--since",
+            "30s",
+            "--until",
+            "2024-05-01T10:00:00Z",
+            "--pcap",
+            "out.pcapng",
+            "--port",
+            "80",
+        ])
+        .unwrap();
+        let Some(Command::Replay(r)) = cli.command else {
+            panic!("not a replay command")
+        };
+        assert_eq!(r.files, [PathBuf::from("a.rec.1"), PathBuf::from("a.rec")]);
+        assert!(r.json && !r.info);
+        assert_eq!(
+            r.since,
+            Some(crate::replay::TimeArg::After(Duration::from_secs(30)))
+        );
+        assert!(matches!(r.until, Some(crate::replay::TimeArg::Wall(_))));
+        assert_eq!(r.filter.port, [80]);
+        assert!(Cli::try_parse_from(["tcptrace", "replay"]).is_err());
+        assert!(Cli::try_parse_from(["tcptrace", "replay", "f", "--since", "soon"]).is_err());
+    }
+
+    #[test]
     fn filters_from_command_line() {
         let args: Vec<String> = [
             "tcptrace",
