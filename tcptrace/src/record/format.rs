@@ -11,7 +11,7 @@
 //! ring-buffer records column by column (see [`encode_block`]) and the counter
 //! snapshots ("markers") taken between them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{bail, ensure, Context as _, Result};
 use serde::{Deserialize, Serialize};
@@ -423,13 +423,15 @@ pub fn encode_block(block: &Block) -> Vec<u8> {
     let mut out = Vec::with_capacity(block.data.len() + 16);
     put_varint(&mut out, n as u64);
     let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    let mut group_of: HashMap<usize, usize> = HashMap::new();
     for i in 0..n {
         let len = block.record(i).len();
         put_varint(&mut out, len as u64);
-        match groups.iter_mut().find(|(l, _)| *l == len) {
-            Some((_, members)) => members.push(i),
-            None => groups.push((len, vec![i])),
-        }
+        let g = *group_of.entry(len).or_insert_with(|| {
+            groups.push((len, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(i);
     }
     let mut prev_ts = 0u64;
     for i in 0..n {
@@ -478,6 +480,7 @@ pub fn decode_block(payload: &[u8]) -> Result<Block> {
     let n = c.count("record")?;
     let mut lens = Vec::with_capacity(n);
     let mut groups: Vec<(usize, usize)> = Vec::new(); // (len, count)
+    let mut group_of: HashMap<usize, usize> = HashMap::new();
     let mut total = 0usize;
     for _ in 0..n {
         let len = c.varint()?;
@@ -486,10 +489,11 @@ pub fn decode_block(payload: &[u8]) -> Result<Block> {
         total += len;
         ensure!(total <= MAX_RAW, "records exceed the block size limit");
         lens.push(len);
-        match groups.iter_mut().find(|(l, _)| *l == len) {
-            Some((_, count)) => *count += 1,
-            None => groups.push((len, 1)),
-        }
+        let g = *group_of.entry(len).or_insert_with(|| {
+            groups.push((len, 0));
+            groups.len() - 1
+        });
+        groups[g].1 += 1;
     }
     let mut ts = Vec::new();
     let mut prev = 0u64;
@@ -522,10 +526,7 @@ pub fn decode_block(payload: &[u8]) -> Result<Block> {
     let mut next_row = vec![0usize; groups.len()];
     let mut ts_iter = ts.into_iter();
     for &len in &lens {
-        let g = groups
-            .iter()
-            .position(|(l, _)| *l == len)
-            .context("record group")?;
+        let g = *group_of.get(&len).context("record group")?;
         let width = stored_len(len);
         let row = &rows[g][next_row[g] * width..(next_row[g] + 1) * width];
         next_row[g] += 1;
