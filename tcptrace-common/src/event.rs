@@ -11,17 +11,32 @@ pub enum EventKind {
     Connect = 1,
     /// `__inet_hash_connect` (ephemeral port search) returned.
     PortSearch = 2,
+    /// A SYN reached a listener and got no answer.
+    SynDrop = 3,
+    /// The third ACK found the accept queue full.
+    ListenOverflow = 4,
+    /// A listener resent a SYN-ACK.
+    SynackRetransmit = 5,
 }
 
 impl EventKind {
     /// Number of slots in per-kind counter arrays (index = discriminant).
-    pub const SLOTS: u32 = 3;
-    pub const ALL: [EventKind; 2] = [EventKind::Connect, EventKind::PortSearch];
+    pub const SLOTS: u32 = 8;
+    pub const ALL: [EventKind; 5] = [
+        EventKind::Connect,
+        EventKind::PortSearch,
+        EventKind::SynDrop,
+        EventKind::ListenOverflow,
+        EventKind::SynackRetransmit,
+    ];
 
     pub const fn from_u8(v: u8) -> Option<Self> {
         match v {
             1 => Some(Self::Connect),
             2 => Some(Self::PortSearch),
+            3 => Some(Self::SynDrop),
+            4 => Some(Self::ListenOverflow),
+            5 => Some(Self::SynackRetransmit),
             _ => None,
         }
     }
@@ -31,6 +46,9 @@ impl EventKind {
         match self {
             Self::Connect => "connect",
             Self::PortSearch => "port_search",
+            Self::SynDrop => "syn_drop",
+            Self::ListenOverflow => "listen_overflow",
+            Self::SynackRetransmit => "synack_retransmit",
         }
     }
 }
@@ -49,6 +67,8 @@ pub struct EventHeader {
     pub netns: u32,
     /// CLOCK_BOOTTIME nanoseconds when the event completed.
     pub ts_ns: u64,
+    /// cgroup v2 id of the task (inode of its cgroup directory).
+    pub cgroup: u64,
     pub comm: [u8; 16],
 }
 
@@ -84,6 +104,6 @@ pub struct LatencyEvent {
     pub ports_probed: u32,
 }
 
-const _: () = assert!(size_of::<EventHeader>() == 40);
+const _: () = assert!(size_of::<EventHeader>() == 48);
 const _: () = assert!(size_of::<Flow>() == 40);
-const _: () = assert!(size_of::<LatencyEvent>() == 96);
+const _: () = assert!(size_of::<LatencyEvent>() == 104);

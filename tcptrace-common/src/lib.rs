@@ -9,8 +9,9 @@ pub mod config;
 pub mod event;
 pub mod hist;
 pub mod offsets;
+pub mod syn;
 
-pub use config::Config;
+pub use config::{Config, Filter};
 pub use event::{EventHeader, EventKind, Flow, LatencyEvent};
 pub use hist::{HistId, HIST_SLOTS};
 pub use offsets::KernelOffsets;
@@ -23,12 +24,15 @@ pub mod maps {
     pub const STATS: &str = "STATS";
     pub const CONNECT_STATE: &str = "CONNECT_STATE";
     pub const PORT_SEARCH_STATE: &str = "PORT_SEARCH_STATE";
+    pub const SYN_ANSWERED: &str = "SYN_ANSWERED";
+    pub const SYN_LISTENERS: &str = "SYN_LISTENERS";
 }
 
 /// Names of the read-only globals userspace fills in before loading.
 pub mod globals {
     pub const OFFSETS: &str = "OFFSETS";
     pub const CONFIG: &str = "CONFIG";
+    pub const SYN_OFFSETS: &str = "SYN_OFFSETS";
 }
 
 /// Counters kept in the per-CPU `STATS` array besides lost events.

@@ -5,9 +5,11 @@
 
 mod connect;
 mod emit;
+mod filter;
 mod kernel;
 mod maps;
 mod port_search;
+mod syn;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -5,7 +5,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use tcptrace_common::{event::AF_INET6, EventHeader, EventKind, Flow, LatencyEvent};
+use tcptrace_common::{event::AF_INET6, syn::SynEvent, EventHeader, EventKind, Flow, LatencyEvent};
 
 /// A TCP 4-tuple with real addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -46,6 +46,8 @@ pub enum Detail {
         errno: i32,
         ports_probed: u32,
     },
+    /// syn_drop, listen_overflow, synack_retransmit.
+    Syn(crate::syn::SynDetail),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +58,7 @@ pub struct Event {
     pub pid: u32,
     pub tid: u32,
     pub netns: u32,
+    pub cgroup: u64,
     pub comm: String,
     pub endpoints: Endpoints,
     pub detail: Detail,
@@ -65,6 +68,7 @@ impl Event {
     pub fn errno(&self) -> i32 {
         match self.detail {
             Detail::Connect { errno, .. } | Detail::PortSearch { errno, .. } => errno,
+            Detail::Syn(_) => 0,
         }
     }
 }
@@ -121,6 +125,7 @@ fn with_header(h: &EventHeader, kind: EventKind, flow: &Flow, detail: Detail) ->
         pid: h.pid,
         tid: h.tid,
         netns: h.netns,
+        cgroup: h.cgroup,
         comm: comm(&h.comm),
         endpoints: Endpoints::from(flow),
         detail,
@@ -131,19 +136,31 @@ fn with_header(h: &EventHeader, kind: EventKind, flow: &Flow, detail: Detail) ->
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let first = *bytes.first().ok_or(DecodeError::Empty)?;
     let kind = EventKind::from_u8(first).ok_or(DecodeError::UnknownKind(first))?;
-    let rec: LatencyEvent = read_record(kind, bytes)?;
-    let detail = match kind {
-        EventKind::Connect => Detail::Connect {
-            latency_ns: rec.latency_ns,
-            errno: rec.errno,
-        },
-        EventKind::PortSearch => Detail::PortSearch {
-            latency_ns: rec.latency_ns,
-            errno: rec.errno,
-            ports_probed: rec.ports_probed,
-        },
-    };
-    Ok(with_header(&rec.header, kind, &rec.flow, detail))
+    let latency = |bytes: &[u8]| read_record::<LatencyEvent>(kind, bytes);
+    match kind {
+        EventKind::Connect => {
+            let rec = latency(bytes)?;
+            let detail = Detail::Connect {
+                latency_ns: rec.latency_ns,
+                errno: rec.errno,
+            };
+            Ok(with_header(&rec.header, kind, &rec.flow, detail))
+        }
+        EventKind::PortSearch => {
+            let rec = latency(bytes)?;
+            let detail = Detail::PortSearch {
+                latency_ns: rec.latency_ns,
+                errno: rec.errno,
+                ports_probed: rec.ports_probed,
+            };
+            Ok(with_header(&rec.header, kind, &rec.flow, detail))
+        }
+        EventKind::SynDrop | EventKind::ListenOverflow | EventKind::SynackRetransmit => {
+            let rec: SynEvent = read_record(kind, bytes)?;
+            let detail = Detail::Syn(crate::syn::detail(&rec));
+            Ok(with_header(&rec.header, kind, &rec.flow, detail))
+        }
+    }
 }
 
 /// Name of an errno value ("EADDRNOTAVAIL"), or its number.
@@ -185,6 +202,7 @@ pub(crate) mod tests {
                 tid: 43,
                 netns: 4026531840,
                 ts_ns: 1_000_000_000,
+                cgroup: 7,
                 comm,
                 ..EventHeader::default()
             },
@@ -243,7 +261,7 @@ pub(crate) mod tests {
             Err(DecodeError::Short {
                 kind: EventKind::Connect,
                 len: 50,
-                want: 96
+                want: 104
             })
         );
     }

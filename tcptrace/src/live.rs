@@ -14,6 +14,7 @@ use tokio::{
 
 use crate::{
     cli::LiveArgs,
+    event::decode,
     hist,
     loader::{self, Loaded},
     record::{format::MarkerKind, RecordArgs, Recorder},
@@ -26,10 +27,12 @@ struct CounterMaps {
     hists: PerCpuArray<MapData, u64>,
     lost: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
+    syn: crate::syn::SynMaps,
 }
 
 impl CounterMaps {
     fn take(ebpf: &mut aya::Ebpf) -> Result<Self> {
+        let syn = crate::syn::SynMaps::take(ebpf)?;
         let mut take = |name: &str| -> Result<PerCpuArray<MapData, u64>> {
             let map = ebpf
                 .take_map(name)
@@ -40,6 +43,7 @@ impl CounterMaps {
             hists: take(maps::HISTOGRAMS)?,
             lost: take(maps::LOST)?,
             stats: take(maps::STATS)?,
+            syn,
         })
     }
 
@@ -61,6 +65,7 @@ impl CounterMaps {
                 .iter()
                 .map(|&s| Ok((s, sum(&self.stats, s as u32)?)))
                 .collect::<Result<_>>()?,
+            syn: self.syn.read()?,
         })
     }
 }
@@ -73,10 +78,15 @@ pub async fn run(args: LiveArgs) -> Result<()> {
 pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()> {
     let config = Config {
         min_latency_ns: args.min_latency.as_nanos().min(u64::MAX as u128) as u64,
+        filter: args.filter.to_kernel(),
     };
     let Loaded { mut ebpf, hooks } = loader::load(args.attach, config)?;
     for status in &hooks {
         eprintln!("tcptrace: {}", loader::describe(status));
+    }
+    let filter = args.filter.describe();
+    if !filter.is_empty() {
+        eprintln!("tcptrace: filter (in the kernel): {filter}");
     }
     let counters = CounterMaps::take(&mut ebpf)?;
     let ring = ebpf
@@ -103,6 +113,7 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
     printer.begin()?;
     eprintln!("tcptrace: tracing; Ctrl-C to stop");
 
+    let mut owners = crate::syn::Owners::default();
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let period = if args.interval.is_zero() {
@@ -126,7 +137,7 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                drain(guard.get_inner_mut(), &counters, &mut printer, recorder.as_mut())?;
+                drain(guard.get_inner_mut(), &counters, &mut printer, &mut owners, recorder.as_mut())?;
                 guard.clear_ready();
             }
             _ = ticker.tick() => summarize(&counters, &mut printer, recorder.as_mut(), false)?,
@@ -144,7 +155,13 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
             _ = &mut deadline => break,
         }
     }
-    drain(ring.get_mut(), &counters, &mut printer, recorder.as_mut())?;
+    drain(
+        ring.get_mut(),
+        &counters,
+        &mut printer,
+        &mut owners,
+        recorder.as_mut(),
+    )?;
     summarize(&counters, &mut printer, recorder.as_mut(), true)?;
     if let Some(rec) = recorder {
         rec.finish()?;
@@ -161,15 +178,27 @@ fn drain<W: Write>(
     ring: &mut RingBuf<MapData>,
     counters: &CounterMaps,
     printer: &mut Printer<W>,
+    owners: &mut crate::syn::Owners,
     mut recorder: Option<&mut Recorder>,
 ) -> Result<()> {
     while let Some(item) = ring.next() {
+        let mut ev = decode(&item);
+        if let Ok(ev) = &mut ev {
+            // A listener owner found in /proc goes into the recording (in the
+            // block of this record), so replay fills it in the same way.
+            if let (Some(found), Some(rec)) = (owners.fill(ev), recorder.as_deref_mut()) {
+                rec.owner(found);
+            }
+        }
         if let Some(rec) = recorder.as_deref_mut() {
             if rec.push(&item) {
                 rec.tick(&counters.read()?)?;
             }
         }
-        printer.record(&item)?;
+        match ev {
+            Ok(ev) => printer.event(&ev)?,
+            Err(e) => printer.undecodable(&e),
+        }
     }
     printer.flush()
 }

@@ -3,7 +3,7 @@
 mod btf;
 mod cli;
 mod event;
-mod filter_stub;
+mod filter;
 mod hist;
 mod hooks;
 mod kernel;
@@ -15,6 +15,7 @@ mod record;
 mod replay;
 mod sink;
 mod summary;
+mod syn;
 
 use std::process::ExitCode;
 

@@ -26,10 +26,10 @@ const IF_NAME: u16 = 2;
 const IF_TSRESOL: u16 = 9;
 
 /// The packet an event carries and the comment that describes the event, or
-/// None for kinds without packet bytes (connect, port_search).
+/// None for kinds without packet bytes (connect, port_search, the SYN family).
 pub fn packet(ev: &Event) -> Option<(&[u8], String)> {
     match &ev.detail {
-        Detail::Connect { .. } | Detail::PortSearch { .. } => None,
+        Detail::Connect { .. } | Detail::PortSearch { .. } | Detail::Syn(_) => None,
     }
 }
 
@@ -200,8 +200,12 @@ mod tests {
         use crate::event::{decode, tests::raw_latency};
         use tcptrace_common::EventKind;
         for kind in EventKind::ALL {
-            let ev = decode(&raw_latency(kind, 2, 0)).unwrap();
-            assert!(packet(&ev).is_none());
+            let raw = match kind {
+                EventKind::Connect | EventKind::PortSearch => raw_latency(kind, 2, 0),
+                _ => crate::syn::tests::raw_syn(kind, 0, 0),
+            };
+            let ev = decode(&raw).unwrap();
+            assert!(packet(&ev).is_none(), "{}", kind.name());
         }
     }
 

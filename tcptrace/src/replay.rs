@@ -13,7 +13,7 @@ use clap::Args;
 
 use crate::{
     event::decode,
-    filter_stub::{Filter, FilterArgs},
+    filter::FilterArgs,
     output::json::wall_time,
     record::{
         fmt_bytes,
@@ -22,6 +22,7 @@ use crate::{
     },
     sink::Printer,
     summary::KernelCounters,
+    syn::Owners,
 };
 
 #[derive(Debug, Args)]
@@ -149,7 +150,6 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     if args.info {
         return info(&args.files);
     }
-    let filter = Filter::new(&args.filter);
     let first = Reader::open(&args.files[0])?;
     let window = Window::new(args.since, args.until, &first.meta);
     let mut printer = Printer::new(
@@ -161,6 +161,9 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     .with_pcap(args.pcap.as_deref())?;
     printer.begin()?;
     let mut counters = Counters::default();
+    // Listener owners come from what the live run found, never from this
+    // host's /proc.
+    let mut owners = Owners::offline();
     let mut started = false;
     let mut first = Some(first);
     for path in &args.files {
@@ -173,13 +176,17 @@ pub fn run(args: ReplayArgs) -> Result<()> {
             .next_block()
             .with_context(|| path.display().to_string())?
         {
+            for lookup in &block.owners {
+                owners.learn(lookup.clone());
+            }
             for item in block.items() {
                 match item {
                     Item::Record(raw) => match decode(raw) {
-                        Ok(ev) => {
+                        Ok(mut ev) => {
+                            owners.fill(&mut ev);
                             if !window.before(ev.ts_ns)
                                 && !window.after(ev.ts_ns)
-                                && filter.matches(&ev)
+                                && args.filter.matches(&ev)
                             {
                                 printer.event(&ev)?;
                             }
@@ -271,8 +278,8 @@ fn info(files: &[PathBuf]) -> Result<()> {
                 h.mechanism.as_deref().unwrap_or("UNAVAILABLE")
             )?;
         }
-        if !m.filters.is_empty() {
-            writeln!(out, "filters:     {}", m.filters.join(" "))?;
+        if !m.filter.is_empty() {
+            writeln!(out, "filter:      {} (applied in the kernel)", m.filter)?;
         }
         let ending = match r.ending {
             Ending::Clean => "closed cleanly".to_owned(),

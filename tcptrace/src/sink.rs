@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context as _, Result};
 
 use crate::{
-    event::{decode, DecodeError, Event},
+    event::{DecodeError, Event},
     output::{human, json},
     pcapng::{self, PcapngWriter},
     record::writer::create_private,
@@ -64,17 +64,6 @@ impl<W: Write> Printer<W> {
         }
         self.out.flush()?;
         Ok(())
-    }
-
-    /// A raw ring-buffer record: decoded, then [`Printer::event`].
-    pub fn record(&mut self, raw: &[u8]) -> Result<()> {
-        match decode(raw) {
-            Ok(ev) => self.event(&ev),
-            Err(e) => {
-                self.undecodable(&e);
-                Ok(())
-            }
-        }
     }
 
     /// One decoded event into the summary, the output and the capture.

@@ -17,6 +17,7 @@ pub struct KernelCounters {
     pub hists: Vec<(HistId, Histogram)>,
     pub lost: Vec<(EventKind, u64)>,
     pub stats: Vec<(Stat, u64)>,
+    pub syn: crate::syn::SynKernelCounters,
 }
 
 impl KernelCounters {
@@ -40,6 +41,7 @@ pub struct Summary {
     pub errors: BTreeMap<(&'static str, i32), u64>,
     pub max_ports_probed: u32,
     pub decode_errors: u64,
+    pub syn: crate::syn::SynSummary,
 }
 
 impl Summary {
@@ -51,6 +53,7 @@ impl Summary {
         if let crate::event::Detail::PortSearch { ports_probed, .. } = ev.detail {
             self.max_ports_probed = self.max_ports_probed.max(ports_probed);
         }
+        self.syn.observe(ev);
     }
 
     pub fn render_text(&self, k: &KernelCounters, title: &str) -> String {
@@ -84,6 +87,7 @@ impl Summary {
                 self.max_ports_probed
             );
         }
+        self.syn.render_text(&k.syn, &mut out);
         let lost = k.lost_total();
         let _ = write!(out, "lost events: {lost}");
         if lost > 0 {
@@ -142,8 +146,11 @@ impl Summary {
             .iter()
             .map(|(s, n)| (stat_name(*s).to_owned(), json!(n)))
             .collect();
+        let (syn_answered, listeners) = self.syn.to_json(&k.syn);
         json!({
             "kind": "summary",
+            "syn_answered": syn_answered,
+            "listeners": listeners,
             "final": final_,
             "histograms": hists,
             "events": self.events,
@@ -177,6 +184,7 @@ mod tests {
             hists: vec![(HistId::PortSearch, h)],
             lost: vec![(EventKind::Connect, 3)],
             stats: vec![],
+            ..KernelCounters::default()
         };
         let text = s.render_text(&k, "summary");
         assert!(text.contains("EADDRNOTAVAIL  2"), "{text}");

@@ -301,6 +301,66 @@ fn replay_prints_exactly_what_the_live_run_printed() {
     assert_eq!(none.iter().filter(|o| o["kind"] == "connect").count(), 0);
 }
 
+/// SYN-family events replay identically too, including the listener owner
+/// the live run found in /proc (the listener exists before tracing starts,
+/// and is gone when the replay runs).
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn syn_events_and_listener_owners_replay_identically() {
+    use socket2::{Domain, Socket, Type};
+    const BACKLOG: i32 = 2;
+    const CLIENTS: usize = 8;
+    let dir = TempDir::new("syn");
+    let file = dir.file("syn.rec");
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let worker = thread::spawn(move || {
+        support::enter_private_netns();
+        let l = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        l.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("bind");
+        l.listen(BACKLOG).expect("listen");
+        let addr = l.local_addr().expect("addr").as_socket().expect("inet");
+        ready_tx.send(()).expect("ready");
+        go_rx.recv().expect("go");
+        let clients: Vec<Socket> = (0..CLIENTS)
+            .map(|_| {
+                let c = Socket::new(Domain::IPV4, Type::STREAM, None).expect("client");
+                c.set_nonblocking(true).expect("nonblocking");
+                let _ = c.connect(&addr.into());
+                c
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(2500));
+        drop((clients, l));
+        support::thread_netns()
+    });
+    ready_rx.recv().expect("listener ready");
+    let rec = Recorder::start(&file, &["--json", "--interval", "0"]);
+    go_tx.send(()).expect("go");
+    let netns = worker.join().expect("worker");
+    let (ok, live, _) = rec.stop(Signal::SIGINT);
+    assert!(ok);
+    let live_objs = objects(&live);
+    let syn: Vec<&Value> = live_objs
+        .iter()
+        .filter(|o| o["netns"] == netns && o["kind"] != "connect")
+        .collect();
+    assert_same_lines(
+        &live,
+        &stdout_of(&replay(&[file.to_str().unwrap(), "--json"])),
+    );
+    if syn.is_empty() {
+        eprintln!("no SYN-family hook attached here: owners not exercised");
+        return;
+    }
+    let from_proc = syn.iter().filter(|e| e["owner"] == "proc").count();
+    assert!(from_proc > 0, "owners found in /proc: {syn:?}");
+    for e in syn.iter().filter(|e| e["owner"] == "proc") {
+        assert_eq!(e["pid"], std::process::id(), "{e}");
+    }
+}
+
 #[test]
 #[ignore = "needs root and BPF: run by cargo xtask test"]
 fn text_replay_matches_the_live_text_view() {

@@ -2,6 +2,8 @@
 
 use std::io::IsTerminal as _;
 
+use tcptrace_common::EventKind;
+
 use crate::{
     event::{errno_name, Detail, Event},
     hist::fmt_ns,
@@ -12,13 +14,19 @@ pub struct Human {
     color: bool,
 }
 
-pub const HEADER: &str = "TIME             KIND         PID     COMM             LOCAL                  PEER                   LATENCY  RESULT";
+pub const HEADER: &str = "TIME             KIND              PID     COMM             LOCAL                  PEER                   LATENCY  RESULT";
 
 impl Human {
     pub fn new() -> Self {
         Self {
             color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         }
+    }
+
+    /// Without colours (tests, pipes).
+    #[cfg(test)]
+    pub fn plain() -> Self {
+        Self { color: false }
     }
 
     pub fn line(&self, ev: &Event, boot_offset_ns: i64) -> String {
@@ -28,26 +36,32 @@ impl Human {
         let e = &ev.endpoints;
         let local = endpoint(e.saddr, e.sport);
         let peer = endpoint(e.daddr, e.dport);
-        let (latency, mut result) = match ev.detail {
-            Detail::Connect { latency_ns, errno } => (latency_ns, errno_name(errno)),
-            Detail::PortSearch {
+        let (latency, mut result) = match &ev.detail {
+            &Detail::Connect { latency_ns, errno } => (Some(latency_ns), errno_name(errno)),
+            &Detail::PortSearch {
                 latency_ns,
                 errno,
                 ports_probed,
             } => (
-                latency_ns,
+                Some(latency_ns),
                 format!("{} probed={ports_probed}", errno_name(errno)),
             ),
+            Detail::Syn(d) => (None, crate::syn::human_result(ev, d)),
         };
-        if self.color && ev.errno() != 0 && ev.errno() != libc::EINPROGRESS {
+        let failed = match ev.kind {
+            EventKind::SynDrop | EventKind::ListenOverflow => true,
+            EventKind::SynackRetransmit => false,
+            _ => ev.errno() != 0 && ev.errno() != libc::EINPROGRESS,
+        };
+        if self.color && failed {
             result = format!("\x1b[31m{result}\x1b[0m");
         }
         format!(
-            "{clock:<16} {:<12} {:<7} {:<16} {local:<22} {peer:<22} {:>8} {result}",
+            "{clock:<16} {:<17} {:<7} {:<16} {local:<22} {peer:<22} {:>8} {result}",
             ev.kind.name(),
             ev.pid,
             ev.comm,
-            fmt_ns(latency),
+            latency.map(fmt_ns).unwrap_or_else(|| "-".into()),
         )
     }
 }
@@ -68,7 +82,6 @@ fn endpoint(addr: std::net::IpAddr, port: u16) -> String {
 mod tests {
     use super::*;
     use crate::event::{decode, tests::raw_latency};
-    use tcptrace_common::EventKind;
 
     #[test]
     fn line_is_aligned_with_header() {

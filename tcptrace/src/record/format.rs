@@ -11,13 +11,20 @@
 //! ring-buffer records column by column (see [`encode_block`]) and the counter
 //! snapshots ("markers") taken between them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use anyhow::{bail, ensure, Context as _, Result};
 use serde::{Deserialize, Serialize};
-use tcptrace_common::{EventKind, HistId, Stat, HIST_SLOTS};
+use tcptrace_common::{syn::ListenerCounters, EventKind, HistId, Stat, HIST_SLOTS};
 
-use crate::{hist::Histogram, summary::KernelCounters};
+use crate::{
+    hist::Histogram,
+    summary::KernelCounters,
+    syn::{ListenerId, OwnerLookup, SynKernelCounters},
+};
 
 pub const MAGIC: [u8; 8] = *b"TCPTRREC";
 /// Bumped only for changes an older reader cannot skip (see docs/recording.md).
@@ -62,8 +69,9 @@ pub struct Metadata {
     /// 0 for the first file of a run, then 1, 2, … for files opened by rotation.
     pub file_sequence: u32,
     pub hooks: Vec<HookInfo>,
-    /// Filter options given on the command line (flag and value).
-    pub filters: Vec<String>,
+    /// The filter the kernel applied, as options (`--port 80 --pid 42`);
+    /// empty when unfiltered.
+    pub filter: String,
     pub command_line: Vec<String>,
     /// Sizes of the shared record structs, by name.
     pub record_sizes: BTreeMap<String, u32>,
@@ -117,6 +125,8 @@ pub struct Block {
     /// End offset of each record in `data`.
     pub ends: Vec<u32>,
     pub markers: Vec<Marker>,
+    /// Listener owners the live run found in /proc while these records came in.
+    pub owners: Vec<OwnerLookup>,
 }
 
 impl Block {
@@ -130,7 +140,7 @@ impl Block {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty() && self.markers.is_empty()
+        self.ends.is_empty() && self.markers.is_empty() && self.owners.is_empty()
     }
 
     pub fn record(&self, i: usize) -> &[u8] {
@@ -235,6 +245,39 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// A named, length-prefixed part: readers skip names they do not know, so
+/// counters and annotations can be added within a format version.
+fn put_section(out: &mut Vec<u8>, name: &str, body: &[u8]) {
+    put_varint(out, name.len() as u64);
+    out.extend_from_slice(name.as_bytes());
+    put_varint(out, body.len() as u64);
+    out.extend_from_slice(body);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+impl<'a> Cursor<'a> {
+    fn str(&mut self) -> Result<&'a str> {
+        let n = self.count("string byte")?;
+        std::str::from_utf8(self.bytes(n)?).context("string is not UTF-8")
+    }
+
+    /// `count` sections of (name, body).
+    fn sections(&mut self) -> Result<Vec<(&'a str, &'a [u8])>> {
+        let n = self.count("section")?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let name = self.str()?;
+            let len = self.count("section byte")?;
+            out.push((name, self.bytes(len)?));
+        }
+        Ok(out)
+    }
+}
+
 // ---- header -------------------------------------------------------------
 
 pub fn encode_header(meta: &Metadata) -> Result<Vec<u8>> {
@@ -305,6 +348,85 @@ fn encode_counters(out: &mut Vec<u8>, k: &KernelCounters) {
         put_varint(out, *s as u64);
         put_varint(out, *n);
     }
+    put_varint(out, 1);
+    put_section(out, "syn", &encode_syn(&k.syn));
+}
+
+fn encode_syn(k: &SynKernelCounters) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_varint(&mut out, k.answered.len() as u64);
+    for &n in &k.answered {
+        put_varint(&mut out, n);
+    }
+    put_varint(&mut out, k.listeners.len() as u64);
+    for (id, c) in &k.listeners {
+        put_varint(&mut out, u64::from(id.netns));
+        match id.addr {
+            IpAddr::V4(a) => {
+                out.push(4);
+                out.extend_from_slice(&a.octets());
+            }
+            IpAddr::V6(a) => {
+                out.push(6);
+                out.extend_from_slice(&a.octets());
+            }
+        }
+        put_varint(&mut out, u64::from(id.port));
+        for v in [
+            c.answered_normal,
+            c.answered_cookie,
+            c.answered_fastopen,
+            c.last_ns,
+        ] {
+            put_varint(&mut out, v);
+        }
+        for v in [c.backlog, c.backlog_max, c.syn_queue] {
+            put_varint(&mut out, u64::from(v));
+        }
+    }
+    out
+}
+
+fn decode_syn(body: &[u8]) -> Result<SynKernelCounters> {
+    let mut c = Cursor::new(body);
+    let mut k = SynKernelCounters::default();
+    for i in 0..c.count("answered counter")? {
+        let v = c.varint()?;
+        if let Some(slot) = k.answered.get_mut(i) {
+            *slot = v;
+        }
+    }
+    for _ in 0..c.count("listener")? {
+        let netns = u32::try_from(c.varint()?).context("listener netns")?;
+        let addr = match c.u8()? {
+            4 => {
+                let b: [u8; 4] = c.bytes(4)?.try_into().context("IPv4 address")?;
+                IpAddr::V4(Ipv4Addr::from(b))
+            }
+            6 => {
+                let b: [u8; 16] = c.bytes(16)?.try_into().context("IPv6 address")?;
+                IpAddr::V6(Ipv6Addr::from(b))
+            }
+            other => bail!("listener address family {other}"),
+        };
+        let port = u16::try_from(c.varint()?).context("listener port")?;
+        let small = |c: &mut Cursor<'_>| -> Result<u32> {
+            u32::try_from(c.varint()?).context("listener queue length")
+        };
+        let counters = ListenerCounters {
+            answered_normal: c.varint()?,
+            answered_cookie: c.varint()?,
+            answered_fastopen: c.varint()?,
+            last_ns: c.varint()?,
+            backlog: small(&mut c)?,
+            backlog_max: small(&mut c)?,
+            syn_queue: small(&mut c)?,
+            ..ListenerCounters::default()
+        };
+        k.listeners
+            .push((ListenerId { netns, addr, port }, counters));
+    }
+    Ok(k)
 }
 
 /// Reads counters; ids this build does not know (a newer tcptrace's
@@ -335,6 +457,11 @@ fn decode_counters(c: &mut Cursor<'_>) -> Result<KernelCounters> {
         let (stat, n) = (c.varint()?, c.varint()?);
         if let Some(s) = Stat::ALL.into_iter().find(|s| *s as u64 == stat) {
             k.stats.push((s, n));
+        }
+    }
+    for (name, body) in c.sections()? {
+        if name == "syn" {
+            k.syn = decode_syn(body).context("SYN counters")?;
         }
     }
     Ok(k)
@@ -373,6 +500,25 @@ pub fn counters_since(a: &KernelCounters, b: &KernelCounters) -> KernelCounters 
                 (*s, n.saturating_sub(base))
             })
             .collect(),
+        syn: SynKernelCounters {
+            answered: std::array::from_fn(|i| a.syn.answered[i].saturating_sub(b.syn.answered[i])),
+            // Answer counts since `b`; queue state as of `a`.
+            listeners: a
+                .syn
+                .listeners
+                .iter()
+                .map(|(id, c)| {
+                    let mut d = *c;
+                    if let Some((_, base)) = b.syn.listeners.iter().find(|(i, _)| i == id) {
+                        d.answered_normal = c.answered_normal.saturating_sub(base.answered_normal);
+                        d.answered_cookie = c.answered_cookie.saturating_sub(base.answered_cookie);
+                        d.answered_fastopen =
+                            c.answered_fastopen.saturating_sub(base.answered_fastopen);
+                    }
+                    (id.clone(), d)
+                })
+                .collect(),
+        },
     }
 }
 
@@ -385,6 +531,7 @@ pub fn zero_counters() -> KernelCounters {
             .collect(),
         lost: EventKind::ALL.iter().map(|&k| (k, 0)).collect(),
         stats: Stat::ALL.iter().map(|&s| (s, 0)).collect(),
+        syn: SynKernelCounters::default(),
     }
 }
 
@@ -415,6 +562,8 @@ fn stored_len(len: usize) -> usize {
 ///                    same byte of the previous record of the group
 /// m                  varint, number of markers
 /// marker[m]          pos varint | kind u8 | boot_ns varint | counters
+/// sections           varint count, then (name, length, body) each:
+///                    "owners": listener owners found in /proc
 /// ```
 /// Repeated fields (pid, comm, addresses, kind) become runs of zeros and
 /// timestamps small deltas, which zstd then squeezes.
@@ -472,7 +621,44 @@ pub fn encode_block(block: &Block) -> Vec<u8> {
         put_varint(&mut out, m.boot_ns);
         encode_counters(&mut out, &m.counters);
     }
+    if block.owners.is_empty() {
+        put_varint(&mut out, 0);
+    } else {
+        let mut owners = Vec::new();
+        put_varint(&mut owners, block.owners.len() as u64);
+        for (ino, found) in &block.owners {
+            put_varint(&mut owners, *ino);
+            match found {
+                Some((pid, comm)) => {
+                    owners.push(1);
+                    put_varint(&mut owners, u64::from(*pid));
+                    put_str(&mut owners, comm);
+                }
+                None => owners.push(0),
+            }
+        }
+        put_varint(&mut out, 1);
+        put_section(&mut out, "owners", &owners);
+    }
     out
+}
+
+fn decode_owners(body: &[u8]) -> Result<Vec<OwnerLookup>> {
+    let mut c = Cursor::new(body);
+    let mut out = Vec::new();
+    for _ in 0..c.count("owner")? {
+        let ino = c.varint()?;
+        let found = match c.u8()? {
+            0 => None,
+            1 => {
+                let pid = u32::try_from(c.varint()?).context("owner pid")?;
+                Some((pid, c.str()?.to_owned()))
+            }
+            other => bail!("owner flag {other}"),
+        };
+        out.push((ino, found));
+    }
+    Ok(out)
 }
 
 pub fn decode_block(payload: &[u8]) -> Result<Block> {
@@ -521,7 +707,7 @@ pub fn decode_block(payload: &[u8]) -> Result<Block> {
     let mut block = Block {
         data: Vec::with_capacity(total),
         ends: Vec::with_capacity(n),
-        markers: Vec::new(),
+        ..Block::default()
     };
     let mut next_row = vec![0usize; groups.len()];
     let mut ts_iter = ts.into_iter();
@@ -558,9 +744,14 @@ pub fn decode_block(payload: &[u8]) -> Result<Block> {
             counters,
         });
     }
+    for (name, body) in c.sections()? {
+        if name == "owners" {
+            block.owners = decode_owners(body).context("listener owners")?;
+        }
+    }
     ensure!(
         c.remaining() == 0,
-        "{} stray bytes after the markers",
+        "{} stray bytes after the block",
         c.remaining()
     );
     Ok(block)
@@ -664,6 +855,23 @@ pub(crate) mod tests {
 
     pub fn counters(seed: u64) -> KernelCounters {
         let mut k = zero_counters();
+        k.syn.answered[1] = seed * 3;
+        k.syn.listeners.push((
+            ListenerId {
+                netns: 4026531840,
+                addr: IpAddr::V6(Ipv6Addr::LOCALHOST),
+                port: 8080,
+            },
+            ListenerCounters {
+                answered_normal: seed * 11,
+                answered_cookie: seed,
+                last_ns: 77,
+                backlog: 5,
+                backlog_max: 128,
+                syn_queue: 2,
+                ..ListenerCounters::default()
+            },
+        ));
         for (i, (_, h)) in k.hists.iter_mut().enumerate() {
             h.slots[10 + i] = seed + 3;
             h.slots[20] = seed * 7;
@@ -692,6 +900,8 @@ pub(crate) mod tests {
                 b.push(&[9, 1, 2]); // short record of an unknown kind
             }
         }
+        b.owners.push((12345, Some((77, "nginx".into()))));
+        b.owners.push((12346, None));
         b.markers.push(Marker {
             pos: 0,
             kind: MarkerKind::Baseline,
@@ -757,6 +967,9 @@ pub(crate) mod tests {
         let d = counters_since(&counters(5), &counters(2));
         assert_eq!(d.lost[0].1, 3);
         assert_eq!(d.hists[0].1.slots[20], 21);
+        assert_eq!(d.syn.answered[1], 9);
+        assert_eq!(d.syn.listeners[0].1.answered_normal, 33);
+        assert_eq!(d.syn.listeners[0].1.backlog, 5);
         assert_eq!(counters_since(&counters(2), &zero_counters()), counters(2));
     }
 

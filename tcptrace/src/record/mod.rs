@@ -26,13 +26,15 @@ use std::{
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::Args;
-use tcptrace_common::{EventHeader, EventKind, Flow, LatencyEvent};
+use tcptrace_common::{syn::SynEvent, EventHeader, EventKind, Flow, LatencyEvent};
 
 use self::{
     format::{Block, HookInfo, Marker, MarkerKind, Metadata, BLOCK_TARGET},
     writer::{FileWriter, Written},
 };
-use crate::{cli::LiveArgs, hooks::HookStatus, summary::KernelCounters};
+use crate::{
+    cli::LiveArgs, filter::FilterArgs, hooks::HookStatus, summary::KernelCounters, syn::OwnerLookup,
+};
 
 #[derive(Debug, Args)]
 pub struct RecordArgs {
@@ -114,25 +116,7 @@ fn uname() -> (String, String) {
     (field(&u.nodename), field(&u.release))
 }
 
-const FILTER_FLAGS: [&str; 6] = ["--pid", "--comm", "--port", "--addr", "--netns", "--cgroup"];
-
-/// The filter options of a command line, as "flag value" strings.
-fn filters_of(args: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        for flag in FILTER_FLAGS {
-            if a == flag {
-                out.push(format!("{flag} {}", it.next().map_or("", String::as_str)));
-            } else if let Some(v) = a.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
-                out.push(format!("{flag} {v}"));
-            }
-        }
-    }
-    out
-}
-
-pub fn metadata(hooks: &[HookStatus], boot_offset_ns: i64) -> Metadata {
+pub fn metadata(hooks: &[HookStatus], filter: &FilterArgs, boot_offset_ns: i64) -> Metadata {
     let (hostname, kernel_release) = uname();
     let command_line: Vec<String> = std::env::args().collect();
     let size = |n: usize| n as u32;
@@ -151,12 +135,13 @@ pub fn metadata(hooks: &[HookStatus], boot_offset_ns: i64) -> Metadata {
                 notes: h.notes.clone(),
             })
             .collect(),
-        filters: filters_of(&command_line),
+        filter: filter.describe(),
         command_line,
         record_sizes: BTreeMap::from([
             ("EventHeader".to_owned(), size(size_of::<EventHeader>())),
             ("Flow".to_owned(), size(size_of::<Flow>())),
             ("LatencyEvent".to_owned(), size(size_of::<LatencyEvent>())),
+            ("SynEvent".to_owned(), size(size_of::<SynEvent>())),
         ]),
         event_kinds: EventKind::ALL
             .iter()
@@ -205,7 +190,7 @@ pub struct Recorder {
 impl Recorder {
     /// Creates the file (header written at once) and starts the writer thread.
     pub fn start(args: &RecordArgs, hooks: &[HookStatus], boot_offset_ns: i64) -> Result<Self> {
-        let meta = metadata(hooks, boot_offset_ns);
+        let meta = metadata(hooks, &args.live.filter, boot_offset_ns);
         let mut file =
             FileWriter::create(&args.output, meta, args.max_size, args.rotate.unwrap_or(0))?;
         let shared = Arc::new(Shared {
@@ -261,6 +246,12 @@ impl Recorder {
         self.block.push(raw);
         self.events += 1;
         self.block.data.len() >= BLOCK_TARGET
+    }
+
+    /// A listener owner the live run looked up in /proc, stored with the
+    /// current block so replay fills events in the same way.
+    pub fn owner(&mut self, lookup: OwnerLookup) {
+        self.block.owners.push(lookup);
     }
 
     /// Stores counters at this point of the stream.
@@ -442,26 +433,8 @@ mod tests {
             Some(crate::replay::TimeArg::After(Duration::from_secs(30)))
         );
         assert!(matches!(r.until, Some(crate::replay::TimeArg::Wall(_))));
-        assert_eq!(r.filter.port, [80]);
+        assert_eq!(r.filter.port, Some(80));
         assert!(Cli::try_parse_from(["tcptrace", "replay"]).is_err());
         assert!(Cli::try_parse_from(["tcptrace", "replay", "f", "--since", "soon"]).is_err());
-    }
-
-    #[test]
-    fn filters_from_command_line() {
-        let args: Vec<String> = [
-            "tcptrace",
-            "record",
-            "-o",
-            "f",
-            "--pid",
-            "42",
-            "--port=80",
-            "--json",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        assert_eq!(filters_of(&args), ["--pid 42", "--port 80"]);
     }
 }

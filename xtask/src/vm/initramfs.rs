@@ -48,6 +48,15 @@ try mount -t bpf bpf /sys/fs/bpf
 try mount -t cgroup2 cgroup2 /sys/fs/cgroup
 ulimit -l unlimited 2>/dev/null
 try ip link set lo up
+# One TCP connection before any job: the first lookup initialises the
+# kernel's hash secrets (net_get_random_once), whose static key is then
+# patched from a workqueue; under TCG that live patching can race a CPU
+# running the same code (seen as "Oops: int3" in inet_ehashfn on 6.18).
+# Doing it here, with nothing attached, keeps it out of every measurement.
+busybox nc -l -p 9 127.0.0.1 >/dev/null 2>&1 &
+sleep 0.2
+echo warm | busybox nc 127.0.0.1 9 >/dev/null 2>&1
+sleep 1
 echo "tcptrace-vm: kernel $(uname -r) up, init ready"
 rc=0
 if [ -f /tcptrace-vm/modules ]; then
