@@ -29,6 +29,10 @@ pub enum Command {
     },
     /// Watch for a while, then print only the findings: root cause and fix.
     Diagnose(crate::diagnose::session::DiagnoseArgs),
+    /// Trace live and record the events and kernel counters to a file.
+    Record(crate::record::RecordArgs),
+    /// Print a recording as the live run printed it (text or JSON, filtered, as pcapng).
+    Replay(crate::replay::ReplayArgs),
 }
 
 #[derive(Debug, Args)]

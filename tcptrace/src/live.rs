@@ -1,7 +1,7 @@
 //! The live run: drain the ring buffer, print events, summarise on a timer
 //! and at exit (Ctrl-C, SIGTERM or --duration).
 
-use std::io::{BufWriter, Write as _};
+use std::io::{BufWriter, Write};
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
@@ -18,8 +18,9 @@ use crate::{
     event::decode,
     hist,
     loader::{self, Loaded},
-    output::{human, json},
-    summary::{KernelCounters, Summary},
+    record::{format::MarkerKind, RecordArgs, Recorder},
+    sink::Printer,
+    summary::KernelCounters,
 };
 
 /// Kernel-side counter maps, read for every summary.
@@ -70,12 +71,12 @@ impl CounterMaps {
     }
 }
 
-enum Sink {
-    Human(human::Human),
-    Json,
+pub async fn run(args: LiveArgs) -> Result<()> {
+    session(&args, None).await
 }
 
-pub async fn run(args: LiveArgs) -> Result<()> {
+/// The live run; with `record`, also the recording (`tcptrace record`).
+pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()> {
     let config = Config {
         min_latency_ns: args.min_latency.as_nanos().min(u64::MAX as u128) as u64,
         filter: args.filter.to_kernel(),
@@ -98,20 +99,22 @@ pub async fn run(args: LiveArgs) -> Result<()> {
     let mut ring = unsafe { AsyncFd::register(ring) }.context("polling the EVENTS ring buffer")?;
 
     let boot_offset = crate::kernel::boot_to_unix_offset_ns();
-    let sink = if args.json {
-        Sink::Json
-    } else {
-        Sink::Human(human::Human::new())
-    };
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    let mut diag = Session::start(&args.filter, args.diagnose);
-    if let (Sink::Human(_), true) = (&sink, diag.show_events()) {
-        writeln!(out, "{}", human::HEADER)?;
-    }
-    out.flush()?;
+    // `record` prints the live view only when asked (--print or --json).
+    let show_events = record.is_none_or(|r| r.print || args.json);
+    let mut printer = Printer::new(
+        BufWriter::new(std::io::stdout().lock()),
+        args.json,
+        boot_offset,
+        show_events,
+    )
+    .with_pcap(record.and_then(|r| r.pcap.as_deref()))?
+    .with_diagnosis(Session::start(&args.filter, args.diagnose));
+    let mut recorder = record
+        .map(|r| Recorder::start(r, &hooks, boot_offset))
+        .transpose()?;
+    printer.begin()?;
     eprintln!("tcptrace: tracing; Ctrl-C to stop");
 
-    let mut summary = Summary::default();
     let mut owners = crate::syn::Owners::default();
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -122,61 +125,33 @@ pub async fn run(args: LiveArgs) -> Result<()> {
     };
     let mut ticker = interval_at(Instant::now() + period, period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // The recorder writes a block and a counter snapshot every second.
+    let second = std::time::Duration::from_secs(1);
+    let mut record_tick = interval_at(Instant::now() + second, second);
+    record_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let deadline = sleep(
         args.duration
             .unwrap_or(std::time::Duration::from_secs(86400 * 365 * 100)),
     );
     tokio::pin!(deadline);
 
-    let drain = |ring: &mut RingBuf<MapData>,
-                 out: &mut BufWriter<std::io::StdoutLock<'_>>,
-                 summary: &mut Summary,
-                 owners: &mut crate::syn::Owners,
-                 diag: &mut Session|
-     -> Result<()> {
-        while let Some(item) = ring.next() {
-            match decode(&item) {
-                Ok(mut ev) => {
-                    owners.fill(&mut ev);
-                    summary.observe(&ev);
-                    let v = json::event(&ev, boot_offset);
-                    diag.observe(&v);
-                    match &sink {
-                        _ if !diag.show_events() => {}
-                        Sink::Json => writeln!(out, "{v}")?,
-                        Sink::Human(h) => writeln!(out, "{}", h.line(&ev, boot_offset))?,
-                    }
-                }
-                Err(e) => {
-                    summary.decode_errors += 1;
-                    log::warn!("{e}");
-                }
-            }
-        }
-        out.flush()?;
-        Ok(())
-    };
-
-    let print_summary = |out: &mut BufWriter<std::io::StdoutLock<'_>>,
-                         summary: &Summary,
-                         diag: &mut Session,
-                         final_: bool|
-     -> Result<()> {
-        let k = counters.read()?;
-        let title = if final_ { "final summary" } else { "summary" };
-        let text = || summary.render_text(&k, title);
-        diag.summary(out, summary.to_json(&k, final_), text, args.json, final_)?;
-        Ok(())
-    };
-
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                drain(guard.get_inner_mut(), &mut out, &mut summary, &mut owners, &mut diag)?;
+                drain(guard.get_inner_mut(), &counters, &mut printer, &mut owners, recorder.as_mut())?;
                 guard.clear_ready();
             }
-            _ = ticker.tick() => print_summary(&mut out, &summary, &mut diag, false)?,
+            _ = ticker.tick() => summarize(&counters, &mut printer, recorder.as_mut(), false)?,
+            _ = record_tick.tick(), if recorder.is_some() => {
+                if let Some(rec) = recorder.as_mut() {
+                    rec.tick(&counters.read()?)?;
+                    if rec.full() {
+                        eprintln!("tcptrace: {} reached --max-size: stopping", rec.path().display());
+                        break;
+                    }
+                }
+            }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = &mut deadline => break,
@@ -184,14 +159,69 @@ pub async fn run(args: LiveArgs) -> Result<()> {
     }
     drain(
         ring.get_mut(),
-        &mut out,
-        &mut summary,
+        &counters,
+        &mut printer,
         &mut owners,
-        &mut diag,
+        recorder.as_mut(),
     )?;
-    print_summary(&mut out, &summary, &mut diag, true)?;
+    summarize(&counters, &mut printer, recorder.as_mut(), true)?;
+    if let Some(rec) = recorder {
+        rec.finish()?;
+    }
     // Dropping `ebpf` detaches every link and unloads the programs.
     drop(ring);
     drop(ebpf);
+    Ok(())
+}
+
+/// Every record waiting in the ring buffer: to the recording as received,
+/// then decoded into the sinks.
+fn drain<W: Write>(
+    ring: &mut RingBuf<MapData>,
+    counters: &CounterMaps,
+    printer: &mut Printer<W>,
+    owners: &mut crate::syn::Owners,
+    mut recorder: Option<&mut Recorder>,
+) -> Result<()> {
+    while let Some(item) = ring.next() {
+        let mut ev = decode(&item);
+        if let Ok(ev) = &mut ev {
+            // A listener owner found in /proc goes into the recording (in the
+            // block of this record), so replay fills it in the same way.
+            if let (Some(found), Some(rec)) = (owners.fill(ev), recorder.as_deref_mut()) {
+                rec.owner(found);
+            }
+        }
+        if let Some(rec) = recorder.as_deref_mut() {
+            if rec.push(&item) {
+                rec.tick(&counters.read()?)?;
+            }
+        }
+        match ev {
+            Ok(ev) => printer.event(&ev)?,
+            Err(e) => printer.undecodable(&e),
+        }
+    }
+    printer.flush()
+}
+
+/// Reads the kernel counters and prints a summary; the recording notes
+/// where it was printed and with which counters, so replay prints the same.
+fn summarize<W: Write>(
+    counters: &CounterMaps,
+    printer: &mut Printer<W>,
+    recorder: Option<&mut Recorder>,
+    final_: bool,
+) -> Result<()> {
+    let k = counters.read()?;
+    printer.summary(&k, final_)?;
+    if let Some(rec) = recorder {
+        let kind = if final_ {
+            MarkerKind::Final
+        } else {
+            MarkerKind::Summary
+        };
+        rec.marker(kind, &k, printer.take_host_view());
+    }
     Ok(())
 }

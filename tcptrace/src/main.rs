@@ -11,6 +11,10 @@ mod kernel;
 mod live;
 mod loader;
 mod output;
+mod pcapng;
+mod record;
+mod replay;
+mod sink;
 mod summary;
 mod syn;
 
@@ -39,12 +43,14 @@ fn check(attach: hooks::AttachMode, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn run_live(args: cli::LiveArgs) -> Result<()> {
-    tokio::runtime::Builder::new_current_thread()
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()
-        .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(live::run(args)))
+        .build()?)
+}
+
+fn run_live(args: cli::LiveArgs) -> Result<()> {
+    runtime().and_then(|rt| rt.block_on(live::run(args)))
 }
 
 fn main() -> ExitCode {
@@ -53,6 +59,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Check { attach, json }) => check(attach, json),
         Some(Command::Diagnose(d)) => d.run(run_live),
+        Some(Command::Record(args)) => {
+            runtime().and_then(|rt| rt.block_on(live::session(&args.live, Some(&args))))
+        }
+        Some(Command::Replay(args)) => replay::run(args),
         None => run_live(cli.live),
     };
     match result {

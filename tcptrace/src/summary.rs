@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// Counters read from the kernel maps at one instant.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KernelCounters {
     pub hists: Vec<(HistId, Histogram)>,
     pub lost: Vec<(EventKind, u64)>,

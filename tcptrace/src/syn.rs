@@ -252,31 +252,60 @@ pub fn human_result(ev: &Event, d: &SynDetail) -> String {
 
 // ---- listener owners found in /proc ----------------------------------------
 
+/// What a /proc scan found for a listener's socket inode: (pid, comm) of a
+/// process holding it, or None.
+pub type OwnerLookup = (u64, Option<(u32, String)>);
+
 /// Socket inode → (pid, comm) of a process holding it, for listeners that
 /// were created before tcptrace started. One /proc scan per unknown inode.
 #[derive(Default)]
 pub struct Owners {
     cache: HashMap<u64, Option<(u32, String)>>,
+    /// Replay: never scan this host's /proc, only use what the recording
+    /// says the live run found ([`Owners::learn`]).
+    offline: bool,
 }
 
 impl Owners {
-    pub fn fill(&mut self, ev: &mut Event) {
+    pub fn offline() -> Self {
+        Self {
+            offline: true,
+            ..Self::default()
+        }
+    }
+
+    /// A lookup the live run made (from a recording).
+    pub fn learn(&mut self, (ino, owner): OwnerLookup) {
+        self.cache.insert(ino, owner);
+    }
+
+    /// Fills pid/comm of a SYN event from the listener's owner; returns the
+    /// /proc lookup when one was made (the recorder stores it).
+    pub fn fill(&mut self, ev: &mut Event) -> Option<OwnerLookup> {
         let crate::event::Detail::Syn(d) = &mut ev.detail else {
-            return;
+            return None;
         };
         if d.owner.is_some() || d.listener_ino == 0 {
-            return;
+            return None;
         }
-        let found = self
-            .cache
-            .entry(d.listener_ino)
-            .or_insert_with(|| find_socket_owner(d.listener_ino))
-            .clone();
+        let ino = d.listener_ino;
+        let mut lookup = None;
+        let found = match self.cache.get(&ino) {
+            Some(found) => found.clone(),
+            None if self.offline => None,
+            None => {
+                let found = find_socket_owner(ino);
+                self.cache.insert(ino, found.clone());
+                lookup = Some((ino, found.clone()));
+                found
+            }
+        };
         if let Some((pid, comm)) = found {
             ev.pid = pid;
             ev.comm = comm;
             d.owner = Some("proc");
         }
+        lookup
     }
 }
 
@@ -326,7 +355,7 @@ impl ListenerId {
 }
 
 /// Counters read from the kernel for the summary.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SynKernelCounters {
     /// Answered SYNs by `SynAnswer`, all listeners.
     pub answered: [u64; SynAnswer::COUNT as usize],

@@ -125,11 +125,23 @@ fn write_findings(out: &mut dyn Write, findings: &[Finding], json: bool) -> std:
     out.flush()
 }
 
+/// The two host snapshots a live evaluation used: stored in recordings so a
+/// replay computes the same findings.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct HostPair {
+    pub start: HostSnapshot,
+    pub now: HostSnapshot,
+}
+
 pub struct Session {
     engine: Engine,
-    snap: Snapshotter,
+    /// The host view of the last summary (live), or the recorded one to use
+    /// for the next summary (replay).
+    host_view: Option<HostPair>,
+    /// The live host to read sysctls, counters and sockets from; `None` when
+    /// diagnosing a recording on another machine or later.
+    host: Option<(Snapshotter, HostSnapshot)>,
     scope: Scope,
-    baseline: HostSnapshot,
     /// Finding key → count when last printed as a JSON line.
     printed: HashMap<String, u64>,
     /// `tcptrace diagnose`: nothing but the findings, at the end.
@@ -143,11 +155,24 @@ impl Session {
         let baseline = snap.baseline(scope, &Needs::default());
         Self {
             engine: Engine::default(),
-            snap,
+            host_view: None,
+            host: Some((snap, baseline)),
             scope,
-            baseline,
             printed: HashMap::new(),
             only_findings,
+        }
+    }
+
+    /// Diagnosis of a replayed recording: from its events and summaries
+    /// only, never from the host replaying it.
+    pub fn offline() -> Self {
+        Self {
+            engine: Engine::default(),
+            host_view: None,
+            host: None,
+            scope: Scope::Needed,
+            printed: HashMap::new(),
+            only_findings: false,
         }
     }
 
@@ -161,18 +186,38 @@ impl Session {
         self.engine.observe(event);
     }
 
-    pub fn evaluate(&self, summary: Option<&Value>) -> Vec<Finding> {
-        let now = self
-            .snap
-            .snapshot(&self.engine.needs(), self.scope, Some(&self.baseline));
+    /// Findings now. Live: from a fresh host snapshot (kept for
+    /// `take_host_view`). Replay: from the recorded host view, if any.
+    pub fn evaluate(&mut self, summary: Option<&Value>) -> Vec<Finding> {
+        if let Some((snap, base)) = &self.host {
+            let now = snap.snapshot(&self.engine.needs(), self.scope, Some(base));
+            self.host_view = Some(HostPair {
+                start: base.clone(),
+                now,
+            });
+        }
+        let view = self.host_view.as_ref();
         self.engine.evaluate(&Context {
             summary,
             host: HostView {
-                start: Some(&self.baseline),
-                now: Some(&now),
+                start: view.map(|v| &v.start),
+                now: view.map(|v| &v.now),
             },
             counters: self.scope,
         })
+    }
+
+    /// The host view the last live summary used (JSON, for the recording).
+    pub fn take_host_view(&mut self) -> Option<String> {
+        self.host.as_ref()?;
+        self.host_view
+            .take()
+            .and_then(|v| serde_json::to_string(&v).ok())
+    }
+
+    /// Replay: the host view the live run recorded for the next summary.
+    pub fn set_recorded_host_view(&mut self, json: Option<&str>) {
+        self.host_view = json.and_then(|j| serde_json::from_str(j).ok());
     }
 
     /// Findings that are new or whose count changed since last printed.
@@ -261,9 +306,12 @@ mod tests {
     fn session(only: bool) -> Session {
         Session {
             engine: Engine::default(),
-            snap: Snapshotter::new("/nonexistent-root"),
+            host_view: None,
+            host: Some((
+                Snapshotter::new("/nonexistent-root"),
+                HostSnapshot::default(),
+            )),
             scope: Scope::Needed,
-            baseline: HostSnapshot::default(),
             printed: HashMap::new(),
             only_findings: only,
         }
