@@ -11,17 +11,28 @@ pub enum EventKind {
     Connect = 1,
     /// `__inet_hash_connect` (ephemeral port search) returned.
     PortSearch = 2,
+    /// A segment failed the PAWS timestamp check ([`crate::paws::PawsEvent`]).
+    PawsReject = 6,
+    /// An RST reached a synchronized socket ([`crate::paws::RstEvent`]).
+    Rst = 7,
 }
 
 impl EventKind {
     /// Number of slots in per-kind counter arrays (index = discriminant).
-    pub const SLOTS: u32 = 3;
-    pub const ALL: [EventKind; 2] = [EventKind::Connect, EventKind::PortSearch];
+    pub const SLOTS: u32 = 8;
+    pub const ALL: [EventKind; 4] = [
+        EventKind::Connect,
+        EventKind::PortSearch,
+        EventKind::PawsReject,
+        EventKind::Rst,
+    ];
 
     pub const fn from_u8(v: u8) -> Option<Self> {
         match v {
             1 => Some(Self::Connect),
             2 => Some(Self::PortSearch),
+            6 => Some(Self::PawsReject),
+            7 => Some(Self::Rst),
             _ => None,
         }
     }
@@ -31,6 +42,8 @@ impl EventKind {
         match self {
             Self::Connect => "connect",
             Self::PortSearch => "port_search",
+            Self::PawsReject => "paws_reject",
+            Self::Rst => "rst",
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod event;
 pub mod hist;
 pub mod offsets;
+pub mod paws;
 
 pub use config::Config;
 pub use event::{EventHeader, EventKind, Flow, LatencyEvent};
@@ -23,12 +24,14 @@ pub mod maps {
     pub const STATS: &str = "STATS";
     pub const CONNECT_STATE: &str = "CONNECT_STATE";
     pub const PORT_SEARCH_STATE: &str = "PORT_SEARCH_STATE";
+    pub const RST_SENT: &str = "RST_SENT";
 }
 
 /// Names of the read-only globals userspace fills in before loading.
 pub mod globals {
     pub const OFFSETS: &str = "OFFSETS";
     pub const CONFIG: &str = "CONFIG";
+    pub const PAWS_OFFSETS: &str = "PAWS_OFFSETS";
 }
 
 /// Counters kept in the per-CPU `STATS` array besides lost events.

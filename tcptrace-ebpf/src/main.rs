@@ -7,6 +7,7 @@ mod connect;
 mod emit;
 mod kernel;
 mod maps;
+mod paws;
 mod port_search;
 
 #[cfg(not(test))]

@@ -5,7 +5,14 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use tcptrace_common::{event::AF_INET6, EventHeader, EventKind, Flow, LatencyEvent};
+use tcptrace_common::{
+    event::AF_INET6,
+    paws::{
+        PawsEvent, PawsSite, RstEvent, RstVerdict, PAWS_OLD_ACK, PAWS_RST, PAWS_TS_RECENT_UNKNOWN,
+        RST_SEQ_INFERRED,
+    },
+    EventHeader, EventKind, Flow, LatencyEvent,
+};
 
 /// A TCP 4-tuple with real addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -46,6 +53,50 @@ pub enum Detail {
         errno: i32,
         ports_probed: u32,
     },
+    PawsReject(PawsDetail),
+    Rst(RstDetail),
+}
+
+/// A segment that failed the PAWS check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PawsDetail {
+    pub site: PawsSite,
+    /// TCP state of the socket.
+    pub state: u8,
+    pub tsval: u32,
+    pub tsecr: u32,
+    /// `None` where the kernel path does not expose it.
+    pub ts_recent: Option<u32>,
+    /// An old pure ACK (PAWSOldAck on 6.18+).
+    pub old_ack: bool,
+    pub rst: bool,
+}
+
+/// An RST received on a synchronized socket and what the kernel did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RstDetail {
+    pub verdict: RstVerdict,
+    pub state: u8,
+    pub seq: u32,
+    /// `seq` was not seen and is reported as `rcv_nxt`.
+    pub seq_inferred: bool,
+    pub rcv_nxt: u32,
+    pub rcv_wup: u32,
+    pub rcv_wnd: u32,
+}
+
+impl RstDetail {
+    /// How far `seq` lies outside the receive window `[rcv_wup, rcv_wup +
+    /// rcv_wnd]`: negative below it, positive above it, 0 inside.
+    pub fn window_distance(&self) -> i64 {
+        let below = self.seq.wrapping_sub(self.rcv_wup) as i32;
+        if below < 0 {
+            return i64::from(below);
+        }
+        let right = self.rcv_wup.wrapping_add(self.rcv_wnd);
+        let above = self.seq.wrapping_sub(right) as i32;
+        i64::from(above.max(0))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,17 +113,21 @@ pub struct Event {
 }
 
 impl Event {
+    /// Time the event took; 0 for events that are a single moment.
     pub fn latency_ns(&self) -> u64 {
         match self.detail {
             Detail::Connect { latency_ns, .. } | Detail::PortSearch { latency_ns, .. } => {
                 latency_ns
             }
+            Detail::PawsReject(_) | Detail::Rst(_) => 0,
         }
     }
 
+    /// The errno of a failed call; 0 for events without one.
     pub fn errno(&self) -> i32 {
         match self.detail {
             Detail::Connect { errno, .. } | Detail::PortSearch { errno, .. } => errno,
+            Detail::PawsReject(_) | Detail::Rst(_) => 0,
         }
     }
 }
@@ -86,6 +141,11 @@ pub enum DecodeError {
         len: usize,
         want: usize,
     },
+    BadField {
+        kind: EventKind,
+        field: &'static str,
+        value: u8,
+    },
 }
 
 impl fmt::Display for DecodeError {
@@ -95,6 +155,9 @@ impl fmt::Display for DecodeError {
             Self::UnknownKind(k) => write!(f, "unknown record kind {k}"),
             Self::Short { kind, len, want } => {
                 write!(f, "{} record of {len} bytes, expected {want}", kind.name())
+            }
+            Self::BadField { kind, field, value } => {
+                write!(f, "{} record with unknown {field} {value}", kind.name())
             }
         }
     }
@@ -139,19 +202,60 @@ fn with_header(h: &EventHeader, kind: EventKind, flow: &Flow, detail: Detail) ->
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let first = *bytes.first().ok_or(DecodeError::Empty)?;
     let kind = EventKind::from_u8(first).ok_or(DecodeError::UnknownKind(first))?;
-    let rec: LatencyEvent = read_record(kind, bytes)?;
-    let detail = match kind {
-        EventKind::Connect => Detail::Connect {
-            latency_ns: rec.latency_ns,
-            errno: rec.errno,
-        },
-        EventKind::PortSearch => Detail::PortSearch {
-            latency_ns: rec.latency_ns,
-            errno: rec.errno,
-            ports_probed: rec.ports_probed,
-        },
-    };
-    Ok(with_header(&rec.header, kind, &rec.flow, detail))
+    match kind {
+        EventKind::Connect | EventKind::PortSearch => {
+            let rec: LatencyEvent = read_record(kind, bytes)?;
+            let detail = if kind == EventKind::Connect {
+                Detail::Connect {
+                    latency_ns: rec.latency_ns,
+                    errno: rec.errno,
+                }
+            } else {
+                Detail::PortSearch {
+                    latency_ns: rec.latency_ns,
+                    errno: rec.errno,
+                    ports_probed: rec.ports_probed,
+                }
+            };
+            Ok(with_header(&rec.header, kind, &rec.flow, detail))
+        }
+        EventKind::PawsReject => {
+            let rec: PawsEvent = read_record(kind, bytes)?;
+            let site = PawsSite::from_u8(rec.site).ok_or(DecodeError::BadField {
+                kind,
+                field: "site",
+                value: rec.site,
+            })?;
+            let detail = Detail::PawsReject(PawsDetail {
+                site,
+                state: rec.state,
+                tsval: rec.tsval,
+                tsecr: rec.tsecr,
+                ts_recent: (rec.flags & PAWS_TS_RECENT_UNKNOWN == 0).then_some(rec.ts_recent),
+                old_ack: rec.flags & PAWS_OLD_ACK != 0,
+                rst: rec.flags & PAWS_RST != 0,
+            });
+            Ok(with_header(&rec.header, kind, &rec.flow, detail))
+        }
+        EventKind::Rst => {
+            let rec: RstEvent = read_record(kind, bytes)?;
+            let verdict = RstVerdict::from_u8(rec.verdict).ok_or(DecodeError::BadField {
+                kind,
+                field: "verdict",
+                value: rec.verdict,
+            })?;
+            let detail = Detail::Rst(RstDetail {
+                verdict,
+                state: rec.state,
+                seq: rec.seq,
+                seq_inferred: rec.flags & RST_SEQ_INFERRED != 0,
+                rcv_nxt: rec.rcv_nxt,
+                rcv_wup: rec.rcv_wup,
+                rcv_wnd: rec.rcv_wnd,
+            });
+            Ok(with_header(&rec.header, kind, &rec.flow, detail))
+        }
+    }
 }
 
 /// Name of an errno value ("EADDRNOTAVAIL"), or its number.

@@ -26,10 +26,12 @@ struct CounterMaps {
     hists: PerCpuArray<MapData, u64>,
     lost: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
+    rst_sent: PerCpuArray<MapData, u64>,
+    rst_slot_names: Vec<String>,
 }
 
 impl CounterMaps {
-    fn take(ebpf: &mut aya::Ebpf) -> Result<Self> {
+    fn take(ebpf: &mut aya::Ebpf, rst_slot_names: Vec<String>) -> Result<Self> {
         let mut take = |name: &str| -> Result<PerCpuArray<MapData, u64>> {
             let map = ebpf
                 .take_map(name)
@@ -40,6 +42,8 @@ impl CounterMaps {
             hists: take(maps::HISTOGRAMS)?,
             lost: take(maps::LOST)?,
             stats: take(maps::STATS)?,
+            rst_sent: take(maps::RST_SENT)?,
+            rst_slot_names,
         })
     }
 
@@ -61,6 +65,15 @@ impl CounterMaps {
                 .iter()
                 .map(|&s| Ok((s, sum(&self.stats, s as u32)?)))
                 .collect::<Result<_>>()?,
+            rst_sent: self
+                .rst_slot_names
+                .iter()
+                .zip(0u32..)
+                .map(|(name, i)| Ok((name.clone(), sum(&self.rst_sent, i)?)))
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect(),
         })
     }
 }
@@ -74,11 +87,15 @@ pub async fn run(args: LiveArgs) -> Result<()> {
     let config = Config {
         min_latency_ns: args.min_latency.as_nanos().min(u64::MAX as u128) as u64,
     };
-    let Loaded { mut ebpf, hooks } = loader::load(args.attach, config)?;
+    let Loaded {
+        mut ebpf,
+        hooks,
+        rst_slot_names,
+    } = loader::load(args.attach, config)?;
     for status in &hooks {
         eprintln!("tcptrace: {}", loader::describe(status));
     }
-    let counters = CounterMaps::take(&mut ebpf)?;
+    let counters = CounterMaps::take(&mut ebpf, rst_slot_names)?;
     let ring = ebpf
         .take_map(maps::EVENTS)
         .context("map EVENTS missing from the object")?;

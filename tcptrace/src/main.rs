@@ -9,6 +9,7 @@ mod kernel;
 mod live;
 mod loader;
 mod output;
+mod paws;
 mod summary;
 
 use std::process::ExitCode;

@@ -9,6 +9,7 @@ use tcptrace_common::{EventKind, HistId, Stat};
 use crate::{
     event::{errno_name, Event},
     hist::{fmt_ns, Histogram},
+    paws::stats::PawsStats,
 };
 
 /// Counters read from the kernel maps at one instant.
@@ -17,6 +18,8 @@ pub struct KernelCounters {
     pub hists: Vec<(HistId, Histogram)>,
     pub lost: Vec<(EventKind, u64)>,
     pub stats: Vec<(Stat, u64)>,
+    /// RSTs this host sent, by reason name (from `tcp:tcp_send_reset`).
+    pub rst_sent: Vec<(String, u64)>,
 }
 
 impl KernelCounters {
@@ -40,6 +43,8 @@ pub struct Summary {
     pub errors: BTreeMap<(&'static str, i32), u64>,
     pub max_ports_probed: u32,
     pub decode_errors: u64,
+    /// PAWS rejects and received RSTs per peer.
+    pub paws: PawsStats,
 }
 
 impl Summary {
@@ -51,6 +56,7 @@ impl Summary {
         if let crate::event::Detail::PortSearch { ports_probed, .. } = ev.detail {
             self.max_ports_probed = self.max_ports_probed.max(ports_probed);
         }
+        self.paws.observe(ev);
     }
 
     pub fn render_text(&self, k: &KernelCounters, title: &str) -> String {
@@ -84,6 +90,7 @@ impl Summary {
                 self.max_ports_probed
             );
         }
+        self.paws.render_text(&k.rst_sent, &mut out);
         let lost = k.lost_total();
         let _ = write!(out, "lost events: {lost}");
         if lost > 0 {
@@ -142,7 +149,7 @@ impl Summary {
             .iter()
             .map(|(s, n)| (stat_name(*s).to_owned(), json!(n)))
             .collect();
-        json!({
+        let mut v = json!({
             "kind": "summary",
             "final": final_,
             "histograms": hists,
@@ -152,7 +159,11 @@ impl Summary {
             "lost_total": k.lost_total(),
             "stats": stats,
             "decode_errors": self.decode_errors,
-        })
+        });
+        if let (Value::Object(v), Value::Object(p)) = (&mut v, self.paws.to_json(&k.rst_sent)) {
+            v.extend(p);
+        }
+        v
     }
 }
 
@@ -176,7 +187,7 @@ mod tests {
         let k = KernelCounters {
             hists: vec![(HistId::PortSearch, h)],
             lost: vec![(EventKind::Connect, 3)],
-            stats: vec![],
+            ..KernelCounters::default()
         };
         let text = s.render_text(&k, "summary");
         assert!(text.contains("EADDRNOTAVAIL  2"), "{text}");

@@ -1,9 +1,11 @@
 //! One aligned line per event for a person at a terminal.
 
-use std::io::IsTerminal as _;
+use std::{fmt::Write as _, io::IsTerminal as _};
+
+use tcptrace_common::paws::{PawsSite, RstVerdict};
 
 use crate::{
-    event::{errno_name, Detail, Event},
+    event::{errno_name, Detail, Event, PawsDetail, RstDetail},
     hist::fmt_ns,
     output::json::wall_time,
 };
@@ -28,18 +30,25 @@ impl Human {
         let e = &ev.endpoints;
         let local = endpoint(e.saddr, e.sport);
         let peer = endpoint(e.daddr, e.dport);
-        let (latency, mut result) = match ev.detail {
-            Detail::Connect { latency_ns, errno } => (latency_ns, errno_name(errno)),
+        let (latency, mut result) = match &ev.detail {
+            Detail::Connect { latency_ns, errno } => (Some(*latency_ns), errno_name(*errno)),
             Detail::PortSearch {
                 latency_ns,
                 errno,
                 ports_probed,
             } => (
-                latency_ns,
-                format!("{} probed={ports_probed}", errno_name(errno)),
+                Some(*latency_ns),
+                format!("{} probed={ports_probed}", errno_name(*errno)),
             ),
+            Detail::PawsReject(p) => (None, paws_result(p)),
+            Detail::Rst(r) => (None, rst_result(r)),
         };
-        if self.color && ev.errno() != 0 && ev.errno() != libc::EINPROGRESS {
+        let alarming = match &ev.detail {
+            Detail::PawsReject(_) => true,
+            Detail::Rst(r) => r.verdict != RstVerdict::Accepted,
+            _ => ev.errno() != 0 && ev.errno() != libc::EINPROGRESS,
+        };
+        if self.color && alarming {
             result = format!("\x1b[31m{result}\x1b[0m");
         }
         format!(
@@ -47,9 +56,45 @@ impl Human {
             ev.kind.name(),
             ev.pid,
             ev.comm,
-            fmt_ns(latency),
+            latency.map(fmt_ns).unwrap_or_else(|| "-".into()),
         )
     }
+}
+
+fn paws_result(p: &PawsDetail) -> String {
+    let mut s = format!("paws {} tsval={}", p.site.name(), p.tsval);
+    match p.ts_recent {
+        Some(t) => {
+            let _ = write!(
+                s,
+                " ts_recent={t} behind={}",
+                t.wrapping_sub(p.tsval) as i32
+            );
+        }
+        None => s.push_str(" ts_recent=?"),
+    }
+    if p.site == PawsSite::SynSent {
+        let _ = write!(s, " tsecr={}", p.tsecr);
+    }
+    if p.old_ack {
+        s.push_str(" old_ack");
+    }
+    if p.rst {
+        s.push_str(" rst");
+    }
+    s
+}
+
+fn rst_result(r: &RstDetail) -> String {
+    format!(
+        "rst {} seq={}{} rcv_nxt={} wnd={} dist={}",
+        r.verdict.name(),
+        r.seq,
+        if r.seq_inferred { "?" } else { "" },
+        r.rcv_nxt,
+        r.rcv_wnd,
+        r.window_distance()
+    )
 }
 
 fn endpoint(addr: std::net::IpAddr, port: u16) -> String {

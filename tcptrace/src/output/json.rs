@@ -3,6 +3,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
+use tcptrace_common::paws::tcp_state;
+
 use crate::event::{errno_name, Detail, Event};
 
 /// RFC 3339 wall-clock time of a CLOCK_BOOTTIME stamp.
@@ -42,6 +44,25 @@ pub fn event(ev: &Event, boot_offset_ns: i64) -> Value {
             v["errno"] = json!(errno);
             v["error"] = json!(errno_name(errno));
             v["ports_probed"] = json!(ports_probed);
+        }
+        Detail::PawsReject(ref p) => {
+            v["site"] = json!(p.site.name());
+            v["state"] = json!(tcp_state::name(p.state));
+            v["tsval"] = json!(p.tsval);
+            v["tsecr"] = json!(p.tsecr);
+            v["ts_recent"] = json!(p.ts_recent);
+            v["old_ack"] = json!(p.old_ack);
+            v["rst"] = json!(p.rst);
+        }
+        Detail::Rst(ref r) => {
+            v["verdict"] = json!(r.verdict.name());
+            v["state"] = json!(tcp_state::name(r.state));
+            v["seq"] = json!(r.seq);
+            v["seq_inferred"] = json!(r.seq_inferred);
+            v["rcv_nxt"] = json!(r.rcv_nxt);
+            v["rcv_wup"] = json!(r.rcv_wup);
+            v["rcv_wnd"] = json!(r.rcv_wnd);
+            v["window_distance"] = json!(r.window_distance());
         }
     }
     v
