@@ -220,7 +220,7 @@ fn paws_fails(ts_recent: u32, ts_recent_stamp: u32, tsval: u32, win: i32) -> boo
 #[inline(always)]
 fn paws_rejects(ts_recent: u32, ts_recent_stamp: u32, tsval: u32, rst: bool) -> bool {
     paws_fails(ts_recent, ts_recent_stamp, tsval, 0)
-        && !(rst && !before32(now_seconds(), ts_recent_stamp.wrapping_add(PAWS_MSL_S)))
+        && (!rst || before32(now_seconds(), ts_recent_stamp.wrapping_add(PAWS_MSL_S)))
 }
 
 /// Header for events driven by an incoming segment: these run in softirq

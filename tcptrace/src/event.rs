@@ -315,6 +315,145 @@ pub(crate) mod tests {
         .to_vec()
     }
 
+    fn bytes_of<T>(rec: &T) -> Vec<u8> {
+        // SAFETY: the records are repr(C) plain data.
+        unsafe {
+            std::slice::from_raw_parts((rec as *const T).cast::<u8>(), std::mem::size_of::<T>())
+        }
+        .to_vec()
+    }
+
+    fn packet_flow(peer: [u8; 4], peer_port: u16) -> Flow {
+        let mut flow = Flow {
+            family: 2,
+            sport: 8080,
+            dport: peer_port,
+            ..Flow::default()
+        };
+        flow.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        flow.daddr[..4].copy_from_slice(&peer);
+        flow
+    }
+
+    pub fn raw_paws(
+        site: PawsSite,
+        peer: [u8; 4],
+        tsval: u32,
+        ts_recent: u32,
+        flags: u8,
+    ) -> Vec<u8> {
+        bytes_of(&PawsEvent {
+            header: EventHeader {
+                kind: EventKind::PawsReject as u8,
+                netns: 7,
+                ts_ns: 5_000_000_000,
+                ..EventHeader::default()
+            },
+            flow: packet_flow(peer, 40000),
+            tsval,
+            tsecr: 9,
+            ts_recent,
+            site: site as u8,
+            state: 6,
+            flags,
+            _pad: 0,
+        })
+    }
+
+    pub fn raw_rst(verdict: RstVerdict, seq: u32) -> Vec<u8> {
+        bytes_of(&RstEvent {
+            header: EventHeader {
+                kind: EventKind::Rst as u8,
+                netns: 7,
+                ts_ns: 5_000_000_000,
+                ..EventHeader::default()
+            },
+            flow: packet_flow([10, 0, 0, 3], 40001),
+            seq,
+            rcv_nxt: 1000,
+            rcv_wup: 900,
+            rcv_wnd: 500,
+            verdict: verdict as u8,
+            state: 1,
+            flags: 0,
+            _pad: [0; 5],
+        })
+    }
+
+    #[test]
+    fn decodes_paws_and_rst() {
+        let ev = decode(&raw_paws(
+            PawsSite::TimeWait,
+            [10, 0, 0, 3],
+            100,
+            5000,
+            PAWS_RST,
+        ))
+        .unwrap();
+        assert_eq!(ev.kind, EventKind::PawsReject);
+        assert_eq!(ev.endpoints.daddr, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)));
+        assert_eq!(
+            ev.detail,
+            Detail::PawsReject(PawsDetail {
+                site: PawsSite::TimeWait,
+                state: 6,
+                tsval: 100,
+                tsecr: 9,
+                ts_recent: Some(5000),
+                old_ack: false,
+                rst: true,
+            })
+        );
+        let unknown = decode(&raw_paws(
+            PawsSite::SynRecv,
+            [10, 0, 0, 3],
+            1,
+            0,
+            PAWS_TS_RECENT_UNKNOWN,
+        ))
+        .unwrap();
+        assert!(matches!(
+            unknown.detail,
+            Detail::PawsReject(PawsDetail {
+                ts_recent: None,
+                ..
+            })
+        ));
+        let ev = decode(&raw_rst(RstVerdict::ChallengeAck, 1100)).unwrap();
+        let Detail::Rst(r) = ev.detail else {
+            panic!("not an rst: {ev:?}")
+        };
+        assert_eq!(
+            (r.verdict, r.seq, r.rcv_nxt),
+            (RstVerdict::ChallengeAck, 1100, 1000)
+        );
+        let mut bad = raw_rst(RstVerdict::Accepted, 0);
+        bad[40 + 40 + 16] = 9;
+        assert!(matches!(
+            decode(&bad),
+            Err(DecodeError::BadField {
+                field: "verdict",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn window_distance() {
+        let d = |seq| {
+            let Detail::Rst(r) = decode(&raw_rst(RstVerdict::Ignored, seq)).unwrap().detail else {
+                unreachable!()
+            };
+            r.window_distance()
+        };
+        // Window [900, 1400].
+        assert_eq!(d(900), 0);
+        assert_eq!(d(1400), 0);
+        assert_eq!(d(899), -1);
+        assert_eq!(d(1500), 100);
+        assert_eq!(d(0u32.wrapping_sub(100)), -1000);
+    }
+
     #[test]
     fn decodes_port_search_v4() {
         let ev = decode(&raw_latency(EventKind::PortSearch, 2, 99)).unwrap();

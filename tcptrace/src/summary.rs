@@ -196,4 +196,53 @@ mod tests {
         assert_eq!(j["lost_total"], 3);
         assert_eq!(j["histograms"]["port_search"]["count"], 1);
     }
+
+    #[test]
+    fn paws_and_rst_per_peer() {
+        use crate::event::tests::{raw_paws, raw_rst};
+        use tcptrace_common::paws::{PawsSite, RstVerdict};
+        let mut s = Summary::default();
+        // Two hosts behind 10.0.0.3 (clocks far apart), one host at 10.0.0.4.
+        for raw in [
+            raw_paws(PawsSite::TimeWait, [10, 0, 0, 3], 100_000, 1_500_000_020, 0),
+            raw_paws(PawsSite::TimeWait, [10, 0, 0, 3], 100_001, 1_500_000_020, 0),
+            raw_paws(PawsSite::Established, [10, 0, 0, 4], 7_000, 8_000, 0),
+            raw_rst(RstVerdict::Ignored, 5),
+            raw_rst(RstVerdict::Accepted, 1000),
+        ] {
+            s.observe(&decode(&raw).unwrap());
+        }
+        let k = KernelCounters {
+            rst_sent: vec![("NO_SOCKET".into(), 4), ("TCP_RFC7323_PAWS".into(), 1)],
+            ..KernelCounters::default()
+        };
+        let j = s.to_json(&k, true);
+        assert_eq!(j["paws"]["rejects"], 3);
+        assert_eq!(j["paws"]["by_site"]["time_wait"], 2);
+        let top = &j["paws"]["top_peers"];
+        assert_eq!(top[0]["peer"], "10.0.0.3");
+        assert_eq!(top[0]["rejects"], 2);
+        assert_eq!(top[0]["clocks"], 2);
+        assert_eq!(top[0]["flows"], 1);
+        assert_eq!(top[1]["peer"], "10.0.0.4");
+        assert_eq!(top[1]["clocks"], 1);
+        assert_eq!(j["rst_received"]["by_verdict"]["ignored"], 1);
+        assert_eq!(j["rst_received"]["top_peers"][0]["accepted"], 1);
+        assert_eq!(j["rst_sent"]["total"], 5);
+        assert_eq!(j["rst_sent"]["by_reason"]["NO_SOCKET"], 4);
+        let text = s.render_text(&k, "summary");
+        assert!(
+            text.contains("paws rejects: 3 (established=1, time_wait=2)"),
+            "{text}"
+        );
+        assert!(text.contains("(NAT?)"), "{text}");
+        assert!(
+            text.contains("rst received: accepted=1, ignored=1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rst sent: 5 (NO_SOCKET=4, TCP_RFC7323_PAWS=1)"),
+            "{text}"
+        );
+    }
 }

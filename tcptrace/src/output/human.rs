@@ -126,4 +126,28 @@ mod tests {
         assert_eq!(line.find("port_search"), HEADER.find("KIND"));
         assert_eq!(line.find("127.0.0.1"), HEADER.find("LOCAL"));
     }
+
+    #[test]
+    fn paws_and_rst_lines() {
+        use crate::event::tests::{raw_paws, raw_rst};
+        use tcptrace_common::paws::{PawsSite, RstVerdict};
+        let h = Human { color: false };
+        let line = h.line(
+            &decode(&raw_paws(PawsSite::TimeWait, [10, 0, 0, 3], 100, 5000, 0)).unwrap(),
+            0,
+        );
+        assert!(
+            line.ends_with("paws time_wait tsval=100 ts_recent=5000 behind=4900"),
+            "{line}"
+        );
+        assert_eq!(line.find("paws_reject"), HEADER.find("KIND"));
+        let line = h.line(
+            &decode(&raw_rst(RstVerdict::ChallengeAck, 1100)).unwrap(),
+            0,
+        );
+        assert!(
+            line.ends_with("rst challenge_ack seq=1100 rcv_nxt=1000 wnd=500 dist=0"),
+            "{line}"
+        );
+    }
 }

@@ -96,4 +96,38 @@ mod tests {
             assert_eq!(v[k], want, "{k}");
         }
     }
+
+    #[test]
+    fn paws_and_rst_json_fields() {
+        use crate::event::tests::{raw_paws, raw_rst};
+        use tcptrace_common::paws::{PawsSite, RstVerdict};
+        let v = event(
+            &decode(&raw_paws(
+                PawsSite::Established,
+                [10, 0, 0, 3],
+                100,
+                5000,
+                0,
+            ))
+            .unwrap(),
+            0,
+        );
+        assert_eq!(v["kind"], "paws_reject");
+        assert_eq!(v["site"], "established");
+        assert_eq!(v["state"], "TIME_WAIT");
+        assert_eq!(v["tsval"], 100);
+        assert_eq!(v["ts_recent"], 5000);
+        assert_eq!(v["daddr"], "10.0.0.3");
+        assert_eq!(v["old_ack"], false);
+        let v = event(&decode(&raw_rst(RstVerdict::Ignored, 1500)).unwrap(), 0);
+        assert_eq!(v["kind"], "rst");
+        assert_eq!(v["verdict"], "ignored");
+        assert_eq!(v["seq"], 1500);
+        assert_eq!(v["rcv_nxt"], 1000);
+        assert_eq!(v["rcv_wup"], 900);
+        assert_eq!(v["rcv_wnd"], 500);
+        assert_eq!(v["window_distance"], 100);
+        assert_eq!(v["seq_inferred"], false);
+        assert_eq!(v["state"], "ESTABLISHED");
+    }
 }

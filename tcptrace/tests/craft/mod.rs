@@ -339,7 +339,7 @@ impl Wire {
                     &mut len,
                 )
             };
-            if n <= 0 || from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+            if n <= 0 || from.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
             let Some(reply) = self.parse(&buf[..n as usize], peer_port) else {
