@@ -245,6 +245,139 @@ fn rst_verdicts(family: Family) {
     assert_eq!(by_verdict["accepted"], 1);
 }
 
+/// S7: the third segment of a handshake carries a TSval older than the
+/// SYN's: the request socket (SYN-RECV) rejects it, once per segment.
+fn syn_recv(family: Family) {
+    const ACKS: u32 = 3;
+    const BASE: u32 = 2_000_000;
+    let lab = Lab::new(family);
+    let _listener = lab.listen(8070);
+    let wire = lab.wire();
+    let (tracer, on) = tracer_for("paws_syn_recv");
+    let before = lab.server_netstat();
+
+    let iss = 13_000_000u32;
+    wire.send(&craft::Segment {
+        sport: 40004,
+        dport: 8070,
+        seq: iss,
+        syn: true,
+        mss: Some(1400),
+        ts: Some((BASE, 0)),
+        window: 64000,
+        ..craft::Segment::default()
+    });
+    let synack = wire
+        .recv(40004, craft::WAIT, |r| r.syn && r.ack_flag)
+        .expect("SYN-ACK");
+    for _ in 0..ACKS {
+        wire.send(&craft::Segment {
+            sport: 40004,
+            dport: 8070,
+            seq: iss.wrapping_add(1),
+            ack: Some(synack.seq.wrapping_add(1)),
+            ts: Some((BASE - 1000, synack.tsval.unwrap_or(0))),
+            window: 64000,
+            ..craft::Segment::default()
+        });
+        thread::sleep(Duration::from_millis(30));
+    }
+    thread::sleep(Duration::from_millis(100));
+    let after = lab.server_netstat();
+    let objs = tracer.stop();
+
+    assert_eq!(delta(&before, &after, "PAWSEstab"), u64::from(ACKS));
+    if !on {
+        eprintln!("paws_syn_recv unavailable: kernel counters checked only");
+        return;
+    }
+    let paws = in_ns(&objs, "paws_reject", lab.server_netns_inode());
+    assert_eq!(paws.len(), ACKS as usize, "{paws:?}");
+    for e in paws {
+        assert_eq!(e["site"], "syn_recv");
+        assert_eq!(e["daddr"], lab.peer_ip.to_string());
+        assert_eq!(e["dport"], 40004);
+        assert_eq!(e["saddr"], lab.server_ip.to_string());
+        assert_eq!(e["sport"], 8070);
+        assert_eq!(e["tsval"], BASE - 1000);
+        // The drop-reason path sees only the listener, not the request.
+        if !e["ts_recent"].is_null() {
+            assert_eq!(e["ts_recent"], BASE);
+        }
+    }
+}
+
+/// S8: an active open gets SYN-ACKs whose TSecr echoes a time before its SYN
+/// was sent: PAWSActive, the connection is reset by our side.
+fn syn_sent(family: Family) {
+    const SYNACKS: u32 = 2;
+    let lab = Lab::new(family);
+    let wire = lab.wire();
+    let (tracer, on) = tracer_for("paws_syn_sent");
+    let before = lab.server_netstat();
+
+    let peer = std::net::SocketAddr::new(lab.peer_ip, 9000);
+    let ns = lab.server_ns.clone();
+    let client = thread::spawn(move || {
+        craft::in_netns(&ns, move || {
+            std::net::TcpStream::connect_timeout(&peer, Duration::from_millis(1500)).is_ok()
+        })
+    });
+    let syn = wire
+        .recv(9000, craft::WAIT, |r| r.syn && !r.ack_flag)
+        .expect("SYN from the connecting socket");
+    let tsval = syn.tsval.expect("SYN timestamp");
+    for _ in 0..SYNACKS {
+        wire.send(&craft::Segment {
+            sport: 9000,
+            dport: syn.sport,
+            seq: 77_000_000,
+            ack: Some(syn.seq.wrapping_add(1)),
+            syn: true,
+            mss: Some(1400),
+            ts: Some((555, tsval.wrapping_sub(100_000))),
+            window: 64000,
+            ..craft::Segment::default()
+        });
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!client.join().expect("client"), "connect must not succeed");
+    let after = lab.server_netstat();
+    let objs = tracer.stop();
+
+    assert_eq!(delta(&before, &after, "PAWSActive"), u64::from(SYNACKS));
+    if !on {
+        eprintln!("paws_syn_sent unavailable: kernel counters checked only");
+        return;
+    }
+    let paws = in_ns(&objs, "paws_reject", lab.server_netns_inode());
+    assert_eq!(paws.len(), SYNACKS as usize, "{paws:?}");
+    for e in &paws {
+        assert_eq!(e["site"], "syn_sent");
+        assert_eq!(e["state"], "SYN_SENT");
+        assert_eq!(e["daddr"], lab.peer_ip.to_string());
+        assert_eq!(e["dport"], 9000);
+        assert_eq!(e["sport"], syn.sport);
+        assert_eq!(e["tsval"], 555);
+        // The echo is 100000 ticks before the stamp of our SYN.
+        let sent = e["ts_recent"].as_u64().expect("ts_recent") as u32;
+        let echoed = e["tsecr"].as_u64().expect("tsecr") as u32;
+        assert_eq!(sent.wrapping_sub(echoed), 100_000, "{e}");
+    }
+    // Our side answers each with a RST whose reason (6.10+) names PAWS.
+    let sent = &final_summary(&objs)["rst_sent"]["by_reason"];
+    if tracer_has_rst_reasons(sent) {
+        assert_eq!(sent["TCP_RFC7323_PAWS"], SYNACKS, "{sent}");
+    }
+}
+
+/// Whether the RSTs-sent counters carry reasons on this kernel.
+fn tracer_has_rst_reasons(by_reason: &Value) -> bool {
+    by_reason
+        .as_object()
+        .is_some_and(|m| !m.contains_key("unknown"))
+}
+
 macro_rules! scenario {
     ($name:ident, $body:ident, $family:expr) => {
         #[test]
@@ -261,3 +394,7 @@ scenario!(s5_paws_time_wait_nat_v4, time_wait, Family::V4);
 scenario!(s5_paws_time_wait_nat_v6, time_wait, Family::V6);
 scenario!(s6_rst_verdicts_v4, rst_verdicts, Family::V4);
 scenario!(s6_rst_verdicts_v6, rst_verdicts, Family::V6);
+scenario!(s7_paws_syn_recv_v4, syn_recv, Family::V4);
+scenario!(s7_paws_syn_recv_v6, syn_recv, Family::V6);
+scenario!(s8_paws_syn_sent_v4, syn_sent, Family::V4);
+scenario!(s8_paws_syn_sent_v6, syn_sent, Family::V6);

@@ -251,6 +251,7 @@ pub struct Segment {
 /// A segment the server sent.
 #[derive(Clone, Debug)]
 pub struct Reply {
+    pub sport: u16,
     pub seq: u32,
     pub ack: u32,
     pub syn: bool,
@@ -376,6 +377,7 @@ impl Wire {
             _ => None,
         });
         Some(Reply {
+            sport: tcp.source_port(),
             seq: tcp.sequence_number(),
             ack: tcp.acknowledgment_number(),
             syn: tcp.syn(),
