@@ -62,6 +62,8 @@ pub struct EventHeader {
     pub netns: u32,
     /// CLOCK_BOOTTIME nanoseconds when the event completed.
     pub ts_ns: u64,
+    /// cgroup v2 id of the task (inode of its cgroup directory).
+    pub cgroup: u64,
     pub comm: [u8; 16],
 }
 
@@ -97,6 +99,6 @@ pub struct LatencyEvent {
     pub ports_probed: u32,
 }
 
-const _: () = assert!(size_of::<EventHeader>() == 40);
+const _: () = assert!(size_of::<EventHeader>() == 48);
 const _: () = assert!(size_of::<Flow>() == 40);
-const _: () = assert!(size_of::<LatencyEvent>() == 96);
+const _: () = assert!(size_of::<LatencyEvent>() == 104);

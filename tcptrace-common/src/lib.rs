@@ -11,7 +11,7 @@ pub mod hist;
 pub mod offsets;
 pub mod paws;
 
-pub use config::Config;
+pub use config::{Config, Filter};
 pub use event::{EventHeader, EventKind, Flow, LatencyEvent};
 pub use hist::{HistId, HIST_SLOTS};
 pub use offsets::KernelOffsets;

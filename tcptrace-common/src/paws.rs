@@ -146,8 +146,8 @@ pub struct RstEvent {
     pub _pad: [u8; 5],
 }
 
-const _: () = assert!(size_of::<PawsEvent>() == 96);
-const _: () = assert!(size_of::<RstEvent>() == 104);
+const _: () = assert!(size_of::<PawsEvent>() == 104);
+const _: () = assert!(size_of::<RstEvent>() == 112);
 
 /// `sk_rst_reason` slots in the `RST_SENT` counter array; reasons at or above
 /// the last slot are counted in it.

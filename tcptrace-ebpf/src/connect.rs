@@ -14,6 +14,7 @@ use tcptrace_common::{
 
 use crate::{
     emit::{header, now, passes_threshold, record_latency, send},
+    filter,
     kernel::{sock_flow, sock_netns, tcp_sock_of_fd},
     maps::count,
 };
@@ -50,7 +51,7 @@ fn try_sys_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
     let fd: i64 = unsafe { ctx.read_at(ENTER_FD) }.map_err(|e| e as i64)?;
     let uaddr: u64 = unsafe { ctx.read_at(ENTER_ADDR) }.map_err(|e| e as i64)?;
     let family: u16 = unsafe { bpf_probe_read_user(uaddr as *const u16) }.map_err(|e| e as i64)?;
-    if family != AF_INET && family != AF_INET6 {
+    if (family != AF_INET && family != AF_INET6) || !filter::current_task_allowed() {
         return Ok(());
     }
     let Some(sk) = tcp_sock_of_fd(fd)? else {
@@ -108,25 +109,28 @@ fn try_sys_exit_connect(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let latency_ns = now().saturating_sub(start.start_ns);
-    record_latency(HistId::Connect, latency_ns);
-    if !passes_threshold(latency_ns, errno) {
-        return Ok(());
-    }
     let mut flow = start.flow;
     // The local side is only known once the kernel picked it.
     if let Ok(now_flow) = sock_flow(start.sk) {
         flow.saddr = now_flow.saddr;
         flow.sport = now_flow.sport;
     }
-    send(
-        EventKind::Connect,
-        &LatencyEvent {
-            header: header(EventKind::Connect, sock_netns(start.sk)),
-            flow,
-            latency_ns,
-            errno,
-            ports_probed: 0,
-        },
-    );
+    let header = header(EventKind::Connect, sock_netns(start.sk));
+    if !filter::allows(&header, &flow) {
+        return Ok(());
+    }
+    record_latency(HistId::Connect, latency_ns);
+    if passes_threshold(latency_ns, errno) {
+        send(
+            EventKind::Connect,
+            &LatencyEvent {
+                header,
+                flow,
+                latency_ns,
+                errno,
+                ports_probed: 0,
+            },
+        );
+    }
     Ok(())
 }

@@ -1,6 +1,9 @@
 //! Building and sending records: headers, histograms, ring-buffer output.
 
-use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns};
+use aya_ebpf::helpers::{
+    bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+    bpf_ktime_get_boot_ns,
+};
 use tcptrace_common::{hist, EventHeader, EventKind, HistId};
 
 use crate::maps::{bump, global, EVENTS, HISTOGRAMS, LOST};
@@ -22,6 +25,7 @@ pub fn header(kind: EventKind, netns: u32) -> EventHeader {
         tid: pid_tgid as u32,
         netns,
         ts_ns: now(),
+        cgroup: unsafe { bpf_get_current_cgroup_id() },
         comm: bpf_get_current_comm().unwrap_or_default(),
     }
 }

@@ -5,6 +5,7 @@
 
 mod connect;
 mod emit;
+mod filter;
 mod kernel;
 mod maps;
 mod paws;

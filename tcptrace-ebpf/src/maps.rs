@@ -46,13 +46,13 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
 };
 
 #[unsafe(no_mangle)]
-pub static CONFIG: Config = Config { min_latency_ns: 0 };
+pub static CONFIG: Config = Config::DEFAULT;
 
 /// Reads one field of a read-only global so the compiler cannot fold it to the
 /// zero it was compiled with.
 macro_rules! global {
-    ($global:ident . $field:ident) => {
-        unsafe { core::ptr::read_volatile(&raw const $crate::maps::$global.$field) }
+    ($global:ident . $($field:ident).+) => {
+        unsafe { core::ptr::read_volatile(&raw const $crate::maps::$global.$($field).+) }
     };
 }
 pub(crate) use global;

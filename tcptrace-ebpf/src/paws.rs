@@ -34,6 +34,7 @@ use tcptrace_common::{
 
 use crate::{
     emit::{now, send},
+    filter,
     kernel::{read, sock_flow, sock_netns},
     maps::{bump, count},
 };
@@ -224,7 +225,8 @@ fn paws_rejects(ts_recent: u32, ts_recent_stamp: u32, tsval: u32, rst: bool) -> 
 }
 
 /// Header for events driven by an incoming segment: these run in softirq
-/// (or for the socket owner's backlog), so no process is attached to them.
+/// (or for the socket owner's backlog), so no process is attached to them
+/// (and the task filters --pid/--comm/--cgroup exclude them).
 #[inline(always)]
 fn packet_header(kind: EventKind, netns: u32) -> EventHeader {
     EventHeader {
@@ -255,10 +257,14 @@ fn send_paws(
     ts_recent: u32,
     flags: u8,
 ) {
+    let header = packet_header(EventKind::PawsReject, sock_netns(sk));
+    if !filter::allows(&header, &flow) {
+        return;
+    }
     send(
         EventKind::PawsReject,
         &PawsEvent {
-            header: packet_header(EventKind::PawsReject, sock_netns(sk)),
+            header,
             flow,
             tsval,
             tsecr,
@@ -273,11 +279,16 @@ fn send_paws(
 
 #[inline(always)]
 fn send_rst(sk: u64, state: u8, verdict: RstVerdict, seq: u32, flags: u8) -> Result<(), i64> {
+    let header = packet_header(EventKind::Rst, sock_netns(sk));
+    let flow = sock_flow(sk)?;
+    if !filter::allows(&header, &flow) {
+        return Ok(());
+    }
     send(
         EventKind::Rst,
         &RstEvent {
-            header: packet_header(EventKind::Rst, sock_netns(sk)),
-            flow: sock_flow(sk)?,
+            header,
+            flow,
             seq,
             rcv_nxt: read(sk, off!(tp_rcv_nxt))?,
             rcv_wup: read(sk, off!(tp_rcv_wup))?,

@@ -13,6 +13,7 @@ use tcptrace_common::{EventKind, HistId, LatencyEvent, Stat};
 
 use crate::{
     emit::{header, now, passes_threshold, record_latency, send},
+    filter,
     kernel::{sock_flow, sock_netns},
     maps::count,
 };
@@ -31,6 +32,9 @@ pub struct SearchStart {
 static PORT_SEARCH_STATE: HashMap<u64, SearchStart> = HashMap::with_max_entries(16384, 0);
 
 fn try_search_enter(sk: u64) -> Result<(), i64> {
+    if !filter::current_task_allowed() {
+        return Ok(());
+    }
     let start = SearchStart {
         start_ns: now(),
         sk,
@@ -56,20 +60,24 @@ fn try_search_exit(ret: i64) -> Result<(), i64> {
     let _ = PORT_SEARCH_STATE.remove(key);
     let errno = if ret < 0 { -(ret as i32) } else { 0 };
     let latency_ns = now().saturating_sub(start.start_ns);
-    record_latency(HistId::PortSearch, latency_ns);
-    if !passes_threshold(latency_ns, errno) {
+    let flow = sock_flow(start.sk)?;
+    let header = header(EventKind::PortSearch, sock_netns(start.sk));
+    if !filter::allows(&header, &flow) {
         return Ok(());
     }
-    send(
-        EventKind::PortSearch,
-        &LatencyEvent {
-            header: header(EventKind::PortSearch, sock_netns(start.sk)),
-            flow: sock_flow(start.sk)?,
-            latency_ns,
-            errno,
-            ports_probed: start.ports_probed,
-        },
-    );
+    record_latency(HistId::PortSearch, latency_ns);
+    if passes_threshold(latency_ns, errno) {
+        send(
+            EventKind::PortSearch,
+            &LatencyEvent {
+                header,
+                flow,
+                latency_ns,
+                errno,
+                ports_probed: start.ports_probed,
+            },
+        );
+    }
     Ok(())
 }
 

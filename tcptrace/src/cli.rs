@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::hooks::AttachMode;
+use crate::{filter::FilterArgs, hooks::AttachMode};
 
 /// Live eBPF tracer for the TCP failures counters only hint at.
 #[derive(Debug, Parser)]
@@ -47,6 +47,8 @@ pub struct LiveArgs {
     /// How function hooks attach: fentry/fexit where allowed, else kprobe.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     pub attach: AttachMode,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

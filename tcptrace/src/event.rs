@@ -107,22 +107,13 @@ pub struct Event {
     pub pid: u32,
     pub tid: u32,
     pub netns: u32,
+    pub cgroup: u64,
     pub comm: String,
     pub endpoints: Endpoints,
     pub detail: Detail,
 }
 
 impl Event {
-    /// Time the event took; 0 for events that are a single moment.
-    pub fn latency_ns(&self) -> u64 {
-        match self.detail {
-            Detail::Connect { latency_ns, .. } | Detail::PortSearch { latency_ns, .. } => {
-                latency_ns
-            }
-            Detail::PawsReject(_) | Detail::Rst(_) => 0,
-        }
-    }
-
     /// The errno of a failed call; 0 for events without one.
     pub fn errno(&self) -> i32 {
         match self.detail {
@@ -192,6 +183,7 @@ fn with_header(h: &EventHeader, kind: EventKind, flow: &Flow, detail: Detail) ->
         pid: h.pid,
         tid: h.tid,
         netns: h.netns,
+        cgroup: h.cgroup,
         comm: comm(&h.comm),
         endpoints: Endpoints::from(flow),
         detail,
@@ -297,6 +289,7 @@ pub(crate) mod tests {
                 tid: 43,
                 netns: 4026531840,
                 ts_ns: 1_000_000_000,
+                cgroup: 7,
                 comm,
                 ..EventHeader::default()
             },
@@ -428,7 +421,7 @@ pub(crate) mod tests {
             (RstVerdict::ChallengeAck, 1100, 1000)
         );
         let mut bad = raw_rst(RstVerdict::Accepted, 0);
-        bad[40 + 40 + 16] = 9;
+        bad[std::mem::size_of::<EventHeader>() + 40 + 16] = 9;
         assert!(matches!(
             decode(&bad),
             Err(DecodeError::BadField {
@@ -494,7 +487,7 @@ pub(crate) mod tests {
             Err(DecodeError::Short {
                 kind: EventKind::Connect,
                 len: 50,
-                want: 96
+                want: 104
             })
         );
     }

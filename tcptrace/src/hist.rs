@@ -39,6 +39,7 @@ pub fn slot_high(slot: usize) -> u64 {
 }
 
 impl Histogram {
+    #[cfg(test)]
     pub fn record(&mut self, value: u64) {
         self.slots[hist::slot(value) as usize] += 1;
     }

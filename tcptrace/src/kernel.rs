@@ -126,17 +126,11 @@ pub fn boot_to_unix_offset_ns() -> i64 {
         };
         // SAFETY: clock_gettime writes into a valid timespec.
         unsafe { libc::clock_gettime(clock, &mut ts) };
-        ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
+        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
     };
     let real = now(libc::CLOCK_REALTIME);
     let boot = now(libc::CLOCK_BOOTTIME);
     real - boot
-}
-
-/// Network namespace inode of this process.
-pub fn current_netns() -> Option<u64> {
-    use std::os::unix::fs::MetadataExt as _;
-    fs::metadata("/proc/self/ns/net").ok().map(|m| m.ino())
 }
 
 #[cfg(test)]

@@ -86,6 +86,7 @@ enum Sink {
 pub async fn run(args: LiveArgs) -> Result<()> {
     let config = Config {
         min_latency_ns: args.min_latency.as_nanos().min(u64::MAX as u128) as u64,
+        filter: args.filter.to_kernel(),
     };
     let Loaded {
         mut ebpf,
@@ -94,6 +95,10 @@ pub async fn run(args: LiveArgs) -> Result<()> {
     } = loader::load(args.attach, config)?;
     for status in &hooks {
         eprintln!("tcptrace: {}", loader::describe(status));
+    }
+    let filter = args.filter.describe();
+    if !filter.is_empty() {
+        eprintln!("tcptrace: filter (in the kernel): {filter}");
     }
     let counters = CounterMaps::take(&mut ebpf, rst_slot_names)?;
     let ring = ebpf

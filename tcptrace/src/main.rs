@@ -3,6 +3,7 @@
 mod btf;
 mod cli;
 mod event;
+mod filter;
 mod hist;
 mod hooks;
 mod kernel;

@@ -124,3 +124,71 @@ fn port_exhaustion_is_reported_with_eaddrnotavail() {
         eprintln!("port_search unavailable on this kernel: connect() side checked only");
     }
 }
+
+/// Filters apply in the kernel: events and histograms only count matches.
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn port_and_pid_filters_apply_in_the_kernel() {
+    const N: usize = 5;
+    let (wanted, wanted_addr) = listener("127.0.0.1:0");
+    let (other, other_addr) = listener("127.0.0.1:0");
+    let pid = std::process::id().to_string();
+    let port = wanted_addr.port().to_string();
+    let tracer = Tracer::start(&["--port", &port, "--pid", &pid]);
+    let worker = thread::spawn(move || {
+        let mut held = Vec::new();
+        for _ in 0..N {
+            held.push(TcpStream::connect(wanted_addr).expect("connect wanted"));
+            held.push(TcpStream::connect(other_addr).expect("connect other"));
+        }
+        drop(held);
+        tid()
+    });
+    let worker_tid = worker.join().expect("worker");
+    drop((wanted, other));
+    let objs = tracer.stop();
+    let all: Vec<&Value> = events(&objs, "connect").collect();
+    assert_eq!(all.len(), N, "only connects to the filtered port: {all:?}");
+    for e in &all {
+        assert_eq!(e["tid"], worker_tid);
+        assert_eq!(e["dport"], wanted_addr.port());
+    }
+    let summary = final_summary(&objs);
+    assert_eq!(
+        summary["histograms"]["connect"]["count"], N as u64,
+        "histograms honour the filter"
+    );
+}
+
+/// SIGTERM ends tracing with a final summary, and every program tcptrace
+/// loaded is gone from the kernel afterwards.
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn nothing_stays_attached_after_sigterm() {
+    const OURS: &[&str] = &[
+        "sys_enter_connect",
+        "sys_exit_connect",
+        "hash_connect_fentry",
+        "hash_connect_fexit",
+        "hash_connect_kprobe",
+        "hash_connect_kretprobe",
+    ];
+    assert_eq!(
+        loaded_tcptrace_programs(OURS),
+        Vec::<String>::new(),
+        "left over from an earlier run"
+    );
+    let tracer = Tracer::start(&[]);
+    let during = loaded_tcptrace_programs(OURS);
+    assert!(
+        during.len() >= 2,
+        "tcptrace's programs are loaded while it runs: {during:?}"
+    );
+    let objs = tracer.stop_with(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(final_summary(&objs)["final"], true);
+    assert_eq!(
+        loaded_tcptrace_programs(OURS),
+        Vec::<String>::new(),
+        "programs left in the kernel"
+    );
+}

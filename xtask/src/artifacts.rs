@@ -34,31 +34,54 @@ pub fn static_tcptrace() -> Result<PathBuf> {
 /// every scenario file) and returns (name, path) pairs.
 pub fn static_tests() -> Result<Vec<(String, PathBuf)>> {
     eprintln!("build: static test executables");
-    let out = static_cargo(&["test", "--no-run", "--message-format=json"])
+    static_executables(&["test", "--no-run"], |_| true)
+}
+
+/// Builds the static benchmark executables (`tcptrace/benches/*.rs`).
+pub fn static_benches() -> Result<Vec<(String, PathBuf)>> {
+    eprintln!("build: static benchmark executables");
+    static_executables(&["build", "--benches"], |kinds| {
+        kinds.iter().any(|k| k == "bench")
+    })
+}
+
+fn static_executables(
+    args: &[&str],
+    keep: impl Fn(&[serde_json::Value]) -> bool,
+) -> Result<Vec<(String, PathBuf)>> {
+    let out = static_cargo(args)
+        .arg("--message-format=json")
         .stderr(Stdio::inherit())
         .output()
-        .context("running cargo test --no-run")?;
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
     if !out.status.success() {
-        bail!("building static test executables failed");
+        bail!("cargo {} failed", args.join(" "));
     }
-    let mut tests = Vec::new();
+    let mut found = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
-        if msg["reason"] != "compiler-artifact" || msg["profile"]["test"] != true {
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let kinds = msg["target"]["kind"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !keep(&kinds) || (args[0] == "test" && msg["profile"]["test"] != true) {
             continue;
         }
         if let (Some(exe), Some(name)) =
             (msg["executable"].as_str(), msg["target"]["name"].as_str())
         {
-            tests.push((name.to_owned(), PathBuf::from(exe)));
+            found.push((name.to_owned(), PathBuf::from(exe)));
         }
     }
-    if tests.is_empty() {
-        bail!("cargo test --no-run produced no test executables");
+    if found.is_empty() {
+        bail!("cargo {} produced no executables", args.join(" "));
     }
-    Ok(tests)
+    Ok(found)
 }
 
 /// Fails unless `bin` is an ELF64 executable without a program interpreter

@@ -4,9 +4,11 @@
 //! - `cargo xtask run -- ARGS`: build and run tcptrace live.
 //! - `cargo xtask test`: lint, unit, host scenarios, VM kernel matrix.
 //! - `cargo xtask vm`: the VM matrix alone, with filters.
+//! - `cargo xtask bench`: benchmarks, this kernel and the VM kernels.
 //! - `cargo xtask dist`: one static x86_64 binary in target/dist/.
 
 mod artifacts;
+mod bench;
 mod setup;
 mod sh;
 mod test;
@@ -35,6 +37,8 @@ enum Cmd {
     Test(test::TestArgs),
     /// The VM kernel matrix only.
     Vm(test::VmArgs),
+    /// Benchmarks on this kernel and in the VM kernels.
+    Bench(bench::BenchArgs),
     /// Boot kernels with small harness self-checks (development aid).
     #[command(hide = true)]
     VmSmoke {
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
             .map(|p| println!("{}", p.display())),
         Cmd::Test(args) => setup::build_chain().and_then(|()| test::all(&args)),
         Cmd::Vm(args) => setup::build_chain().and_then(|()| test::vm_only(&args)),
+        Cmd::Bench(args) => setup::build_chain().and_then(|()| bench::run_all(&args)),
         Cmd::VmSmoke { kernel } => setup::vm_tools().and_then(|()| vm::smoke::run_all(&kernel)),
     };
     match result {

@@ -22,6 +22,7 @@ pub fn event(ev: &Event, boot_offset_ns: i64) -> Value {
         "tid": ev.tid,
         "comm": ev.comm,
         "netns": ev.netns,
+        "cgroup": ev.cgroup,
         "saddr": e.saddr.to_string(),
         "daddr": e.daddr.to_string(),
         "dport": e.dport,

@@ -89,13 +89,15 @@ impl Tracer {
 
     /// SIGINT, then every JSON object tcptrace printed.
     pub fn stop(self) -> Vec<Value> {
+        self.stop_with(nix::sys::signal::Signal::SIGINT)
+    }
+
+    /// Stops tcptrace with `signal` and returns every JSON object it printed.
+    pub fn stop_with(self, signal: nix::sys::signal::Signal) -> Vec<Value> {
         // Let the last events reach the ring buffer reader.
         std::thread::sleep(Duration::from_millis(300));
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        )
-        .expect("SIGINT tcptrace");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal)
+            .expect("signal tcptrace");
         let out = self.child.wait_with_output().expect("wait tcptrace");
         assert!(out.status.success(), "tcptrace exited with {}", out.status);
         String::from_utf8_lossy(&out.stdout)
@@ -103,6 +105,20 @@ impl Tracer {
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
             .collect()
     }
+}
+
+/// BPF programs loaded in the kernel right now whose names are tcptrace's
+/// (the kernel keeps the first 15 bytes of a program name).
+pub fn loaded_tcptrace_programs(names: &[&str]) -> Vec<String> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter_map(|p| p.name_as_str().map(str::to_owned))
+        .filter(|n| {
+            names
+                .iter()
+                .any(|want| want.as_bytes().starts_with(n.as_bytes()) && !n.is_empty())
+        })
+        .collect()
 }
 
 /// The final summary object.

@@ -27,12 +27,15 @@ use super::tools;
 
 pub const MIRROR: &str = "http://deb.debian.org/debian";
 const SYSTEM_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
-/// Suites to take a newer `debian-archive-keyring` from, in order, when the
-/// keys at hand cannot verify a private suite.
-const KEYRING_HOPS: &[&[&str]] = &[
-    &["trixie", "trixie-updates"],
-    &["stable", "stable-updates"],
-    &["testing"],
+/// Suites to take a newer `debian-archive-keyring` from, one per hop, in
+/// order, while the keys at hand cannot verify a private suite. Keys
+/// accumulate, so a later hop may be verified by an earlier hop's keyring.
+const KEYRING_HOPS: &[&str] = &[
+    "trixie",
+    "trixie-updates",
+    "stable",
+    "stable-updates",
+    "testing",
 ];
 /// Markers apt prints when a Release file cannot be verified.
 const SIGNATURE_ERRORS: &[&str] = &[
@@ -64,7 +67,10 @@ pub struct Fields(Vec<(String, String)>);
 
 impl Fields {
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Names in `Depends`, the first alternative of each, without versions.
@@ -130,14 +136,18 @@ impl Apt {
             Some(p) => p.update(self).map_err(|e| format!("{e:#}")),
         };
         let mut guard = UPDATED.lock().unwrap_or_else(|e| e.into_inner());
-        guard.get_or_insert_with(HashMap::new).insert(key, result.clone());
+        guard
+            .get_or_insert_with(HashMap::new)
+            .insert(key, result.clone());
         result.map_err(|e| anyhow!(e))
     }
 
     /// Whether this run already refreshed the lists.
     pub fn updated(&self) -> bool {
         let guard = UPDATED.lock().unwrap_or_else(|e| e.into_inner());
-        guard.as_ref().is_some_and(|m| m.contains_key(&self.label()))
+        guard
+            .as_ref()
+            .is_some_and(|m| m.contains_key(&self.label()))
     }
 
     /// `apt-get update`; signature problems count as failures even when apt
@@ -146,7 +156,9 @@ impl Apt {
         let mut cmd = self.command("apt-get")?;
         cmd.arg("update");
         let shown = tools::show(&cmd);
-        let out = cmd.output().with_context(|| format!("cannot start `{shown}`"))?;
+        let out = cmd
+            .output()
+            .with_context(|| format!("cannot start `{shown}`"))?;
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -155,11 +167,17 @@ impl Apt {
         if SIGNATURE_ERRORS.iter().any(|m| text.contains(m)) {
             return Err(SignatureError(tools::tail(&text, 6)).into());
         }
-        let failed = text
-            .lines()
-            .any(|l| l.starts_with("E:") || l.starts_with("W: Failed to fetch") || l.starts_with("W: Some index files failed"));
+        let failed = text.lines().any(|l| {
+            l.starts_with("E:")
+                || l.starts_with("W: Failed to fetch")
+                || l.starts_with("W: Some index files failed")
+        });
         if !out.status.success() || failed {
-            bail!("`{shown}` failed ({}):{}", out.status, tools::tail(&text, 6));
+            bail!(
+                "`{shown}` failed ({}):{}",
+                out.status,
+                tools::tail(&text, 6)
+            );
         }
         Ok(())
     }
@@ -168,7 +186,8 @@ impl Apt {
     pub fn show(&self, package: &str) -> Result<Fields> {
         let mut cmd = self.command("apt-cache")?;
         cmd.args(["show", "--no-all-versions", package]);
-        let out = tools::output(&mut cmd).with_context(|| format!("{}: no package {package}", self.label()))?;
+        let out = tools::output(&mut cmd)
+            .with_context(|| format!("{}: no package {package}", self.label()))?;
         let text = String::from_utf8_lossy(&out.stdout);
         let mut fields: Vec<(String, String)> = Vec::new();
         for line in text.lines() {
@@ -194,16 +213,23 @@ impl Apt {
     pub fn package_names(&self, prefix: &str) -> Result<Vec<String>> {
         let mut cmd = self.command("apt-cache")?;
         cmd.args(["pkgnames", prefix]);
-        let out = tools::output(&mut cmd).with_context(|| format!("{}: listing packages", self.label()))?;
-        Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect())
+        let out = tools::output(&mut cmd)
+            .with_context(|| format!("{}: listing packages", self.label()))?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect())
     }
 
     /// Downloads `package` at `version` into `dir`; returns the .deb path.
     pub fn download(&self, package: &str, version: &str, dir: &Path) -> Result<PathBuf> {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut cmd = self.command("apt-get")?;
-        cmd.current_dir(dir).arg("download").arg(format!("{package}={version}"));
-        tools::output(&mut cmd).with_context(|| format!("{}: downloading {package}={version}", self.label()))?;
+        cmd.current_dir(dir)
+            .arg("download")
+            .arg(format!("{package}={version}"));
+        tools::output(&mut cmd)
+            .with_context(|| format!("{}: downloading {package}={version}", self.label()))?;
         let prefix = format!("{package}_{}_", version.replace(':', "%3a"));
         fs::read_dir(dir)
             .with_context(|| format!("reading {}", dir.display()))?
@@ -214,7 +240,12 @@ impl Apt {
                     .and_then(|n| n.to_str())
                     .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
             })
-            .with_context(|| format!("apt-get download left no {prefix}*.deb in {}", dir.display()))
+            .with_context(|| {
+                format!(
+                    "apt-get download left no {prefix}*.deb in {}",
+                    dir.display()
+                )
+            })
     }
 }
 
@@ -271,14 +302,21 @@ impl Private {
             let Some(hop) = hops.next() else {
                 bail!(
                     "{err:#}\n  keyrings tried: {}{}",
-                    keyrings.iter().map(|k| k.display().to_string()).collect::<Vec<_>>().join(", "),
-                    notes.concat::<String>()
+                    keyrings
+                        .iter()
+                        .map(|k| k.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    notes.concat()
                 );
             };
             match fetch_keyring(&self.cache, hop, &keyrings) {
                 Ok(k) if !keyrings.contains(&k) => keyrings.push(k),
-                Ok(k) => notes.push(format!("\n  keyring from {} adds nothing new ({})", hop.join("+"), k.display())),
-                Err(e) => notes.push(format!("\n  keyring from {}: {e:#}", hop.join("+"))),
+                Ok(k) => notes.push(format!(
+                    "\n  keyring from {hop} adds nothing new ({})",
+                    k.display()
+                )),
+                Err(e) => notes.push(format!("\n  keyring from {hop}: {e:#}")),
             }
         }
     }
@@ -288,7 +326,11 @@ impl Private {
         for d in [r.join("lists/partial"), r.join("cache/archives/partial")] {
             fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
         }
-        let signed_by = keyrings.iter().map(|k| k.display().to_string()).collect::<Vec<_>>().join(",");
+        let signed_by = keyrings
+            .iter()
+            .map(|k| k.display().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         let sources: String = self
             .suites
             .iter()
@@ -331,17 +373,21 @@ fn keyring_in(root: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Fetches `debian-archive-keyring` from `suites`, verified with `keyrings`.
-fn fetch_keyring(cache: &Path, suites: &[&str], keyrings: &[PathBuf]) -> Result<PathBuf> {
-    let apt = Apt::private(cache, suites);
+/// Fetches `debian-archive-keyring` from `suite`, verified with `keyrings`.
+fn fetch_keyring(cache: &Path, suite: &str, keyrings: &[PathBuf]) -> Result<PathBuf> {
+    let apt = Apt::private(cache, &[suite]);
     let Some(p) = &apt.private else {
         bail!("internal: private apt without a root");
     };
     p.write_config(keyrings)?;
     apt.run_update()?;
     let fields = apt.show("debian-archive-keyring")?;
-    let version = fields.get("Version").context("debian-archive-keyring without a Version")?;
-    let dest = cache.join("apt/keyrings").join(format!("debian-archive-keyring_{version}"));
+    let version = fields
+        .get("Version")
+        .context("debian-archive-keyring without a Version")?;
+    let dest = cache
+        .join("apt/keyrings")
+        .join(format!("debian-archive-keyring_{version}"));
     if let Some(k) = keyring_in(&dest) {
         return Ok(k);
     }
@@ -362,6 +408,9 @@ mod tests {
             "Depends".into(),
             "dracut | initramfs-tools (>= 0.120+deb8u2), linux-binary-7.2.13+deb14-cloud-amd64 (= 7.2.13-1), kmod:any".into(),
         )]);
-        assert_eq!(f.depends(), ["dracut", "linux-binary-7.2.13+deb14-cloud-amd64", "kmod"]);
+        assert_eq!(
+            f.depends(),
+            ["dracut", "linux-binary-7.2.13+deb14-cloud-amd64", "kmod"]
+        );
     }
 }

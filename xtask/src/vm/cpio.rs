@@ -51,7 +51,14 @@ impl<W: Write> Writer<W> {
         Ok(self.out)
     }
 
-    fn entry(&mut self, path: &str, mode: u32, rmajor: u32, rminor: u32, data: &[u8]) -> io::Result<()> {
+    fn entry(
+        &mut self,
+        path: &str,
+        mode: u32,
+        rmajor: u32,
+        rminor: u32,
+        data: &[u8],
+    ) -> io::Result<()> {
         let name = path.trim_start_matches('/');
         let name = if name.is_empty() { "." } else { name };
         let size = u32::try_from(data.len())

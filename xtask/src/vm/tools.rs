@@ -10,7 +10,14 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 /// Directories searched after `$PATH`: root's tools live in sbin.
-const EXTRA_DIRS: &[&str] = &["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+const EXTRA_DIRS: &[&str] = &[
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
 
 /// Where `program` lives on the host (a name with a `/` is taken as a path).
 pub fn find(program: &str) -> Option<PathBuf> {
@@ -35,7 +42,9 @@ pub fn require(program: &str, package: &str) -> Result<PathBuf> {
 /// Runs `cmd`, failing with its stderr when it exits non-zero.
 pub fn output(cmd: &mut Command) -> Result<Output> {
     let shown = show(cmd);
-    let out = cmd.output().with_context(|| format!("cannot start `{shown}`"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start `{shown}`"))?;
     if !out.status.success() {
         bail!(
             "`{shown}` failed ({}): {}{}",
