@@ -15,7 +15,7 @@
 //! `tcp_validate_incoming` is judged at its return, when the outcome is known.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_probe_read_kernel_buf},
+    helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id},
     macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe, map, tracepoint},
     maps::{HashMap, PerCpuArray},
     programs::{
@@ -63,14 +63,7 @@ const PAWS_MSL_S: u32 = 60;
 /// TCP_PAWS_WINDOW: on synchronized sockets a TSval one tick old still passes.
 const PAWS_WINDOW: i32 = 1;
 
-const OPTIONS_SCRATCH_LEN: usize = 64;
 const MAX_OPTIONS: usize = 12;
-
-/// One buffer per CPU for a segment's TCP options. Indexes are masked to its
-/// size: a bounds-check panic would pull in code the verifier refuses.
-#[map(name = "PAWS_OPTIONS")]
-static OPTIONS_SCRATCH: PerCpuArray<[u8; OPTIONS_SCRATCH_LEN]> =
-    PerCpuArray::with_max_entries(1, 0);
 
 /// The parts of a TCP header the checks use.
 #[repr(C)]
@@ -131,24 +124,18 @@ fn parse_tcp_header(th: u64) -> Result<TcpHdr, i64> {
     if doff <= 5 {
         return Ok(h);
     }
-    let optlen = (doff - 5) * 4;
-    // The options go through a per-CPU map buffer: verifiers refuse
-    // variable-offset reads from the stack. They end inside the skb's buffer,
-    // which is followed by at least skb_shared_info, so reading the 40-byte
-    // maximum never leaves the object.
-    let opts = unsafe { &mut *OPTIONS_SCRATCH.get_ptr_mut(0).ok_or(-1i64)? };
-    unsafe { bpf_probe_read_kernel_buf((th + 20) as *const u8, &mut opts[..40]) }
-        .map_err(i64::from)?;
-    let byte = |i: usize| opts[i & (OPTIONS_SCRATCH_LEN - 1)];
-    // Twelve options cover every layout stacks send (SYN: MSS, SACK_PERM,
-    // TS, NOP, WSCALE; data: NOP, NOP, TS, NOP, NOP, SACK) and keep the
-    // verifier's walk small.
-    let mut i = 0usize;
+    let optlen = ((doff - 5) * 4) as u64;
+    // Each option is read from the kernel at its own address: no variable
+    // offsets into the stack or a map, which verifiers differ on. Twelve
+    // options cover every layout stacks send (SYN: MSS, SACK_PERM, TS, NOP,
+    // WSCALE; data: NOP, NOP, TS, NOP, NOP, SACK).
+    let opts = th + 20;
+    let mut i = 0u64;
     for _ in 0..MAX_OPTIONS {
         if i >= optlen {
             break;
         }
-        let kind = byte(i);
+        let [kind, len]: [u8; 2] = read(opts + i, 0)?;
         if kind == 0 {
             break;
         }
@@ -156,7 +143,6 @@ fn parse_tcp_header(th: u64) -> Result<TcpHdr, i64> {
             i += 1;
             continue;
         }
-        let len = byte(i + 1) as usize;
         if len < 2 {
             break;
         }
@@ -164,15 +150,13 @@ fn parse_tcp_header(th: u64) -> Result<TcpHdr, i64> {
             if i + 10 > optlen {
                 break;
             }
-            let word = |at: usize| {
-                u32::from_be_bytes([byte(at), byte(at + 1), byte(at + 2), byte(at + 3)])
-            };
+            let ts: [u8; 8] = read(opts + i + 2, 0)?;
             h.has_ts = true;
-            h.tsval = word(i + 2);
-            h.tsecr = word(i + 6);
+            h.tsval = u32::from_be_bytes([ts[0], ts[1], ts[2], ts[3]]);
+            h.tsecr = u32::from_be_bytes([ts[4], ts[5], ts[6], ts[7]]);
             break;
         }
-        i += len;
+        i += u64::from(len);
     }
     Ok(h)
 }
@@ -277,8 +261,25 @@ fn send_paws(
     );
 }
 
+/// The socket's receive window as an RST is judged: rcv_nxt, rcv_wup, rcv_wnd.
 #[inline(always)]
-fn send_rst(sk: u64, state: u8, verdict: RstVerdict, seq: u32, flags: u8) -> Result<(), i64> {
+fn receive_window(sk: u64) -> Result<[u32; 3], i64> {
+    Ok([
+        read(sk, off!(tp_rcv_nxt))?,
+        read(sk, off!(tp_rcv_wup))?,
+        read(sk, off!(tp_rcv_wnd))?,
+    ])
+}
+
+#[inline(always)]
+fn send_rst(
+    sk: u64,
+    state: u8,
+    verdict: RstVerdict,
+    seq: u32,
+    [rcv_nxt, rcv_wup, rcv_wnd]: [u32; 3],
+    flags: u8,
+) -> Result<(), i64> {
     let header = packet_header(EventKind::Rst, sock_netns(sk));
     let flow = sock_flow(sk)?;
     if !filter::allows(&header, &flow) {
@@ -290,9 +291,9 @@ fn send_rst(sk: u64, state: u8, verdict: RstVerdict, seq: u32, flags: u8) -> Res
             header,
             flow,
             seq,
-            rcv_nxt: read(sk, off!(tp_rcv_nxt))?,
-            rcv_wup: read(sk, off!(tp_rcv_wup))?,
-            rcv_wnd: read(sk, off!(tp_rcv_wnd))?,
+            rcv_nxt,
+            rcv_wup,
+            rcv_wnd,
             verdict: verdict as u8,
             state,
             flags,
@@ -323,6 +324,8 @@ pub struct Validating {
     /// The PAWS test failed on entry.
     paws: u8,
     _pad: [u8; 3],
+    /// rcv_nxt, rcv_wup, rcv_wnd on entry (RSTs).
+    window: [u32; 3],
 }
 
 /// Segments being validated, keyed by socket (the socket is locked for the
@@ -354,6 +357,11 @@ fn try_validate_enter(sk: u64, th: u64) -> Result<(), i64> {
         reset: 0,
         paws: paws as u8,
         _pad: [0; 3],
+        window: if h.has(TH_RST) {
+            receive_window(sk)?
+        } else {
+            [0; 3]
+        },
     };
     if VALIDATING.insert(sk, v, 0).is_err() {
         count(Stat::StateMapFull);
@@ -378,7 +386,7 @@ fn try_validate_exit(sk: u64, skb: u64, passed: bool) -> Result<(), i64> {
         } else {
             RstVerdict::Ignored
         };
-        return send_rst(sk, v.state, verdict, v.seq, 0);
+        return send_rst(sk, v.state, verdict, v.seq, v.window, 0);
     }
     // A SYN that fails PAWS gets a challenge ACK on 6.12+ and is not counted
     // as a PAWS reject there; older kernels count it.
@@ -767,7 +775,7 @@ fn try_kfree_validate(skb: u64, reason: u32, sk: u64) -> Result<(), i64> {
     } else {
         RstVerdict::Ignored
     };
-    send_rst(sk, state, verdict, h.seq, 0)
+    send_rst(sk, state, verdict, h.seq, receive_window(sk)?, 0)
 }
 
 #[btf_tracepoint(function = "kfree_skb")]
@@ -787,8 +795,15 @@ pub fn receive_reset_emit(ctx: TracePointContext) -> u32 {
         if state == tcp_state::SYN_SENT {
             return Ok(());
         }
-        let rcv_nxt: u32 = read(sk, off!(tp_rcv_nxt))?;
-        send_rst(sk, state, RstVerdict::Accepted, rcv_nxt, RST_SEQ_INFERRED)
+        let window = receive_window(sk)?;
+        send_rst(
+            sk,
+            state,
+            RstVerdict::Accepted,
+            window[0],
+            window,
+            RST_SEQ_INFERRED,
+        )
     })();
     done(result) as u32
 }

@@ -30,10 +30,20 @@ fn ip(args: &[&str]) {
     );
 }
 
-/// Runs `f` on a thread that joined network namespace `ns` (a name under
-/// /var/run/netns). Sockets created there stay in that namespace.
+/// Where `ip netns add` put namespace `ns`: /run/netns (iproute2 default)
+/// or /var/run/netns (older builds, or systems without the /var/run link).
+pub fn netns_path(ns: &str) -> String {
+    ["/run/netns", "/var/run/netns"]
+        .iter()
+        .map(|dir| format!("{dir}/{ns}"))
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or_else(|| panic!("network namespace {ns} not found under /run or /var/run"))
+}
+
+/// Runs `f` on a thread that joined network namespace `ns` (a name given to
+/// `ip netns add`). Sockets created there stay in that namespace.
 pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/var/run/netns/{ns}");
+    let path = netns_path(ns);
     std::thread::spawn(move || {
         let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
         nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
@@ -172,7 +182,7 @@ impl Lab {
     /// Inode of the server namespace (what events carry as `netns`).
     pub fn server_netns_inode(&self) -> u64 {
         use std::os::unix::fs::MetadataExt as _;
-        std::fs::metadata(format!("/var/run/netns/{}", self.server_ns))
+        std::fs::metadata(netns_path(&self.server_ns))
             .expect("netns file")
             .ino()
     }
