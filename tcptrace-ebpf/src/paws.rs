@@ -486,13 +486,20 @@ fn push_call(sk: u64, skb: u64) {
     match VALIDATE_CALLS.get_ptr_mut(key) {
         Some(stack) => {
             let stack = unsafe { &mut *stack };
-            match stack.frames.get_mut(stack.depth as usize) {
-                Some(frame) => {
-                    *frame = [sk, skb];
-                    stack.depth += 1;
+            // Constant indexes only: verifiers differ on variable offsets
+            // into map values.
+            let frame = [sk, skb];
+            match stack.depth {
+                0 => stack.frames[0] = frame,
+                1 => stack.frames[1] = frame,
+                2 => stack.frames[2] = frame,
+                3 => stack.frames[3] = frame,
+                _ => {
+                    count(Stat::StateMapFull);
+                    return;
                 }
-                None => count(Stat::StateMapFull),
             }
+            stack.depth += 1;
         }
         None => {
             let stack = CallStack {
@@ -511,12 +518,15 @@ fn push_call(sk: u64, skb: u64) {
 fn pop_call() -> Option<[u64; 2]> {
     let key = call_key();
     let stack = unsafe { &mut *VALIDATE_CALLS.get_ptr_mut(key)? };
-    let Some(&frame) = (stack.depth as usize)
-        .checked_sub(1)
-        .and_then(|top| stack.frames.get(top))
-    else {
-        let _ = VALIDATE_CALLS.remove(key);
-        return None;
+    let frame = match stack.depth {
+        1 => stack.frames[0],
+        2 => stack.frames[1],
+        3 => stack.frames[2],
+        4 => stack.frames[3],
+        _ => {
+            let _ = VALIDATE_CALLS.remove(key);
+            return None;
+        }
     };
     stack.depth -= 1;
     if stack.depth == 0 {
