@@ -126,10 +126,6 @@ impl KernelBtf {
 impl KernelBtf {
     /// Name → value of every enumerator of `enum name` (e.g. `skb_drop_reason`),
     /// so values that move between kernels are never taken from a table.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "drop reasons are read by the PAWS/RST hooks")
-    )]
     pub fn enum_values(&self, name: &str) -> Result<Vec<(String, u64)>> {
         for ty in self.named(name) {
             match ty {
