@@ -11,6 +11,12 @@ pub enum EventKind {
     Connect = 1,
     /// `__inet_hash_connect` (ephemeral port search) returned.
     PortSearch = 2,
+    /// A SYN reached a listener and got no answer.
+    SynDrop = 3,
+    /// The third ACK found the accept queue full.
+    ListenOverflow = 4,
+    /// A listener resent a SYN-ACK.
+    SynackRetransmit = 5,
     /// A segment failed the PAWS timestamp check ([`crate::paws::PawsEvent`]).
     PawsReject = 6,
     /// An RST reached a synchronized socket ([`crate::paws::RstEvent`]).
@@ -20,9 +26,12 @@ pub enum EventKind {
 impl EventKind {
     /// Number of slots in per-kind counter arrays (index = discriminant).
     pub const SLOTS: u32 = 8;
-    pub const ALL: [EventKind; 4] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::Connect,
         EventKind::PortSearch,
+        EventKind::SynDrop,
+        EventKind::ListenOverflow,
+        EventKind::SynackRetransmit,
         EventKind::PawsReject,
         EventKind::Rst,
     ];
@@ -31,6 +40,9 @@ impl EventKind {
         match v {
             1 => Some(Self::Connect),
             2 => Some(Self::PortSearch),
+            3 => Some(Self::SynDrop),
+            4 => Some(Self::ListenOverflow),
+            5 => Some(Self::SynackRetransmit),
             6 => Some(Self::PawsReject),
             7 => Some(Self::Rst),
             _ => None,
@@ -42,6 +54,9 @@ impl EventKind {
         match self {
             Self::Connect => "connect",
             Self::PortSearch => "port_search",
+            Self::SynDrop => "syn_drop",
+            Self::ListenOverflow => "listen_overflow",
+            Self::SynackRetransmit => "synack_retransmit",
             Self::PawsReject => "paws_reject",
             Self::Rst => "rst",
         }

@@ -10,6 +10,7 @@ pub mod event;
 pub mod hist;
 pub mod offsets;
 pub mod paws;
+pub mod syn;
 
 pub use config::{Config, Filter};
 pub use event::{EventHeader, EventKind, Flow, LatencyEvent};
@@ -24,6 +25,8 @@ pub mod maps {
     pub const STATS: &str = "STATS";
     pub const CONNECT_STATE: &str = "CONNECT_STATE";
     pub const PORT_SEARCH_STATE: &str = "PORT_SEARCH_STATE";
+    pub const SYN_ANSWERED: &str = "SYN_ANSWERED";
+    pub const SYN_LISTENERS: &str = "SYN_LISTENERS";
     pub const RST_SENT: &str = "RST_SENT";
 }
 
@@ -31,6 +34,7 @@ pub mod maps {
 pub mod globals {
     pub const OFFSETS: &str = "OFFSETS";
     pub const CONFIG: &str = "CONFIG";
+    pub const SYN_OFFSETS: &str = "SYN_OFFSETS";
     pub const PAWS_OFFSETS: &str = "PAWS_OFFSETS";
 }
 

@@ -10,6 +10,7 @@ mod kernel;
 mod maps;
 mod paws;
 mod port_search;
+mod syn;
 
 #[cfg(not(test))]
 #[panic_handler]

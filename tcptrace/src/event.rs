@@ -11,6 +11,7 @@ use tcptrace_common::{
         PawsEvent, PawsSite, RstEvent, RstVerdict, PAWS_OLD_ACK, PAWS_RST, PAWS_TS_RECENT_UNKNOWN,
         RST_SEQ_INFERRED,
     },
+    syn::SynEvent,
     EventHeader, EventKind, Flow, LatencyEvent,
 };
 
@@ -53,6 +54,8 @@ pub enum Detail {
         errno: i32,
         ports_probed: u32,
     },
+    /// syn_drop, listen_overflow, synack_retransmit.
+    Syn(crate::syn::SynDetail),
     PawsReject(PawsDetail),
     Rst(RstDetail),
 }
@@ -118,7 +121,7 @@ impl Event {
     pub fn errno(&self) -> i32 {
         match self.detail {
             Detail::Connect { errno, .. } | Detail::PortSearch { errno, .. } => errno,
-            Detail::PawsReject(_) | Detail::Rst(_) => 0,
+            Detail::Syn(_) | Detail::PawsReject(_) | Detail::Rst(_) => 0,
         }
     }
 }
@@ -194,21 +197,28 @@ fn with_header(h: &EventHeader, kind: EventKind, flow: &Flow, detail: Detail) ->
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let first = *bytes.first().ok_or(DecodeError::Empty)?;
     let kind = EventKind::from_u8(first).ok_or(DecodeError::UnknownKind(first))?;
+    let latency = |bytes: &[u8]| read_record::<LatencyEvent>(kind, bytes);
     match kind {
-        EventKind::Connect | EventKind::PortSearch => {
-            let rec: LatencyEvent = read_record(kind, bytes)?;
-            let detail = if kind == EventKind::Connect {
-                Detail::Connect {
-                    latency_ns: rec.latency_ns,
-                    errno: rec.errno,
-                }
-            } else {
-                Detail::PortSearch {
-                    latency_ns: rec.latency_ns,
-                    errno: rec.errno,
-                    ports_probed: rec.ports_probed,
-                }
+        EventKind::Connect => {
+            let rec = latency(bytes)?;
+            let detail = Detail::Connect {
+                latency_ns: rec.latency_ns,
+                errno: rec.errno,
             };
+            Ok(with_header(&rec.header, kind, &rec.flow, detail))
+        }
+        EventKind::PortSearch => {
+            let rec = latency(bytes)?;
+            let detail = Detail::PortSearch {
+                latency_ns: rec.latency_ns,
+                errno: rec.errno,
+                ports_probed: rec.ports_probed,
+            };
+            Ok(with_header(&rec.header, kind, &rec.flow, detail))
+        }
+        EventKind::SynDrop | EventKind::ListenOverflow | EventKind::SynackRetransmit => {
+            let rec: SynEvent = read_record(kind, bytes)?;
+            let detail = Detail::Syn(crate::syn::detail(&rec));
             Ok(with_header(&rec.header, kind, &rec.flow, detail))
         }
         EventKind::PawsReject => {

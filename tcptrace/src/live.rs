@@ -28,10 +28,12 @@ struct CounterMaps {
     stats: PerCpuArray<MapData, u64>,
     rst_sent: PerCpuArray<MapData, u64>,
     rst_slot_names: Vec<String>,
+    syn: crate::syn::SynMaps,
 }
 
 impl CounterMaps {
     fn take(ebpf: &mut aya::Ebpf, rst_slot_names: Vec<String>) -> Result<Self> {
+        let syn = crate::syn::SynMaps::take(ebpf)?;
         let mut take = |name: &str| -> Result<PerCpuArray<MapData, u64>> {
             let map = ebpf
                 .take_map(name)
@@ -44,6 +46,7 @@ impl CounterMaps {
             stats: take(maps::STATS)?,
             rst_sent: take(maps::RST_SENT)?,
             rst_slot_names,
+            syn,
         })
     }
 
@@ -74,6 +77,7 @@ impl CounterMaps {
                 .into_iter()
                 .filter(|(_, n)| *n > 0)
                 .collect(),
+            syn: self.syn.read()?,
         })
     }
 }
@@ -123,6 +127,7 @@ pub async fn run(args: LiveArgs) -> Result<()> {
     eprintln!("tcptrace: tracing; Ctrl-C to stop");
 
     let mut summary = Summary::default();
+    let mut owners = crate::syn::Owners::default();
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let period = if args.interval.is_zero() {
@@ -140,11 +145,13 @@ pub async fn run(args: LiveArgs) -> Result<()> {
 
     let drain = |ring: &mut RingBuf<MapData>,
                  out: &mut BufWriter<std::io::StdoutLock<'_>>,
-                 summary: &mut Summary|
+                 summary: &mut Summary,
+                 owners: &mut crate::syn::Owners|
      -> Result<()> {
         while let Some(item) = ring.next() {
             match decode(&item) {
-                Ok(ev) => {
+                Ok(mut ev) => {
+                    owners.fill(&mut ev);
                     summary.observe(&ev);
                     match &sink {
                         Sink::Json => writeln!(out, "{}", json::event(&ev, boot_offset))?,
@@ -180,7 +187,7 @@ pub async fn run(args: LiveArgs) -> Result<()> {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                drain(guard.get_inner_mut(), &mut out, &mut summary)?;
+                drain(guard.get_inner_mut(), &mut out, &mut summary, &mut owners)?;
                 guard.clear_ready();
             }
             _ = ticker.tick() => print_summary(&mut out, &summary, false)?,
@@ -189,7 +196,7 @@ pub async fn run(args: LiveArgs) -> Result<()> {
             _ = &mut deadline => break,
         }
     }
-    drain(ring.get_mut(), &mut out, &mut summary)?;
+    drain(ring.get_mut(), &mut out, &mut summary, &mut owners)?;
     print_summary(&mut out, &summary, true)?;
     // Dropping `ebpf` detaches every link and unloads the programs.
     drop(ring);

@@ -12,6 +12,7 @@ mod loader;
 mod output;
 mod paws;
 mod summary;
+mod syn;
 
 use std::process::ExitCode;
 

@@ -20,6 +20,7 @@ pub struct KernelCounters {
     pub stats: Vec<(Stat, u64)>,
     /// RSTs this host sent, by reason name (from `tcp:tcp_send_reset`).
     pub rst_sent: Vec<(String, u64)>,
+    pub syn: crate::syn::SynKernelCounters,
 }
 
 impl KernelCounters {
@@ -45,6 +46,7 @@ pub struct Summary {
     pub decode_errors: u64,
     /// PAWS rejects and received RSTs per peer.
     pub paws: PawsStats,
+    pub syn: crate::syn::SynSummary,
 }
 
 impl Summary {
@@ -57,6 +59,7 @@ impl Summary {
             self.max_ports_probed = self.max_ports_probed.max(ports_probed);
         }
         self.paws.observe(ev);
+        self.syn.observe(ev);
     }
 
     pub fn render_text(&self, k: &KernelCounters, title: &str) -> String {
@@ -91,6 +94,7 @@ impl Summary {
             );
         }
         self.paws.render_text(&k.rst_sent, &mut out);
+        self.syn.render_text(&k.syn, &mut out);
         let lost = k.lost_total();
         let _ = write!(out, "lost events: {lost}");
         if lost > 0 {
@@ -149,8 +153,11 @@ impl Summary {
             .iter()
             .map(|(s, n)| (stat_name(*s).to_owned(), json!(n)))
             .collect();
+        let (syn_answered, listeners) = self.syn.to_json(&k.syn);
         let mut v = json!({
             "kind": "summary",
+            "syn_answered": syn_answered,
+            "listeners": listeners,
             "final": final_,
             "histograms": hists,
             "events": self.events,

@@ -5,6 +5,7 @@
 mod connect;
 mod paws;
 mod port_search;
+pub mod syn;
 
 use std::fmt;
 
@@ -124,6 +125,7 @@ impl HookStatus {
 /// Every hook, in display order, specialised for this kernel's BTF.
 pub fn table(btf: &KernelBtf) -> Vec<HookSpec> {
     let mut specs = vec![connect::spec(), port_search::spec(btf)];
+    specs.extend(syn::specs(btf));
     specs.extend(paws::specs(btf));
     specs
 }
@@ -160,7 +162,12 @@ fn attach_hook(
         status.notes.push(why.clone());
         return status;
     }
-    if !spec.tracepoints.is_empty() {
+    // A stable tracepoint comes first. A hook that also has function targets
+    // falls back to them when the tracepoint fails, and an explicit
+    // `--attach fentry|kprobe` selects them directly.
+    let use_tracepoints = !spec.tracepoints.is_empty()
+        && (spec.functions.is_empty() || matches!(mode, AttachMode::Auto | AttachMode::Tracepoint));
+    if use_tracepoints {
         match attach_tracepoints(ebpf, &spec.tracepoints) {
             Ok(()) => {
                 status.mechanism = Some(Mechanism::Tracepoint);
@@ -171,9 +178,12 @@ fn attach_hook(
                         .collect::<Vec<_>>()
                         .join(", "),
                 );
+                return status;
             }
             Err(e) => status.notes.push(format!("tracepoint: {e:#}")),
         }
+    }
+    if spec.functions.is_empty() {
         return status;
     }
     let mechanisms: &[Mechanism] = match mode {
@@ -340,10 +350,10 @@ fn attach_function(
             let prog = program(ebpf, t.fentry)?;
             if t.ret {
                 let p: &mut FExit = prog.try_into()?;
-                p.attach()?;
+                p.attach().map_err(explain_fentry_attach)?;
             } else {
                 let p: &mut FEntry = prog.try_into()?;
-                p.attach()?;
+                p.attach().map_err(explain_fentry_attach)?;
             }
         }
         Mechanism::Kprobe => {
@@ -375,6 +385,20 @@ fn explain_fentry_load(e: ProgramError) -> anyhow::Error {
         {
             anyhow!("fentry/fexit refused by this kernel (EPERM at load: no BPF trampoline support or locked down)")
         }
+        _ => anyhow::Error::from(e),
+    }
+}
+
+/// ENOTSUPP (524) when attaching: the kernel cannot build a trampoline for
+/// this function, most often because it has more than six parameters
+/// (x86 kernels before 6.4). kprobes still work there.
+fn explain_fentry_attach(e: ProgramError) -> anyhow::Error {
+    const ENOTSUPP: i32 = 524;
+    match &e {
+        ProgramError::SyscallError(se) if se.io_error.raw_os_error() == Some(ENOTSUPP) => anyhow!(
+            "this kernel cannot build a BPF trampoline for it (ENOTSUPP; x86 kernels \
+             before 6.4 take at most 6 arguments): use kprobes"
+        ),
         _ => anyhow::Error::from(e),
     }
 }

@@ -4,6 +4,8 @@ use std::{fmt::Write as _, io::IsTerminal as _};
 
 use tcptrace_common::paws::{PawsSite, RstVerdict};
 
+use tcptrace_common::EventKind;
+
 use crate::{
     event::{errno_name, Detail, Event, PawsDetail, RstDetail},
     hist::fmt_ns,
@@ -14,13 +16,19 @@ pub struct Human {
     color: bool,
 }
 
-pub const HEADER: &str = "TIME             KIND         PID     COMM             LOCAL                  PEER                   LATENCY  RESULT";
+pub const HEADER: &str = "TIME             KIND              PID     COMM             LOCAL                  PEER                   LATENCY  RESULT";
 
 impl Human {
     pub fn new() -> Self {
         Self {
             color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         }
+    }
+
+    /// Without colours (tests, pipes).
+    #[cfg(test)]
+    pub fn plain() -> Self {
+        Self { color: false }
     }
 
     pub fn line(&self, ev: &Event, boot_offset_ns: i64) -> String {
@@ -31,28 +39,33 @@ impl Human {
         let local = endpoint(e.saddr, e.sport);
         let peer = endpoint(e.daddr, e.dport);
         let (latency, mut result) = match &ev.detail {
-            Detail::Connect { latency_ns, errno } => (Some(*latency_ns), errno_name(*errno)),
-            Detail::PortSearch {
+            &Detail::Connect { latency_ns, errno } => (Some(latency_ns), errno_name(errno)),
+            &Detail::PortSearch {
                 latency_ns,
                 errno,
                 ports_probed,
             } => (
-                Some(*latency_ns),
-                format!("{} probed={ports_probed}", errno_name(*errno)),
+                Some(latency_ns),
+                format!("{} probed={ports_probed}", errno_name(errno)),
             ),
+            Detail::Syn(d) => (None, crate::syn::human_result(ev, d)),
             Detail::PawsReject(p) => (None, paws_result(p)),
             Detail::Rst(r) => (None, rst_result(r)),
         };
-        let alarming = match &ev.detail {
+        let failed = match &ev.detail {
             Detail::PawsReject(_) => true,
             Detail::Rst(r) => r.verdict != RstVerdict::Accepted,
-            _ => ev.errno() != 0 && ev.errno() != libc::EINPROGRESS,
+            _ => match ev.kind {
+                EventKind::SynDrop | EventKind::ListenOverflow => true,
+                EventKind::SynackRetransmit => false,
+                _ => ev.errno() != 0 && ev.errno() != libc::EINPROGRESS,
+            },
         };
-        if self.color && alarming {
+        if self.color && failed {
             result = format!("\x1b[31m{result}\x1b[0m");
         }
         format!(
-            "{clock:<16} {:<12} {:<7} {:<16} {local:<22} {peer:<22} {:>8} {result}",
+            "{clock:<16} {:<17} {:<7} {:<16} {local:<22} {peer:<22} {:>8} {result}",
             ev.kind.name(),
             ev.pid,
             ev.comm,
@@ -113,7 +126,6 @@ fn endpoint(addr: std::net::IpAddr, port: u16) -> String {
 mod tests {
     use super::*;
     use crate::event::{decode, tests::raw_latency};
-    use tcptrace_common::EventKind;
 
     #[test]
     fn line_is_aligned_with_header() {

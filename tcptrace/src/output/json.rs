@@ -30,13 +30,13 @@ pub fn event(ev: &Event, boot_offset_ns: i64) -> Value {
     if e.sport != 0 {
         v["sport"] = json!(e.sport);
     }
-    match ev.detail {
-        Detail::Connect { latency_ns, errno } => {
+    match &ev.detail {
+        &Detail::Connect { latency_ns, errno } => {
             v["latency_ns"] = json!(latency_ns);
             v["errno"] = json!(errno);
             v["error"] = json!(errno_name(errno));
         }
-        Detail::PortSearch {
+        &Detail::PortSearch {
             latency_ns,
             errno,
             ports_probed,
@@ -46,6 +46,7 @@ pub fn event(ev: &Event, boot_offset_ns: i64) -> Value {
             v["error"] = json!(errno_name(errno));
             v["ports_probed"] = json!(ports_probed);
         }
+        Detail::Syn(d) => crate::syn::json_fields(ev, d, &mut v),
         Detail::PawsReject(ref p) => {
             v["site"] = json!(p.site.name());
             v["state"] = json!(tcp_state::name(p.state));
