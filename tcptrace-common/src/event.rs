@@ -17,17 +17,23 @@ pub enum EventKind {
     ListenOverflow = 4,
     /// A listener resent a SYN-ACK.
     SynackRetransmit = 5,
+    /// A segment failed the PAWS timestamp check ([`crate::paws::PawsEvent`]).
+    PawsReject = 6,
+    /// An RST reached a synchronized socket ([`crate::paws::RstEvent`]).
+    Rst = 7,
 }
 
 impl EventKind {
     /// Number of slots in per-kind counter arrays (index = discriminant).
     pub const SLOTS: u32 = 8;
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::Connect,
         EventKind::PortSearch,
         EventKind::SynDrop,
         EventKind::ListenOverflow,
         EventKind::SynackRetransmit,
+        EventKind::PawsReject,
+        EventKind::Rst,
     ];
 
     pub const fn from_u8(v: u8) -> Option<Self> {
@@ -37,6 +43,8 @@ impl EventKind {
             3 => Some(Self::SynDrop),
             4 => Some(Self::ListenOverflow),
             5 => Some(Self::SynackRetransmit),
+            6 => Some(Self::PawsReject),
+            7 => Some(Self::Rst),
             _ => None,
         }
     }
@@ -49,6 +57,8 @@ impl EventKind {
             Self::SynDrop => "syn_drop",
             Self::ListenOverflow => "listen_overflow",
             Self::SynackRetransmit => "synack_retransmit",
+            Self::PawsReject => "paws_reject",
+            Self::Rst => "rst",
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod event;
 pub mod hist;
 pub mod offsets;
+pub mod paws;
 pub mod syn;
 
 pub use config::{Config, Filter};
@@ -26,6 +27,7 @@ pub mod maps {
     pub const PORT_SEARCH_STATE: &str = "PORT_SEARCH_STATE";
     pub const SYN_ANSWERED: &str = "SYN_ANSWERED";
     pub const SYN_LISTENERS: &str = "SYN_LISTENERS";
+    pub const RST_SENT: &str = "RST_SENT";
 }
 
 /// Names of the read-only globals userspace fills in before loading.
@@ -33,6 +35,7 @@ pub mod globals {
     pub const OFFSETS: &str = "OFFSETS";
     pub const CONFIG: &str = "CONFIG";
     pub const SYN_OFFSETS: &str = "SYN_OFFSETS";
+    pub const PAWS_OFFSETS: &str = "PAWS_OFFSETS";
 }
 
 /// Counters kept in the per-CPU `STATS` array besides lost events.

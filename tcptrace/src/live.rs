@@ -28,11 +28,13 @@ struct CounterMaps {
     hists: PerCpuArray<MapData, u64>,
     lost: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
+    rst_sent: PerCpuArray<MapData, u64>,
+    rst_slot_names: Vec<String>,
     syn: crate::syn::SynMaps,
 }
 
 impl CounterMaps {
-    fn take(ebpf: &mut aya::Ebpf) -> Result<Self> {
+    fn take(ebpf: &mut aya::Ebpf, rst_slot_names: Vec<String>) -> Result<Self> {
         let syn = crate::syn::SynMaps::take(ebpf)?;
         let mut take = |name: &str| -> Result<PerCpuArray<MapData, u64>> {
             let map = ebpf
@@ -44,6 +46,8 @@ impl CounterMaps {
             hists: take(maps::HISTOGRAMS)?,
             lost: take(maps::LOST)?,
             stats: take(maps::STATS)?,
+            rst_sent: take(maps::RST_SENT)?,
+            rst_slot_names,
             syn,
         })
     }
@@ -66,6 +70,15 @@ impl CounterMaps {
                 .iter()
                 .map(|&s| Ok((s, sum(&self.stats, s as u32)?)))
                 .collect::<Result<_>>()?,
+            rst_sent: self
+                .rst_slot_names
+                .iter()
+                .zip(0u32..)
+                .map(|(name, i)| Ok((name.clone(), sum(&self.rst_sent, i)?)))
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect(),
             syn: self.syn.read()?,
         })
     }
@@ -81,7 +94,11 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
         min_latency_ns: args.min_latency.as_nanos().min(u64::MAX as u128) as u64,
         filter: args.filter.to_kernel(),
     };
-    let Loaded { mut ebpf, hooks } = loader::load(args.attach, config)?;
+    let Loaded {
+        mut ebpf,
+        hooks,
+        rst_slot_names,
+    } = loader::load(args.attach, config)?;
     for status in &hooks {
         eprintln!("tcptrace: {}", loader::describe(status));
     }
@@ -89,7 +106,7 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
     if !filter.is_empty() {
         eprintln!("tcptrace: filter (in the kernel): {filter}");
     }
-    let counters = CounterMaps::take(&mut ebpf)?;
+    let counters = CounterMaps::take(&mut ebpf, rst_slot_names)?;
     let ring = ebpf
         .take_map(maps::EVENTS)
         .context("map EVENTS missing from the object")?;

@@ -11,6 +11,7 @@ mod kernel;
 mod live;
 mod loader;
 mod output;
+mod paws;
 mod pcapng;
 mod record;
 mod replay;

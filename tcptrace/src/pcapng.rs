@@ -26,10 +26,14 @@ const IF_NAME: u16 = 2;
 const IF_TSRESOL: u16 = 9;
 
 /// The packet an event carries and the comment that describes the event, or
-/// None for kinds without packet bytes (connect, port_search, the SYN family).
+/// None for kinds without packet bytes (no probe captures headers yet).
 pub fn packet(ev: &Event) -> Option<(&[u8], String)> {
     match &ev.detail {
-        Detail::Connect { .. } | Detail::PortSearch { .. } | Detail::Syn(_) => None,
+        Detail::Connect { .. }
+        | Detail::PortSearch { .. }
+        | Detail::Syn(_)
+        | Detail::PawsReject(_)
+        | Detail::Rst(_) => None,
     }
 }
 
@@ -197,11 +201,19 @@ mod tests {
 
     #[test]
     fn current_kinds_carry_no_packet() {
-        use crate::event::{decode, tests::raw_latency};
-        use tcptrace_common::EventKind;
+        use crate::event::{
+            decode,
+            tests::{raw_latency, raw_paws, raw_rst},
+        };
+        use tcptrace_common::{
+            paws::{PawsSite, RstVerdict},
+            EventKind,
+        };
         for kind in EventKind::ALL {
             let raw = match kind {
                 EventKind::Connect | EventKind::PortSearch => raw_latency(kind, 2, 0),
+                EventKind::PawsReject => raw_paws(PawsSite::Established, [10, 0, 0, 2], 5, 9, 0),
+                EventKind::Rst => raw_rst(RstVerdict::Ignored, 1),
                 _ => crate::syn::tests::raw_syn(kind, 0, 0),
             };
             let ev = decode(&raw).unwrap();

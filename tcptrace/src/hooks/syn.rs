@@ -61,6 +61,7 @@ fn syn_drop() -> HookSpec {
                 true,
             )),
         ],
+        ..HookSpec::default()
     }
 }
 
@@ -104,6 +105,7 @@ fn listen_overflow(btf: &KernelBtf) -> HookSpec {
             v6_enter,
             v6_exit,
         ],
+        ..HookSpec::default()
     }
 }
 
@@ -120,6 +122,7 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
                 program: "retransmit_synack",
             }],
             functions: Vec::new(),
+            ..HookSpec::default()
         },
         HookSpec {
             name: "listen_owner",
@@ -130,6 +133,7 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
                 program: "sock_set_state",
             }],
             functions: Vec::new(),
+            ..HookSpec::default()
         },
     ]
 }

@@ -351,8 +351,30 @@ fn encode_counters(out: &mut Vec<u8>, k: &KernelCounters) {
         put_varint(out, *s as u64);
         put_varint(out, *n);
     }
-    put_varint(out, 1);
+    put_varint(out, 2);
     put_section(out, "syn", &encode_syn(&k.syn));
+    put_section(out, "rst_sent", &encode_named(&k.rst_sent));
+}
+
+/// (name, count) pairs, e.g. RSTs sent by reason name.
+fn encode_named(pairs: &[(String, u64)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_varint(&mut out, pairs.len() as u64);
+    for (name, n) in pairs {
+        put_str(&mut out, name);
+        put_varint(&mut out, *n);
+    }
+    out
+}
+
+fn decode_named(body: &[u8]) -> Result<Vec<(String, u64)>> {
+    let mut c = Cursor::new(body);
+    let mut pairs = Vec::new();
+    for _ in 0..c.count("named counter")? {
+        let name = c.str()?.to_owned();
+        pairs.push((name, c.varint()?));
+    }
+    Ok(pairs)
 }
 
 fn encode_syn(k: &SynKernelCounters) -> Vec<u8> {
@@ -463,8 +485,10 @@ fn decode_counters(c: &mut Cursor<'_>) -> Result<KernelCounters> {
         }
     }
     for (name, body) in c.sections()? {
-        if name == "syn" {
-            k.syn = decode_syn(body).context("SYN counters")?;
+        match name {
+            "syn" => k.syn = decode_syn(body).context("SYN counters")?,
+            "rst_sent" => k.rst_sent = decode_named(body).context("RSTs sent")?,
+            _ => {}
         }
     }
     Ok(k)
@@ -522,6 +546,18 @@ pub fn counters_since(a: &KernelCounters, b: &KernelCounters) -> KernelCounters 
                 })
                 .collect(),
         },
+        rst_sent: a
+            .rst_sent
+            .iter()
+            .map(|(name, n)| {
+                let base = b
+                    .rst_sent
+                    .iter()
+                    .find(|(x, _)| x == name)
+                    .map_or(0, |x| x.1);
+                (name.clone(), n.saturating_sub(base))
+            })
+            .collect(),
     }
 }
 
@@ -535,6 +571,7 @@ pub fn zero_counters() -> KernelCounters {
         lost: EventKind::ALL.iter().map(|&k| (k, 0)).collect(),
         stats: Stat::ALL.iter().map(|&s| (s, 0)).collect(),
         syn: SynKernelCounters::default(),
+        rst_sent: Vec::new(),
     }
 }
 
@@ -873,6 +910,10 @@ pub(crate) mod tests {
 
     pub fn counters(seed: u64) -> KernelCounters {
         let mut k = zero_counters();
+        k.rst_sent = vec![
+            ("NO_SOCKET".into(), seed * 5),
+            ("TCP_RFC7323_PAWS".into(), seed),
+        ];
         k.syn.answered[1] = seed * 3;
         k.syn.listeners.push((
             ListenerId {
