@@ -11,17 +11,40 @@ pub enum EventKind {
     Connect = 1,
     /// `__inet_hash_connect` (ephemeral port search) returned.
     PortSearch = 2,
+    /// A SYN reached a listener and got no answer.
+    SynDrop = 3,
+    /// The third ACK found the accept queue full.
+    ListenOverflow = 4,
+    /// A listener resent a SYN-ACK.
+    SynackRetransmit = 5,
+    /// A segment failed the PAWS timestamp check ([`crate::paws::PawsEvent`]).
+    PawsReject = 6,
+    /// An RST reached a synchronized socket ([`crate::paws::RstEvent`]).
+    Rst = 7,
 }
 
 impl EventKind {
     /// Number of slots in per-kind counter arrays (index = discriminant).
-    pub const SLOTS: u32 = 3;
-    pub const ALL: [EventKind; 2] = [EventKind::Connect, EventKind::PortSearch];
+    pub const SLOTS: u32 = 8;
+    pub const ALL: [EventKind; 7] = [
+        EventKind::Connect,
+        EventKind::PortSearch,
+        EventKind::SynDrop,
+        EventKind::ListenOverflow,
+        EventKind::SynackRetransmit,
+        EventKind::PawsReject,
+        EventKind::Rst,
+    ];
 
     pub const fn from_u8(v: u8) -> Option<Self> {
         match v {
             1 => Some(Self::Connect),
             2 => Some(Self::PortSearch),
+            3 => Some(Self::SynDrop),
+            4 => Some(Self::ListenOverflow),
+            5 => Some(Self::SynackRetransmit),
+            6 => Some(Self::PawsReject),
+            7 => Some(Self::Rst),
             _ => None,
         }
     }
@@ -31,6 +54,11 @@ impl EventKind {
         match self {
             Self::Connect => "connect",
             Self::PortSearch => "port_search",
+            Self::SynDrop => "syn_drop",
+            Self::ListenOverflow => "listen_overflow",
+            Self::SynackRetransmit => "synack_retransmit",
+            Self::PawsReject => "paws_reject",
+            Self::Rst => "rst",
         }
     }
 }

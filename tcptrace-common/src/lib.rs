@@ -10,6 +10,8 @@ pub mod config;
 pub mod event;
 pub mod hist;
 pub mod offsets;
+pub mod paws;
+pub mod syn;
 
 pub use config::{Config, Filter};
 pub use event::{EventHeader, EventKind, Flow, LatencyEvent};
@@ -24,12 +26,17 @@ pub mod maps {
     pub const STATS: &str = "STATS";
     pub const CONNECT_STATE: &str = "CONNECT_STATE";
     pub const PORT_SEARCH_STATE: &str = "PORT_SEARCH_STATE";
+    pub const SYN_ANSWERED: &str = "SYN_ANSWERED";
+    pub const SYN_LISTENERS: &str = "SYN_LISTENERS";
+    pub const RST_SENT: &str = "RST_SENT";
 }
 
 /// Names of the read-only globals userspace fills in before loading.
 pub mod globals {
     pub const OFFSETS: &str = "OFFSETS";
     pub const CONFIG: &str = "CONFIG";
+    pub const SYN_OFFSETS: &str = "SYN_OFFSETS";
+    pub const PAWS_OFFSETS: &str = "PAWS_OFFSETS";
 }
 
 /// Counters kept in the per-CPU `STATS` array besides lost events.

@@ -70,7 +70,7 @@ pub fn send<T: Copy + 'static>(kind: EventKind, event: &T) {
 /// in a race with another CPU is caught at the next multiple or by the
 /// reader's timer.
 #[inline(always)]
-fn wakeup_flag(size: u64) -> u64 {
+pub fn wakeup_flag(size: u64) -> u64 {
     let avail = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
     let before = avail.saturating_sub(size + 8);
     if avail / WAKEUP_BYTES != before / WAKEUP_BYTES {

@@ -9,7 +9,9 @@ mod emit;
 mod filter;
 mod kernel;
 mod maps;
+mod paws;
 mod port_search;
+mod syn;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -42,13 +42,17 @@ const THRESHOLD_NS: u64 = 1_000_000;
 enum Workload {
     Eisconn,
     Loopback,
+    Synflood,
 }
 
 impl Workload {
+    const ALL: [Workload; 3] = [Self::Eisconn, Self::Loopback, Self::Synflood];
+
     fn name(self) -> &'static str {
         match self {
             Self::Eisconn => "eisconn",
             Self::Loopback => "loopback",
+            Self::Synflood => "synflood",
         }
     }
 }
@@ -56,6 +60,8 @@ impl Workload {
 enum Cmd {
     Run(Workload, usize),
     Marker,
+    /// TcpExt ListenOverflows of the workload's namespace.
+    Overflows,
 }
 
 /// The workload thread: private netns, pinned, a listener and one
@@ -80,6 +86,16 @@ fn workload_thread(cpu: usize, rx: mpsc::Receiver<Cmd>, tx: mpsc::Sender<(u64, u
     let held = TcpStream::connect(addr).expect("connect");
     let _peer = l.accept().expect("accept");
     let sa = sockaddr(addr);
+    // A listener whose accept queue is full: every further SYN is dropped.
+    let full =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    full.bind(&"127.0.0.1:0".parse::<SocketAddr>().expect("addr").into())
+        .expect("bind");
+    full.listen(1).expect("listen");
+    let full_addr = full.local_addr().expect("addr").as_socket().expect("inet");
+    let _queued: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect_timeout(&full_addr, Duration::from_secs(5)).expect("fill"))
+        .collect();
     while let Ok(cmd) = rx.recv() {
         let cpu0 = thread_cpu_ns();
         let ns = match cmd {
@@ -87,8 +103,10 @@ fn workload_thread(cpu: usize, rx: mpsc::Receiver<Cmd>, tx: mpsc::Sender<(u64, u
                 marker_connect(MARKER_PORT);
                 0
             }
+            Cmd::Overflows => listen_overflows(),
             Cmd::Run(Workload::Eisconn, n) => eisconn(held.as_raw_fd(), &sa, n),
             Cmd::Run(Workload::Loopback, n) => loopback(&l, addr, n),
+            Cmd::Run(Workload::Synflood, n) => synflood(full_addr, n),
         };
         if tx.send((ns, thread_cpu_ns() - cpu0)).is_err() {
             break;
@@ -144,6 +162,35 @@ fn loopback(l: &TcpListener, addr: SocketAddr, n: usize) -> u64 {
     t.elapsed().as_nanos() as u64
 }
 
+/// `n` non-blocking connect()s to the full listener: one SYN each, dropped
+/// by the listener (TcpExt ListenOverflows), then the socket is closed.
+fn synflood(addr: SocketAddr, n: usize) -> u64 {
+    let dest = socket2::SockAddr::from(addr);
+    let t = Instant::now();
+    for _ in 0..n {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        s.set_nonblocking(true).expect("nonblocking");
+        let _ = s.connect(&dest);
+    }
+    t.elapsed().as_nanos() as u64
+}
+
+/// TcpExt ListenOverflows of the calling thread's network namespace.
+fn listen_overflows() -> u64 {
+    let text = std::fs::read_to_string("/proc/thread-self/net/netstat").unwrap_or_default();
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "ListenOverflows")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
 struct Worker {
     tx: mpsc::Sender<Cmd>,
     rx: mpsc::Receiver<(u64, u64)>,
@@ -154,6 +201,11 @@ impl Worker {
     fn run(&self, w: Workload, n: usize) -> (u64, u64) {
         self.tx.send(Cmd::Run(w, n)).expect("worker");
         self.rx.recv().expect("worker")
+    }
+
+    fn overflows(&self) -> u64 {
+        self.tx.send(Cmd::Overflows).expect("worker");
+        self.rx.recv().expect("worker").0
     }
 
     fn marker(&self) {
@@ -325,7 +377,7 @@ fn main() {
 
     // Calls per batch so that an untraced batch takes about `batch_ms`.
     let only = std::env::var("TCPTRACE_BENCH_WORKLOADS").unwrap_or_default();
-    let workloads: Vec<Workload> = [Workload::Eisconn, Workload::Loopback]
+    let workloads: Vec<Workload> = Workload::ALL
         .into_iter()
         .filter(|w| only.is_empty() || only.split(',').any(|o| o == w.name()))
         .collect();
@@ -341,7 +393,7 @@ fn main() {
                 // buffers, and the next starts once all were printed, so the
                 // cost measured is that of delivered events, not of drops.
                 Workload::Eisconn => n.min(EISCONN_BATCH_MAX),
-                Workload::Loopback => n,
+                Workload::Loopback | Workload::Synflood => n,
             }
         })
         .collect();
@@ -360,10 +412,14 @@ fn main() {
             let mut running = tracer.start(&worker, tracer_cpu);
             let tracer_cpu0 = running.as_ref().map_or(0, |r| cpu_ns(r.pid()));
             let mut eisconn_calls = 0u64;
+            let mut syns = 0u64;
+            let overflows0 = worker.overflows();
             for (wi, &w) in workloads.iter().enumerate() {
                 worker.run(w, sizes[wi] / 4); // warm-up
-                if matches!(w, Workload::Eisconn) {
-                    eisconn_calls += (sizes[wi] / 4) as u64;
+                match w {
+                    Workload::Eisconn => eisconn_calls += (sizes[wi] / 4) as u64,
+                    Workload::Synflood => syns += (sizes[wi] / 4) as u64,
+                    Workload::Loopback => {}
                 }
             }
             for _ in 0..batches {
@@ -376,10 +432,16 @@ fn main() {
                     let (ns, cpu) = worker.run(w, sizes[wi]);
                     samples[ti][wi].push(ns as f64 / sizes[wi] as f64);
                     cpu_samples[ti][wi].push(cpu as f64 / sizes[wi] as f64);
-                    if matches!(w, Workload::Eisconn) {
-                        eisconn_calls += sizes[wi] as u64;
+                    match w {
+                        Workload::Eisconn => eisconn_calls += sizes[wi] as u64,
+                        Workload::Synflood => syns += sizes[wi] as u64,
+                        Workload::Loopback => {}
                     }
                 }
+            }
+            let dropped = worker.overflows() - overflows0;
+            if syns > 0 && dropped != syns {
+                eprintln!("bench hotpath: {syns} SYNs sent, {dropped} counted as ListenOverflows");
             }
             if let Some(mut r) = running {
                 // Let the tracer print what is still queued.
@@ -395,7 +457,8 @@ fn main() {
                     json!({"kind": "session", "round": round, "tracer": tracer.name(),
                            "eisconn_calls": eisconn_calls, "eisconn_reported": eis,
                            "lost": lost(tracer, &f), "exit_ok": f.success,
-                           "tracer_cpu_ns": tracer_cpu_ns}),
+                           "tracer_cpu_ns": tracer_cpu_ns, "syns": syns,
+                           "listen_overflows": dropped}),
                 );
             }
         }

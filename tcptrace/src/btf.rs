@@ -126,10 +126,6 @@ impl KernelBtf {
 impl KernelBtf {
     /// Name → value of every enumerator of `enum name` (e.g. `skb_drop_reason`),
     /// so values that move between kernels are never taken from a table.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "drop reasons are read by the PAWS/RST hooks")
-    )]
     pub fn enum_values(&self, name: &str) -> Result<Vec<(String, u64)>> {
         for ty in self.named(name) {
             match ty {
@@ -161,6 +157,42 @@ impl KernelBtf {
             }
         }
         bail!("enum {name} not found in kernel BTF")
+    }
+}
+
+impl KernelBtf {
+    /// Whether kernel function `func` returns an enum (6.12+ returns
+    /// `enum skb_drop_reason` from functions that returned int before).
+    pub fn func_returns_enum(&self, func: &str) -> bool {
+        self.named(func).into_iter().any(|t| match t {
+            Type::Func(f) => match self.btf.resolve_chained_type(&f) {
+                Ok(Type::FuncProto(p)) => self
+                    .btf
+                    .resolve_type_by_id(p.return_type_id())
+                    .ok()
+                    .and_then(|t| self.strip(t).ok())
+                    .is_some_and(|t| matches!(t, Type::Enum(_) | Type::Enum64(_))),
+                _ => false,
+            },
+            _ => false,
+        })
+    }
+
+    /// Number of arguments a BTF tracepoint passes (from the kernel's
+    /// `btf_trace_<name>` typedef, the leading context pointer excluded), or
+    /// `None` when the kernel has no such tracepoint.
+    pub fn tracepoint_args(&self, name: &str) -> Option<usize> {
+        let mut ty = self
+            .named(&format!("btf_trace_{name}"))
+            .into_iter()
+            .find(|t| matches!(t, Type::Typedef(_)))?;
+        for _ in 0..4 {
+            ty = match ty {
+                Type::FuncProto(p) => return p.parameters.len().checked_sub(1),
+                other => self.btf.resolve_chained_type(other.as_btf_type()?).ok()?,
+            };
+        }
+        None
     }
 }
 
@@ -222,5 +254,14 @@ mod tests {
             .any(|(n, _)| n == "SKB_DROP_REASON_NOT_SPECIFIED"));
         assert!(btf.member_offset("sock_common", "no_such_member").is_err());
         assert!(btf.enum_values("no_such_enum").is_err());
+    }
+
+    #[test]
+    fn return_types_and_tracepoint_args() {
+        let btf = host_btf();
+        assert!(!btf.func_returns_enum("tcp_v4_connect"));
+        // kfree_skb(skb, location, reason[, rx_sk]) on every kernel with reasons.
+        assert!(btf.tracepoint_args("kfree_skb").is_some_and(|n| n >= 3));
+        assert_eq!(btf.tracepoint_args("no_such_tracepoint"), None);
     }
 }

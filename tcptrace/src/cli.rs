@@ -27,6 +27,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Watch for a while, then print only the findings: root cause and fix.
+    Diagnose(crate::diagnose::session::DiagnoseArgs),
+    /// Trace live and record the events and kernel counters to a file.
+    Record(crate::record::RecordArgs),
+    /// Print a recording as the live run printed it (text or JSON, filtered, as pcapng).
+    Replay(crate::replay::ReplayArgs),
 }
 
 #[derive(Debug, Args)]
@@ -49,11 +55,14 @@ pub struct LiveArgs {
     pub attach: AttachMode,
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// Set by `tcptrace diagnose`: print only the findings.
+    #[arg(skip)]
+    pub diagnose: bool,
     #[command(flatten)]
     pub bench: crate::bench_flood::BenchArgs,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }

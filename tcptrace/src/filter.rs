@@ -127,7 +127,6 @@ impl FilterArgs {
     }
 
     /// The same rules as the kernel's, for events read back from a recording.
-    #[cfg_attr(not(test), expect(dead_code, reason = "used by replay"))]
     pub fn matches(&self, ev: &Event) -> bool {
         let e = &ev.endpoints;
         self.pid.is_none_or(|p| p == ev.pid)

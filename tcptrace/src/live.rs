@@ -1,7 +1,7 @@
 //! The live run: drain the ring buffer, print events, summarise on a timer
 //! and at exit (Ctrl-C, SIGTERM or --duration).
 
-use std::io::{BufWriter, Write as _};
+use std::io::{BufWriter, Write};
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
@@ -14,11 +14,13 @@ use tokio::{
 
 use crate::{
     cli::LiveArgs,
+    diagnose::session::Session,
     event::decode,
     hist,
     loader::{self, Loaded},
-    output::{human, json},
-    summary::{KernelCounters, Summary},
+    record::{format::MarkerKind, RecordArgs, Recorder},
+    sink::Printer,
+    summary::KernelCounters,
 };
 
 /// Kernel-side counter maps, read for every summary.
@@ -26,10 +28,14 @@ struct CounterMaps {
     hists: PerCpuArray<MapData, u64>,
     lost: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
+    rst_sent: PerCpuArray<MapData, u64>,
+    rst_slot_names: Vec<String>,
+    syn: crate::syn::SynMaps,
 }
 
 impl CounterMaps {
-    fn take(ebpf: &mut aya::Ebpf) -> Result<Self> {
+    fn take(ebpf: &mut aya::Ebpf, rst_slot_names: Vec<String>) -> Result<Self> {
+        let syn = crate::syn::SynMaps::take(ebpf)?;
         let mut take = |name: &str| -> Result<PerCpuArray<MapData, u64>> {
             let map = ebpf
                 .take_map(name)
@@ -40,6 +46,9 @@ impl CounterMaps {
             hists: take(maps::HISTOGRAMS)?,
             lost: take(maps::LOST)?,
             stats: take(maps::STATS)?,
+            rst_sent: take(maps::RST_SENT)?,
+            rst_slot_names,
+            syn,
         })
     }
 
@@ -61,13 +70,22 @@ impl CounterMaps {
                 .iter()
                 .map(|&s| Ok((s, sum(&self.stats, s as u32)?)))
                 .collect::<Result<_>>()?,
+            rst_sent: self
+                .rst_slot_names
+                .iter()
+                .zip(0u32..)
+                .map(|(name, i)| Ok((name.clone(), sum(&self.rst_sent, i)?)))
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            syn: self.syn.read()?,
         })
     }
 }
 
-enum Sink {
-    Human(human::Human),
-    Json,
+pub async fn run(args: LiveArgs) -> Result<()> {
+    session(&args, None).await
 }
 
 /// Hands the heap that parsing kernel BTF used at load time (tens of MiB)
@@ -81,12 +99,17 @@ fn release_load_memory() {
 const POLL_MIN: std::time::Duration = std::time::Duration::from_millis(5);
 const POLL_MAX: std::time::Duration = std::time::Duration::from_millis(40);
 
-pub async fn run(args: LiveArgs) -> Result<()> {
+/// The live run; with `record`, also the recording (`tcptrace record`).
+pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()> {
     let config = Config {
         min_latency_ns: args.min_latency.as_nanos().min(u64::MAX as u128) as u64,
         filter: args.filter.to_kernel(),
     };
-    let Loaded { mut ebpf, hooks } = loader::load(args.attach, config)?;
+    let Loaded {
+        mut ebpf,
+        hooks,
+        rst_slot_names,
+    } = loader::load(args.attach, config)?;
     for status in &hooks {
         eprintln!("tcptrace: {}", loader::describe(status));
     }
@@ -96,7 +119,7 @@ pub async fn run(args: LiveArgs) -> Result<()> {
     }
     crate::bench_flood::attach(&mut ebpf, &args.bench)?;
     release_load_memory();
-    let counters = CounterMaps::take(&mut ebpf)?;
+    let counters = CounterMaps::take(&mut ebpf, rst_slot_names)?;
     let ring = ebpf
         .take_map(maps::EVENTS)
         .context("map EVENTS missing from the object")?;
@@ -106,19 +129,23 @@ pub async fn run(args: LiveArgs) -> Result<()> {
     let mut ring = unsafe { AsyncFd::register(ring) }.context("polling the EVENTS ring buffer")?;
 
     let boot_offset = crate::kernel::boot_to_unix_offset_ns();
-    let sink = if args.json {
-        Sink::Json
-    } else {
-        Sink::Human(human::Human::new())
-    };
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    if let Sink::Human(_) = sink {
-        writeln!(out, "{}", human::HEADER)?;
-    }
-    out.flush()?;
+    // `record` prints the live view only when asked (--print or --json).
+    let show_events = !args.bench.bench_quiet && record.is_none_or(|r| r.print || args.json);
+    let mut printer = Printer::new(
+        BufWriter::new(std::io::stdout().lock()),
+        args.json,
+        boot_offset,
+        show_events,
+    )
+    .with_pcap(record.and_then(|r| r.pcap.as_deref()))?
+    .with_diagnosis(Session::start(&args.filter, args.diagnose));
+    let mut recorder = record
+        .map(|r| Recorder::start(r, &hooks, boot_offset))
+        .transpose()?;
+    printer.begin()?;
     eprintln!("tcptrace: tracing; Ctrl-C to stop");
 
-    let mut summary = Summary::default();
+    let mut owners = crate::syn::Owners::default();
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let period = if args.interval.is_zero() {
@@ -128,54 +155,15 @@ pub async fn run(args: LiveArgs) -> Result<()> {
     };
     let mut ticker = interval_at(Instant::now() + period, period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // The recorder writes a block and a counter snapshot every second.
+    let second = std::time::Duration::from_secs(1);
+    let mut record_tick = interval_at(Instant::now() + second, second);
+    record_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let deadline = sleep(
         args.duration
             .unwrap_or(std::time::Duration::from_secs(86400 * 365 * 100)),
     );
     tokio::pin!(deadline);
-
-    let drain = |ring: &mut RingBuf<MapData>,
-                 out: &mut BufWriter<std::io::StdoutLock<'_>>,
-                 summary: &mut Summary|
-     -> Result<usize> {
-        let mut n = 0;
-        while let Some(item) = ring.next() {
-            n += 1;
-            match decode(&item) {
-                Ok(ev) => {
-                    summary.observe(&ev);
-                    if args.bench.bench_quiet {
-                        continue;
-                    }
-                    match &sink {
-                        Sink::Json => writeln!(out, "{}", json::event(&ev, boot_offset))?,
-                        Sink::Human(h) => writeln!(out, "{}", h.line(&ev, boot_offset))?,
-                    }
-                }
-                Err(e) => {
-                    summary.decode_errors += 1;
-                    log::warn!("{e}");
-                }
-            }
-        }
-        out.flush()?;
-        Ok(n)
-    };
-
-    let print_summary = |out: &mut BufWriter<std::io::StdoutLock<'_>>,
-                         summary: &Summary,
-                         final_: bool|
-     -> Result<()> {
-        let k = counters.read()?;
-        if args.json {
-            writeln!(out, "{}", summary.to_json(&k, final_))?;
-        } else {
-            let title = if final_ { "final summary" } else { "summary" };
-            write!(out, "{}", summary.render_text(&k, title))?;
-        }
-        out.flush()?;
-        Ok(())
-    };
 
     // The programs wake this loop only once per WAKEUP_BYTES of unread
     // records; below that it polls, often while events flow, less when idle.
@@ -187,24 +175,97 @@ pub async fn run(args: LiveArgs) -> Result<()> {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                drain(guard.get_inner_mut(), &mut out, &mut summary)?;
+                drain(guard.get_inner_mut(), &counters, &mut printer, &mut owners, recorder.as_mut())?;
                 guard.clear_ready();
             }
             _ = &mut poll => {
-                let n = drain(ring.get_mut(), &mut out, &mut summary)?;
+                let n = drain(ring.get_mut(), &counters, &mut printer, &mut owners, recorder.as_mut())?;
                 poll_every = if n > 0 { POLL_MIN } else { (poll_every * 2).min(POLL_MAX) };
                 poll.as_mut().reset(Instant::now() + poll_every);
             }
-            _ = ticker.tick() => print_summary(&mut out, &summary, false)?,
+            _ = ticker.tick() => summarize(&counters, &mut printer, recorder.as_mut(), false)?,
+            _ = record_tick.tick(), if recorder.is_some() => {
+                if let Some(rec) = recorder.as_mut() {
+                    rec.tick(&counters.read()?)?;
+                    if rec.full() {
+                        eprintln!("tcptrace: {} reached --max-size: stopping", rec.path().display());
+                        break;
+                    }
+                }
+            }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = &mut deadline => break,
         }
     }
-    drain(ring.get_mut(), &mut out, &mut summary)?;
-    print_summary(&mut out, &summary, true)?;
+    drain(
+        ring.get_mut(),
+        &counters,
+        &mut printer,
+        &mut owners,
+        recorder.as_mut(),
+    )?;
+    summarize(&counters, &mut printer, recorder.as_mut(), true)?;
+    if let Some(rec) = recorder {
+        rec.finish()?;
+    }
     // Dropping `ebpf` detaches every link and unloads the programs.
     drop(ring);
     drop(ebpf);
+    Ok(())
+}
+
+/// Every record waiting in the ring buffer: to the recording as received,
+/// then decoded into the sinks.
+fn drain<W: Write>(
+    ring: &mut RingBuf<MapData>,
+    counters: &CounterMaps,
+    printer: &mut Printer<W>,
+    owners: &mut crate::syn::Owners,
+    mut recorder: Option<&mut Recorder>,
+) -> Result<usize> {
+    let mut n = 0;
+    while let Some(item) = ring.next() {
+        n += 1;
+        let mut ev = decode(&item);
+        if let Ok(ev) = &mut ev {
+            // A listener owner found in /proc goes into the recording (in the
+            // block of this record), so replay fills it in the same way.
+            if let (Some(found), Some(rec)) = (owners.fill(ev), recorder.as_deref_mut()) {
+                rec.owner(found);
+            }
+        }
+        if let Some(rec) = recorder.as_deref_mut() {
+            if rec.push(&item) {
+                rec.tick(&counters.read()?)?;
+            }
+        }
+        match ev {
+            Ok(ev) => printer.event(&ev)?,
+            Err(e) => printer.undecodable(&e),
+        }
+    }
+    printer.flush()?;
+    Ok(n)
+}
+
+/// Reads the kernel counters and prints a summary; the recording notes
+/// where it was printed and with which counters, so replay prints the same.
+fn summarize<W: Write>(
+    counters: &CounterMaps,
+    printer: &mut Printer<W>,
+    recorder: Option<&mut Recorder>,
+    final_: bool,
+) -> Result<()> {
+    let k = counters.read()?;
+    printer.summary(&k, final_)?;
+    if let Some(rec) = recorder {
+        let kind = if final_ {
+            MarkerKind::Final
+        } else {
+            MarkerKind::Summary
+        };
+        rec.marker(kind, &k, printer.take_host_view());
+    }
     Ok(())
 }

@@ -5,12 +5,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use aya::{Ebpf, EbpfLoader};
-use tcptrace_common::{globals, Config};
+use tcptrace_common::{globals, paws::PawsOffsets, Config};
 
 use crate::{
     btf::{kernel_offsets, KernelBtf},
     hooks::{self, AttachMode, HookStatus},
     kernel::{self, KernelSymbols},
+    paws,
 };
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcptrace"));
@@ -18,6 +19,8 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tc
 pub struct Loaded {
     pub ebpf: Ebpf,
     pub hooks: Vec<HookStatus>,
+    /// Label of each slot of the RSTs-sent counters.
+    pub rst_slot_names: Vec<String>,
 }
 
 /// Checks privileges, loads the programs and attaches every hook that can be.
@@ -28,16 +31,43 @@ pub fn load(mode: AttachMode, config: Config) -> Result<Loaded> {
     kernel::ensure_filesystems()?;
     let btf = KernelBtf::from_sys()?;
     let offsets = kernel_offsets(&btf).context("resolving struct offsets from kernel BTF")?;
+    // The SYN family's own offsets: without them its hooks stay off, the
+    // others still run.
+    let (syn_offsets, syn_error) = match crate::syn::offsets(&btf) {
+        Ok(o) => (o, None),
+        Err(e) => (tcptrace_common::syn::SynOffsets::default(), Some(e)),
+    };
+    // The PAWS/RST hooks report their own unavailability if this fails.
+    let paws_offsets = paws::kernel_offsets(&btf).unwrap_or(PawsOffsets::UNSET);
+    let rst_slot_names = paws::rst_slot_names(&btf, paws_offsets.tp_send_reset_reason != 0);
     let aya_btf = aya::Btf::from_sys_fs().ok();
     let mut ebpf = EbpfLoader::new()
         .btf(aya_btf.as_ref())
         .override_global(globals::OFFSETS, &offsets, true)
         .override_global(globals::CONFIG, &config, true)
+        .override_global(globals::SYN_OFFSETS, &syn_offsets, true)
+        .override_global(globals::PAWS_OFFSETS, &paws_offsets, true)
         .load(OBJECT)
         .context("loading the tcptrace eBPF object")?;
     let syms = KernelSymbols::load()?;
-    let specs = hooks::table(&btf);
-    let statuses = hooks::attach_all(&mut ebpf, aya_btf.as_ref(), &syms, &specs, mode);
+    let mut specs = hooks::table(&btf);
+    let mut off = Vec::new();
+    if let Some(e) = &syn_error {
+        specs.retain(|s| {
+            let syn = hooks::syn::HOOKS.contains(&s.name);
+            if syn {
+                off.push(HookStatus {
+                    hook: s.name,
+                    about: s.about,
+                    mechanism: None,
+                    notes: vec![format!("kernel BTF lacks what it reads: {e:#}")],
+                });
+            }
+            !syn
+        });
+    }
+    let mut statuses = hooks::attach_all(&mut ebpf, aya_btf.as_ref(), &syms, &specs, mode);
+    statuses.extend(off);
     log::debug!("loaded and attached in {:?}", started.elapsed());
     if !statuses.iter().any(HookStatus::attached) {
         let why: Vec<String> = statuses
@@ -49,6 +79,7 @@ pub fn load(mode: AttachMode, config: Config) -> Result<Loaded> {
     Ok(Loaded {
         ebpf,
         hooks: statuses,
+        rst_slot_names,
     })
 }
 

@@ -3,6 +3,7 @@
 mod bench_flood;
 mod btf;
 mod cli;
+mod diagnose;
 mod event;
 mod filter;
 mod hist;
@@ -11,7 +12,13 @@ mod kernel;
 mod live;
 mod loader;
 mod output;
+mod paws;
+mod pcapng;
+mod record;
+mod replay;
+mod sink;
 mod summary;
+mod syn;
 
 use std::process::ExitCode;
 
@@ -38,16 +45,27 @@ fn check(attach: hooks::AttachMode, json: bool) -> Result<()> {
     Ok(())
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run_live(args: cli::LiveArgs) -> Result<()> {
+    runtime().and_then(|rt| rt.block_on(live::run(args)))
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Check { attach, json }) => check(attach, json),
-        None => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(live::run(cli.live))),
+        Some(Command::Diagnose(d)) => d.run(run_live),
+        Some(Command::Record(args)) => {
+            runtime().and_then(|rt| rt.block_on(live::session(&args.live, Some(&args))))
+        }
+        Some(Command::Replay(args)) => replay::run(args),
+        None => run_live(cli.live),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

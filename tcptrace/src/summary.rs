@@ -9,14 +9,18 @@ use tcptrace_common::{EventKind, HistId, Stat};
 use crate::{
     event::{errno_name, Event},
     hist::{fmt_ns, Histogram},
+    paws::stats::PawsStats,
 };
 
 /// Counters read from the kernel maps at one instant.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KernelCounters {
     pub hists: Vec<(HistId, Histogram)>,
     pub lost: Vec<(EventKind, u64)>,
     pub stats: Vec<(Stat, u64)>,
+    /// RSTs this host sent, by reason name (from `tcp:tcp_send_reset`).
+    pub rst_sent: Vec<(String, u64)>,
+    pub syn: crate::syn::SynKernelCounters,
 }
 
 impl KernelCounters {
@@ -40,6 +44,9 @@ pub struct Summary {
     pub errors: BTreeMap<(&'static str, i32), u64>,
     pub max_ports_probed: u32,
     pub decode_errors: u64,
+    /// PAWS rejects and received RSTs per peer.
+    pub paws: PawsStats,
+    pub syn: crate::syn::SynSummary,
 }
 
 impl Summary {
@@ -51,6 +58,8 @@ impl Summary {
         if let crate::event::Detail::PortSearch { ports_probed, .. } = ev.detail {
             self.max_ports_probed = self.max_ports_probed.max(ports_probed);
         }
+        self.paws.observe(ev);
+        self.syn.observe(ev);
     }
 
     pub fn render_text(&self, k: &KernelCounters, title: &str) -> String {
@@ -84,6 +93,8 @@ impl Summary {
                 self.max_ports_probed
             );
         }
+        self.paws.render_text(&k.rst_sent, &mut out);
+        self.syn.render_text(&k.syn, &mut out);
         let lost = k.lost_total();
         let _ = write!(out, "lost events: {lost}");
         if lost > 0 {
@@ -142,8 +153,11 @@ impl Summary {
             .iter()
             .map(|(s, n)| (stat_name(*s).to_owned(), json!(n)))
             .collect();
-        json!({
+        let (syn_answered, listeners) = self.syn.to_json(&k.syn);
+        let mut v = json!({
             "kind": "summary",
+            "syn_answered": syn_answered,
+            "listeners": listeners,
             "final": final_,
             "histograms": hists,
             "events": self.events,
@@ -152,7 +166,11 @@ impl Summary {
             "lost_total": k.lost_total(),
             "stats": stats,
             "decode_errors": self.decode_errors,
-        })
+        });
+        if let (Value::Object(v), Value::Object(p)) = (&mut v, self.paws.to_json(&k.rst_sent)) {
+            v.extend(p);
+        }
+        v
     }
 }
 
@@ -176,7 +194,7 @@ mod tests {
         let k = KernelCounters {
             hists: vec![(HistId::PortSearch, h)],
             lost: vec![(EventKind::Connect, 3)],
-            stats: vec![],
+            ..KernelCounters::default()
         };
         let text = s.render_text(&k, "summary");
         assert!(text.contains("EADDRNOTAVAIL  2"), "{text}");
@@ -184,5 +202,54 @@ mod tests {
         let j = s.to_json(&k, true);
         assert_eq!(j["lost_total"], 3);
         assert_eq!(j["histograms"]["port_search"]["count"], 1);
+    }
+
+    #[test]
+    fn paws_and_rst_per_peer() {
+        use crate::event::tests::{raw_paws, raw_rst};
+        use tcptrace_common::paws::{PawsSite, RstVerdict};
+        let mut s = Summary::default();
+        // Two hosts behind 10.0.0.3 (clocks far apart), one host at 10.0.0.4.
+        for raw in [
+            raw_paws(PawsSite::TimeWait, [10, 0, 0, 3], 100_000, 1_500_000_020, 0),
+            raw_paws(PawsSite::TimeWait, [10, 0, 0, 3], 100_001, 1_500_000_020, 0),
+            raw_paws(PawsSite::Established, [10, 0, 0, 4], 7_000, 8_000, 0),
+            raw_rst(RstVerdict::Ignored, 5),
+            raw_rst(RstVerdict::Accepted, 1000),
+        ] {
+            s.observe(&decode(&raw).unwrap());
+        }
+        let k = KernelCounters {
+            rst_sent: vec![("NO_SOCKET".into(), 4), ("TCP_RFC7323_PAWS".into(), 1)],
+            ..KernelCounters::default()
+        };
+        let j = s.to_json(&k, true);
+        assert_eq!(j["paws"]["rejects"], 3);
+        assert_eq!(j["paws"]["by_site"]["time_wait"], 2);
+        let top = &j["paws"]["top_peers"];
+        assert_eq!(top[0]["peer"], "10.0.0.3");
+        assert_eq!(top[0]["rejects"], 2);
+        assert_eq!(top[0]["clocks"], 2);
+        assert_eq!(top[0]["flows"], 1);
+        assert_eq!(top[1]["peer"], "10.0.0.4");
+        assert_eq!(top[1]["clocks"], 1);
+        assert_eq!(j["rst_received"]["by_verdict"]["ignored"], 1);
+        assert_eq!(j["rst_received"]["top_peers"][0]["accepted"], 1);
+        assert_eq!(j["rst_sent"]["total"], 5);
+        assert_eq!(j["rst_sent"]["by_reason"]["NO_SOCKET"], 4);
+        let text = s.render_text(&k, "summary");
+        assert!(
+            text.contains("paws rejects: 3 (established=1, time_wait=2)"),
+            "{text}"
+        );
+        assert!(text.contains("(NAT?)"), "{text}");
+        assert!(
+            text.contains("rst received: accepted=1, ignored=1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rst sent: 5 (NO_SOCKET=4, TCP_RFC7323_PAWS=1)"),
+            "{text}"
+        );
     }
 }

@@ -69,7 +69,10 @@ fn main() -> ExitCode {
         Cmd::Dist => setup::build_chain()
             .and_then(|()| artifacts::dist())
             .map(|p| println!("{}", p.display())),
-        Cmd::Test(args) => setup::build_chain().and_then(|()| test::all(&args)),
+        // Test tools (tshark) are needed by the unit tests already.
+        Cmd::Test(args) => setup::build_chain()
+            .and_then(|()| setup::vm_tools())
+            .and_then(|()| test::all(&args)),
         Cmd::Vm(args) => setup::build_chain().and_then(|()| test::vm_only(&args)),
         Cmd::Bench(args) => setup::build_chain().and_then(|()| bench::run_all(&args)),
         Cmd::VmSmoke { kernel } => setup::vm_tools().and_then(|()| vm::smoke::run_all(&kernel)),

@@ -25,6 +25,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("xz-utils", "kernel module decompression"),
     ("zstd", "kernel module decompression"),
     ("iproute2", "network namespaces in scenarios"),
+    ("tshark", "checks tcptrace's pcapng output in tests"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -19,5 +19,6 @@ pub fn spec() -> HookSpec {
             },
         ],
         functions: Vec::new(),
+        ..HookSpec::default()
     }
 }

@@ -3,13 +3,15 @@
 //! kprobe/kretprobe), with the reason whenever one cannot be used.
 
 mod connect;
+mod paws;
 mod port_search;
+pub mod syn;
 
 use std::fmt;
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
-    programs::{FEntry, FExit, KProbe, Program, ProgramError, TracePoint},
+    programs::{BtfTracePoint, FEntry, FExit, KProbe, Program, ProgramError, TracePoint},
     Btf, Ebpf,
 };
 
@@ -23,14 +25,19 @@ pub enum AttachMode {
     Auto,
     Fentry,
     Kprobe,
+    /// Only the tracepoint fallbacks of function hooks (drop reasons).
+    Tracepoint,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Mechanism {
     Tracepoint,
     Fentry,
     Kprobe,
+    /// BTF-typed tracepoints (with plain tracepoints beside them): the
+    /// fallback of function hooks.
+    TpBtf,
 }
 
 impl fmt::Display for Mechanism {
@@ -39,6 +46,7 @@ impl fmt::Display for Mechanism {
             Self::Tracepoint => "tracepoint",
             Self::Fentry => "fentry",
             Self::Kprobe => "kprobe",
+            Self::TpBtf => "tp_btf",
         })
     }
 }
@@ -62,12 +70,39 @@ pub struct TpTarget {
     pub program: &'static str,
 }
 
+/// A BTF-typed tracepoint (`tp_btf/<name>`) and its program.
+pub struct BtfTpTarget {
+    pub name: &'static str,
+    pub program: &'static str,
+}
+
+/// What a function hook falls back to when neither fentry nor kprobe works.
+#[derive(Default)]
+pub enum Fallback {
+    #[default]
+    None,
+    /// This kernel lacks what the fallback needs (the text says what).
+    Unavailable(String),
+    /// tp_btf programs and plain tracepoints, attached together.
+    Tracepoints {
+        tp_btf: Vec<BtfTpTarget>,
+        tracepoints: Vec<TpTarget>,
+    },
+}
+
 /// One hook: what the user sees in `tcptrace check` and in the recording.
+#[derive(Default)]
 pub struct HookSpec {
     pub name: &'static str,
     pub about: &'static str,
     pub tracepoints: Vec<TpTarget>,
     pub functions: Vec<FnTarget>,
+    /// Plain tracepoints attached along with `functions`, whichever function
+    /// mechanism they use.
+    pub companions: Vec<TpTarget>,
+    pub fallback: Fallback,
+    /// Set when the hook cannot run on this kernel at all, with why.
+    pub unavailable: Option<String>,
 }
 
 /// Where one hook ended up.
@@ -89,7 +124,10 @@ impl HookStatus {
 
 /// Every hook, in display order, specialised for this kernel's BTF.
 pub fn table(btf: &KernelBtf) -> Vec<HookSpec> {
-    vec![connect::spec(), port_search::spec(btf)]
+    let mut specs = vec![connect::spec(), port_search::spec(btf)];
+    specs.extend(syn::specs(btf));
+    specs.extend(paws::specs(btf));
+    specs
 }
 
 /// Attaches every hook in `specs`, falling back per hook, and reports what
@@ -120,7 +158,16 @@ fn attach_hook(
         mechanism: None,
         notes: Vec::new(),
     };
-    if !spec.tracepoints.is_empty() {
+    if let Some(why) = &spec.unavailable {
+        status.notes.push(why.clone());
+        return status;
+    }
+    // A stable tracepoint comes first. A hook that also has function targets
+    // falls back to them when the tracepoint fails, and an explicit
+    // `--attach fentry|kprobe` selects them directly.
+    let use_tracepoints = !spec.tracepoints.is_empty()
+        && (spec.functions.is_empty() || matches!(mode, AttachMode::Auto | AttachMode::Tracepoint));
+    if use_tracepoints {
         match attach_tracepoints(ebpf, &spec.tracepoints) {
             Ok(()) => {
                 status.mechanism = Some(Mechanism::Tracepoint);
@@ -131,18 +178,50 @@ fn attach_hook(
                         .collect::<Vec<_>>()
                         .join(", "),
                 );
+                return status;
             }
             Err(e) => status.notes.push(format!("tracepoint: {e:#}")),
         }
+    }
+    if spec.functions.is_empty() {
         return status;
     }
     let mechanisms: &[Mechanism] = match mode {
-        AttachMode::Auto => &[Mechanism::Fentry, Mechanism::Kprobe],
+        AttachMode::Auto => &[Mechanism::Fentry, Mechanism::Kprobe, Mechanism::TpBtf],
         AttachMode::Fentry => &[Mechanism::Fentry],
         AttachMode::Kprobe => &[Mechanism::Kprobe],
+        AttachMode::Tracepoint => &[Mechanism::TpBtf],
     };
     for &mech in mechanisms {
-        match attach_functions(ebpf, aya_btf, syms, &spec.functions, mech) {
+        let attempt = if mech == Mechanism::TpBtf {
+            match &spec.fallback {
+                Fallback::None => continue,
+                Fallback::Unavailable(why) => Err(anyhow!("{why}")),
+                Fallback::Tracepoints {
+                    tp_btf,
+                    tracepoints,
+                } => attach_fallback(ebpf, aya_btf, tp_btf, tracepoints),
+            }
+        } else {
+            attach_functions(ebpf, aya_btf, syms, &spec.functions, mech).and_then(|mut notes| {
+                attach_tracepoints(ebpf, &spec.companions)
+                    .map(|()| {
+                        notes.extend(spec.companions.iter().map(TpTarget::label));
+                        notes
+                    })
+                    .inspect_err(|_| {
+                        let programs = spec.functions.iter().map(|t| {
+                            if mech == Mechanism::Fentry {
+                                t.fentry
+                            } else {
+                                t.kprobe
+                            }
+                        });
+                        unload(ebpf, programs);
+                    })
+            })
+        };
+        match attempt {
             Ok(notes) => {
                 status.mechanism = Some(mech);
                 status.notes.extend(notes);
@@ -152,6 +231,43 @@ fn attach_hook(
         }
     }
     status
+}
+
+impl TpTarget {
+    fn label(&self) -> String {
+        format!("{}:{}", self.category, self.name)
+    }
+}
+
+/// Attaches a fallback's tp_btf programs and tracepoints, or none of them.
+fn attach_fallback(
+    ebpf: &mut Ebpf,
+    aya_btf: Option<&Btf>,
+    tp_btf: &[BtfTpTarget],
+    tracepoints: &[TpTarget],
+) -> Result<Vec<String>> {
+    let btf = aya_btf.ok_or_else(|| anyhow!("no kernel BTF"))?;
+    for (i, t) in tp_btf.iter().enumerate() {
+        let result = (|| -> Result<()> {
+            let prog: &mut BtfTracePoint = program(ebpf, t.program)?.try_into()?;
+            prog.load(t.name, btf)?;
+            prog.attach()?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            unload(ebpf, tp_btf[..=i].iter().map(|t| t.program));
+            return Err(e.context(format!("tp_btf/{}", t.name)));
+        }
+    }
+    if let Err(e) = attach_tracepoints(ebpf, tracepoints) {
+        unload(ebpf, tp_btf.iter().map(|t| t.program));
+        return Err(e);
+    }
+    Ok(tp_btf
+        .iter()
+        .map(|t| format!("tp_btf/{} ({})", t.name, t.program))
+        .chain(tracepoints.iter().map(TpTarget::label))
+        .collect())
 }
 
 fn attach_tracepoints(ebpf: &mut Ebpf, targets: &[TpTarget]) -> Result<()> {
@@ -234,10 +350,10 @@ fn attach_function(
             let prog = program(ebpf, t.fentry)?;
             if t.ret {
                 let p: &mut FExit = prog.try_into()?;
-                p.attach()?;
+                p.attach().map_err(explain_fentry_attach)?;
             } else {
                 let p: &mut FEntry = prog.try_into()?;
-                p.attach()?;
+                p.attach().map_err(explain_fentry_attach)?;
             }
         }
         Mechanism::Kprobe => {
@@ -253,7 +369,9 @@ fn attach_function(
             }
             p.attach(t.function, 0)?;
         }
-        Mechanism::Tracepoint => return Err(anyhow!("not a tracepoint target")),
+        Mechanism::Tracepoint | Mechanism::TpBtf => {
+            return Err(anyhow!("not a function target mechanism"))
+        }
     }
     Ok(())
 }
@@ -267,6 +385,20 @@ fn explain_fentry_load(e: ProgramError) -> anyhow::Error {
         {
             anyhow!("fentry/fexit refused by this kernel (EPERM at load: no BPF trampoline support or locked down)")
         }
+        _ => anyhow::Error::from(e),
+    }
+}
+
+/// ENOTSUPP (524) when attaching: the kernel cannot build a trampoline for
+/// this function, most often because it has more than six parameters
+/// (x86 kernels before 6.4). kprobes still work there.
+fn explain_fentry_attach(e: ProgramError) -> anyhow::Error {
+    const ENOTSUPP: i32 = 524;
+    match &e {
+        ProgramError::SyscallError(se) if se.io_error.raw_os_error() == Some(ENOTSUPP) => anyhow!(
+            "this kernel cannot build a BPF trampoline for it (ENOTSUPP; x86 kernels \
+             before 6.4 take at most 6 arguments): use kprobes"
+        ),
         _ => anyhow::Error::from(e),
     }
 }
@@ -292,6 +424,7 @@ fn unload<'a>(ebpf: &mut Ebpf, names: impl IntoIterator<Item = &'a str>) {
                 Program::FEntry(p) => p.unload(),
                 Program::FExit(p) => p.unload(),
                 Program::KProbe(p) => p.unload(),
+                Program::BtfTracePoint(p) => p.unload(),
                 _ => Ok(()),
             };
         }

@@ -56,5 +56,6 @@ pub fn spec(btf: &KernelBtf) -> HookSpec {
                 ),
             ),
         ],
+        ..HookSpec::default()
     }
 }

@@ -1,9 +1,13 @@
 //! One aligned line per event for a person at a terminal.
 
-use std::io::IsTerminal as _;
+use std::{fmt::Write as _, io::IsTerminal as _};
+
+use tcptrace_common::paws::{PawsSite, RstVerdict};
+
+use tcptrace_common::EventKind;
 
 use crate::{
-    event::{errno_name, Detail, Event},
+    event::{errno_name, Detail, Event, PawsDetail, RstDetail},
     hist::fmt_ns,
     output::json::wall_time,
 };
@@ -12,13 +16,19 @@ pub struct Human {
     color: bool,
 }
 
-pub const HEADER: &str = "TIME             KIND         PID     COMM             LOCAL                  PEER                   LATENCY  RESULT";
+pub const HEADER: &str = "TIME             KIND              PID     COMM             LOCAL                  PEER                   LATENCY  RESULT";
 
 impl Human {
     pub fn new() -> Self {
         Self {
             color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         }
+    }
+
+    /// Without colours (tests, pipes).
+    #[cfg(test)]
+    pub fn plain() -> Self {
+        Self { color: false }
     }
 
     pub fn line(&self, ev: &Event, boot_offset_ns: i64) -> String {
@@ -28,28 +38,76 @@ impl Human {
         let e = &ev.endpoints;
         let local = endpoint(e.saddr, e.sport);
         let peer = endpoint(e.daddr, e.dport);
-        let (latency, mut result) = match ev.detail {
-            Detail::Connect { latency_ns, errno } => (latency_ns, errno_name(errno)),
-            Detail::PortSearch {
+        let (latency, mut result) = match &ev.detail {
+            &Detail::Connect { latency_ns, errno } => (Some(latency_ns), errno_name(errno)),
+            &Detail::PortSearch {
                 latency_ns,
                 errno,
                 ports_probed,
             } => (
-                latency_ns,
+                Some(latency_ns),
                 format!("{} probed={ports_probed}", errno_name(errno)),
             ),
+            Detail::Syn(d) => (None, crate::syn::human_result(ev, d)),
+            Detail::PawsReject(p) => (None, paws_result(p)),
+            Detail::Rst(r) => (None, rst_result(r)),
         };
-        if self.color && ev.errno() != 0 && ev.errno() != libc::EINPROGRESS {
+        let failed = match &ev.detail {
+            Detail::PawsReject(_) => true,
+            Detail::Rst(r) => r.verdict != RstVerdict::Accepted,
+            _ => match ev.kind {
+                EventKind::SynDrop | EventKind::ListenOverflow => true,
+                EventKind::SynackRetransmit => false,
+                _ => ev.errno() != 0 && ev.errno() != libc::EINPROGRESS,
+            },
+        };
+        if self.color && failed {
             result = format!("\x1b[31m{result}\x1b[0m");
         }
         format!(
-            "{clock:<16} {:<12} {:<7} {:<16} {local:<22} {peer:<22} {:>8} {result}",
+            "{clock:<16} {:<17} {:<7} {:<16} {local:<22} {peer:<22} {:>8} {result}",
             ev.kind.name(),
             ev.pid,
             ev.comm,
-            fmt_ns(latency),
+            latency.map(fmt_ns).unwrap_or_else(|| "-".into()),
         )
     }
+}
+
+fn paws_result(p: &PawsDetail) -> String {
+    let mut s = format!("paws {} tsval={}", p.site.name(), p.tsval);
+    match p.ts_recent {
+        Some(t) => {
+            let _ = write!(
+                s,
+                " ts_recent={t} behind={}",
+                t.wrapping_sub(p.tsval) as i32
+            );
+        }
+        None => s.push_str(" ts_recent=?"),
+    }
+    if p.site == PawsSite::SynSent {
+        let _ = write!(s, " tsecr={}", p.tsecr);
+    }
+    if p.old_ack {
+        s.push_str(" old_ack");
+    }
+    if p.rst {
+        s.push_str(" rst");
+    }
+    s
+}
+
+fn rst_result(r: &RstDetail) -> String {
+    format!(
+        "rst {} seq={}{} rcv_nxt={} wnd={} dist={}",
+        r.verdict.name(),
+        r.seq,
+        if r.seq_inferred { "?" } else { "" },
+        r.rcv_nxt,
+        r.rcv_wnd,
+        r.window_distance()
+    )
 }
 
 fn endpoint(addr: std::net::IpAddr, port: u16) -> String {
@@ -68,7 +126,6 @@ fn endpoint(addr: std::net::IpAddr, port: u16) -> String {
 mod tests {
     use super::*;
     use crate::event::{decode, tests::raw_latency};
-    use tcptrace_common::EventKind;
 
     #[test]
     fn line_is_aligned_with_header() {
@@ -80,5 +137,29 @@ mod tests {
         assert!(line.ends_with("EADDRNOTAVAIL probed=7"), "{line}");
         assert_eq!(line.find("port_search"), HEADER.find("KIND"));
         assert_eq!(line.find("127.0.0.1"), HEADER.find("LOCAL"));
+    }
+
+    #[test]
+    fn paws_and_rst_lines() {
+        use crate::event::tests::{raw_paws, raw_rst};
+        use tcptrace_common::paws::{PawsSite, RstVerdict};
+        let h = Human { color: false };
+        let line = h.line(
+            &decode(&raw_paws(PawsSite::TimeWait, [10, 0, 0, 3], 100, 5000, 0)).unwrap(),
+            0,
+        );
+        assert!(
+            line.ends_with("paws time_wait tsval=100 ts_recent=5000 behind=4900"),
+            "{line}"
+        );
+        assert_eq!(line.find("paws_reject"), HEADER.find("KIND"));
+        let line = h.line(
+            &decode(&raw_rst(RstVerdict::ChallengeAck, 1100)).unwrap(),
+            0,
+        );
+        assert!(
+            line.ends_with("rst challenge_ack seq=1100 rcv_nxt=1000 wnd=500 dist=0"),
+            "{line}"
+        );
     }
 }

@@ -3,6 +3,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
+use tcptrace_common::paws::tcp_state;
+
 use crate::event::{errno_name, Detail, Event};
 
 /// RFC 3339 wall-clock time of a CLOCK_BOOTTIME stamp.
@@ -28,13 +30,13 @@ pub fn event(ev: &Event, boot_offset_ns: i64) -> Value {
     if e.sport != 0 {
         v["sport"] = json!(e.sport);
     }
-    match ev.detail {
-        Detail::Connect { latency_ns, errno } => {
+    match &ev.detail {
+        &Detail::Connect { latency_ns, errno } => {
             v["latency_ns"] = json!(latency_ns);
             v["errno"] = json!(errno);
             v["error"] = json!(errno_name(errno));
         }
-        Detail::PortSearch {
+        &Detail::PortSearch {
             latency_ns,
             errno,
             ports_probed,
@@ -43,6 +45,26 @@ pub fn event(ev: &Event, boot_offset_ns: i64) -> Value {
             v["errno"] = json!(errno);
             v["error"] = json!(errno_name(errno));
             v["ports_probed"] = json!(ports_probed);
+        }
+        Detail::Syn(d) => crate::syn::json_fields(ev, d, &mut v),
+        Detail::PawsReject(ref p) => {
+            v["site"] = json!(p.site.name());
+            v["state"] = json!(tcp_state::name(p.state));
+            v["tsval"] = json!(p.tsval);
+            v["tsecr"] = json!(p.tsecr);
+            v["ts_recent"] = json!(p.ts_recent);
+            v["old_ack"] = json!(p.old_ack);
+            v["rst"] = json!(p.rst);
+        }
+        Detail::Rst(ref r) => {
+            v["verdict"] = json!(r.verdict.name());
+            v["state"] = json!(tcp_state::name(r.state));
+            v["seq"] = json!(r.seq);
+            v["seq_inferred"] = json!(r.seq_inferred);
+            v["rcv_nxt"] = json!(r.rcv_nxt);
+            v["rcv_wup"] = json!(r.rcv_wup);
+            v["rcv_wnd"] = json!(r.rcv_wnd);
+            v["window_distance"] = json!(r.window_distance());
         }
     }
     v
@@ -75,5 +97,39 @@ mod tests {
         ] {
             assert_eq!(v[k], want, "{k}");
         }
+    }
+
+    #[test]
+    fn paws_and_rst_json_fields() {
+        use crate::event::tests::{raw_paws, raw_rst};
+        use tcptrace_common::paws::{PawsSite, RstVerdict};
+        let v = event(
+            &decode(&raw_paws(
+                PawsSite::Established,
+                [10, 0, 0, 3],
+                100,
+                5000,
+                0,
+            ))
+            .unwrap(),
+            0,
+        );
+        assert_eq!(v["kind"], "paws_reject");
+        assert_eq!(v["site"], "established");
+        assert_eq!(v["state"], "TIME_WAIT");
+        assert_eq!(v["tsval"], 100);
+        assert_eq!(v["ts_recent"], 5000);
+        assert_eq!(v["daddr"], "10.0.0.3");
+        assert_eq!(v["old_ack"], false);
+        let v = event(&decode(&raw_rst(RstVerdict::Ignored, 1500)).unwrap(), 0);
+        assert_eq!(v["kind"], "rst");
+        assert_eq!(v["verdict"], "ignored");
+        assert_eq!(v["seq"], 1500);
+        assert_eq!(v["rcv_nxt"], 1000);
+        assert_eq!(v["rcv_wup"], 900);
+        assert_eq!(v["rcv_wnd"], 500);
+        assert_eq!(v["window_distance"], 100);
+        assert_eq!(v["seq_inferred"], false);
+        assert_eq!(v["state"], "ESTABLISHED");
     }
 }

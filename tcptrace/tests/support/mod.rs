@@ -107,17 +107,20 @@ impl Tracer {
     }
 }
 
-/// BPF programs loaded in the kernel right now whose names are tcptrace's
-/// (the kernel keeps the first 15 bytes of a program name).
-pub fn loaded_tcptrace_programs(names: &[&str]) -> Vec<String> {
+/// Ids of the BPF programs loaded in the kernel right now whose names are
+/// tcptrace's (the kernel keeps the first 15 bytes of a program name).
+pub fn loaded_tcptrace_programs(names: &[&str]) -> std::collections::BTreeSet<u32> {
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
-        .filter_map(|p| p.name_as_str().map(str::to_owned))
-        .filter(|n| {
-            names
-                .iter()
-                .any(|want| want.as_bytes().starts_with(n.as_bytes()) && !n.is_empty())
+        .filter(|p| {
+            p.name_as_str().is_some_and(|n| {
+                !n.is_empty()
+                    && names
+                        .iter()
+                        .any(|want| want.as_bytes().starts_with(n.as_bytes()))
+            })
         })
+        .map(|p| p.id())
         .collect()
 }
 

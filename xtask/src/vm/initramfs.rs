@@ -28,6 +28,9 @@ use super::{cpio, elf, modules::Module, tools, Job, Kernel};
 /// Guest directory holding the job script and the module list.
 const JOB_DIR: &str = "/tcptrace-vm";
 
+/// What /init prints once the system is up, just before the job runs.
+pub const INIT_READY: &str = "up, init ready";
+
 /// The result line /init prints, before `: PASS` or `: FAIL rc=N`. /init
 /// builds it from a variable so that printing /init does not forge it.
 pub const RESULT_MARKER: &str = "TCPTRACE-VM-RESULT";

@@ -146,15 +146,46 @@ pub fn run(kernel: &Kernel, job: &Job) -> Result<Outcome> {
     let initrd = runs.join(format!("{id}.cpio"));
     initramfs::build(&initrd, kernel, job, &modules)
         .with_context(|| format!("{}: building the initramfs", what()))?;
-    let outcome = qemu::boot(
+    // A kernel that dies before /init runs never ran the job: boot it once
+    // more and say so. A failure after /init started is the job's.
+    let mut outcome = qemu::boot(
         kernel,
         &initrd,
         &logs.join(format!("{id}.log")),
         job.timeout,
-    )
-    .with_context(what);
+    );
+    if let Ok(first) = &outcome {
+        if !first.passed && !reached_init(&first.log) {
+            eprintln!(
+                "vm: {} crashed before /init ({}; log {}): booting again",
+                what(),
+                first.summary,
+                first.log.display()
+            );
+            let first_log = first.log.clone();
+            outcome = qemu::boot(
+                kernel,
+                &initrd,
+                &logs.join(format!("{id}-retry.log")),
+                job.timeout,
+            )
+            .map(|mut o| {
+                o.summary = format!(
+                    "{} (after a first boot that crashed before /init: {})",
+                    o.summary,
+                    first_log.display()
+                );
+                o
+            });
+        }
+    }
     let _ = fs::remove_file(&initrd);
-    outcome
+    outcome.with_context(what)
+}
+
+/// Whether the guest's /init got as far as running the job.
+fn reached_init(log: &std::path::Path) -> bool {
+    fs::read_to_string(log).is_ok_and(|t| t.contains(initramfs::INIT_READY))
 }
 
 #[cfg(test)]

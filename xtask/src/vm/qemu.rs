@@ -32,7 +32,13 @@ struct Console {
 pub fn boot(kernel: &Kernel, initrd: &Path, log_path: &Path, timeout: Duration) -> Result<Outcome> {
     let qemu = tools::require("qemu-system-x86_64", "qemu-system-x86")?;
     let mut cmd = Command::new(qemu);
+    // Single-threaded TCG: with one host thread per vCPU, the kernel's live
+    // text patching (static keys, static calls) raced other vCPUs running
+    // the same code and oopsed on int3 at boot or at first use; round-robin
+    // vCPUs keep SMP semantics without that race.
     cmd.args([
+        "-accel",
+        "tcg,thread=single",
         "-cpu",
         "max",
         "-m",

@@ -1,0 +1,1005 @@
+//! Listener rules: accept queue overflowing (at the SYN or at the third
+//! ACK), ghost connections, SYN queue full. Events: `syn_drop`,
+//! `listen_overflow`, `synack_retransmit` (docs/events-syn.md); the
+//! summary's `listeners` for SYN cookies; TcpExt counters when the events
+//! are missing (hooks unavailable).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use serde_json::{json, Value};
+
+use super::{
+    endpoint,
+    evidence::Evidence,
+    fields::{capped_insert, top, Ev, Span, Stamp},
+    system::{Needs, ProcessInfo},
+    Context, Finding, Severity,
+};
+
+/// Listeners tracked one by one.
+const MAX_LISTENERS: usize = 1024;
+/// Peers remembered per listener (more are counted, not named).
+const MAX_PEERS: usize = 4096;
+/// Distinct dropped peers from which a full SYN queue looks like a flood.
+pub const FLOOD_PEERS: usize = 64;
+/// CLOSE_WAIT connections on a listener's port worth calling out.
+pub const CLOSE_WAIT_PILE: u64 = 10;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Key {
+    pub netns: u64,
+    pub port: u16,
+    /// The bound address (`listen_addr`), else the address the peer used.
+    pub addr: Option<IpAddr>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Listener {
+    pub accept_full: Span,
+    pub syn_queue_full: Span,
+    pub last_quarter: Span,
+    pub overflow_ghost: Span,
+    pub overflow_reset: Span,
+    /// Overflows without an `outcome` (decided later from abort_on_overflow).
+    pub overflow_unknown: Span,
+    pub synack_rtx: u64,
+    pub synack_rtx_after_overflow: u64,
+    pub backlog_max: Option<u64>,
+    pub backlog_seen: Option<u64>,
+    pub syn_queue_seen: Option<u64>,
+    pub max_syn_backlog: Option<u64>,
+    pub syncookies: Option<u64>,
+    pub abort_on_overflow: Option<u64>,
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub peers: BTreeMap<IpAddr, u64>,
+    pub peers_untracked: u64,
+    /// Addresses peers sent to (`saddr`).
+    pub local_addrs: BTreeSet<IpAddr>,
+}
+
+impl Listener {
+    fn overflows(&self) -> Span {
+        self.overflow_ghost
+            .merge(&self.overflow_reset)
+            .merge(&self.overflow_unknown)
+    }
+
+    /// Whether connections to this listener were being dropped.
+    pub fn dropping(&self) -> bool {
+        self.accept_full.count
+            + self.overflows().count
+            + self.syn_queue_full.count
+            + self.last_quarter.count
+            > 0
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Listeners {
+    pub by_key: BTreeMap<Key, Listener>,
+    pub untracked: u64,
+}
+
+fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+impl Listeners {
+    pub fn observe(&mut self, kind: &str, ev: Ev<'_>, netns: u64, at: Option<&Stamp>) {
+        let Some(port) = ev.u16("sport") else {
+            return;
+        };
+        let key = Key {
+            netns,
+            port,
+            addr: ev.ip("listen_addr").or_else(|| ev.ip("saddr")),
+        };
+        let Some(l) = capped_insert(&mut self.by_key, key, MAX_LISTENERS) else {
+            self.untracked += 1;
+            return;
+        };
+        match kind {
+            "syn_drop" => match ev.str("cause") {
+                Some("accept_queue_full") => l.accept_full.add(at),
+                Some("syn_queue_full") => l.syn_queue_full.add(at),
+                Some(_) if ev.flag("last_quarter") == Some(true) => l.last_quarter.add(at),
+                _ => return,
+            },
+            "listen_overflow" => {
+                let abort = ev.u64("abort_on_overflow");
+                l.abort_on_overflow = abort.or(l.abort_on_overflow);
+                match (ev.str("outcome"), abort) {
+                    (Some("ghost"), _) | (None, Some(0)) => l.overflow_ghost.add(at),
+                    (Some("reset"), _) | (None, Some(_)) => l.overflow_reset.add(at),
+                    _ => l.overflow_unknown.add(at),
+                }
+            }
+            "synack_retransmit" => {
+                l.synack_rtx += 1;
+                if ev.flag("after_overflow") == Some(true) {
+                    l.synack_rtx_after_overflow += 1;
+                }
+                return;
+            }
+            _ => return,
+        }
+        l.backlog_max = ev.u64("backlog_max").or(l.backlog_max);
+        l.backlog_seen = max_opt(l.backlog_seen, ev.u64("backlog"));
+        l.syn_queue_seen = max_opt(l.syn_queue_seen, ev.u64("syn_queue"));
+        l.max_syn_backlog = ev.u64("max_syn_backlog").or(l.max_syn_backlog);
+        l.syncookies = ev.u64("syncookies").or(l.syncookies);
+        if let Some(pid) = ev.pid() {
+            l.pid = Some(pid);
+            l.comm = ev.comm().map(str::to_owned).or(l.comm.take());
+        }
+        if let Some(a) = ev.ip("saddr") {
+            if l.local_addrs.len() < 16 {
+                l.local_addrs.insert(a);
+            }
+        }
+        if let Some(peer) = ev.ip("daddr") {
+            match capped_insert(&mut l.peers, peer, MAX_PEERS) {
+                Some(n) => *n += 1,
+                None => l.peers_untracked += 1,
+            }
+        }
+    }
+
+    pub fn needs(&self, n: &mut Needs) {
+        for (k, l) in self.by_key.iter().filter(|(_, l)| l.dropping()) {
+            n.netns.insert(k.netns);
+            n.listeners.insert((k.netns, k.port));
+            if let Some(pid) = l.pid {
+                n.pids.insert(pid);
+            }
+        }
+    }
+
+    /// Listeners in `netns` (or reached at `daddr`) on `port` that were
+    /// dropping connections: the server side of a slow connect().
+    pub fn related(&self, netns: u64, daddr: Option<IpAddr>, port: u16) -> Vec<(&Key, &Listener)> {
+        self.by_key
+            .iter()
+            .filter(|(k, l)| {
+                k.port == port
+                    && l.dropping()
+                    && (k.netns == netns || daddr.is_some_and(|d| l.local_addrs.contains(&d)))
+            })
+            .collect()
+    }
+
+    pub fn findings(&self, ctx: &Context<'_>, out: &mut Vec<Finding>) {
+        for (k, l) in &self.by_key {
+            accept_queue(ctx, k, l, out);
+            ghosts(ctx, k, l, out);
+            syn_queue(ctx, k, l, cookies_sent(ctx.summary, k), out);
+        }
+        // Cookie answers without any drop event (the summary counts them).
+        for (k, cookies) in summary_cookies(ctx.summary) {
+            if !self.by_key.contains_key(&k) {
+                syn_queue(ctx, &k, &Listener::default(), Some(cookies), out);
+            }
+        }
+        counter_only(ctx, self, out);
+    }
+}
+
+pub fn subject(k: &Key) -> String {
+    format!("listener {} netns {}", endpoint(k.addr, k.port), k.netns)
+}
+
+fn owner(
+    ctx: &Context<'_>,
+    k: &Key,
+    l: &Listener,
+) -> (Option<u32>, Option<String>, Option<ProcessInfo>) {
+    let pid = l.pid.or_else(|| ctx.host.listener_owner(k.netns, k.port));
+    let proc_ = pid.and_then(|p| ctx.host.process(p)).cloned();
+    let comm = l
+        .comm
+        .clone()
+        .or_else(|| proc_.as_ref().map(|p| p.comm.clone()));
+    (pid, comm, proc_)
+}
+
+fn who(pid: Option<u32>, comm: Option<&str>) -> String {
+    match (pid, comm) {
+        (Some(p), Some(c)) => format!("{c} (pid {p})"),
+        (Some(p), None) => format!("pid {p}"),
+        _ => "the listening process".into(),
+    }
+}
+
+fn top_peers(l: &Listener) -> Value {
+    let t: Vec<Value> = top(&l.peers, 5)
+        .into_iter()
+        .map(|(a, n)| json!({"addr": a.to_string(), "count": n}))
+        .collect();
+    Value::Array(t)
+}
+
+fn distinct_peers(l: &Listener) -> u64 {
+    l.peers.len() as u64 + u64::from(l.peers_untracked > 0)
+}
+
+/// Process limits and CLOSE_WAIT pile-up: evidence and advice shared by the
+/// event-based and counter-based accept-queue findings.
+fn drain_advice(
+    e: &mut Evidence,
+    advice: &mut Vec<String>,
+    who_: &str,
+    port: u16,
+    proc_: Option<&ProcessInfo>,
+    close_wait: Option<u64>,
+) -> bool {
+    let mut at_limit = false;
+    if let Some(p) = proc_ {
+        e.opt("open_fds", p.open_fds)
+            .opt("nofile_soft", p.nofile_soft)
+            .opt("nofile_hard", p.nofile_hard)
+            .set("at_fd_limit", p.at_fd_limit());
+        if p.at_fd_limit() {
+            at_limit = true;
+            advice.push(format!(
+                "{who_} has {} open files, its RLIMIT_NOFILE soft limit ({}): accept() fails with EMFILE, so it stops draining the accept queue although its threads look alive. Raise the limit (LimitNOFILE= in its systemd unit, ulimit -n; hard limit {}) and look for leaked descriptors.",
+                p.open_fds.unwrap_or(0),
+                p.nofile_soft.unwrap_or(0),
+                p.nofile_hard.map_or("unlimited".into(), |h| h.to_string()),
+            ));
+        }
+    }
+    if let Some(cw) = close_wait {
+        e.set("close_wait_on_port", cw);
+        if cw >= CLOSE_WAIT_PILE {
+            advice.push(format!(
+                "{cw} connections on port {port} are in CLOSE_WAIT: their peers closed but {who_} never called close() on them — it is stuck or leaking sockets (each one also holds a file descriptor)."
+            ));
+        }
+    }
+    at_limit
+}
+
+fn accept_queue(ctx: &Context<'_>, k: &Key, l: &Listener, out: &mut Vec<Finding>) {
+    let overflows = l.overflows();
+    let span = l.accept_full.merge(&overflows);
+    if span.count == 0 {
+        return;
+    }
+    let h = &ctx.host;
+    let (pid, comm, proc_) = owner(ctx, k, l);
+    let who_ = who(pid, comm.as_deref());
+    let somaxconn = h.sysctl(k.netns, |s| s.somaxconn);
+    let now = h.listener(k.netns, k.port, k.addr);
+    let mut e = Evidence::default();
+    e.set("netns", k.netns)
+        .opt("listen_addr", k.addr.map(|a| a.to_string()))
+        .set("port", k.port)
+        .set("syn_drops_accept_queue_full", l.accept_full.count)
+        .set("third_ack_overflows", overflows.count)
+        .opt("backlog_max", l.backlog_max)
+        .opt("backlog_seen", l.backlog_seen)
+        .opt("backlog_now", now.map(|n| n.backlog))
+        .opt("somaxconn", somaxconn)
+        .opt("pid", pid)
+        .opt("comm", comm.clone())
+        .set("distinct_peers", distinct_peers(l))
+        .set("top_peers", top_peers(l));
+    let capped = match (l.backlog_max, somaxconn) {
+        (Some(b), Some(s)) => Some(b >= s),
+        _ => None,
+    };
+    e.opt("backlog_capped_by_somaxconn", capped);
+    let abort = l
+        .abort_on_overflow
+        .or_else(|| h.sysctl(k.netns, |s| s.tcp_abort_on_overflow));
+    e.opt("abort_on_overflow", abort).opt(
+        "counters",
+        h.deltas(k.netns, &["ListenOverflows", "ListenDrops"]),
+    );
+    let mut advice = Vec::new();
+    let close_wait = h.port_states(k.netns, k.port).map(|p| p.close_wait);
+    let at_limit = drain_advice(
+        &mut e,
+        &mut advice,
+        &who_,
+        k.port,
+        proc_.as_ref(),
+        close_wait,
+    );
+    if !at_limit {
+        advice.push(format!(
+            "{who_} does not call accept() as fast as connections arrive: look for blocked or saturated worker threads or event loop (thread dumps, CPU, slow downstream calls) and compare its accept rate with the connection rate."
+        ));
+    }
+    match (l.backlog_max, somaxconn, capped) {
+        (Some(b), Some(s), Some(true)) => advice.push(format!(
+            "The accept queue holds {b} connections, the net.core.somaxconn cap ({s}): listen() asked for at least that and was truncated. Raise net.core.somaxconn and the application's backlog together if bursts must be absorbed."
+        )),
+        (Some(b), Some(s), _) => advice.push(format!(
+            "The application's listen() backlog is {b} (net.core.somaxconn would allow {s}): raise its backlog setting if bursts must be absorbed."
+        )),
+        (Some(b), None, _) => advice.push(format!(
+            "The accept queue holds {b} connections (min of the listen() backlog and net.core.somaxconn): raise both if bursts must be absorbed."
+        )),
+        _ => {}
+    }
+    if overflows.count > 0 {
+        match abort {
+            Some(0) => advice.push(
+                "Third ACKs that overflow leave ghost connections (tcp_abort_on_overflow=0): see ghost_connections.".into(),
+            ),
+            Some(_) => advice.push(
+                "tcp_abort_on_overflow=1: clients whose handshake overflows get a RST (ECONNRESET) right after connecting.".into(),
+            ),
+            None => {}
+        }
+    }
+    if l.accept_full.count > 0 {
+        advice.push(
+            "SYNs dropped because the accept queue is full are retransmitted by clients after 1 s, 3 s, 7 s...: connect() calls stall for seconds or time out.".into(),
+        );
+    }
+    let backlog = match (l.backlog_seen, l.backlog_max) {
+        (Some(s), Some(m)) => format!(" (backlog {s}/{m})"),
+        _ => String::new(),
+    };
+    let mut f = Finding::new(
+        "accept_queue_overflow",
+        Severity::Critical,
+        subject(k),
+        &span,
+    );
+    f.summary = format!(
+        "Accept queue of {} overflowed {} times{backlog}: {who_} is not accepting connections fast enough{}.",
+        endpoint(k.addr, k.port),
+        span.count,
+        if at_limit { " — it is out of file descriptors (accept() fails with EMFILE)" } else { "" },
+    );
+    f.evidence = e.0;
+    f.advice = advice;
+    out.push(f);
+}
+
+fn ghosts(ctx: &Context<'_>, k: &Key, l: &Listener, out: &mut Vec<Finding>) {
+    let abort = l
+        .abort_on_overflow
+        .or_else(|| ctx.host.sysctl(k.netns, |s| s.tcp_abort_on_overflow));
+    let mut span = l.overflow_ghost.clone();
+    if abort == Some(0) {
+        span = span.merge(&l.overflow_unknown);
+    }
+    if span.count == 0 {
+        return;
+    }
+    let mut e = Evidence::default();
+    e.set("netns", k.netns)
+        .opt("listen_addr", k.addr.map(|a| a.to_string()))
+        .set("port", k.port)
+        .set("ghost_overflows", span.count)
+        .set("abort_on_overflow", abort.unwrap_or(0))
+        .set("synack_retransmits", l.synack_rtx)
+        .set(
+            "synack_retransmits_after_overflow",
+            l.synack_rtx_after_overflow,
+        )
+        .set("distinct_peers", distinct_peers(l))
+        .set("top_peers", top_peers(l))
+        .opt(
+            "counters",
+            ctx.host
+                .deltas(k.netns, &["ListenOverflows", "TCPSynRetrans"]),
+        );
+    let mut f = Finding::new("ghost_connections", Severity::Warning, subject(k), &span);
+    f.summary = format!(
+        "{} third ACKs to {} found the accept queue full with tcp_abort_on_overflow=0: the clients believe they are connected, the server keeps only a request and resends its SYN-ACK.",
+        span.count,
+        endpoint(k.addr, k.port)
+    );
+    f.advice = vec![
+        "Clients send their request on a connection the server has not accepted: it goes unanswered until a resent SYN-ACK is re-ACKed while the queue has room (1 s, 3 s, 7 s... later) or the SYN-ACK retries (net.ipv4.tcp_synack_retries) run out and the client gets a RST or a timeout.".into(),
+        "Fix the accept queue drain first (see accept_queue_overflow for this listener).".into(),
+        "net.ipv4.tcp_abort_on_overflow=1 makes such clients fail at once with ECONNRESET instead of hanging — better for clients that retry elsewhere, worse when overflows are short bursts the default rides out.".into(),
+    ];
+    f.evidence = e.0;
+    out.push(f);
+}
+
+fn syn_queue(
+    ctx: &Context<'_>,
+    k: &Key,
+    l: &Listener,
+    cookies: Option<u64>,
+    out: &mut Vec<Finding>,
+) {
+    let h = &ctx.host;
+    let span = l.syn_queue_full.merge(&l.last_quarter);
+    let syncookies = l
+        .syncookies
+        .or_else(|| h.sysctl(k.netns, |s| s.tcp_syncookies));
+    let cookies = cookies.filter(|&c| c > 0 && syncookies != Some(2));
+    if span.count == 0 && cookies.is_none() {
+        return;
+    }
+    let max_syn_backlog = l
+        .max_syn_backlog
+        .or_else(|| h.sysctl(k.netns, |s| s.tcp_max_syn_backlog));
+    let peers = distinct_peers(l);
+    let mut e = Evidence::default();
+    e.set("netns", k.netns)
+        .opt("listen_addr", k.addr.map(|a| a.to_string()))
+        .set("port", k.port)
+        .set("syn_queue_full_drops", l.syn_queue_full.count)
+        .set("last_quarter_drops", l.last_quarter.count)
+        .opt("cookies_sent", cookies)
+        .opt("syn_queue_seen", l.syn_queue_seen)
+        .opt("backlog_max", l.backlog_max)
+        .opt("max_syn_backlog", max_syn_backlog)
+        .opt("syncookies", syncookies)
+        .opt("somaxconn", h.sysctl(k.netns, |s| s.somaxconn))
+        .set("distinct_peers", peers)
+        .set("top_peers", top_peers(l))
+        .opt(
+            "counters",
+            h.deltas(
+                k.netns,
+                &["TCPReqQFullDrop", "TCPReqQFullDoCookies", "ListenDrops"],
+            ),
+        );
+    let mut advice = Vec::new();
+    let (severity, summary);
+    if span.count > 0 {
+        severity = Severity::Critical;
+        summary = format!(
+            "{} SYNs to {} were dropped because the SYN queue was full and SYN cookies are off{}.",
+            span.count,
+            endpoint(k.addr, k.port),
+            if peers as usize >= FLOOD_PEERS {
+                format!(" — from {peers} distinct peers, a SYN flood")
+            } else {
+                String::new()
+            }
+        );
+        advice.push(
+            "Turn SYN cookies on: net.ipv4.tcp_syncookies=1 (the default) answers SYNs with a cookie when the queue is full instead of dropping them.".into(),
+        );
+        if peers as usize >= FLOOD_PEERS {
+            advice.push(format!(
+                "{peers} distinct sources left half-open handshakes: a SYN flood (sources may be spoofed). Filter it upstream; cookies keep legitimate clients served meanwhile."
+            ));
+        } else {
+            advice.push(
+                "Few sources: the handshakes are not being completed fast enough (clients far away, SYN-ACKs or ACKs lost, asymmetric routing) or the burst exceeds the queue.".into(),
+            );
+        }
+        if let Some(b) = l.backlog_max {
+            advice.push(format!(
+                "The SYN queue is bounded by the listener's backlog ({b}, min of listen() backlog and net.core.somaxconn): raise both for legitimate bursts."
+            ));
+        }
+        if l.last_quarter.count > 0 {
+            advice.push(format!(
+                "{} SYNs were dropped by the last-quarter rule: with cookies off, once three quarters of net.ipv4.tcp_max_syn_backlog ({}) are in use, peers without TCP metrics are refused. Raise tcp_max_syn_backlog or turn cookies on.",
+                l.last_quarter.count,
+                max_syn_backlog.map_or("?".into(), |m| m.to_string())
+            ));
+        }
+    } else {
+        severity = Severity::Info;
+        summary = format!(
+            "The SYN queue of {} overflowed and {} SYNs were answered with SYN cookies: connections still succeed.",
+            endpoint(k.addr, k.port),
+            cookies.unwrap_or(0)
+        );
+        advice.push(
+            "Cookie handshakes lose TCP options the cookie cannot carry (window scaling and SACK when timestamps are off): throughput may suffer.".into(),
+        );
+        advice.push(
+            "If this is not an attack, raise the listener's backlog and net.core.somaxconn so the SYN queue holds the burst.".into(),
+        );
+    }
+    let span = if span.count == 0 {
+        Span {
+            count: cookies.unwrap_or(0),
+            ..Span::default()
+        }
+    } else {
+        span
+    };
+    let mut f = Finding::new("syn_queue_full", severity, subject(k), &span);
+    f.summary = summary;
+    f.evidence = e.0;
+    f.advice = advice;
+    out.push(f);
+}
+
+/// The summary's per-listener SYN cookie answers (docs/events-syn.md).
+fn summary_cookies(summary: Option<&Value>) -> Vec<(Key, u64)> {
+    let Some(list) = summary
+        .and_then(|s| s.get("listeners"))
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|l| {
+            let ev = Ev::Json(l);
+            let cookies = l.get("answered")?.get("cookie")?.as_u64()?;
+            Some((
+                Key {
+                    netns: ev.netns()?,
+                    port: ev.u16("port")?,
+                    addr: ev.ip("addr"),
+                },
+                cookies,
+            ))
+        })
+        .filter(|(_, c)| *c > 0)
+        .collect()
+}
+
+fn cookies_sent(summary: Option<&Value>, k: &Key) -> Option<u64> {
+    summary_cookies(summary)
+        .into_iter()
+        .find(|(sk, _)| sk == k)
+        .map(|(_, c)| c)
+}
+
+/// Findings from TcpExt counters alone, for namespaces where the counters
+/// moved but no listener event arrived (hooks unavailable on this kernel).
+fn counter_only(ctx: &Context<'_>, ls: &Listeners, out: &mut Vec<Finding>) {
+    let h = &ctx.host;
+    for ino in h.netns_with_deltas() {
+        if !ctx.counters_allowed(ino) || ls.by_key.keys().any(|k| k.netns == ino) {
+            continue;
+        }
+        let overflows = h.delta(ino, "ListenOverflows").unwrap_or(0);
+        let qfull = h.delta(ino, "TCPReqQFullDrop").unwrap_or(0);
+        let cookies = h.delta(ino, "TCPReqQFullDoCookies").unwrap_or(0);
+        let subject = format!("netns {ino}");
+        if overflows > 0 {
+            let mut e = Evidence::default();
+            e.set("netns", ino)
+                .set("source", "counters")
+                .opt(
+                    "counters",
+                    h.deltas(ino, &["ListenOverflows", "ListenDrops"]),
+                )
+                .opt("somaxconn", h.sysctl(ino, |s| s.somaxconn));
+            let mut advice = Vec::new();
+            let mut busy: Vec<Value> = Vec::new();
+            let mut starved: Vec<String> = Vec::new();
+            let mut listeners: Vec<_> = h
+                .netns(ino)
+                .map(|n| n.listeners.iter().filter(|l| l.backlog > 0).collect())
+                .unwrap_or_default();
+            listeners.sort_by_key(|l| std::cmp::Reverse(l.backlog));
+            for l in listeners.into_iter().take(5) {
+                let pid = h.listener_owner(ino, l.port);
+                let p = pid.and_then(|p| h.process(p));
+                let mut le = Evidence::default();
+                le.set("addr", l.addr.to_string())
+                    .set("port", l.port)
+                    .set("backlog_now", l.backlog)
+                    .opt("pid", pid)
+                    .opt("comm", p.map(|p| p.comm.clone()));
+                let who_ = who(pid, p.map(|p| p.comm.as_str()));
+                let cw = h.port_states(ino, l.port).map(|s| s.close_wait);
+                if drain_advice(&mut le, &mut advice, &who_, l.port, p, cw) {
+                    starved.push(format!("{who_} on port {}", l.port));
+                }
+                busy.push(Value::Object(le.0));
+            }
+            e.set("listeners_with_waiting_connections", Value::Array(busy));
+            advice.push(
+                "Run tcptrace on a kernel where the syn_drop/listen_overflow hooks attach (tcptrace check) to name the listener and peers; meanwhile `ss -lnt` shows Recv-Q (waiting) against Send-Q (accept queue size).".into(),
+            );
+            advice.push(
+                "A listener whose process does not accept() fast enough overflows: check its threads, its file descriptor limit, and its listen() backlog against net.core.somaxconn.".into(),
+            );
+            let mut f = Finding::new(
+                "accept_queue_overflow",
+                Severity::Critical,
+                subject.clone(),
+                &Span {
+                    count: overflows,
+                    ..Span::default()
+                },
+            );
+            f.summary = format!(
+                "ListenOverflows grew by {overflows} in netns {ino}: an accept queue overflowed (no per-listener events were seen){}.",
+                if starved.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} is out of file descriptors, so accept() fails with EMFILE",
+                        starved.join(", ")
+                    )
+                }
+            );
+            f.evidence = e.0;
+            f.advice = advice;
+            out.push(f);
+        }
+        let syncookies = h.sysctl(ino, |s| s.tcp_syncookies);
+        if qfull > 0 || (cookies > 0 && syncookies != Some(2)) {
+            let mut e = Evidence::default();
+            e.set("netns", ino)
+                .set("source", "counters")
+                .opt("syncookies", syncookies)
+                .opt("max_syn_backlog", h.sysctl(ino, |s| s.tcp_max_syn_backlog))
+                .opt(
+                    "counters",
+                    h.deltas(
+                        ino,
+                        &["TCPReqQFullDrop", "TCPReqQFullDoCookies", "ListenDrops"],
+                    ),
+                );
+            let (sev, count, summary, advice) = if qfull > 0 {
+                (
+                    Severity::Critical,
+                    qfull,
+                    format!("TCPReqQFullDrop grew by {qfull} in netns {ino}: SYNs were dropped because a SYN queue was full and SYN cookies are off."),
+                    vec![
+                        "Turn SYN cookies on: net.ipv4.tcp_syncookies=1.".to_owned(),
+                        "Raise the listener's backlog and net.core.somaxconn for legitimate bursts; many distinct sources mean a SYN flood.".to_owned(),
+                    ],
+                )
+            } else {
+                (
+                    Severity::Info,
+                    cookies,
+                    format!("TCPReqQFullDoCookies grew by {cookies} in netns {ino}: a SYN queue overflowed and SYNs were answered with cookies."),
+                    vec!["If this is not an attack, raise the listener's backlog and net.core.somaxconn.".to_owned()],
+                )
+            };
+            let mut f = Finding::new(
+                "syn_queue_full",
+                sev,
+                subject,
+                &Span {
+                    count,
+                    ..Span::default()
+                },
+            );
+            f.summary = summary;
+            f.evidence = e.0;
+            f.advice = advice;
+            out.push(f);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{
+        evidence::HostView,
+        system::{
+            owner_key, HostSnapshot, Listener as SysListener, NetnsSnapshot, PortStates,
+            ProcessInfo, Scope, Sysctls,
+        },
+        tests::*,
+        Context, Engine,
+    };
+    use super::*;
+
+    fn drop_ev(sec: u32, cause: &str, peer: &str) -> Value {
+        ev(
+            "syn_drop",
+            sec,
+            json!({"cause": cause, "listen_addr": "0.0.0.0", "daddr": peer, "backlog": 3, "backlog_max": 2,
+                   "syn_queue": 0, "syncookies": 1, "max_syn_backlog": 512, "last_quarter": false}),
+        )
+    }
+
+    fn overflow(sec: u32, abort: u64, outcome: Option<&str>) -> Value {
+        let mut v = ev(
+            "listen_overflow",
+            sec,
+            json!({"listen_addr": "0.0.0.0", "backlog": 5, "backlog_max": 4, "abort_on_overflow": abort}),
+        );
+        if let Some(o) = outcome {
+            v["outcome"] = json!(o);
+        }
+        v
+    }
+
+    /// Host where the listener :8080 is owned by pid 31 with `fds` of 1024
+    /// files and `cw` CLOSE_WAIT connections on its port.
+    fn listener_host(fds: u64, cw: u64, somaxconn: u64) -> (HostSnapshot, HostSnapshot) {
+        let (start, mut now) = host(
+            Sysctls {
+                somaxconn: Some(somaxconn),
+                tcp_abort_on_overflow: Some(0),
+                ..Sysctls::default()
+            },
+            &[("ListenOverflows", 7), ("ListenDrops", 7)],
+        );
+        let ns: &mut NetnsSnapshot = now.netns.get_mut(&NS).unwrap();
+        ns.sockets_read = true;
+        ns.listeners.push(SysListener {
+            addr: "0.0.0.0".parse().unwrap(),
+            port: 8080,
+            backlog: 3,
+            inode: 1,
+        });
+        ns.listener_ports.insert(
+            8080,
+            PortStates {
+                established: 3,
+                close_wait: cw,
+                time_wait: 0,
+            },
+        );
+        now.listener_owners.insert(owner_key(NS, 8080), 31);
+        now.processes.insert(
+            31,
+            ProcessInfo {
+                comm: "api".into(),
+                open_fds: Some(fds),
+                nofile_soft: Some(1024),
+                nofile_hard: Some(4096),
+            },
+        );
+        (start, now)
+    }
+
+    #[test]
+    fn accept_queue_full_at_the_syn() {
+        let events: Vec<Value> = (0..6)
+            .map(|i| drop_ev(i, "accept_queue_full", "10.0.0.9"))
+            .collect();
+        let (start, now) = listener_host(40, 0, 4096);
+        let f = run(
+            &events,
+            HostView {
+                start: Some(&start),
+                now: Some(&now),
+            },
+        );
+        assert_eq!(ids(&f), ["accept_queue_overflow"]);
+        let a = &f[0];
+        assert_eq!(a.count, 6);
+        assert_eq!(a.severity, Severity::Critical);
+        assert_eq!(a.evidence["port"], 8080);
+        assert_eq!(a.evidence["backlog_max"], 2);
+        assert_eq!(a.evidence["backlog_now"], 3);
+        assert_eq!(a.evidence["somaxconn"], 4096);
+        assert_eq!(a.evidence["backlog_capped_by_somaxconn"], false);
+        assert_eq!(a.evidence["pid"], 31);
+        assert_eq!(a.evidence["comm"], "api");
+        assert_eq!(a.evidence["at_fd_limit"], false);
+        assert_eq!(a.evidence["counters"]["ListenOverflows"], 7);
+        assert!(
+            a.advice.iter().any(|s| s.contains("listen() backlog is 2")),
+            "{:?}",
+            a.advice
+        );
+        assert!(a
+            .advice
+            .iter()
+            .any(|s| s.contains("does not call accept()")));
+        assert!(!a.advice.iter().any(|s| s.contains("EMFILE")));
+    }
+
+    #[test]
+    fn emfile_and_close_wait_name_the_cause() {
+        let events: Vec<Value> = (0..3)
+            .map(|i| drop_ev(i, "accept_queue_full", "10.0.0.9"))
+            .collect();
+        let (start, now) = listener_host(1024, 250, 2);
+        let f = run(
+            &events,
+            HostView {
+                start: Some(&start),
+                now: Some(&now),
+            },
+        );
+        let a = &f[0];
+        assert_eq!(a.evidence["at_fd_limit"], true);
+        assert_eq!(a.evidence["close_wait_on_port"], 250);
+        assert_eq!(a.evidence["backlog_capped_by_somaxconn"], true);
+        assert!(a.summary.contains("EMFILE"), "{}", a.summary);
+        assert!(
+            a.advice[0].contains("EMFILE") && a.advice[0].contains("1024"),
+            "{:?}",
+            a.advice
+        );
+        assert!(a
+            .advice
+            .iter()
+            .any(|s| s.contains("250 connections on port 8080 are in CLOSE_WAIT")));
+        assert!(a.advice.iter().any(|s| s.contains("somaxconn cap (2)")));
+    }
+
+    #[test]
+    fn ghost_connections_need_abort_on_overflow_zero() {
+        let mut events = vec![overflow(0, 0, Some("ghost")), overflow(1, 0, Some("ghost"))];
+        events.push(ev(
+            "synack_retransmit",
+            1,
+            json!({"listen_addr": "0.0.0.0", "retransmit": 1, "after_overflow": true}),
+        ));
+        let f = run(&events, HostView::default());
+        assert_eq!(ids(&f), ["accept_queue_overflow", "ghost_connections"]);
+        let g = &f[1];
+        assert_eq!(g.count, 2);
+        assert_eq!(g.evidence["synack_retransmits_after_overflow"], 1);
+        assert_eq!(g.evidence["abort_on_overflow"], 0);
+        assert!(f[0].advice.iter().any(|s| s.contains("ghost_connections")));
+
+        // abort_on_overflow=1: the client is reset, no ghosts.
+        let f = run(&[overflow(0, 1, Some("reset"))], HostView::default());
+        assert_eq!(ids(&f), ["accept_queue_overflow"]);
+        assert!(f[0].advice.iter().any(|s| s.contains("ECONNRESET")));
+
+        // No outcome field: decided by abort_on_overflow.
+        let f = run(&[overflow(0, 0, None)], HostView::default());
+        assert_eq!(ids(&f), ["accept_queue_overflow", "ghost_connections"]);
+    }
+
+    #[test]
+    fn syn_queue_full_without_cookies() {
+        let mut events: Vec<Value> = (0..11)
+            .map(|i| {
+                let mut v = drop_ev(i, "syn_queue_full", "10.77.0.3");
+                v["syncookies"] = json!(0);
+                v["syn_queue"] = json!(9);
+                v["backlog"] = json!(0);
+                v["backlog_max"] = json!(8);
+                v
+            })
+            .collect();
+        let f = run(&events, HostView::default());
+        assert_eq!(ids(&f), ["syn_queue_full"]);
+        assert_eq!(f[0].severity, Severity::Critical);
+        assert_eq!(f[0].count, 11);
+        assert_eq!(f[0].evidence["syncookies"], 0);
+        assert_eq!(f[0].evidence["distinct_peers"], 1);
+        assert!(f[0].advice[0].contains("tcp_syncookies=1"));
+        assert!(!f[0].summary.contains("flood"));
+
+        // Many distinct sources: a flood.
+        events = (0..100)
+            .map(|i| {
+                let mut v = drop_ev(i, "syn_queue_full", &format!("198.51.100.{}", i + 1));
+                v["syncookies"] = json!(0);
+                v
+            })
+            .collect();
+        let f = run(&events, HostView::default());
+        assert!(f[0].summary.contains("SYN flood"), "{}", f[0].summary);
+
+        // The last-quarter rule (cause other): also this finding.
+        let mut v = drop_ev(0, "other", "10.77.0.3");
+        v["last_quarter"] = json!(true);
+        v["syncookies"] = json!(0);
+        v["max_syn_backlog"] = json!(8);
+        let f = run(&[v], HostView::default());
+        assert_eq!(ids(&f), ["syn_queue_full"]);
+        assert_eq!(f[0].evidence["last_quarter_drops"], 1);
+        assert!(f[0]
+            .advice
+            .iter()
+            .any(|s| s.contains("tcp_max_syn_backlog (8)")));
+
+        // cause other without last_quarter (allocation, route, LSM): nothing.
+        assert!(run(&[drop_ev(0, "other", "10.77.0.3")], HostView::default()).is_empty());
+    }
+
+    #[test]
+    fn syn_cookies_from_the_summary_are_informational() {
+        let summary = json!({"kind": "summary", "listeners": [
+            {"netns": NS, "addr": "10.0.0.1", "port": 8080, "answered": {"normal": 9, "cookie": 11, "fastopen": 0}},
+            {"netns": NS, "addr": "10.0.0.1", "port": 9090, "answered": {"normal": 9, "cookie": 0, "fastopen": 0}}
+        ]});
+        let e = Engine::default();
+        let ctx = Context {
+            summary: Some(&summary),
+            host: HostView::default(),
+            counters: Scope::All,
+        };
+        let f = e.evaluate(&ctx);
+        assert_eq!(ids(&f), ["syn_queue_full"]);
+        assert_eq!(f[0].severity, Severity::Info);
+        assert_eq!(f[0].evidence["cookies_sent"], 11);
+        // tcp_syncookies=2 sends cookies for every SYN: by configuration.
+        let (start, now) = host(
+            Sysctls {
+                tcp_syncookies: Some(2),
+                ..Sysctls::default()
+            },
+            &[],
+        );
+        let ctx = Context {
+            summary: Some(&summary),
+            host: HostView {
+                start: Some(&start),
+                now: Some(&now),
+            },
+            counters: Scope::All,
+        };
+        assert!(Engine::default().evaluate(&ctx).is_empty());
+    }
+
+    #[test]
+    fn counters_alone_when_no_listener_event() {
+        let (start, now) = listener_host(1024, 12, 4096);
+        let hv = HostView {
+            start: Some(&start),
+            now: Some(&now),
+        };
+        let f = run(&[], hv);
+        assert_eq!(ids(&f), ["accept_queue_overflow"]);
+        assert_eq!(f[0].evidence["source"], "counters");
+        assert_eq!(f[0].count, 7);
+        let l = &f[0].evidence["listeners_with_waiting_connections"][0];
+        assert_eq!(l["port"], 8080);
+        assert_eq!(l["at_fd_limit"], true);
+        assert!(f[0].advice.iter().any(|s| s.contains("EMFILE")));
+        assert!(
+            f[0].summary
+                .contains("api (pid 31) on port 8080 is out of file descriptors"),
+            "{}",
+            f[0].summary
+        );
+        assert!(f[0].advice.iter().any(|s| s.contains("CLOSE_WAIT")));
+        // Not when counters are out of scope (a --port filter, replay).
+        let mut e = Engine::default();
+        e.observe(&ev("connect", 0, json!({"latency_ns": 1000, "errno": 0})));
+        assert!(e
+            .evaluate(&Context {
+                summary: None,
+                host: hv,
+                counters: Scope::Needed
+            })
+            .is_empty());
+        assert!(e
+            .evaluate(&Context {
+                summary: None,
+                host: hv,
+                counters: Scope::Netns(NS + 1)
+            })
+            .is_empty());
+        // Nor when they did not move.
+        let (start, now) = host(
+            Sysctls::default(),
+            &[("ListenOverflows", 0), ("TCPReqQFullDrop", 0)],
+        );
+        assert!(run(
+            &[],
+            HostView {
+                start: Some(&start),
+                now: Some(&now)
+            }
+        )
+        .is_empty());
+        // TCPReqQFullDrop alone: SYN queue full.
+        let (start, now) = host(Sysctls::default(), &[("TCPReqQFullDrop", 4)]);
+        let f = run(
+            &[],
+            HostView {
+                start: Some(&start),
+                now: Some(&now),
+            },
+        );
+        assert_eq!(ids(&f), ["syn_queue_full"]);
+        assert_eq!(f[0].severity, Severity::Critical);
+    }
+
+    #[test]
+    fn synack_retransmits_alone_are_not_a_finding() {
+        let events = vec![ev(
+            "synack_retransmit",
+            0,
+            json!({"retransmit": 1, "after_overflow": false}),
+        )];
+        assert!(run(&events, HostView::default()).is_empty());
+    }
+}

@@ -1,0 +1,186 @@
+//! PAWS rejects at every site, verdicts on received RSTs, RSTs sent.
+//!
+//! Function hooks (fentry, else kprobe) are the primary path; where the
+//! kernel names drop reasons and the receiving socket (kfree_skb's `rx_sk`,
+//! 6.11+), tp_btf on `kfree_skb` is the fallback. Which fallback a kernel
+//! supports is read from its BTF, never from its version number.
+
+use super::{BtfTpTarget, Fallback, FnTarget, HookSpec, TpTarget};
+use crate::{btf::KernelBtf, paws};
+
+fn entry(function: &'static str, fentry: &'static str, kprobe: &'static str) -> FnTarget {
+    FnTarget {
+        function,
+        fentry,
+        kprobe,
+        ret: false,
+        optional: false,
+    }
+}
+
+/// What the drop-reason fallback can rely on here.
+struct Reasons {
+    /// kfree_skb passes the receiving socket (6.11+).
+    rx_sk: bool,
+    names: Vec<(String, u64)>,
+}
+
+impl Reasons {
+    fn has(&self, name: &str) -> bool {
+        self.names.iter().any(|(n, _)| n == name)
+    }
+
+    /// A kfree_skb fallback needing `reasons` (all present) and `extra`
+    /// (a kernel fact with the reason it is missing).
+    fn fallback(
+        &self,
+        reasons: &[&str],
+        extra: Result<(), &str>,
+        program: &'static str,
+        tracepoints: Vec<TpTarget>,
+    ) -> Fallback {
+        if !self.rx_sk {
+            return Fallback::Unavailable(
+                "tracepoint fallback: kfree_skb has no receiving socket (rx_sk, Linux 6.11+)"
+                    .into(),
+            );
+        }
+        if let Some(missing) = reasons.iter().find(|r| !self.has(r)) {
+            return Fallback::Unavailable(format!(
+                "tracepoint fallback: no drop reason {missing} in this kernel"
+            ));
+        }
+        if let Err(why) = extra {
+            return Fallback::Unavailable(format!("tracepoint fallback: {why}"));
+        }
+        Fallback::Tracepoints {
+            tp_btf: vec![BtfTpTarget {
+                name: "kfree_skb",
+                program,
+            }],
+            tracepoints,
+        }
+    }
+}
+
+fn receive_reset(program: &'static str) -> TpTarget {
+    TpTarget {
+        category: "tcp",
+        name: "tcp_receive_reset",
+        program,
+    }
+}
+
+pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
+    let unavailable = paws::kernel_offsets(btf)
+        .err()
+        .map(|e| format!("cannot resolve what the PAWS/RST programs read: {e:#}"));
+    let reasons = Reasons {
+        rx_sk: btf.tracepoint_args("kfree_skb").is_some_and(|n| n >= 4),
+        names: paws::drop_reasons(btf),
+    };
+    let mut specs = vec![
+        HookSpec {
+            name: "validate_incoming",
+            about: "PAWS rejects on synchronized sockets; RSTs accepted, challenged or ignored",
+            functions: vec![
+                entry(
+                    "tcp_validate_incoming",
+                    "validate_fentry",
+                    "validate_kprobe",
+                ),
+                FnTarget {
+                    ret: true,
+                    ..entry(
+                        "tcp_validate_incoming",
+                        "validate_fexit",
+                        "validate_kretprobe",
+                    )
+                },
+                entry(
+                    "tcp_send_challenge_ack",
+                    "challenge_ack_fentry",
+                    "challenge_ack_kprobe",
+                ),
+            ],
+            companions: vec![receive_reset("receive_reset_mark")],
+            fallback: reasons.fallback(
+                &["TCP_RFC7323_PAWS", "TCP_RESET", "TCP_OLD_SEQUENCE"],
+                Ok(()),
+                "kfree_skb_validate",
+                vec![receive_reset("receive_reset_emit")],
+            ),
+            ..HookSpec::default()
+        },
+        HookSpec {
+            name: "paws_time_wait",
+            about: "PAWS rejects by TIME_WAIT sockets (clients behind NAT reusing a 4-tuple)",
+            functions: vec![entry(
+                "tcp_timewait_state_process",
+                "timewait_fentry",
+                "timewait_kprobe",
+            )],
+            fallback: reasons.fallback(
+                &["TCP_RFC7323_TW_PAWS"],
+                Ok(()),
+                "kfree_skb_timewait",
+                Vec::new(),
+            ),
+            ..HookSpec::default()
+        },
+        HookSpec {
+            name: "paws_syn_recv",
+            about: "PAWS rejects of the handshake's third segment (request sockets)",
+            functions: vec![entry(
+                "tcp_check_req",
+                "check_req_fentry",
+                "check_req_kprobe",
+            )],
+            fallback: reasons.fallback(
+                &["TCP_RFC7323_PAWS"],
+                if btf.func_params("tcp_check_req").is_some_and(|n| n >= 6) {
+                    Ok(())
+                } else {
+                    Err("tcp_check_req sets no drop reason before 6.15")
+                },
+                "kfree_skb_syn_recv",
+                Vec::new(),
+            ),
+            ..HookSpec::default()
+        },
+        HookSpec {
+            name: "paws_syn_sent",
+            about: "PAWS rejects of SYN-ACKs echoing a timestamp our SYN did not send",
+            functions: vec![entry(
+                "tcp_rcv_state_process",
+                "syn_sent_fentry",
+                "syn_sent_kprobe",
+            )],
+            fallback: reasons.fallback(
+                &["TCP_RFC7323_PAWS"],
+                if btf.func_returns_enum("tcp_rcv_state_process") {
+                    Ok(())
+                } else {
+                    Err("SYN-SENT drops carry no reason before 6.12")
+                },
+                "kfree_skb_syn_sent",
+                Vec::new(),
+            ),
+            ..HookSpec::default()
+        },
+        HookSpec {
+            name: "rst_sent",
+            about: "RSTs this host sends, by reason (6.10+)",
+            tracepoints: vec![TpTarget {
+                category: "tcp",
+                name: "tcp_send_reset",
+                program: "send_reset_count",
+            }],
+            ..HookSpec::default()
+        },
+    ];
+    for spec in &mut specs {
+        spec.unavailable = unavailable.clone();
+    }
+    specs
+}

@@ -1,0 +1,139 @@
+//! SYN family: unanswered SYNs at a listener, accept-queue overflows on the
+//! third ACK, SYN-ACK retransmits, and the owners of listening sockets.
+
+use super::{FnTarget, HookSpec, TpTarget};
+use crate::btf::KernelBtf;
+
+/// Every hook of the family, as named in `tcptrace check`.
+pub const HOOKS: [&str; 4] = [
+    "syn_drop",
+    "listen_overflow",
+    "synack_retrans",
+    "listen_owner",
+];
+
+fn target(function: &'static str, progs: (&'static str, &'static str), ret: bool) -> FnTarget {
+    FnTarget {
+        function,
+        fentry: progs.0,
+        kprobe: progs.1,
+        ret,
+        optional: false,
+    }
+}
+
+fn syn_drop() -> HookSpec {
+    let optional = |mut t: FnTarget| {
+        t.optional = true;
+        t
+    };
+    HookSpec {
+        name: "syn_drop",
+        about: "SYNs a listener left unanswered: cause, queues, listener",
+        tracepoints: Vec::new(),
+        // The answer hook first: a SYN must never be seen without it. The
+        // IPv6 pair is optional (IPv6 may be off); an IPv4 SYN to a
+        // dual-stack listener passes through both and counts once.
+        functions: vec![
+            target(
+                "tcp_make_synack",
+                ("make_synack_fentry", "make_synack_kprobe"),
+                false,
+            ),
+            target(
+                "tcp_v4_conn_request",
+                ("conn_request4_fentry", "conn_request_kprobe"),
+                false,
+            ),
+            target(
+                "tcp_v4_conn_request",
+                ("conn_request4_fexit", "conn_request_kretprobe"),
+                true,
+            ),
+            optional(target(
+                "tcp_v6_conn_request",
+                ("conn_request6_fentry", "conn_request_kprobe"),
+                false,
+            )),
+            optional(target(
+                "tcp_v6_conn_request",
+                ("conn_request6_fexit", "conn_request_kretprobe"),
+                true,
+            )),
+        ],
+        ..HookSpec::default()
+    }
+}
+
+fn listen_overflow(btf: &KernelBtf) -> HookSpec {
+    let mut v6_enter = target(
+        "tcp_v6_syn_recv_sock",
+        ("syn_recv_sock6_fentry", "syn_recv_sock_kprobe"),
+        false,
+    );
+    let mut v6_exit = target(
+        "tcp_v6_syn_recv_sock",
+        ("syn_recv_sock6_fexit", "syn_recv_sock_kretprobe"),
+        true,
+    );
+    v6_enter.optional = true;
+    v6_exit.optional = true;
+    HookSpec {
+        name: "listen_overflow",
+        about: "accept queue full on the third ACK: reset or ghost connection",
+        // skb:kfree_skb carries the verdict as a drop reason on 6.15+.
+        tracepoints: if crate::syn::kfree_skb_fallback(btf) {
+            vec![TpTarget {
+                category: "skb",
+                name: "kfree_skb",
+                program: "kfree_skb_listen_overflow",
+            }]
+        } else {
+            Vec::new()
+        },
+        functions: vec![
+            target(
+                "tcp_v4_syn_recv_sock",
+                ("syn_recv_sock4_fentry", "syn_recv_sock_kprobe"),
+                false,
+            ),
+            target(
+                "tcp_v4_syn_recv_sock",
+                ("syn_recv_sock4_fexit", "syn_recv_sock_kretprobe"),
+                true,
+            ),
+            v6_enter,
+            v6_exit,
+        ],
+        ..HookSpec::default()
+    }
+}
+
+pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
+    vec![
+        syn_drop(),
+        listen_overflow(btf),
+        HookSpec {
+            name: "synack_retrans",
+            about: "SYN-ACK retransmits, linked to an earlier accept-queue overflow",
+            tracepoints: vec![TpTarget {
+                category: "tcp",
+                name: "tcp_retransmit_synack",
+                program: "retransmit_synack",
+            }],
+            functions: Vec::new(),
+            ..HookSpec::default()
+        },
+        HookSpec {
+            name: "listen_owner",
+            about: "which process called listen(); ends ghost links on ESTABLISHED",
+            tracepoints: vec![TpTarget {
+                category: "sock",
+                name: "inet_sock_set_state",
+                program: "sock_set_state",
+            }],
+            functions: Vec::new(),
+            ..HookSpec::default()
+        },
+    ]
+}

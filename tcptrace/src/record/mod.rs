@@ -1,0 +1,442 @@
+//! `tcptrace record`: the live run's raw ring-buffer records and kernel
+//! counter snapshots, written to a versioned, block-compressed,
+//! checksummed file (format in [`format`], described in docs/recording.md).
+//!
+//! The live loop hands every record to a [`Recorder`], which batches them into
+//! blocks; a writer thread compresses and writes each block with one write
+//! call at least every second, so a killed recorder loses at most the last
+//! second.
+
+pub mod format;
+pub mod reader;
+pub mod writer;
+
+use std::{
+    collections::BTreeMap,
+    io::{IsTerminal as _, Write as _},
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc::{sync_channel, SyncSender},
+        Arc,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use clap::Args;
+use tcptrace_common::{syn::SynEvent, EventHeader, EventKind, Flow, LatencyEvent};
+
+use self::{
+    format::{Block, HookInfo, Marker, MarkerKind, Metadata, BLOCK_TARGET},
+    writer::{FileWriter, Written},
+};
+use crate::{
+    cli::LiveArgs, filter::FilterArgs, hooks::HookStatus, summary::KernelCounters, syn::OwnerLookup,
+};
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Recording file to write (mode 0600: it holds real addresses).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+    /// Keep each recording file under SIZE bytes (suffixes k, M, G: powers of
+    /// 1024). Without --rotate, recording stops when FILE is full.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
+    /// With --max-size: when FILE is full, rename it FILE.1 (FILE.1 to FILE.2,
+    /// …) and start a new FILE, keeping at most N older files.
+    #[arg(long, value_name = "N", requires = "max_size",
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub rotate: Option<u32>,
+    /// Also write the packets of events that carry them to a pcapng file.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+    /// Also print the live view (events, periodic summaries) on stdout;
+    /// --json implies it.
+    #[arg(long)]
+    pub print: bool,
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+/// "10M", "512k", "1G", "4096": bytes, suffixes are powers of 1024.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let num: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: use a number of bytes with an optional k, M or G"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(format!("{s:?}: unknown unit (use k, M or G)")),
+    };
+    let size = num
+        .checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    if size < 64 << 10 {
+        return Err(format!("{s:?}: --max-size must be at least 64k"));
+    }
+    Ok(size)
+}
+
+/// CLOCK_BOOTTIME now, in nanoseconds (the clock of every event's `ts_ns`).
+pub fn boot_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// (hostname, kernel release) from uname(2).
+fn uname() -> (String, String) {
+    // SAFETY: utsname is plain data; uname fills it in.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a utsname.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return (String::new(), String::new());
+    }
+    let field = |f: &[libc::c_char]| {
+        let bytes: Vec<u8> = f
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    (field(&u.nodename), field(&u.release))
+}
+
+pub fn metadata(hooks: &[HookStatus], filter: &FilterArgs, boot_offset_ns: i64) -> Metadata {
+    let (hostname, kernel_release) = uname();
+    let command_line: Vec<String> = std::env::args().collect();
+    let size = |n: usize| n as u32;
+    Metadata {
+        hostname,
+        kernel_release,
+        tcptrace_version: env!("CARGO_PKG_VERSION").to_owned(),
+        boot_offset_ns,
+        start_boot_ns: boot_now_ns(),
+        file_sequence: 0,
+        hooks: hooks
+            .iter()
+            .map(|h| HookInfo {
+                hook: h.hook.to_owned(),
+                mechanism: h.mechanism.map(|m| m.to_string()),
+                notes: h.notes.clone(),
+            })
+            .collect(),
+        filter: filter.describe(),
+        command_line,
+        record_sizes: BTreeMap::from([
+            ("EventHeader".to_owned(), size(size_of::<EventHeader>())),
+            ("Flow".to_owned(), size(size_of::<Flow>())),
+            ("LatencyEvent".to_owned(), size(size_of::<LatencyEvent>())),
+            ("SynEvent".to_owned(), size(size_of::<SynEvent>())),
+        ]),
+        event_kinds: EventKind::ALL
+            .iter()
+            .map(|k| (k.name().to_owned(), *k as u8))
+            .collect(),
+    }
+}
+
+pub fn fmt_bytes(n: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (div, unit) in UNITS {
+        if n >= div {
+            return format!("{:.1} {unit}", n as f64 / div as f64);
+        }
+    }
+    format!("{n} B")
+}
+
+struct Shared {
+    bytes: AtomicU64,
+    full: AtomicBool,
+}
+
+/// The status line on stderr: rewritten every second on a terminal, one
+/// line every few seconds otherwise.
+struct Status {
+    tty: bool,
+    every: Duration,
+    last_print: Instant,
+    last_events: u64,
+    last_time: Instant,
+    printed_tty: bool,
+}
+
+pub struct Recorder {
+    path: PathBuf,
+    block: Block,
+    tx: Option<SyncSender<Block>>,
+    thread: Option<JoinHandle<Result<()>>>,
+    shared: Arc<Shared>,
+    events: u64,
+    last_snapshot: Option<KernelCounters>,
+    status: Status,
+}
+
+impl Recorder {
+    /// Creates the file (header written at once) and starts the writer thread.
+    pub fn start(args: &RecordArgs, hooks: &[HookStatus], boot_offset_ns: i64) -> Result<Self> {
+        let meta = metadata(hooks, &args.live.filter, boot_offset_ns);
+        let mut file =
+            FileWriter::create(&args.output, meta, args.max_size, args.rotate.unwrap_or(0))?;
+        let shared = Arc::new(Shared {
+            bytes: AtomicU64::new(file.total_bytes),
+            full: AtomicBool::new(false),
+        });
+        // A few blocks of slack; if the disk is slower than the events the
+        // loop waits, the ring buffer fills and the kernel counts lost events.
+        let (tx, rx) = sync_channel::<Block>(4);
+        let sh = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("recorder".into())
+            .spawn(move || -> Result<()> {
+                for block in rx {
+                    if file.write_block(&block)? == Written::Full {
+                        sh.full.store(true, Ordering::Relaxed);
+                    }
+                    sh.bytes.store(file.total_bytes, Ordering::Relaxed);
+                }
+                file.finish()
+            })
+            .context("starting the recorder thread")?;
+        let now = Instant::now();
+        let tty = std::io::stderr().is_terminal();
+        Ok(Self {
+            path: args.output.clone(),
+            block: Block::default(),
+            tx: Some(tx),
+            thread: Some(thread),
+            shared,
+            events: 0,
+            last_snapshot: None,
+            status: Status {
+                tty,
+                every: if tty {
+                    Duration::from_secs(1)
+                } else {
+                    Duration::from_secs(5)
+                },
+                last_print: now,
+                last_events: 0,
+                last_time: now,
+                printed_tty: false,
+            },
+        })
+    }
+
+    /// One raw ring-buffer record, as received. True when the block is full:
+    /// the caller then closes it with [`Recorder::tick`], so every block
+    /// ends with a counter snapshot (the exact baseline of a rotated file).
+    #[must_use]
+    pub fn push(&mut self, raw: &[u8]) -> bool {
+        self.block.push(raw);
+        self.events += 1;
+        self.block.data.len() >= BLOCK_TARGET
+    }
+
+    /// A listener owner the live run looked up in /proc, stored with the
+    /// current block so replay fills events in the same way.
+    pub fn owner(&mut self, lookup: OwnerLookup) {
+        self.block.owners.push(lookup);
+    }
+
+    /// Stores counters at this point of the stream, and for a printed
+    /// summary the host view its findings were computed from.
+    pub fn marker(&mut self, kind: MarkerKind, k: &KernelCounters, host: Option<String>) {
+        self.block.markers.push(Marker {
+            pos: self.block.len() as u32,
+            kind,
+            boot_ns: boot_now_ns(),
+            counters: k.clone(),
+            host,
+        });
+        self.last_snapshot = Some(k.clone());
+    }
+
+    /// Every second and when a block is full: a counter snapshot, the block
+    /// written, the status line.
+    pub fn tick(&mut self, k: &KernelCounters) -> Result<()> {
+        let changed = self.last_snapshot.as_ref() != Some(k);
+        if changed || !self.block.is_empty() {
+            self.marker(MarkerKind::Snapshot, k, None);
+        }
+        self.flush()?;
+        self.status(k);
+        Ok(())
+    }
+
+    /// True once --max-size is reached without --rotate.
+    pub fn full(&self) -> bool {
+        self.shared.full.load(Ordering::Relaxed)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.block.is_empty() {
+            return Ok(());
+        }
+        let block = std::mem::take(&mut self.block);
+        let sent = self.tx.as_ref().map(|tx| tx.send(block).is_ok());
+        if sent != Some(true) {
+            return Err(self
+                .stop_writer()
+                .err()
+                .unwrap_or_else(|| anyhow!("recorder stopped")));
+        }
+        Ok(())
+    }
+
+    fn stop_writer(&mut self) -> Result<()> {
+        drop(self.tx.take());
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        match thread.join() {
+            Ok(r) => r.with_context(|| format!("recording to {}", self.path.display())),
+            Err(_) => bail!("the recorder thread panicked"),
+        }
+    }
+
+    fn status(&mut self, k: &KernelCounters) {
+        let now = Instant::now();
+        if now.duration_since(self.status.last_print) < self.status.every {
+            return;
+        }
+        let secs = now.duration_since(self.status.last_time).as_secs_f64();
+        let rate = (self.events - self.status.last_events) as f64 / secs.max(1e-3);
+        let line = format!(
+            "tcptrace: recording {}: {} events ({rate:.0}/s), {} written, {} lost",
+            self.path.display(),
+            self.events,
+            fmt_bytes(self.shared.bytes.load(Ordering::Relaxed)),
+            k.lost_total()
+        );
+        let mut err = std::io::stderr().lock();
+        let _ = if self.status.tty {
+            self.status.printed_tty = true;
+            write!(err, "\r\x1b[K{line}")
+        } else {
+            writeln!(err, "{line}")
+        };
+        let _ = err.flush();
+        self.status.last_print = now;
+        self.status.last_events = self.events;
+        self.status.last_time = now;
+    }
+
+    /// Writes what is left and closes the file cleanly (end block).
+    pub fn finish(mut self) -> Result<()> {
+        let flushed = self.flush();
+        let stopped = self.stop_writer();
+        if self.status.printed_tty {
+            eprintln!();
+        }
+        flushed.and(stopped)?;
+        eprintln!(
+            "tcptrace: recorded {} events to {} ({})",
+            self.events,
+            self.path.display(),
+            fmt_bytes(self.shared.bytes.load(Ordering::Relaxed))
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10M").unwrap(), 10 << 20);
+        assert_eq!(parse_size("512k").unwrap(), 512 << 10);
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("100000").unwrap(), 100_000);
+        assert!(parse_size("10").unwrap_err().contains("at least"));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5x").is_err());
+        assert!(parse_size("99999999999999G").is_err());
+    }
+
+    #[test]
+    fn record_and_replay_command_lines() {
+        use crate::cli::{Cli, Command};
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from([
+            "tcptrace",
+            "record",
+            "-o",
+            "run.rec",
+            "--max-size",
+            "10M",
+            "--rotate",
+            "3",
+            "--json",
+            "--interval",
+            "0",
+            "--pcap",
+            "run.pcapng",
+        ])
+        .unwrap();
+        let Some(Command::Record(r)) = cli.command else {
+            panic!("not a record command")
+        };
+        assert_eq!(r.output, PathBuf::from("run.rec"));
+        assert_eq!((r.max_size, r.rotate), (Some(10 << 20), Some(3)));
+        assert!(r.live.json && !r.print);
+        assert_eq!(r.live.interval, Duration::ZERO);
+        assert_eq!(r.pcap, Some(PathBuf::from("run.pcapng")));
+        let err = Cli::try_parse_from(["tcptrace", "record", "-o", "f", "--rotate", "2"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--max-size"), "{err}");
+        assert!(Cli::try_parse_from(["tcptrace", "record"]).is_err());
+
+        let cli = Cli::try_parse_from([
+            "tcptrace",
+            "replay",
+            "a.rec.1",
+            "a.rec",
+            "--json",
+            "--since",
+            "30s",
+            "--until",
+            "2024-05-01T10:00:00Z",
+            "--pcap",
+            "out.pcapng",
+            "--port",
+            "80",
+        ])
+        .unwrap();
+        let Some(Command::Replay(r)) = cli.command else {
+            panic!("not a replay command")
+        };
+        assert_eq!(r.files, [PathBuf::from("a.rec.1"), PathBuf::from("a.rec")]);
+        assert!(r.json && !r.info);
+        assert_eq!(
+            r.since,
+            Some(crate::replay::TimeArg::After(Duration::from_secs(30)))
+        );
+        assert!(matches!(r.until, Some(crate::replay::TimeArg::Wall(_))));
+        assert_eq!(r.filter.port, Some(80));
+        assert!(Cli::try_parse_from(["tcptrace", "replay"]).is_err());
+        assert!(Cli::try_parse_from(["tcptrace", "replay", "f", "--since", "soon"]).is_err());
+    }
+}

@@ -1,0 +1,346 @@
+//! `tcptrace replay`: a recording through the same decoder and sinks as the
+//! live run, so it prints what the live run printed.
+
+use std::{
+    io::{BufWriter, Write as _},
+    path::PathBuf,
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result};
+use chrono::DateTime;
+use clap::Args;
+
+use crate::{
+    event::decode,
+    filter::FilterArgs,
+    output::json::wall_time,
+    record::{
+        fmt_bytes,
+        format::{counters_since, zero_counters, Item, MarkerKind, Metadata},
+        reader::{Ending, Reader},
+    },
+    sink::Printer,
+    summary::KernelCounters,
+    syn::Owners,
+};
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Recording to read; after rotation, several files oldest first
+    /// (FILE.2 FILE.1 FILE).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Print JSON Lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Start at this time: RFC 3339 (2024-05-01T10:00:00Z) or a duration
+    /// after the recording started (30s, 5m).
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    pub since: Option<TimeArg>,
+    /// Stop before this time (same forms as --since).
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    pub until: Option<TimeArg>,
+    /// Write the packets of events that carry them to a pcapng file.
+    #[arg(long, value_name = "OUT")]
+    pub pcap: Option<PathBuf>,
+    /// Describe the recording (host, kernel, hooks, size per event) instead
+    /// of replaying it.
+    #[arg(long)]
+    pub info: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeArg {
+    /// Unix time in nanoseconds.
+    Wall(i64),
+    /// Time after the recording started.
+    After(Duration),
+}
+
+pub fn parse_time(s: &str) -> Result<TimeArg, String> {
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(TimeArg::After(d));
+    }
+    if s == "0" {
+        return Ok(TimeArg::After(Duration::ZERO));
+    }
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .and_then(|t| t.timestamp_nanos_opt())
+        .map(TimeArg::Wall)
+        .ok_or_else(|| {
+            format!(
+                "{s:?}: use an RFC 3339 time (2024-05-01T10:00:00Z) or a duration after \
+                 the recording started (30s, 5m)"
+            )
+        })
+}
+
+/// [since, until) in CLOCK_BOOTTIME nanoseconds.
+struct Window {
+    since: u64,
+    until: u64,
+}
+
+impl Window {
+    fn new(since: Option<TimeArg>, until: Option<TimeArg>, meta: &Metadata) -> Self {
+        let boot = |t: TimeArg| match t {
+            TimeArg::Wall(unix) => unix.saturating_sub(meta.boot_offset_ns).max(0) as u64,
+            TimeArg::After(d) => meta
+                .start_boot_ns
+                .saturating_add(d.as_nanos().min(u64::MAX as u128) as u64),
+        };
+        Self {
+            since: since.map_or(0, boot),
+            until: until.map_or(u64::MAX, boot),
+        }
+    }
+
+    fn before(&self, t: u64) -> bool {
+        t < self.since
+    }
+
+    fn after(&self, t: u64) -> bool {
+        t >= self.until
+    }
+}
+
+/// Counters for the summaries: what was counted since `base`.
+#[derive(Default)]
+struct Counters {
+    /// Counters at the start of the window (a rotated file's baseline, or the
+    /// last snapshot before --since); zero for a run's first file.
+    base: Option<KernelCounters>,
+    /// The newest counters inside the window.
+    last: Option<KernelCounters>,
+    /// The live run's final summary, when it is inside the window.
+    final_: Option<KernelCounters>,
+}
+
+impl Counters {
+    fn since_base(&self, k: &KernelCounters) -> KernelCounters {
+        match &self.base {
+            Some(b) => counters_since(k, b),
+            None => k.clone(),
+        }
+    }
+}
+
+fn ending_note(path: &std::path::Path, r: &Reader<impl std::io::Read>) {
+    match r.ending {
+        Ending::Truncated { offset } => eprintln!(
+            "tcptrace: {}: ends inside a block at byte {offset} (recorder killed while \
+             writing?): read the {} complete blocks before it",
+            path.display(),
+            r.blocks
+        ),
+        Ending::Unclosed => eprintln!(
+            "tcptrace: {}: no end block (recorder stopped abruptly): read all {} blocks",
+            path.display(),
+            r.blocks
+        ),
+        Ending::Clean | Ending::Open => {}
+    }
+}
+
+pub fn run(args: ReplayArgs) -> Result<()> {
+    if args.info {
+        return info(&args.files);
+    }
+    let first = Reader::open(&args.files[0])?;
+    let window = Window::new(args.since, args.until, &first.meta);
+    let mut printer = Printer::new(
+        BufWriter::new(std::io::stdout().lock()),
+        args.json,
+        first.meta.boot_offset_ns,
+        true,
+    )
+    .with_pcap(args.pcap.as_deref())?
+    .with_diagnosis(crate::diagnose::session::Session::offline());
+    printer.begin()?;
+    let mut counters = Counters::default();
+    let mut final_host: Option<String> = None;
+    // Listener owners come from what the live run found, never from this
+    // host's /proc.
+    let mut owners = Owners::offline();
+    let mut started = false;
+    let mut first = Some(first);
+    for path in &args.files {
+        let mut reader = match first.take() {
+            Some(r) => r,
+            None => Reader::open(path)?,
+        };
+        printer.set_boot_offset(reader.meta.boot_offset_ns);
+        while let Some(block) = reader
+            .next_block()
+            .with_context(|| path.display().to_string())?
+        {
+            for lookup in &block.owners {
+                owners.learn(lookup.clone());
+            }
+            for item in block.items() {
+                match item {
+                    Item::Record(raw) => match decode(raw) {
+                        Ok(mut ev) => {
+                            owners.fill(&mut ev);
+                            if !window.before(ev.ts_ns)
+                                && !window.after(ev.ts_ns)
+                                && args.filter.matches(&ev)
+                            {
+                                printer.event(&ev)?;
+                            }
+                        }
+                        Err(e) => printer.undecodable(&e),
+                    },
+                    Item::Marker(m) => {
+                        // Counters at the start: a rotated file's baseline, or
+                        // the newest snapshot before --since.
+                        if (m.kind == MarkerKind::Baseline && !started) || window.before(m.boot_ns)
+                        {
+                            counters.base = Some(m.counters.clone());
+                        } else if !window.after(m.boot_ns) {
+                            counters.last = Some(m.counters.clone());
+                            match m.kind {
+                                MarkerKind::Summary => {
+                                    printer.set_recorded_host_view(m.host.as_deref());
+                                    printer.summary(&counters.since_base(&m.counters), false)?
+                                }
+                                MarkerKind::Final => {
+                                    counters.final_ = Some(m.counters.clone());
+                                    final_host = m.host.clone();
+                                }
+                                MarkerKind::Snapshot | MarkerKind::Baseline => {}
+                            }
+                        }
+                    }
+                }
+                started = true;
+            }
+        }
+        printer.flush()?;
+        ending_note(path, &reader);
+    }
+    let end = counters
+        .final_
+        .clone()
+        .or_else(|| counters.last.clone())
+        .or_else(|| counters.base.clone())
+        .unwrap_or_else(zero_counters);
+    printer.set_recorded_host_view(final_host.as_deref());
+    printer.summary(&counters.since_base(&end), true)?;
+    if let (Some(n), Some(path)) = (printer.packets(), &args.pcap) {
+        eprintln!("tcptrace: wrote {n} packets to {}", path.display());
+    }
+    Ok(())
+}
+
+/// `replay --info`: header and size statistics of each file.
+fn info(files: &[PathBuf]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    for path in files {
+        let mut r = Reader::open(path)?;
+        let size = std::fs::metadata(path)
+            .with_context(|| path.display().to_string())?
+            .len();
+        let (mut first, mut last, mut markers) = (u64::MAX, 0u64, 0u64);
+        while let Some(block) = r.next_block().with_context(|| path.display().to_string())? {
+            markers += block.markers.len() as u64;
+            for i in 0..block.len() {
+                if let Ok(ev) = decode(block.record(i)) {
+                    first = first.min(ev.ts_ns);
+                    last = last.max(ev.ts_ns);
+                }
+            }
+        }
+        let m = &r.meta;
+        writeln!(out, "file:        {}", path.display())?;
+        writeln!(
+            out,
+            "host:        {} (kernel {})",
+            m.hostname, m.kernel_release
+        )?;
+        writeln!(out, "tcptrace:    {}", m.tcptrace_version)?;
+        writeln!(
+            out,
+            "started:     {} (file {} of the run)",
+            wall_time(m.start_boot_ns, m.boot_offset_ns),
+            m.file_sequence
+        )?;
+        if first <= last {
+            writeln!(
+                out,
+                "events:      {} to {}",
+                wall_time(first, m.boot_offset_ns),
+                wall_time(last, m.boot_offset_ns)
+            )?;
+        }
+        for h in &m.hooks {
+            writeln!(
+                out,
+                "hook:        {:<12} {}",
+                h.hook,
+                h.mechanism.as_deref().unwrap_or("UNAVAILABLE")
+            )?;
+        }
+        if !m.filter.is_empty() {
+            writeln!(out, "filter:      {} (applied in the kernel)", m.filter)?;
+        }
+        let ending = match r.ending {
+            Ending::Clean => "closed cleanly".to_owned(),
+            Ending::Unclosed => "not closed (recorder stopped abruptly)".to_owned(),
+            Ending::Truncated { offset } => format!("cut inside a block at byte {offset}"),
+            Ending::Open => "open".to_owned(),
+        };
+        writeln!(
+            out,
+            "records:     {} in {} blocks, {markers} counter snapshots; {ending}",
+            r.records, r.blocks
+        )?;
+        let per = if r.records > 0 {
+            format!(", {:.2} bytes per event", size as f64 / r.records as f64)
+        } else {
+            String::new()
+        };
+        writeln!(out, "size:        {} ({size} bytes){per}", fmt_bytes(size))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(
+            parse_time("30s"),
+            Ok(TimeArg::After(Duration::from_secs(30)))
+        );
+        assert_eq!(parse_time("0"), Ok(TimeArg::After(Duration::ZERO)));
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20Z"),
+            Ok(TimeArg::Wall(1_700_000_000_000_000_000))
+        );
+        assert_eq!(
+            parse_time("2023-11-14T23:13:20.5+01:00"),
+            Ok(TimeArg::Wall(1_700_000_000_500_000_000))
+        );
+        assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
+        let meta = Metadata {
+            boot_offset_ns: 1_700_000_000_000_000_000,
+            start_boot_ns: 5_000,
+            ..Metadata::default()
+        };
+        let w = Window::new(
+            Some(TimeArg::After(Duration::from_micros(1))),
+            Some(TimeArg::Wall(1_700_000_000_000_010_000)),
+            &meta,
+        );
+        assert_eq!((w.since, w.until), (6_000, 10_000));
+        assert!(w.before(5_999) && !w.before(6_000));
+        assert!(w.after(10_000) && !w.after(9_999));
+    }
+}

@@ -1,0 +1,400 @@
+//! Scenario tests for the PAWS/RST family: a crafted peer (see `craft`)
+//! makes the server namespace's kernel reject old timestamps and judge RSTs;
+//! tcptrace must report exactly what was injected, and the kernel's own
+//! counters must agree. They need root and run under `cargo xtask test`.
+
+mod craft;
+mod support;
+
+use std::{
+    io::{ErrorKind, Read as _},
+    thread,
+    time::Duration,
+};
+
+use craft::{Conn, Family, Lab};
+use serde_json::Value;
+use support::*;
+
+/// Counter deltas in the server namespace between two snapshots.
+fn delta(
+    before: &std::collections::HashMap<String, u64>,
+    after: &std::collections::HashMap<String, u64>,
+    name: &str,
+) -> u64 {
+    after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0)
+}
+
+/// Starts tcptrace and says whether `hook` is attached; fails when the run
+/// requires it (VM matrix) and it is not.
+fn tracer_for(hook: &str) -> (Tracer, bool) {
+    let tracer = Tracer::start(&[]);
+    let on = tracer.mechanism(hook);
+    eprintln!("{hook}: {on:?}");
+    if required(hook) {
+        assert!(
+            on.is_some(),
+            "{hook} must attach here: {:?}",
+            tracer.attach_report
+        );
+    }
+    (tracer, on.is_some())
+}
+
+fn in_ns<'a>(objs: &'a [Value], kind: &str, netns: u64) -> Vec<&'a Value> {
+    events(objs, kind).filter(|e| e["netns"] == netns).collect()
+}
+
+/// S4: an established connection receives data stamped older than its
+/// `ts_recent`: one `paws_reject` at site `established` per segment.
+fn established(family: Family) {
+    const OLD: u32 = 3;
+    const BASE: u32 = 1_000_000;
+    let lab = Lab::new(family);
+    let listener = lab.listen(8040);
+    let wire = lab.wire();
+    let (tracer, on) = tracer_for("validate_incoming");
+    let before = lab.server_netstat();
+
+    let mut c = Conn::handshake(&wire, 40001, 8040, 7_000_000, Some(BASE));
+    let (mut stream, _) = listener.accept().expect("accept");
+    c.send_data(10, b"hello");
+    let mut buf = [0u8; 5];
+    stream
+        .read_exact(&mut buf)
+        .expect("the in-order segment arrives");
+    for _ in 0..OLD {
+        // New data at rcv_nxt, but stamped 1000 ticks in the past.
+        let s = craft::Segment {
+            psh: true,
+            payload: b"stale".to_vec(),
+            ..c.segment(0u32.wrapping_sub(1000))
+        };
+        c.send(s);
+        thread::sleep(Duration::from_millis(20));
+    }
+    thread::sleep(Duration::from_millis(100));
+    let after = lab.server_netstat();
+    let objs = tracer.stop();
+
+    assert_eq!(delta(&before, &after, "PAWSEstab"), u64::from(OLD));
+    assert_eq!(delta(&before, &after, "PAWSOldAck"), 0);
+    if !on {
+        eprintln!("validate_incoming unavailable: kernel counters checked only");
+        return;
+    }
+    let paws = in_ns(&objs, "paws_reject", lab.server_netns_inode());
+    assert_eq!(paws.len(), OLD as usize, "{paws:?}");
+    for e in paws {
+        assert_eq!(e["site"], "established");
+        assert_eq!(e["state"], "ESTABLISHED");
+        assert_eq!(e["daddr"], lab.peer_ip.to_string());
+        assert_eq!(e["dport"], 40001);
+        assert_eq!(e["saddr"], lab.server_ip.to_string());
+        assert_eq!(e["sport"], 8040);
+        assert_eq!(e["tsval"], BASE - 1000);
+        assert_eq!(e["ts_recent"], BASE + 10);
+        assert_eq!(e["old_ack"], false);
+    }
+    assert_eq!(final_summary(&objs)["lost_total"], 0);
+}
+
+/// S5: two clients behind one address, with different timestamp clocks,
+/// reuse a 4-tuple the server holds in TIME_WAIT: each SYN of the second
+/// one fails PAWS against the first one's last stamp.
+fn time_wait(family: Family) {
+    const SYNS: u32 = 3;
+    // B is behind A by less than 2^31: older, in 32-bit timestamp arithmetic.
+    const CLOCK_A: u32 = 1_500_000_000;
+    const CLOCK_B: u32 = 100_000;
+    let lab = Lab::new(family);
+    let listener = lab.listen(8050);
+    let wire = lab.wire();
+    let (tracer, on) = tracer_for("paws_time_wait");
+    let before = lab.server_netstat();
+
+    // Client A: connect, then the server closes first and keeps TIME_WAIT.
+    let mut a = Conn::handshake(&wire, 40002, 8050, 9_000_000, Some(CLOCK_A));
+    let (stream, _) = listener.accept().expect("accept");
+    drop(stream);
+    a.answer_fin(20);
+    // Client B, same address and port, its own clock.
+    for i in 0..SYNS {
+        wire.send(&craft::Segment {
+            sport: 40002,
+            dport: 8050,
+            seq: 50_000_000 + i,
+            syn: true,
+            mss: Some(1400),
+            ts: Some((CLOCK_B + i, 0)),
+            window: 64000,
+            ..craft::Segment::default()
+        });
+        thread::sleep(Duration::from_millis(50));
+    }
+    thread::sleep(Duration::from_millis(100));
+    let after = lab.server_netstat();
+    let objs = tracer.stop();
+
+    // 6.16+ counts TIME_WAIT rejects apart; before, they are PAWSEstab.
+    let counter = if after.contains_key("PAWSTimewait") {
+        assert_eq!(delta(&before, &after, "PAWSEstab"), 0);
+        "PAWSTimewait"
+    } else {
+        "PAWSEstab"
+    };
+    assert_eq!(
+        delta(&before, &after, counter),
+        u64::from(SYNS),
+        "{counter}"
+    );
+    if !on {
+        eprintln!("paws_time_wait unavailable: kernel counters checked only");
+        return;
+    }
+    let paws = in_ns(&objs, "paws_reject", lab.server_netns_inode());
+    assert_eq!(paws.len(), SYNS as usize, "{paws:?}");
+    for (i, e) in paws.iter().enumerate() {
+        assert_eq!(e["site"], "time_wait");
+        assert_eq!(e["state"], "TIME_WAIT");
+        assert_eq!(e["daddr"], lab.peer_ip.to_string());
+        assert_eq!(e["dport"], 40002);
+        assert_eq!(e["sport"], 8050);
+        assert_eq!(e["tsval"], CLOCK_B + i as u32);
+        assert_eq!(e["ts_recent"], CLOCK_A + 20);
+    }
+    let summary = final_summary(&objs);
+    let peer = summary["paws"]["top_peers"]
+        .as_array()
+        .expect("top_peers")
+        .iter()
+        .find(|p| p["peer"] == lab.peer_ip.to_string())
+        .expect("the shared address in the summary");
+    assert_eq!(peer["rejects"], SYNS);
+    assert!(
+        peer["clocks"].as_u64().is_some_and(|c| c >= 2),
+        "distinct clocks behind the address: {peer}"
+    );
+}
+
+/// S6: RSTs with an exact, an in-window inexact and out-of-window sequence
+/// numbers: accepted, challenge_ack, ignored — one event each.
+fn rst_verdicts(family: Family) {
+    let lab = Lab::new(family);
+    let listener = lab.listen(8060);
+    let wire = lab.wire();
+    let (tracer, on) = tracer_for("validate_incoming");
+    let before = lab.server_netstat();
+
+    let c = Conn::handshake(&wire, 40003, 8060, 11_000_000, None);
+    let (mut stream, _) = listener.accept().expect("accept");
+    let rcv_nxt = c.snd_nxt;
+    let rst = |seq: u32| {
+        wire.send(&craft::Segment {
+            sport: 40003,
+            dport: 8060,
+            seq,
+            rst: true,
+            window: 0,
+            ..craft::Segment::default()
+        })
+    };
+    // (offset from rcv_nxt, verdict, sign of the window distance)
+    let plan: [(i64, &str, i64); 5] = [
+        (-200_000, "ignored", -1),
+        (50_000_000, "ignored", 1),
+        (100, "challenge_ack", 0),
+        (200, "challenge_ack", 0),
+        (0, "accepted", 0),
+    ];
+    for (offset, _, _) in plan {
+        rst(rcv_nxt.wrapping_add(offset as u32));
+        // Challenge ACKs are limited to one per 500 ms per socket.
+        thread::sleep(Duration::from_millis(600));
+    }
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let err = stream
+        .read(&mut [0u8; 1])
+        .expect_err("the exact RST resets");
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+    let after = lab.server_netstat();
+    let objs = tracer.stop();
+
+    assert_eq!(delta(&before, &after, "TCPChallengeACK"), 2);
+    assert_eq!(delta(&before, &after, "TCPACKSkippedChallenge"), 0);
+    if !on {
+        eprintln!("validate_incoming unavailable: kernel counters checked only");
+        return;
+    }
+    let rsts = in_ns(&objs, "rst", lab.server_netns_inode());
+    assert_eq!(rsts.len(), plan.len(), "{rsts:?}");
+    for (e, (offset, verdict, sign)) in rsts.iter().zip(plan) {
+        assert_eq!(e["verdict"], verdict, "{e}");
+        assert_eq!(e["daddr"], lab.peer_ip.to_string());
+        assert_eq!(e["dport"], 40003);
+        assert_eq!(e["rcv_nxt"], rcv_nxt, "{e}");
+        assert_eq!(e["seq"], rcv_nxt.wrapping_add(offset as u32), "{e}");
+        let d = e["window_distance"].as_i64().expect("window_distance");
+        assert_eq!(d.signum(), sign, "{e}");
+    }
+    let by_verdict = &final_summary(&objs)["rst_received"]["by_verdict"];
+    assert_eq!(by_verdict["ignored"], 2);
+    assert_eq!(by_verdict["challenge_ack"], 2);
+    assert_eq!(by_verdict["accepted"], 1);
+}
+
+/// S7: the third segment of a handshake carries a TSval older than the
+/// SYN's: the request socket (SYN-RECV) rejects it, once per segment.
+fn syn_recv(family: Family) {
+    const ACKS: u32 = 3;
+    const BASE: u32 = 2_000_000;
+    let lab = Lab::new(family);
+    let _listener = lab.listen(8070);
+    let wire = lab.wire();
+    let (tracer, on) = tracer_for("paws_syn_recv");
+    let before = lab.server_netstat();
+
+    let iss = 13_000_000u32;
+    wire.send(&craft::Segment {
+        sport: 40004,
+        dport: 8070,
+        seq: iss,
+        syn: true,
+        mss: Some(1400),
+        ts: Some((BASE, 0)),
+        window: 64000,
+        ..craft::Segment::default()
+    });
+    let synack = wire
+        .recv(40004, craft::WAIT, |r| r.syn && r.ack_flag)
+        .expect("SYN-ACK");
+    for _ in 0..ACKS {
+        wire.send(&craft::Segment {
+            sport: 40004,
+            dport: 8070,
+            seq: iss.wrapping_add(1),
+            ack: Some(synack.seq.wrapping_add(1)),
+            ts: Some((BASE - 1000, synack.tsval.unwrap_or(0))),
+            window: 64000,
+            ..craft::Segment::default()
+        });
+        thread::sleep(Duration::from_millis(30));
+    }
+    thread::sleep(Duration::from_millis(100));
+    let after = lab.server_netstat();
+    let objs = tracer.stop();
+
+    assert_eq!(delta(&before, &after, "PAWSEstab"), u64::from(ACKS));
+    if !on {
+        eprintln!("paws_syn_recv unavailable: kernel counters checked only");
+        return;
+    }
+    let paws = in_ns(&objs, "paws_reject", lab.server_netns_inode());
+    assert_eq!(paws.len(), ACKS as usize, "{paws:?}");
+    for e in paws {
+        assert_eq!(e["site"], "syn_recv");
+        assert_eq!(e["daddr"], lab.peer_ip.to_string());
+        assert_eq!(e["dport"], 40004);
+        assert_eq!(e["saddr"], lab.server_ip.to_string());
+        assert_eq!(e["sport"], 8070);
+        assert_eq!(e["tsval"], BASE - 1000);
+        // The drop-reason path sees only the listener, not the request.
+        if !e["ts_recent"].is_null() {
+            assert_eq!(e["ts_recent"], BASE);
+        }
+    }
+}
+
+/// S8: an active open gets SYN-ACKs whose TSecr echoes a time before its SYN
+/// was sent: PAWSActive, the connection is reset by our side.
+fn syn_sent(family: Family) {
+    const SYNACKS: u32 = 2;
+    let lab = Lab::new(family);
+    let wire = lab.wire();
+    let (tracer, on) = tracer_for("paws_syn_sent");
+    let before = lab.server_netstat();
+
+    let peer = std::net::SocketAddr::new(lab.peer_ip, 9000);
+    let ns = lab.server_ns.clone();
+    let client = thread::spawn(move || {
+        craft::in_netns(&ns, move || {
+            std::net::TcpStream::connect_timeout(&peer, Duration::from_millis(1500)).is_ok()
+        })
+    });
+    let syn = wire
+        .recv(9000, craft::WAIT, |r| r.syn && !r.ack_flag)
+        .expect("SYN from the connecting socket");
+    let tsval = syn.tsval.expect("SYN timestamp");
+    for _ in 0..SYNACKS {
+        wire.send(&craft::Segment {
+            sport: 9000,
+            dport: syn.sport,
+            seq: 77_000_000,
+            ack: Some(syn.seq.wrapping_add(1)),
+            syn: true,
+            mss: Some(1400),
+            ts: Some((555, tsval.wrapping_sub(100_000))),
+            window: 64000,
+            ..craft::Segment::default()
+        });
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!client.join().expect("client"), "connect must not succeed");
+    let after = lab.server_netstat();
+    let objs = tracer.stop();
+
+    assert_eq!(delta(&before, &after, "PAWSActive"), u64::from(SYNACKS));
+    if !on {
+        eprintln!("paws_syn_sent unavailable: kernel counters checked only");
+        return;
+    }
+    let paws = in_ns(&objs, "paws_reject", lab.server_netns_inode());
+    assert_eq!(paws.len(), SYNACKS as usize, "{paws:?}");
+    for e in &paws {
+        assert_eq!(e["site"], "syn_sent");
+        assert_eq!(e["state"], "SYN_SENT");
+        assert_eq!(e["daddr"], lab.peer_ip.to_string());
+        assert_eq!(e["dport"], 9000);
+        assert_eq!(e["sport"], syn.sport);
+        assert_eq!(e["tsval"], 555);
+        // The echo is 100000 ticks before the stamp of our SYN.
+        let sent = e["ts_recent"].as_u64().expect("ts_recent") as u32;
+        let echoed = e["tsecr"].as_u64().expect("tsecr") as u32;
+        assert_eq!(sent.wrapping_sub(echoed), 100_000, "{e}");
+    }
+    // Our side answers each with a RST whose reason (6.10+) names PAWS.
+    let sent = &final_summary(&objs)["rst_sent"]["by_reason"];
+    if tracer_has_rst_reasons(sent) {
+        assert_eq!(sent["TCP_RFC7323_PAWS"], SYNACKS, "{sent}");
+    }
+}
+
+/// Whether the RSTs-sent counters carry reasons on this kernel.
+fn tracer_has_rst_reasons(by_reason: &Value) -> bool {
+    by_reason
+        .as_object()
+        .is_some_and(|m| !m.contains_key("unknown"))
+}
+
+macro_rules! scenario {
+    ($name:ident, $body:ident, $family:expr) => {
+        #[test]
+        #[ignore = "needs root and BPF: run by cargo xtask test"]
+        fn $name() {
+            $body($family);
+        }
+    };
+}
+
+scenario!(s4_paws_established_v4, established, Family::V4);
+scenario!(s4_paws_established_v6, established, Family::V6);
+scenario!(s5_paws_time_wait_nat_v4, time_wait, Family::V4);
+scenario!(s5_paws_time_wait_nat_v6, time_wait, Family::V6);
+scenario!(s6_rst_verdicts_v4, rst_verdicts, Family::V4);
+scenario!(s6_rst_verdicts_v6, rst_verdicts, Family::V6);
+scenario!(s7_paws_syn_recv_v4, syn_recv, Family::V4);
+scenario!(s7_paws_syn_recv_v6, syn_recv, Family::V6);
+scenario!(s8_paws_syn_sent_v4, syn_sent, Family::V4);
+scenario!(s8_paws_syn_sent_v6, syn_sent, Family::V6);

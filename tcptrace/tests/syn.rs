@@ -1,0 +1,803 @@
+//! Scenario tests for the SYN family: SYNs a listener drops, accept-queue
+//! overflows on the third ACK (reset or ghost connection), SYN-ACK
+//! retransmits. Every count tcptrace reports is checked against what the
+//! scenario did and against the namespace's own /proc/net/netstat counters.
+//! They need root and are run by `cargo xtask test` and inside every VM.
+//!
+//! Crafted peers send from an address no stack owns (".3" on a veth subnet)
+//! with a permanent neighbour entry on the server side, so the client
+//! namespace drops the server's answers silently instead of resetting them,
+//! and an AF_PACKET socket on the client veth still sees them.
+
+mod support;
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    ffi::CString,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use socket2::{Domain, Socket, Type};
+use support::*;
+
+// ---- namespaces and counters -------------------------------------------------
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// TcpExt counters of the calling thread's network namespace.
+fn netstat() -> HashMap<String, u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/net/netstat").expect("netstat");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = HashMap::new();
+    for pair in lines.chunks(2) {
+        let [names, values] = pair else { continue };
+        let (Some(("TcpExt", names)), Some(("TcpExt", values))) =
+            (names.split_once(": "), values.split_once(": "))
+        else {
+            continue;
+        };
+        for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
+            out.insert(n.to_owned(), v.parse().unwrap_or(0));
+        }
+    }
+    out
+}
+
+fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>, name: &str) -> u64 {
+    after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0)
+}
+
+/// Moves the calling thread into a named namespace.
+fn enter_netns(name: &str) {
+    let f = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
+    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+}
+
+const SERVER_MAC: [u8; 6] = [0x02, 0x54, 0x54, 0, 0, 1];
+const CLIENT_MAC: [u8; 6] = [0x02, 0x54, 0x54, 0, 0, 2];
+
+/// A server namespace and a client namespace joined by a veth pair, removed
+/// on drop (also when the test fails).
+struct VethPair {
+    server: String,
+    client: String,
+    v6: bool,
+}
+
+impl VethPair {
+    fn new(v6: bool) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let base = format!("tcptrace-syn-{}-{n}", std::process::id());
+        let pair = VethPair {
+            server: format!("{base}-s"),
+            client: format!("{base}-c"),
+            v6,
+        };
+        ip(&["netns", "add", &pair.server]);
+        ip(&["netns", "add", &pair.client]);
+        let mac = |m: [u8; 6]| {
+            m.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        };
+        let (s, c) = (pair.server.as_str(), pair.client.as_str());
+        ip(&[
+            "-n",
+            s,
+            "link",
+            "add",
+            "vs",
+            "address",
+            &mac(SERVER_MAC),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vc",
+            "address",
+            &mac(CLIENT_MAC),
+            "netns",
+            c,
+        ]);
+        for (ns, dev) in [(s, "vs"), (c, "vc")] {
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+        }
+        if v6 {
+            ip(&["-n", s, "addr", "add", "fd77::1/64", "dev", "vs", "nodad"]);
+            ip(&["-n", c, "addr", "add", "fd77::2/64", "dev", "vc", "nodad"]);
+        } else {
+            ip(&["-n", s, "addr", "add", "10.77.0.1/24", "dev", "vs"]);
+            ip(&["-n", c, "addr", "add", "10.77.0.2/24", "dev", "vc"]);
+        }
+        let fake = pair.fake().to_string();
+        ip(&[
+            "-n",
+            s,
+            "neigh",
+            "add",
+            &fake,
+            "lladdr",
+            &mac(CLIENT_MAC),
+            "dev",
+            "vs",
+            "nud",
+            "permanent",
+        ]);
+        pair
+    }
+
+    fn server_ip(&self) -> IpAddr {
+        if self.v6 {
+            IpAddr::V6("fd77::1".parse().expect("v6"))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1))
+        }
+    }
+
+    /// The crafted peer: an address no stack owns.
+    fn fake(&self) -> IpAddr {
+        if self.v6 {
+            IpAddr::V6("fd77::3".parse().expect("v6"))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(10, 77, 0, 3))
+        }
+    }
+}
+
+impl Drop for VethPair {
+    fn drop(&mut self) {
+        for ns in [&self.server, &self.client] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+// ---- crafted peer ----------------------------------------------------------
+
+/// One TCP segment the server sent to the crafted peer.
+#[derive(Clone, Copy, Debug)]
+struct Seg {
+    /// The peer's port.
+    port: u16,
+    seq: u32,
+    ack: u32,
+    syn: bool,
+    rst: bool,
+}
+
+/// An AF_PACKET socket on the client veth: sends crafted frames, reads what
+/// the server sends to the crafted address.
+struct Peer {
+    fd: OwnedFd,
+    server: IpAddr,
+    fake: IpAddr,
+    server_port: u16,
+}
+
+impl Peer {
+    /// Opens the socket in the client namespace (call from a thread in it).
+    fn open(pair: &VethPair, server_port: u16) -> Peer {
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain socket(2) call; the fd is owned right away.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto as i32) };
+        assert!(
+            raw >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: raw is a fresh, valid fd.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let name = CString::new("vc").expect("name");
+        // SAFETY: a NUL-terminated interface name.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        assert!(ifindex > 0, "no vc in the client namespace");
+        // SAFETY: sockaddr_ll is plain data; bind reads it.
+        let ret = unsafe {
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto;
+            sll.sll_ifindex = ifindex as i32;
+            libc::bind(
+                fd.as_raw_fd(),
+                (&raw const sll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(
+            ret,
+            0,
+            "bind AF_PACKET: {}",
+            std::io::Error::last_os_error()
+        );
+        Peer {
+            fd,
+            server: pair.server_ip(),
+            fake: pair.fake(),
+            server_port,
+        }
+    }
+
+    fn send(&self, port: u16, seq: u32, ack: Option<u32>, syn: bool) {
+        let eth = etherparse::PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC);
+        let ipb = match (self.fake, self.server) {
+            (IpAddr::V4(f), IpAddr::V4(s)) => eth.ipv4(f.octets(), s.octets(), 64),
+            (IpAddr::V6(f), IpAddr::V6(s)) => eth.ipv6(f.octets(), s.octets(), 64),
+            _ => panic!("mixed families"),
+        };
+        let mut tcp = ipb.tcp(port, self.server_port, seq, 64240);
+        if syn {
+            tcp = tcp.syn();
+        }
+        if let Some(a) = ack {
+            tcp = tcp.ack(a);
+        }
+        let mut frame = Vec::with_capacity(tcp.size(0));
+        tcp.write(&mut frame, &[]).expect("build frame");
+        // SAFETY: sending a valid buffer on a bound packet socket.
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        assert_eq!(
+            n,
+            frame.len() as isize,
+            "send: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    fn syn(&self, port: u16) {
+        self.send(port, client_isn(port), None, true);
+    }
+
+    /// Completes the handshake for `port` given the server's SYN-ACK.
+    fn ack(&self, synack: &Seg) {
+        self.send(
+            synack.port,
+            client_isn(synack.port).wrapping_add(1),
+            Some(synack.seq.wrapping_add(1)),
+            false,
+        );
+    }
+
+    /// Segments from the server to the crafted peer, for `wait`.
+    fn read(&self, wait: Duration) -> Vec<Seg> {
+        let deadline = Instant::now() + wait;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return out;
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let ready = unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) };
+            if ready <= 0 {
+                continue;
+            }
+            // SAFETY: reading into a buffer of the given length.
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n <= 0 {
+                continue;
+            }
+            if let Some(seg) = self.parse(&buf[..n as usize]) {
+                out.push(seg);
+            }
+        }
+    }
+
+    fn parse(&self, frame: &[u8]) -> Option<Seg> {
+        let p = etherparse::SlicedPacket::from_ethernet(frame).ok()?;
+        let (src, dst): (IpAddr, IpAddr) = match p.net? {
+            etherparse::NetSlice::Ipv4(v4) => (
+                v4.header().source_addr().into(),
+                v4.header().destination_addr().into(),
+            ),
+            etherparse::NetSlice::Ipv6(v6) => (
+                v6.header().source_addr().into(),
+                v6.header().destination_addr().into(),
+            ),
+            _ => return None,
+        };
+        let etherparse::TransportSlice::Tcp(tcp) = p.transport? else {
+            return None;
+        };
+        (src == self.server && dst == self.fake && tcp.source_port() == self.server_port).then(
+            || Seg {
+                port: tcp.destination_port(),
+                seq: tcp.sequence_number(),
+                ack: tcp.acknowledgment_number(),
+                syn: tcp.syn(),
+                rst: tcp.rst(),
+            },
+        )
+    }
+
+    /// Waits for the SYN-ACK answering `port`'s SYN.
+    fn synack(&self, port: u16) -> Seg {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Some(s) = self
+                .read(Duration::from_millis(50))
+                .into_iter()
+                .find(|s| s.port == port && s.syn && s.ack == client_isn(port).wrapping_add(1))
+            {
+                return s;
+            }
+        }
+        panic!("no SYN-ACK for port {port}");
+    }
+}
+
+/// The crafted peer's initial sequence number for a source port.
+fn client_isn(port: u16) -> u32 {
+    0x1000_0000 ^ (u32::from(port) << 8)
+}
+
+/// A listener that never accepts.
+fn listener(addr: SocketAddr, backlog: i32) -> Socket {
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let s = Socket::new(domain, Type::STREAM, None).expect("socket");
+    s.set_reuse_address(true).expect("SO_REUSEADDR");
+    s.bind(&addr.into()).expect("bind");
+    s.listen(backlog).expect("listen");
+    s
+}
+
+fn port_of(s: &Socket) -> u16 {
+    s.local_addr()
+        .expect("local addr")
+        .as_socket()
+        .expect("inet")
+        .port()
+}
+
+fn in_netns<'a>(objs: &'a [Value], kind: &str, netns: u64) -> Vec<&'a Value> {
+    events(objs, kind).filter(|e| e["netns"] == netns).collect()
+}
+
+fn summary_listener(objs: &[Value], netns: u64, port: u16) -> Option<&Value> {
+    final_summary(objs)["listeners"]
+        .as_array()?
+        .iter()
+        .find(|l| l["netns"] == netns && l["port"] == port)
+}
+
+/// Hooks the test depends on: attached, or (outside the VM matrix) reported
+/// unavailable so the kernel-side checks are skipped. One kernel limit is
+/// accepted even where every hook is required: with `--attach fentry`,
+/// kernels before 6.4 cannot trace the 7-parameter syn_recv_sock functions,
+/// and tcptrace must say exactly that (`--attach auto` uses kprobes there).
+fn hook(tracer: &Tracer, name: &str) -> bool {
+    let m = tracer.mechanism(name);
+    let report = tracer
+        .attach_report
+        .iter()
+        .find(|l| l.split_whitespace().nth(1) == Some(name))
+        .cloned()
+        .unwrap_or_default();
+    let trampoline_limit = attach_mode() == "fentry" && report.contains("at most 6 arguments");
+    if required(name) && !trampoline_limit {
+        assert!(
+            m.is_some(),
+            "{name} must attach here: {:?}",
+            tracer.attach_report
+        );
+    }
+    if m.is_none() {
+        eprintln!("{name} unavailable on this kernel ({report}): its checks are skipped");
+    }
+    m.is_some()
+}
+
+// ---- S1: accept queue full at the SYN ----------------------------------------
+
+/// A listener with backlog B that never accepts; K > B+1 clients connect
+/// without blocking. The first B+1 complete, every SYN after that (first
+/// tries and retransmissions) is dropped because the accept queue is full.
+fn accept_queue_full_at_syn(v6: bool) {
+    const BACKLOG: i32 = 2;
+    const CLIENTS: usize = 8;
+    let tracer = Tracer::start(&[]);
+    let syn_drop = hook(&tracer, "syn_drop");
+    let owner = hook(&tracer, "listen_owner");
+    let overflow = hook(&tracer, "listen_overflow");
+    let worker = thread::spawn(move || {
+        enter_private_netns();
+        let host: IpAddr = if v6 {
+            Ipv6Addr::LOCALHOST.into()
+        } else {
+            Ipv4Addr::LOCALHOST.into()
+        };
+        let before = netstat();
+        let l = listener(SocketAddr::new(host, 0), BACKLOG);
+        let addr = SocketAddr::new(host, port_of(&l));
+        let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
+        let clients: Vec<Socket> = (0..CLIENTS)
+            .map(|_| {
+                let c = Socket::new(domain, Type::STREAM, None).expect("client");
+                c.set_nonblocking(true).expect("nonblocking");
+                match c.connect(&addr.into()) {
+                    Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+                    other => panic!("non-blocking connect: {other:?}"),
+                }
+                c
+            })
+            .collect();
+        // Two SYN tries (at 0 s and 1 s) per client that is not let in.
+        thread::sleep(Duration::from_millis(2500));
+        drop(clients);
+        drop(l);
+        thread::sleep(Duration::from_millis(200));
+        let after = netstat();
+        (thread_netns(), addr.port(), before, after)
+    });
+    let (netns, port, before, after) = worker.join().expect("worker");
+    let objs = tracer.stop();
+
+    let overflows = delta(&before, &after, "ListenOverflows");
+    let drops = delta(&before, &after, "ListenDrops");
+    assert!(
+        overflows >= (CLIENTS - BACKLOG as usize - 1) as u64,
+        "{overflows}"
+    );
+    assert_eq!(overflows, drops, "every drop is an accept-queue overflow");
+    let ovf_events = in_netns(&objs, "listen_overflow", netns).len() as u64;
+    if overflow {
+        assert!(ovf_events <= overflows);
+    }
+    if !syn_drop {
+        return;
+    }
+    let dropped = in_netns(&objs, "syn_drop", netns);
+    assert_eq!(
+        dropped.len() as u64 + ovf_events,
+        overflows,
+        "syn_drop + listen_overflow events == ListenOverflows"
+    );
+    for e in &dropped {
+        assert_eq!(e["cause"], "accept_queue_full", "{e}");
+        assert_eq!(e["sport"], port);
+        assert_eq!(e["backlog_max"], BACKLOG);
+        assert_eq!(e["backlog"], BACKLOG + 1);
+        assert_eq!(e["saddr"], if v6 { "::1" } else { "127.0.0.1" });
+        if owner {
+            assert_eq!(e["pid"], std::process::id(), "{e}");
+            assert_eq!(e["owner"], "listen");
+        }
+    }
+    let l = summary_listener(&objs, netns, port).expect("listener in the summary");
+    assert_eq!(l["syn_drops"]["accept_queue_full"], dropped.len());
+    assert_eq!(l["answered"]["normal"], BACKLOG + 1, "{l}");
+    assert_eq!(final_summary(&objs)["lost_total"], 0);
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn s1_accept_queue_full_at_syn_v4() {
+    accept_queue_full_at_syn(false);
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn s1_accept_queue_full_at_syn_v6() {
+    accept_queue_full_at_syn(true);
+}
+
+// ---- S2: accept queue full on the third ACK ----------------------------------
+
+/// Fills the accept queue of a listener with backlog B through crafted
+/// handshakes, then completes two more that were answered before it was full:
+/// the last third ACK overflows. With tcp_abort_on_overflow=0 the request
+/// stays and its SYN-ACK is resent (a ghost connection: the peer's
+/// re-ACK overflows again); with 1 the peer gets a RST.
+fn third_ack_overflow(v6: bool, abort: bool) {
+    const BACKLOG: i32 = 4;
+    let tracer = Tracer::start(&[]);
+    let overflow = hook(&tracer, "listen_overflow");
+    let rtx = hook(&tracer, "synack_retrans");
+    let pair = VethPair::new(v6);
+    let (server, client) = (pair.server.clone(), pair.client.clone());
+    let server_ip = pair.server_ip();
+    let worker = thread::spawn(move || {
+        enter_netns(&server);
+        set_sysctl(
+            "net/ipv4/tcp_abort_on_overflow",
+            if abort { "1" } else { "0" },
+        );
+        let l = listener(SocketAddr::new(server_ip, 0), BACKLOG);
+        let port = port_of(&l);
+        enter_netns(&client);
+        let peer = Peer::open(&pair, port);
+        enter_netns(&server);
+        let before = netstat();
+        // B handshakes fill the accept queue up to its limit...
+        let mut p = 41000;
+        for _ in 0..BACKLOG {
+            peer.syn(p);
+            peer.ack(&peer.synack(p));
+            p += 1;
+        }
+        // ...two more SYNs are answered while it still has room...
+        let (a, b) = (p, p + 1);
+        peer.syn(a);
+        let synack_a = peer.synack(a);
+        peer.syn(b);
+        let synack_b = peer.synack(b);
+        peer.ack(&synack_a);
+        thread::sleep(Duration::from_millis(50));
+        // ...and the last third ACK finds it full.
+        peer.ack(&synack_b);
+        let mut resets = 0;
+        let mut resent = 0;
+        let mut count = |seg: Seg, reply: bool| {
+            if seg.port != b {
+                return;
+            }
+            if seg.rst {
+                resets += 1;
+            } else if seg.syn {
+                resent += 1;
+                // A real client re-ACKs the resent SYN-ACK; do it once.
+                if reply && resent == 1 {
+                    peer.ack(&seg);
+                }
+            }
+        };
+        let deadline = Instant::now() + Duration::from_millis(if abort { 1800 } else { 3500 });
+        while Instant::now() < deadline {
+            for seg in peer.read(Duration::from_millis(100)) {
+                count(seg, true);
+            }
+        }
+        // Closing the listener ends the request: nothing is resent after
+        // this, and what was already on its way is still counted.
+        drop(l);
+        for seg in peer.read(Duration::from_millis(150)) {
+            count(seg, false);
+        }
+        let after = netstat();
+        (thread_netns(), port, b, resets, resent, before, after)
+    });
+    let (netns, port, ghost_port, resets, resent, before, after) = worker.join().expect("worker");
+    let objs = tracer.stop();
+
+    let overflows = delta(&before, &after, "ListenOverflows");
+    let synrtx = delta(&before, &after, "TCPSynRetrans");
+    if abort {
+        assert_eq!(overflows, 1);
+        assert_eq!(resets, 1, "the peer is reset");
+        assert_eq!(resent, 0);
+        assert_eq!(synrtx, 0);
+        assert_eq!(delta(&before, &after, "EmbryonicRsts"), 1);
+    } else {
+        assert!(resent >= 1, "the SYN-ACK is resent");
+        assert_eq!(resets, 0);
+        assert_eq!(overflows, 2, "the third ACK and the re-ACK overflow");
+        assert_eq!(synrtx, resent, "TCPSynRetrans == SYN-ACKs resent");
+    }
+    if overflow {
+        let ev = in_netns(&objs, "listen_overflow", netns);
+        assert_eq!(
+            ev.len() as u64,
+            overflows,
+            "listen_overflow == ListenOverflows"
+        );
+        for e in &ev {
+            assert_eq!(e["sport"], port);
+            assert_eq!(e["dport"], ghost_port);
+            assert_eq!(e["daddr"], pair_fake(v6));
+            assert_eq!(e["backlog"], BACKLOG + 1);
+            assert_eq!(e["backlog_max"], BACKLOG);
+            assert_eq!(e["abort_on_overflow"], u8::from(abort));
+            assert_eq!(e["outcome"], if abort { "reset" } else { "ghost" });
+        }
+        let l = summary_listener(&objs, netns, port).expect("listener in the summary");
+        assert_eq!(l["listen_overflows"], overflows);
+    }
+    if rtx {
+        let ev = in_netns(&objs, "synack_retransmit", netns);
+        assert_eq!(
+            ev.len() as u64,
+            synrtx,
+            "synack_retransmit == TCPSynRetrans"
+        );
+        for (i, e) in ev.iter().enumerate() {
+            assert_eq!(e["dport"], ghost_port);
+            assert_eq!(e["retransmit"], i + 1);
+            assert_eq!(e["after_overflow"], overflow, "{e}");
+        }
+    }
+}
+
+fn pair_fake(v6: bool) -> &'static str {
+    if v6 {
+        "fd77::3"
+    } else {
+        "10.77.0.3"
+    }
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn s2_third_ack_overflow_ghost_v4() {
+    third_ack_overflow(false, false);
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn s2_third_ack_overflow_reset_v4() {
+    third_ack_overflow(false, true);
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn s2_third_ack_overflow_ghost_v6() {
+    third_ack_overflow(true, false);
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn s2_third_ack_overflow_reset_v6() {
+    third_ack_overflow(true, true);
+}
+
+// ---- S3: SYN burst ---------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Burst {
+    /// Syncookies off, listen() backlog 8: the SYN queue fills.
+    SynQueueFull,
+    /// Syncookies on, same listener: the overflow is answered with cookies.
+    Cookies,
+    /// Syncookies off, large backlog, tcp_max_syn_backlog 8: the "last
+    /// quarter" rule drops unproven peers (cause `other`).
+    LastQuarter,
+}
+
+/// N crafted SYNs from distinct ports, none completed.
+fn syn_burst(v6: bool, kind: Burst) {
+    const N: u16 = 20;
+    let backlog = if kind == Burst::LastQuarter { 64 } else { 8 };
+    let tracer = Tracer::start(&[]);
+    let syn_drop = hook(&tracer, "syn_drop");
+    let pair = VethPair::new(v6);
+    let (server, client) = (pair.server.clone(), pair.client.clone());
+    let server_ip = pair.server_ip();
+    let worker = thread::spawn(move || {
+        enter_netns(&server);
+        set_sysctl(
+            "net/ipv4/tcp_syncookies",
+            if kind == Burst::Cookies { "1" } else { "0" },
+        );
+        if kind == Burst::LastQuarter {
+            set_sysctl("net/ipv4/tcp_max_syn_backlog", "8");
+        }
+        let l = listener(SocketAddr::new(server_ip, 0), backlog);
+        let port = port_of(&l);
+        enter_netns(&client);
+        let peer = Peer::open(&pair, port);
+        enter_netns(&server);
+        let before = netstat();
+        for p in 0..N {
+            peer.syn(42000 + p);
+        }
+        // First answers only: resent SYN-ACKs start after 1 s.
+        let answered: BTreeSet<u16> = peer
+            .read(Duration::from_millis(700))
+            .into_iter()
+            .filter(|s| s.syn && s.ack == client_isn(s.port).wrapping_add(1))
+            .map(|s| s.port)
+            .collect();
+        drop(l);
+        thread::sleep(Duration::from_millis(100));
+        let after = netstat();
+        (thread_netns(), port, answered.len() as u64, before, after)
+    });
+    let (netns, port, answered, before, after) = worker.join().expect("worker");
+    let objs = tracer.stop();
+
+    let n = u64::from(N);
+    let listen_drops = delta(&before, &after, "ListenDrops");
+    let full_drop = delta(&before, &after, "TCPReqQFullDrop");
+    let cookies = delta(&before, &after, "TCPReqQFullDoCookies");
+    assert_eq!(delta(&before, &after, "ListenOverflows"), 0);
+    match kind {
+        Burst::SynQueueFull => {
+            assert_eq!(answered + full_drop, n, "answered {answered}");
+            assert!(full_drop >= n - 9, "{full_drop}");
+            assert_eq!(listen_drops, full_drop);
+            assert_eq!(cookies, 0);
+        }
+        Burst::Cookies => {
+            assert_eq!(answered, n, "every SYN is answered");
+            assert!(cookies >= n - 9, "{cookies}");
+            assert_eq!(listen_drops, 0);
+            assert_eq!(full_drop, 0);
+        }
+        Burst::LastQuarter => {
+            assert_eq!(answered + listen_drops, n, "answered {answered}");
+            assert_eq!(answered, 7, "8 - qlen < 8/4 from the 8th SYN on");
+            assert_eq!(full_drop, 0);
+            assert_eq!(cookies, 0);
+        }
+    }
+    if !syn_drop {
+        return;
+    }
+    let dropped = in_netns(&objs, "syn_drop", netns);
+    assert_eq!(
+        dropped.len() as u64,
+        listen_drops,
+        "syn_drop == ListenDrops"
+    );
+    let want_cause = match kind {
+        Burst::LastQuarter => "other",
+        _ => "syn_queue_full",
+    };
+    for e in &dropped {
+        assert_eq!(e["cause"], want_cause, "{e}");
+        assert_eq!(e["sport"], port);
+        assert_eq!(e["daddr"], pair_fake(v6));
+        assert_eq!(e["syncookies"], u8::from(kind == Burst::Cookies));
+        assert_eq!(e["last_quarter"], kind == Burst::LastQuarter, "{e}");
+    }
+    let l = summary_listener(&objs, netns, port).expect("listener in the summary");
+    assert_eq!(l["answered"]["cookie"], cookies, "{l}");
+    assert_eq!(l["answered"]["normal"], answered - cookies, "{l}");
+    assert_eq!(final_summary(&objs)["lost_total"], 0);
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn s3_syn_queue_full_v4() {
+    syn_burst(false, Burst::SynQueueFull);
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn s3_syn_cookies_v4() {
+    syn_burst(false, Burst::Cookies);
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn s3_last_quarter_v4() {
+    syn_burst(false, Burst::LastQuarter);
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn s3_syn_queue_full_v6() {
+    syn_burst(true, Burst::SynQueueFull);
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn s3_syn_cookies_v6() {
+    syn_burst(true, Burst::Cookies);
+}
