@@ -51,6 +51,22 @@ fn main() {
         }),
         "tracing;",
     )];
+    // `TCPTRACE_BENCH_BASELINE=PATH=LABEL`: an older tcptrace beside this one.
+    if let Some((path, label)) = std::env::var("TCPTRACE_BENCH_BASELINE")
+        .ok()
+        .and_then(|v| v.split_once('=').map(|(p, l)| (p.to_owned(), l.to_owned())))
+    {
+        let name: &'static str = Box::leak(format!("tcptrace@{label}").into_boxed_str());
+        tracers.push((
+            name,
+            Box::new(move || {
+                let mut c = Command::new(&path);
+                c.args(["--interval", "0", "--min-latency", "1ms"]);
+                c
+            }),
+            "tracing;",
+        ));
+    }
     if let Some(bin) = bpftrace_bin() {
         tracers.push((
             "bpftrace",

@@ -88,13 +88,6 @@ pub async fn run(args: LiveArgs) -> Result<()> {
     session(&args, None).await
 }
 
-/// Hands the heap that parsing kernel BTF used at load time (tens of MiB)
-/// back to the system, so a long run keeps only what it uses.
-fn release_load_memory() {
-    // SAFETY: malloc_trim only releases free heap memory.
-    unsafe { libc::malloc_trim(0) };
-}
-
 /// Ring buffer polling period while events flow, and its ceiling when idle.
 const POLL_MIN: std::time::Duration = std::time::Duration::from_millis(5);
 const POLL_MAX: std::time::Duration = std::time::Duration::from_millis(40);
@@ -118,7 +111,6 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
         eprintln!("tcptrace: filter (in the kernel): {filter}");
     }
     crate::bench_flood::attach(&mut ebpf, &args.bench)?;
-    release_load_memory();
     let counters = CounterMaps::take(&mut ebpf, rst_slot_names)?;
     let ring = ebpf
         .take_map(maps::EVENTS)
