@@ -66,6 +66,19 @@ enum Cmd {
 
 /// The workload thread: private netns, pinned, a listener and one
 /// connected socket. Answers each command with the elapsed nanoseconds.
+/// BPF programs on the connect() syscall tracepoints loaded before a session
+/// starts: another tracer (another user's tcptrace or bpftrace) running
+/// during the session adds its cost to every figure, "none" included.
+fn connect_programs() -> usize {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| {
+            p.name_as_str()
+                .is_some_and(|n| n.contains("conne") || n.starts_with("tracepoint_"))
+        })
+        .count()
+}
+
 /// CPU time of the calling thread, in nanoseconds.
 fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -237,8 +250,12 @@ impl Tracer {
                     n.push('-');
                     n.push_str(mode);
                 }
-                if !extra.is_empty() {
-                    n.push_str(&format!("[{}]", extra.join(" ")));
+                match extra.as_slice() {
+                    [] => {}
+                    [flag, hooks] if flag == "--bench-hooks" => {
+                        n.push_str(&format!("[{hooks} only]"));
+                    }
+                    _ => n.push_str(&format!("[{}]", extra.join(" "))),
                 }
                 n
             }
@@ -248,7 +265,12 @@ impl Tracer {
 
     /// Whether every EISCONN call is reported (not a filtered variant).
     fn reports(&self) -> bool {
-        !matches!(self, Self::Tcptrace(_, extra, _) if !extra.is_empty())
+        match self {
+            Self::Tcptrace(_, extra, _) => {
+                extra.is_empty() || extra.first().is_some_and(|a| a == "--bench-hooks")
+            }
+            _ => true,
+        }
     }
 
     /// Starts the tracer and waits until it reports a marker connect().
@@ -273,6 +295,8 @@ impl Tracer {
             Watch {
                 first: format!("127.0.0.1:{MARKER_PORT}"),
                 count: eisconn.into(),
+                // Event lines name the peer; summary lines do not.
+                count_also: "127.0.0.1".into(),
                 ready: "tracing;".into(),
             },
         );
@@ -336,8 +360,8 @@ fn main() {
     let mut tracers = vec![Tracer::None];
     let modes = std::env::var("TCPTRACE_BENCH_ATTACH").unwrap_or_else(|_| "auto".into());
     // `TCPTRACE_BENCH_VARIANTS`: extra tcptrace runs, `;`-separated
-    // argument lists (development aid). `TCPTRACE_BENCH_BASELINE=PATH=LABEL`:
-    // another tcptrace binary (an older commit) measured the same way.
+    // argument lists (development aid). `TCPTRACE_BENCH_BASELINE`: older
+    // tcptrace binaries measured the same way.
     let variants: Vec<Vec<String>> = std::iter::once(Vec::new())
         .chain(
             std::env::var("TCPTRACE_BENCH_VARIANTS")
@@ -347,11 +371,9 @@ fn main() {
                 .map(|v| v.split_whitespace().map(str::to_owned).collect()),
         )
         .collect();
-    let baseline = std::env::var("TCPTRACE_BENCH_BASELINE")
-        .ok()
-        .and_then(|v| v.split_once('=').map(|(p, l)| (p.to_owned(), l.to_owned())));
+    let baselines = baselines();
     for m in modes.split(',').filter(|m| !m.is_empty()) {
-        if let Some(b) = &baseline {
+        for b in &baselines {
             tracers.push(Tracer::Tcptrace(m.to_owned(), Vec::new(), Some(b.clone())));
         }
         for v in &variants {
@@ -359,6 +381,12 @@ fn main() {
         }
     }
     if let Some(bin) = bpftrace_bin() {
+        // The same hooks as the bpftrace script: connect() only.
+        tracers.push(Tracer::Tcptrace(
+            "auto".into(),
+            vec!["--bench-hooks".into(), "connect".into()],
+            None,
+        ));
         data(
             "hotpath",
             json!({"kind": "bpftrace", "version": bpftrace_version(&bin), "script": BPFTRACE_CONNECT}),
@@ -409,6 +437,7 @@ fn main() {
         for k in 0..tracers.len() {
             let ti = (k + round) % tracers.len();
             let tracer = &tracers[ti];
+            let foreign = connect_programs();
             let mut running = tracer.start(&worker, tracer_cpu);
             let tracer_cpu0 = running.as_ref().map_or(0, |r| cpu_ns(r.pid()));
             let mut eisconn_calls = 0u64;
@@ -443,6 +472,13 @@ fn main() {
             if syns > 0 && dropped != syns {
                 eprintln!("bench hotpath: {syns} SYNs sent, {dropped} counted as ListenOverflows");
             }
+            if running.is_none() {
+                data(
+                    "hotpath",
+                    json!({"kind": "session", "round": round, "tracer": tracer.name(),
+                           "foreign_programs": foreign, "syns": syns, "listen_overflows": dropped}),
+                );
+            }
             if let Some(mut r) = running {
                 // Let the tracer print what is still queued.
                 if tracer.reports() {
@@ -452,13 +488,26 @@ fn main() {
                 let tracer_cpu_ns = cpu_ns(r.pid()) - tracer_cpu0;
                 let f = r.stop(Duration::from_secs(30));
                 let eis = f.needle_hits;
+                if round == 0 {
+                    // Which mechanism each hook attached with.
+                    let attach: Vec<&str> = f
+                        .stderr
+                        .iter()
+                        .filter_map(|(_, l)| l.strip_prefix("tcptrace: "))
+                        .filter(|l| !l.starts_with("tracing;"))
+                        .collect();
+                    data(
+                        "hotpath",
+                        json!({"kind": "attach", "tracer": tracer.name(), "lines": attach}),
+                    );
+                }
                 data(
                     "hotpath",
                     json!({"kind": "session", "round": round, "tracer": tracer.name(),
                            "eisconn_calls": eisconn_calls, "eisconn_reported": eis,
                            "lost": lost(tracer, &f), "exit_ok": f.success,
                            "tracer_cpu_ns": tracer_cpu_ns, "syns": syns,
-                           "listen_overflows": dropped}),
+                           "listen_overflows": dropped, "foreign_programs": foreign}),
                 );
             }
         }

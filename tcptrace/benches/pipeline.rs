@@ -300,14 +300,15 @@ fn main() {
         path: tcptrace_bin(),
         label: "tcptrace".into(),
     }];
-    if let Some((path, label)) = std::env::var("TCPTRACE_BENCH_BASELINE")
-        .ok()
-        .and_then(|v| v.split_once('=').map(|(p, l)| (p.to_owned(), l.to_owned())))
-    {
-        bins.push(Bin {
-            path,
-            label: format!("tcptrace@{label}"),
-        });
+    for (path, label) in baselines() {
+        if has_bench_flags(&path) {
+            bins.push(Bin {
+                path,
+                label: format!("tcptrace@{label}"),
+            });
+        } else {
+            eprintln!("bench pipeline: tcptrace@{label} has no bench-only event source: skipped");
+        }
     }
 
     // 1. Highest paced rate drained with zero loss, decode-only sink.

@@ -51,11 +51,8 @@ fn main() {
         }),
         "tracing;",
     )];
-    // `TCPTRACE_BENCH_BASELINE=PATH=LABEL`: an older tcptrace beside this one.
-    if let Some((path, label)) = std::env::var("TCPTRACE_BENCH_BASELINE")
-        .ok()
-        .and_then(|v| v.split_once('=').map(|(p, l)| (p.to_owned(), l.to_owned())))
-    {
+    // Older tcptrace binaries beside this one.
+    for (path, label) in baselines() {
         let name: &'static str = Box::leak(format!("tcptrace@{label}").into_boxed_str());
         tracers.push((
             name,
@@ -86,8 +83,8 @@ fn main() {
                 cmd,
                 Watch {
                     first: needle.clone(),
-                    count: String::new(),
                     ready: (*ready).into(),
+                    ..Watch::default()
                 },
             );
             let t_first = r.wait_needle(Duration::from_secs(120), EVERY, || {});

@@ -1,6 +1,7 @@
 //! Bench-only switches (`cargo xtask bench`), hidden from `--help`: an event
 //! source that floods the ring buffer with synthetic records for one process,
-//! and a sink that decodes and summarises every event without printing it.
+//! a sink that decodes and summarises every event without printing it, and
+//! a choice of hooks.
 //! Normal runs never load the source program.
 
 use anyhow::{bail, Context as _, Result};
@@ -15,6 +16,10 @@ pub struct BenchArgs {
     /// Bench only: decode and count every event, print only the final summary.
     #[arg(long, hide = true)]
     pub bench_quiet: bool,
+    /// Bench only: attach only these hooks (comma-separated names), to
+    /// compare with a peer tracer running the same hooks.
+    #[arg(long, hide = true, value_delimiter = ',')]
+    pub bench_hooks: Vec<String>,
 }
 
 fn parse_flood(s: &str) -> Result<(u32, u32), String> {
@@ -49,4 +54,17 @@ pub fn attach(ebpf: &mut Ebpf, args: &BenchArgs) -> Result<()> {
         .context("attaching the bench source to syscalls:sys_enter_getppid")?;
     eprintln!("tcptrace: bench source: {n} records per getppid() of pid {pid}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flood_spec_is_checked() {
+        assert_eq!(parse_flood("12:64"), Ok((12, 64)));
+        for bad in ["0:1", "1:0", "1:257", "x:1", "12", ""] {
+            assert!(parse_flood(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -102,7 +102,7 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
         mut ebpf,
         hooks,
         rst_slot_names,
-    } = loader::load(args.attach, config)?;
+    } = loader::load_only(args.attach, config, &args.bench.bench_hooks)?;
     for status in &hooks {
         eprintln!("tcptrace: {}", loader::describe(status));
     }

@@ -25,6 +25,12 @@ pub struct Loaded {
 
 /// Checks privileges, loads the programs and attaches every hook that can be.
 pub fn load(mode: AttachMode, config: Config) -> Result<Loaded> {
+    load_only(mode, config, &[])
+}
+
+/// [`load`], restricted to the hooks named in `only` unless it is empty
+/// (the hidden `--bench-hooks`).
+pub fn load_only(mode: AttachMode, config: Config, only: &[String]) -> Result<Loaded> {
     let started = Instant::now();
     kernel::check_privileges()?;
     kernel::raise_memlock();
@@ -32,6 +38,7 @@ pub fn load(mode: AttachMode, config: Config) -> Result<Loaded> {
     // aya's parse of the kernel BTF runs beside our own.
     let aya_btf_job = std::thread::spawn(|| aya::Btf::from_sys_fs().ok());
     let btf = KernelBtf::from_sys()?;
+    let btf_read = started.elapsed();
     let offsets = kernel_offsets(&btf).context("resolving struct offsets from kernel BTF")?;
     // The SYN family's own offsets: without them its hooks stay off, the
     // others still run.
@@ -53,8 +60,12 @@ pub fn load(mode: AttachMode, config: Config) -> Result<Loaded> {
         .override_global(globals::PAWS_OFFSETS, &paws_offsets, true)
         .load(OBJECT)
         .context("loading the tcptrace eBPF object")?;
+    let object_loaded = started.elapsed();
     let syms = KernelSymbols::lazy();
     let mut specs = hooks::table(&btf);
+    if !only.is_empty() {
+        specs.retain(|s| only.iter().any(|o| o == s.name));
+    }
     let mut off = Vec::new();
     if let Some(e) = &syn_error {
         specs.retain(|s| {
@@ -72,7 +83,10 @@ pub fn load(mode: AttachMode, config: Config) -> Result<Loaded> {
     }
     let mut statuses = hooks::attach_all(&mut ebpf, aya_btf.as_ref(), &syms, &specs, mode);
     statuses.extend(off);
-    log::debug!("loaded and attached in {:?}", started.elapsed());
+    log::debug!(
+        "loaded and attached in {:?} (BTF read at {btf_read:?}, object loaded at {object_loaded:?})",
+        started.elapsed()
+    );
     // Freeing the parsed BTF (and symbols, if read) takes milliseconds: not
     // on the way to tracing. Then the heap they used goes back to the system.
     std::thread::spawn(move || {

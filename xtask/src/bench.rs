@@ -32,9 +32,9 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_vm: bool,
     /// A git revision whose tcptrace is measured beside this tree
-    /// (before/after in the same run), e.g. `main` or a commit.
+    /// (before/after in the same run), e.g. `main` or a commit; repeatable.
     #[arg(long)]
-    pub baseline: Option<String>,
+    pub baseline: Vec<String>,
     /// Rounds of the host hot-path bench (each runs every tracer once).
     #[arg(long, default_value_t = 12)]
     pub rounds: usize,
@@ -199,7 +199,11 @@ pub fn run_all(args: &BenchArgs) -> Result<()> {
     let tcptrace = artifacts::static_tcptrace()?;
     let mut benches = artifacts::static_benches()?;
     benches.sort_by_key(|(name, _)| order(name));
-    let baseline = args.baseline.as_deref().map(build_baseline).transpose()?;
+    let baselines = args
+        .baseline
+        .iter()
+        .map(|rev| build_baseline(rev))
+        .collect::<Result<Vec<_>>>()?;
     let started = output_of(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]));
 
     let mut host = Place {
@@ -213,11 +217,12 @@ pub fn run_all(args: &BenchArgs) -> Result<()> {
             .env("TCPTRACE_BENCH_ROUNDS", args.rounds.to_string())
             .env("TCPTRACE_BENCH_STARTS", args.starts.to_string())
             .env("TCPTRACE_BENCH_REPS", args.reps.to_string());
-        if let Some((bin, label)) = &baseline {
-            cmd.env(
-                "TCPTRACE_BENCH_BASELINE",
-                format!("{}={label}", bin.display()),
-            );
+        if !baselines.is_empty() {
+            let list: Vec<String> = baselines
+                .iter()
+                .map(|(bin, label)| format!("{}={label}", bin.display()))
+                .collect();
+            cmd.env("TCPTRACE_BENCH_BASELINE", list.join(";"));
         }
         run_bench(&mut host, name, &mut cmd);
     }
@@ -235,7 +240,7 @@ pub fn run_all(args: &BenchArgs) -> Result<()> {
                 .args(["describe", "--always", "--dirty"])
                 .current_dir(root()),
         ),
-        baseline: baseline.as_ref().map(|(_, l)| l.clone()),
+        baselines: baselines.iter().map(|(_, l)| l.clone()).collect(),
         cpu: std::fs::read_to_string("/proc/cpuinfo")
             .unwrap_or_default()
             .lines()

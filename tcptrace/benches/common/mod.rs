@@ -23,6 +23,27 @@ pub fn tcptrace_bin() -> String {
     std::env::var("TCPTRACE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tcptrace").to_owned())
 }
 
+/// Older tcptrace binaries to measure beside this one:
+/// `TCPTRACE_BENCH_BASELINE=PATH=LABEL[;PATH=LABEL...]`.
+pub fn baselines() -> Vec<(String, String)> {
+    std::env::var("TCPTRACE_BENCH_BASELINE")
+        .unwrap_or_default()
+        .split(';')
+        .filter_map(|v| v.split_once('='))
+        .map(|(p, l)| (p.to_owned(), l.to_owned()))
+        .collect()
+}
+
+/// Whether `bin` has the bench-only flags (older builds may not).
+pub fn has_bench_flags(bin: &str) -> bool {
+    Command::new(bin)
+        .args(["--bench-quiet", "--help"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// `bpftrace` on PATH, unless `TCPTRACE_BENCH_NO_BPFTRACE` is set.
 pub fn bpftrace_bin() -> Option<String> {
     if std::env::var_os("TCPTRACE_BENCH_NO_BPFTRACE").is_some() {
@@ -175,8 +196,9 @@ pub fn environment(bench: &str) {
 pub struct Watch {
     /// The first line containing this is timed.
     pub first: String,
-    /// Lines containing this are counted.
+    /// Lines containing this (and `count_also`, when set) are counted.
     pub count: String,
+    pub count_also: String,
     /// The first line (stdout or stderr) containing this is timed.
     pub ready: String,
 }
@@ -212,7 +234,9 @@ impl Scan {
                 &owned
             };
             self.lines += 1;
-            if has(line, &self.watch.count) {
+            if has(line, &self.watch.count)
+                && (self.watch.count_also.is_empty() || has(line, &self.watch.count_also))
+            {
                 self.hits += 1;
             }
             if self.first_at.is_none() && has(line, &self.watch.first) {
