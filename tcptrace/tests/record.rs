@@ -244,7 +244,8 @@ fn replay_prints_exactly_what_the_live_run_printed() {
         [0, 3 * BURST].contains(&count("port_search")),
         "port searches"
     );
-    let known = ["connect", "port_search", "summary"];
+    // Findings are part of the stream too (diagnosis runs in replay).
+    let known = ["connect", "port_search", "summary", "finding"];
     let others = objs
         .iter()
         .filter(|o| !known.contains(&o["kind"].as_str().unwrap_or("")))
