@@ -513,11 +513,37 @@ fn bytes_per_event_on_10000_loopback_connects() {
     assert!(ok);
     let f = file.to_str().unwrap();
     let objs = objects(&stdout_of(&replay(&[f, "--json"])));
+    let counters = support::final_summary(&objs);
+    // The kernel may skip a program when another BPF program is running on
+    // that CPU (seen on 7.x, whose syscall tracepoints run preemptible):
+    // tcptrace counts those skips, and together with the events they must
+    // account for every connect() exactly.
+    let missed: u64 = ["sys_enter_connect", "sys_exit_connect"]
+        .iter()
+        .filter_map(|p| counters["missed"][*p].as_u64())
+        .sum();
+    let seen: Vec<usize> = results
+        .iter()
+        .map(|(t, _)| connects_of(&objs, *t).len())
+        .collect();
+    let made = (THREADS * PER_THREAD) as u64;
+    let unseen = made - seen.iter().sum::<usize>() as u64;
+    // Each unseen connect had its enter or exit program skipped, or both.
+    assert!(
+        unseen <= missed && missed <= 2 * unseen,
+        "connect events {seen:?} of {made}, programs skipped {missed} (lost {}, stats {})",
+        counters["lost"],
+        counters["stats"]
+    );
     for (t, failed) in &results {
         let mine = connects_of(&objs, *t);
-        assert_eq!(mine.len(), PER_THREAD, "every connect recorded");
         let refused_events = mine.iter().filter(|e| e["error"] == "ECONNREFUSED").count();
-        assert_eq!(refused_events, *failed);
+        if missed == 0 {
+            assert_eq!(mine.len(), PER_THREAD, "every connect recorded");
+            assert_eq!(refused_events, *failed);
+        } else {
+            assert!(refused_events <= *failed);
+        }
     }
     assert_eq!(support::final_summary(&objs)["lost_total"], 0);
     let events = objs.iter().filter(|o| o["kind"] != "summary").count();
