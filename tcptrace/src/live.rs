@@ -31,11 +31,13 @@ struct CounterMaps {
     rst_sent: PerCpuArray<MapData, u64>,
     rst_slot_names: Vec<String>,
     syn: crate::syn::SynMaps,
+    programs: crate::progstats::ProgramStats,
 }
 
 impl CounterMaps {
     fn take(ebpf: &mut aya::Ebpf, rst_slot_names: Vec<String>) -> Result<Self> {
         let syn = crate::syn::SynMaps::take(ebpf)?;
+        let programs = crate::progstats::ProgramStats::new(ebpf);
         let mut take = |name: &str| -> Result<PerCpuArray<MapData, u64>> {
             let map = ebpf
                 .take_map(name)
@@ -49,6 +51,7 @@ impl CounterMaps {
             rst_sent: take(maps::RST_SENT)?,
             rst_slot_names,
             syn,
+            programs,
         })
     }
 
@@ -80,6 +83,7 @@ impl CounterMaps {
                 .filter(|(_, n)| *n > 0)
                 .collect(),
             syn: self.syn.read()?,
+            missed: self.programs.missed(),
         })
     }
 }

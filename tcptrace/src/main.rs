@@ -14,6 +14,7 @@ mod loader;
 mod output;
 mod paws;
 mod pcapng;
+mod progstats;
 mod record;
 mod replay;
 mod sink;

@@ -21,11 +21,18 @@ pub struct KernelCounters {
     /// RSTs this host sent, by reason name (from `tcp:tcp_send_reset`).
     pub rst_sent: Vec<(String, u64)>,
     pub syn: crate::syn::SynKernelCounters,
+    /// Programs the kernel skipped (another BPF program was running on that
+    /// CPU), by program name: events lost before they existed.
+    pub missed: Vec<(String, u64)>,
 }
 
 impl KernelCounters {
     pub fn lost_total(&self) -> u64 {
         self.lost.iter().map(|(_, n)| n).sum()
+    }
+
+    pub fn missed_total(&self) -> u64 {
+        self.missed.iter().map(|(_, n)| n).sum()
     }
 }
 
@@ -107,6 +114,15 @@ impl Summary {
             let _ = write!(out, " ({})", per.join(", "));
         }
         out.push('\n');
+        if !k.missed.is_empty() {
+            let per: Vec<String> = k.missed.iter().map(|(p, n)| format!("{p}={n}")).collect();
+            let _ = writeln!(
+                out,
+                "programs skipped by the kernel (another BPF program was running on that CPU): {} ({})",
+                k.missed_total(),
+                per.join(", ")
+            );
+        }
         for (s, n) in k.stats.iter().filter(|(_, n)| *n > 0) {
             let _ = writeln!(out, "{}: {n}", stat_name(*s));
         }
@@ -164,6 +180,8 @@ impl Summary {
             "errors": errors,
             "lost": lost,
             "lost_total": k.lost_total(),
+            "missed": k.missed.iter().map(|(p, n)| (p.clone(), json!(n))).collect::<serde_json::Map<String, Value>>(),
+            "missed_total": k.missed_total(),
             "stats": stats,
             "decode_errors": self.decode_errors,
         });

@@ -244,12 +244,18 @@ fn replay_prints_exactly_what_the_live_run_printed() {
         [0, 3 * BURST].contains(&count("port_search")),
         "port searches"
     );
-    let known = ["connect", "port_search", "summary"];
-    let others = objs
+    // Every event the filtered replay prints involves the port (other kinds,
+    // such as RSTs of these short connections, may legitimately appear).
+    let port_num = addr.port();
+    let stray: Vec<&Value> = objs
         .iter()
-        .filter(|o| !known.contains(&o["kind"].as_str().unwrap_or("")))
-        .count();
-    assert_eq!(others, 0, "only this test's events");
+        .filter(|o| !["summary", "finding"].contains(&o["kind"].as_str().unwrap_or("")))
+        .filter(|o| o["sport"] != port_num && o["dport"] != port_num)
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "events not involving port {port}: {stray:?}"
+    );
     assert_eq!(
         support::final_summary(&objs)["events"]["connect"],
         3 * BURST
@@ -507,11 +513,37 @@ fn bytes_per_event_on_10000_loopback_connects() {
     assert!(ok);
     let f = file.to_str().unwrap();
     let objs = objects(&stdout_of(&replay(&[f, "--json"])));
+    let counters = support::final_summary(&objs);
+    // The kernel may skip a program when another BPF program is running on
+    // that CPU (seen on 7.x, whose syscall tracepoints run preemptible):
+    // tcptrace counts those skips, and together with the events they must
+    // account for every connect() exactly.
+    let missed: u64 = ["sys_enter_connect", "sys_exit_connect"]
+        .iter()
+        .filter_map(|p| counters["missed"][*p].as_u64())
+        .sum();
+    let seen: Vec<usize> = results
+        .iter()
+        .map(|(t, _)| connects_of(&objs, *t).len())
+        .collect();
+    let made = (THREADS * PER_THREAD) as u64;
+    let unseen = made - seen.iter().sum::<usize>() as u64;
+    // Each unseen connect had its enter or exit program skipped, or both.
+    assert!(
+        unseen <= missed && missed <= 2 * unseen,
+        "connect events {seen:?} of {made}, programs skipped {missed} (lost {}, stats {})",
+        counters["lost"],
+        counters["stats"]
+    );
     for (t, failed) in &results {
         let mine = connects_of(&objs, *t);
-        assert_eq!(mine.len(), PER_THREAD, "every connect recorded");
         let refused_events = mine.iter().filter(|e| e["error"] == "ECONNREFUSED").count();
-        assert_eq!(refused_events, *failed);
+        if missed == 0 {
+            assert_eq!(mine.len(), PER_THREAD, "every connect recorded");
+            assert_eq!(refused_events, *failed);
+        } else {
+            assert!(refused_events <= *failed);
+        }
     }
     assert_eq!(support::final_summary(&objs)["lost_total"], 0);
     let events = objs.iter().filter(|o| o["kind"] != "summary").count();

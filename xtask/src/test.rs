@@ -175,9 +175,10 @@ fn guest_script(tests: &[(String, std::path::PathBuf)], attach: &str) -> String 
          rc=0\n"
     );
     for (name, _) in tests {
+        // Tests of host tools (tshark reading our pcapng) run on the host only.
         let _ = writeln!(
             s,
-            "/tests/{name} --include-ignored --test-threads=1 || rc=1"
+            "/tests/{name} --include-ignored --test-threads=1 --skip tshark || rc=1"
         );
     }
     let _ = writeln!(
@@ -205,42 +206,81 @@ fn matrix(args: &VmArgs, tally: &mut Tally) -> Result<()> {
     } else {
         args.attach.clone()
     };
+    let mut ready = Vec::new();
     for (name, kernel) in vm::resolve(&kernels) {
-        let kernel = match kernel {
-            Ok(k) => k,
-            Err(e) => {
-                tally.skip(&format!("kernel {name}"), &format!("{e:#}"));
-                continue;
-            }
-        };
-        for mode in &modes {
-            let what = format!("VM {name} ({}) --attach {mode}", kernel.release);
-            let mut job = vm::Job::new(
-                guest_script(&tests, mode),
-                Duration::from_secs(args.timeout),
-            );
-            job.files.push((tcptrace.clone(), "/bin/tcptrace".into()));
-            for (test, path) in &tests {
-                job.files.push((path.clone(), format!("/tests/{test}")));
-            }
-            job.host_bins = vec!["ip".into()];
-            job.modules = vec!["veth".into()];
-            let outcome = vm::run(&kernel, &job);
-            let result = match outcome {
-                Ok(o) => {
-                    report_checks(&name, mode, &o.log);
-                    if o.passed {
-                        Ok(())
-                    } else {
-                        Err(format!("{} (log: {})", o.summary, o.log.display()))
-                    }
-                }
-                Err(e) => Err(format!("{e:#}")),
-            };
-            tally.record(&what, result);
+        match kernel {
+            Ok(k) => ready.push((name, k)),
+            Err(e) => tally.skip(&format!("kernel {name}"), &format!("{e:#}")),
         }
     }
+    // Each VM is single-threaded TCG: run one kernel per host core, a
+    // kernel's attach modes one after the other (they share its cache).
+    let parallel = std::env::var("TCPTRACE_VM_JOBS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let results: Vec<(String, Result<(), String>)> = std::thread::scope(|scope| {
+        let mut out = Vec::new();
+        for chunk in ready.chunks(parallel) {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|(name, kernel)| {
+                    let (tests, tcptrace, modes) = (&tests, &tcptrace, &modes);
+                    scope.spawn(move || {
+                        modes
+                            .iter()
+                            .map(|mode| run_one(name, kernel, mode, tests, tcptrace, args.timeout))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for h in handles {
+                out.extend(h.join().unwrap_or_default());
+            }
+        }
+        out
+    });
+    for (what, result) in results {
+        tally.record(&what, result);
+    }
     Ok(())
+}
+
+/// One kernel with one attach mode: every test executable in the VM.
+fn run_one(
+    name: &str,
+    kernel: &vm::Kernel,
+    mode: &str,
+    tests: &[(String, std::path::PathBuf)],
+    tcptrace: &std::path::Path,
+    timeout: u64,
+) -> (String, Result<(), String>) {
+    let what = format!("VM {name} ({}) --attach {mode}", kernel.release);
+    let mut job = vm::Job::new(guest_script(tests, mode), Duration::from_secs(timeout));
+    job.files
+        .push((tcptrace.to_path_buf(), "/bin/tcptrace".into()));
+    for (test, path) in tests {
+        job.files.push((path.clone(), format!("/tests/{test}")));
+    }
+    job.host_bins = vec!["ip".into()];
+    job.modules = vec!["veth".into()];
+    let result = match vm::run(kernel, &job) {
+        Ok(o) => {
+            report_checks(name, mode, &o.log);
+            if o.passed {
+                Ok(())
+            } else {
+                Err(format!("{} (log: {})", o.summary, o.log.display()))
+            }
+        }
+        Err(e) => Err(format!("{e:#}")),
+    };
+    eprintln!(
+        "xtask: {} {what}",
+        if result.is_ok() { "passed" } else { "FAILED" }
+    );
+    (what, result)
 }
 
 /// Echoes the guest's `tcptrace check` lines: which mechanism each hook used.

@@ -351,9 +351,10 @@ fn encode_counters(out: &mut Vec<u8>, k: &KernelCounters) {
         put_varint(out, *s as u64);
         put_varint(out, *n);
     }
-    put_varint(out, 2);
+    put_varint(out, 3);
     put_section(out, "syn", &encode_syn(&k.syn));
     put_section(out, "rst_sent", &encode_named(&k.rst_sent));
+    put_section(out, "missed", &encode_named(&k.missed));
 }
 
 /// (name, count) pairs, e.g. RSTs sent by reason name.
@@ -488,6 +489,7 @@ fn decode_counters(c: &mut Cursor<'_>) -> Result<KernelCounters> {
         match name {
             "syn" => k.syn = decode_syn(body).context("SYN counters")?,
             "rst_sent" => k.rst_sent = decode_named(body).context("RSTs sent")?,
+            "missed" => k.missed = decode_named(body).context("programs skipped")?,
             _ => {}
         }
     }
@@ -546,19 +548,19 @@ pub fn counters_since(a: &KernelCounters, b: &KernelCounters) -> KernelCounters 
                 })
                 .collect(),
         },
-        rst_sent: a
-            .rst_sent
-            .iter()
-            .map(|(name, n)| {
-                let base = b
-                    .rst_sent
-                    .iter()
-                    .find(|(x, _)| x == name)
-                    .map_or(0, |x| x.1);
-                (name.clone(), n.saturating_sub(base))
-            })
-            .collect(),
+        rst_sent: named_since(&a.rst_sent, &b.rst_sent),
+        missed: named_since(&a.missed, &b.missed),
     }
+}
+
+/// `a - b` for (name, count) counters.
+fn named_since(a: &[(String, u64)], b: &[(String, u64)]) -> Vec<(String, u64)> {
+    a.iter()
+        .map(|(name, n)| {
+            let base = b.iter().find(|(x, _)| x == name).map_or(0, |x| x.1);
+            (name.clone(), n.saturating_sub(base))
+        })
+        .collect()
 }
 
 /// Counters of a fresh run: every histogram, kind and stat at zero.
@@ -572,6 +574,7 @@ pub fn zero_counters() -> KernelCounters {
         stats: Stat::ALL.iter().map(|&s| (s, 0)).collect(),
         syn: SynKernelCounters::default(),
         rst_sent: Vec::new(),
+        missed: Vec::new(),
     }
 }
 
