@@ -179,7 +179,9 @@ fn build_baseline(rev: &str) -> Result<(PathBuf, String)> {
             .current_dir(root()))?;
     }
     eprintln!("build: baseline tcptrace at {label} (static)");
-    let target_dir = base.join("target");
+    // Its own target directory: cargo hashes workspace members by their
+    // path inside the workspace, so two checkouts would share artifacts.
+    let target_dir = src.join("target");
     run(cargo()
         .current_dir(&src)
         .args(["build", "--release", "--target", "x86_64-unknown-linux-gnu"])
