@@ -268,7 +268,8 @@ fn hotpath_tables(s: &mut String, p: &Place, emulated: bool) {
                 ns(median(&h.wall)),
                 if t == "none" { "–".into() } else { ns(a.0) },
                 if t == "none" { "–".into() } else { ns(a.1) },
-                if t == "none" {
+                // The paced workload's thread also spins between calls.
+                if t == "none" || w == "eisconn_paced" {
                     "–".into()
                 } else {
                     ns(median(&h.cpu) - none_cpu)
@@ -503,7 +504,7 @@ pub fn render(run: &Run) -> String {
     if let Some(h) = host {
         let _ = writeln!(
             s,
-            "\n## Hot path on this machine's kernel\n\nns per call of the workload thread (pinned to CPU 0; tracers on CPU 1), per batch; *added* is the tracer's figure minus no tracer's. `eisconn`: connect() again on a connected socket (fails fast with EISCONN; every tracer runs its whole connect path and prints the failure; batches of at most 12,000 calls, each started once every report of the last was printed, so what is measured is delivered events, not drops). `loopback`: connect()/accept()/RST close on loopback, below the 1 ms print threshold (histograms only). `synflood`: non-blocking connect()s to a listener whose accept queue is full (one SYN each, dropped). `tcptrace` attaches every hook this kernel allows (`--min-latency 1ms`, text output); `tcptrace[connect only]` only the hook the bpftrace script has (hidden `--bench-hooks connect`): the same-hooks comparison the target asks for. bpftrace runs the script below with the same threshold and 512 perf-buffer pages per CPU. `tcptrace@REV` rows are older builds measured in the same run."
+            "\n## Hot path on this machine's kernel\n\nns per call of the workload thread (pinned to CPU 0; tracers on CPU 1), per batch; *added* is the tracer's figure minus no tracer's. `eisconn`: connect() again on a connected socket (fails fast with EISCONN; every tracer runs its whole connect path and prints the failure; batches of at most 12,000 calls, each started once every report of the last was printed, so what is measured is delivered events, not drops). `eisconn_paced`: the same calls 20 µs apart, timing only the calls: the reader has caught up before each event, which is when a ring-buffer submit without flags wakes it (tcptrace before this branch) and when a perf-buffer output always does (bpftrace). `loopback`: connect()/accept()/RST close on loopback, below the 1 ms print threshold (histograms only). `synflood`: non-blocking connect()s to a listener whose accept queue is full (one SYN each, dropped). `tcptrace` attaches every hook this kernel allows (`--min-latency 1ms`, text output); `tcptrace[connect only]` only the hook the bpftrace script has (hidden `--bench-hooks connect`): the same-hooks comparison the target asks for. bpftrace runs the script below with the same threshold and 512 perf-buffer pages per CPU. `tcptrace@REV` rows are older builds measured in the same run."
         );
         hotpath_tables(&mut s, h, false);
         attach_lines(&mut s, h);
