@@ -32,7 +32,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_vm: bool,
     /// A git revision whose tcptrace is measured beside this tree
-    /// (before/after in the same run), e.g. `main` or a commit; repeatable.
+    /// (before/after in the same run), e.g. `main` or a commit, optionally
+    /// `REV=NAME` to name it in the report; repeatable.
     #[arg(long)]
     pub baseline: Vec<String>,
     /// Rounds of the host hot-path bench (each runs every tracer once).
@@ -155,9 +156,19 @@ fn order(name: &str) -> usize {
         .unwrap_or(9)
 }
 
-/// Builds tcptrace (static) from `rev` in its own directory; returns the
-/// binary and a short label.
-fn build_baseline(rev: &str) -> Result<(PathBuf, String)> {
+/// An older build measured beside this tree.
+pub struct Baseline {
+    pub bin: PathBuf,
+    /// Name in the tables (`tcptrace@NAME`).
+    pub name: String,
+    /// The commit and its subject, for the report.
+    pub what: String,
+}
+
+/// Builds tcptrace (static) from `spec` (`REV` or `REV=NAME`) in its own
+/// directory.
+fn build_baseline(spec: &str) -> Result<Baseline> {
+    let (rev, name) = spec.split_once('=').unwrap_or((spec, ""));
     let label = output_of(
         Command::new("git")
             .args(["rev-parse", "--short=8", rev])
@@ -166,6 +177,11 @@ fn build_baseline(rev: &str) -> Result<(PathBuf, String)> {
     if label.is_empty() {
         bail!("--baseline {rev}: not a git revision of this repository");
     }
+    let subject = output_of(
+        Command::new("git")
+            .args(["log", "-1", "--format=%s", &label])
+            .current_dir(root()),
+    );
     let base = root().join("target/bench-baseline");
     let src = base.join(&label);
     if !src.join("Cargo.toml").exists() {
@@ -191,7 +207,16 @@ fn build_baseline(rev: &str) -> Result<(PathBuf, String)> {
     let built = target_dir.join("x86_64-unknown-linux-gnu/release/tcptrace");
     let bin = base.join(format!("tcptrace-{label}"));
     std::fs::copy(&built, &bin).with_context(|| format!("copying {}", built.display()))?;
-    Ok((bin, label))
+    let name = if name.is_empty() {
+        label.clone()
+    } else {
+        name.to_owned()
+    };
+    Ok(Baseline {
+        bin,
+        what: format!("`tcptrace@{name}`: commit {label}, \"{subject}\""),
+        name,
+    })
 }
 
 pub fn run_all(args: &BenchArgs) -> Result<()> {
@@ -222,7 +247,7 @@ pub fn run_all(args: &BenchArgs) -> Result<()> {
         if !baselines.is_empty() {
             let list: Vec<String> = baselines
                 .iter()
-                .map(|(bin, label)| format!("{}={label}", bin.display()))
+                .map(|b| format!("{}={}", b.bin.display(), b.name))
                 .collect();
             cmd.env("TCPTRACE_BENCH_BASELINE", list.join(";"));
         }
@@ -242,7 +267,7 @@ pub fn run_all(args: &BenchArgs) -> Result<()> {
                 .args(["describe", "--always", "--dirty"])
                 .current_dir(root()),
         ),
-        baselines: baselines.iter().map(|(_, l)| l.clone()).collect(),
+        baselines: baselines.iter().map(|b| b.what.clone()).collect(),
         cpu: std::fs::read_to_string("/proc/cpuinfo")
             .unwrap_or_default()
             .lines()

@@ -8,23 +8,32 @@ use crate::bench_report::Verdict;
 const HOTPATH: &str = "\
 **Hot path.** Per connect(), tcptrace runs two programs on the syscall \
 tracepoints: at entry one user read of the sockaddr, a walk from the task's \
-fd table to the `struct sock` (six kernel reads) and an insert into a hash \
-map keyed by thread; at exit a lookup and delete, a per-CPU histogram \
-increment and, only when the call failed or was slow, the 4-tuple, netns, \
-cgroup and comm read into a 104-byte record reserved in the ring buffer. \
-Records no longer wake the reader one by one: they are submitted with \
-`BPF_RB_NO_WAKEUP`, a wake-up is forced only when the unread data crosses a \
-multiple of 256 KiB, and the reader polls every 5 ms while events flow \
-(backing off to 40 ms when idle). bpftrace's script does less work per call \
-(no socket lookup) but pays a perf-buffer output whose reader is woken for \
-every event (each tracer's own CPU per event is in the session table). The \
-enabling of syscall tracepoints slows every syscall of \
-every task a little for both tracers; that part is in both figures. What \
-would cut tcptrace's cost further: per-task storage instead of the \
-per-thread hash map (`BPF_MAP_TYPE_TASK_STORAGE`, which needs BTF-typed \
-programs: raw `sys_enter`/`sys_exit` would run for every syscall, so only \
-worth it together with fentry on `__sys_connect`), and reading the \
-destination from the socket at exit instead of the user sockaddr at entry.";
+fd table to the `struct sock` (six kernel reads, so that only TCP sockets \
+are counted) and an insert into a hash map keyed by thread; at exit a \
+lookup and delete, a per-CPU histogram increment and, only when the call \
+failed or was slow, the 4-tuple, netns, cgroup and comm read into a \
+104-byte record reserved in the ring buffer. Records no longer wake the \
+reader one by one: they are submitted with `BPF_RB_NO_WAKEUP`, a wake-up is \
+forced only when the unread data crosses a multiple of 256 KiB, and the \
+reader polls every 5 ms while events flow (backing off to 40 ms when \
+idle); `eisconn_paced` shows what a wake-up per event costs the traced \
+call (tcptrace before this change, and bpftrace, whose perf-buffer output \
+wakes its reader for every event). Where every call is an event, tcptrace \
+is a fraction of bpftrace. Where calls produce no event (`loopback`, \
+`synflood`: successful or in-progress connects under the threshold) both \
+do a map insert and delete and a histogram update per call; tcptrace adds \
+the fd walk, the script does not look at the socket at all; the two are of \
+the same order, a few hundred ns on loops of several µs, where run-to-run \
+noise on a shared machine is of the same size. With every hook this kernel \
+allows, tcptrace also runs on every TCP state change (listener owners), \
+every freed socket buffer (kfree_skb, for accept-queue overflows) and every \
+reset: several more programs per loopback connection than the script has. \
+What would cut the no-event path: fentry on the connect path where the \
+kernel allows it (`inet_stream_connect` has the socket as an argument: no \
+fd walk), per-task storage instead of the per-thread hash map \
+(`BPF_MAP_TYPE_TASK_STORAGE`, which needs BTF-typed programs), and \
+kfree_skb handled by `tp_btf` reading the drop reason first and returning \
+before any other read for every other reason.";
 
 const STARTUP: &str = "\
 **Start-up.** tcptrace loads every hook of every family (each program \

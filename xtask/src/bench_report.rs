@@ -278,7 +278,7 @@ fn hotpath_tables(s: &mut String, p: &Place, emulated: bool) {
         }
     }
     // Reports and losses per tracer, over every session.
-    let mut rows: Vec<(String, [f64; 6])> = Vec::new();
+    let mut rows: Vec<(String, [f64; 7])> = Vec::new();
     for v in data(p, "hotpath", "session") {
         let t = v["tracer"].as_str().unwrap_or("?").to_owned();
         let vals = [
@@ -288,6 +288,7 @@ fn hotpath_tables(s: &mut String, p: &Place, emulated: bool) {
             v["tracer_cpu_ns"].as_f64().unwrap_or(0.0),
             v["syns"].as_f64().unwrap_or(0.0),
             v["listen_overflows"].as_f64().unwrap_or(0.0),
+            f64::from(v["foreign_programs"].as_u64().unwrap_or(0) > 0),
         ];
         match rows.iter_mut().find(|(n, _)| *n == t) {
             Some((_, acc)) => acc.iter_mut().zip(vals).for_each(|(a, v)| *a += v),
@@ -297,18 +298,23 @@ fn hotpath_tables(s: &mut String, p: &Place, emulated: bool) {
     if !rows.is_empty() {
         let _ = writeln!(
             s,
-            "\nEvery session, summed: EISCONN failures made and reported (every one is a printed event for both tracers), events lost, the tracer process's own CPU time per reported event, SYNs sent to the full listener and the kernel's ListenOverflows count for them.\n\n| tracer | EISCONN calls | reported | lost | tracer CPU per event | SYNs | ListenOverflows |\n|---|---|---|---|---|---|---|"
+            "\nEvery session, summed: EISCONN failures made and reported (every one is a printed event for both tracers), events lost, the tracer process's own CPU time per reported event, SYNs sent to the full listener and the kernel's ListenOverflows count for them, and sessions that began with another tracer's connect() programs loaded (someone else's tracer would add its cost to every figure, \"none\" included).\n\n| tracer | EISCONN calls | reported | lost | tracer CPU per event | SYNs | ListenOverflows | sessions with another tracer |\n|---|---|---|---|---|---|---|---|"
         );
         for (t, v) in rows {
             let _ = writeln!(
                 s,
-                "| {t} | {:.0} | {:.0} | {:.0} | {} ns | {:.0} | {:.0} |",
+                "| {t} | {:.0} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {:.0} |",
                 v[0],
                 v[1],
                 v[2],
-                ns(v[3] / v[1].max(1.0)),
+                if v[1] > 0.0 {
+                    format!("{} ns", ns(v[3] / v[1]))
+                } else {
+                    "–".into()
+                },
                 v[4],
-                v[5]
+                v[5],
+                v[6]
             );
         }
     }
@@ -446,10 +452,9 @@ pub fn render(run: &Run) -> String {
         if run.baselines.is_empty() {
             String::new()
         } else {
-            let names: Vec<String> = run.baselines.iter().map(|b| format!("`tcptrace@{b}`")).collect();
             format!(
-                ", with {} (built from those revisions) measured beside it: before and after in the same run",
-                names.join(" and ")
+                ", with older builds measured beside it (before and after in the same run): {}",
+                run.baselines.join("; ")
             )
         }
     );
@@ -553,6 +558,7 @@ pub fn render(run: &Run) -> String {
         for p in vms {
             let _ = writeln!(s, "\n### {}", p.name);
             hotpath_tables(&mut s, p, true);
+            attach_lines(&mut s, p);
             for l in p
                 .lines
                 .iter()
