@@ -58,7 +58,7 @@ const PIPELINE: &str = "\
 **Pipeline.** The drain loop decodes each record, counts it in the \
 summary and feeds the diagnosis engine; the live diagnosis used to build \
 a JSON object per event and parse its time and addresses back (about \
-1 µs per event, which capped the drain near 1 M/s); it now reads connect \
+1 µs per event, which kept the drain under 1 M/s); it now reads connect \
 and port_search records directly, checked field by field against the JSON \
 view in a unit test. At these rates the drain uses a small share of its \
 core; losses come from scheduling: the 4 MiB ring holds about 37,000 \

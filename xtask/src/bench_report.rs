@@ -298,7 +298,7 @@ fn hotpath_tables(s: &mut String, p: &Place, emulated: bool) {
     if !rows.is_empty() {
         let _ = writeln!(
             s,
-            "\nEvery session, summed: EISCONN failures made and reported (every one is a printed event for both tracers), events lost, the tracer process's own CPU time per reported event, SYNs sent to the full listener and the kernel's ListenOverflows count for them, and sessions that began with another tracer's connect() programs loaded (someone else's tracer would add its cost to every figure, \"none\" included).\n\n| tracer | EISCONN calls | reported | lost | tracer CPU per event | SYNs | ListenOverflows | sessions with another tracer |\n|---|---|---|---|---|---|---|---|"
+            "\nEvery session, summed: EISCONN failures made and reported (every one is a printed event for both tracers), events lost, the tracer process's own CPU time over the session per EISCONN report (with every hook, the session's other events count in it too), SYNs sent to the full listener and the kernel's ListenOverflows count for them, and sessions that began with another tracer's connect() programs loaded (someone else's tracer would add its cost to every figure, \"none\" included).\n\n| tracer | EISCONN calls | reported | lost | tracer CPU per report | SYNs | ListenOverflows | sessions with another tracer |\n|---|---|---|---|---|---|---|---|"
         );
         for (t, v) in rows {
             let _ = writeln!(
@@ -553,7 +553,7 @@ pub fn render(run: &Run) -> String {
     if !vms.is_empty() {
         let _ = writeln!(
             s,
-            "\n## Hot path per hook in the VM kernels\n\nThe same workloads under QEMU with TCG (no KVM): every instruction is emulated, so absolute nanoseconds mean nothing; only ratios between tracers measured in the same VM do. tcptrace runs with every hook required to attach by one mechanism: `--attach fentry` (fentry/fexit where the hook has function targets) and `--attach kprobe` (kprobe/kretprobe); hooks on stable tracepoints use them in both. The last column compares each tracer's added cost with `--attach kprobe`'s."
+            "\n## Hot path per hook in the VM kernels\n\nThe same workloads under QEMU with TCG (no KVM): every instruction is emulated, so absolute nanoseconds mean nothing; only ratios between tracers measured in the same VM do. tcptrace runs with every hook required to attach by one mechanism: `--attach fentry` (fentry/fexit where the hook has function targets) and `--attach kprobe` (kprobe/kretprobe); hooks on stable tracepoints use them in both. The last column compares each tracer's added cost with `--attach kprobe`'s. The hook lists show what each run attached: a hook that cannot use fentry on a kernel (6.1: a function with more than six arguments) is absent from that kernel's fentry run, not replaced by a kprobe."
         );
         for p in vms {
             let _ = writeln!(s, "\n### {}", p.name);
