@@ -57,3 +57,16 @@ fn capture_len(skb: u64, off: SkbOffsets, out: &mut Packet) -> Result<(), i64> {
     out.len = total as u16;
     Ok(())
 }
+
+/// The destination port of a received segment (the local port), from its
+/// TCP header; 0 when unreadable.
+#[inline(always)]
+pub fn local_port(skb: u64, off: SkbOffsets) -> u16 {
+    let Ok(head) = read::<u64>(skb, off.head) else {
+        return 0;
+    };
+    let Ok(th) = read::<u16>(skb, off.transport_header) else {
+        return 0;
+    };
+    read::<[u8; 2]>(head + th as u64, 2).map_or(0, u16::from_be_bytes)
+}

@@ -37,7 +37,7 @@ use crate::{
     filter,
     kernel::{read, sock_flow, sock_netns},
     maps::{bump, count, EVENTS, LOST},
-    packet::{capture, SkbOffsets},
+    packet::{capture, local_port, SkbOffsets},
 };
 
 #[unsafe(no_mangle)]
@@ -301,7 +301,12 @@ fn send_rst(
     flags: u8,
 ) -> Result<(), i64> {
     let header = packet_header(EventKind::Rst, sock_netns(sk));
-    let flow = sock_flow(sk)?;
+    let mut flow = sock_flow(sk)?;
+    // An accepted RST has unhashed the socket by the time fexit reads it
+    // (local port 0): the segment still names it.
+    if flow.sport == 0 && skb != 0 {
+        flow.sport = local_port(skb, skb_offsets());
+    }
     if !filter::allows(&header, &flow) {
         return Ok(());
     }
