@@ -10,6 +10,7 @@ pub mod config;
 pub mod event;
 pub mod hist;
 pub mod offsets;
+pub mod packet;
 pub mod paws;
 pub mod syn;
 

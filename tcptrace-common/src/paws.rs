@@ -3,7 +3,7 @@
 
 use core::mem::size_of;
 
-use crate::{EventHeader, Flow};
+use crate::{packet::Packet, EventHeader, Flow};
 
 /// Where a segment failed the PAWS (timestamp) check.
 #[repr(u8)]
@@ -119,6 +119,8 @@ pub struct PawsEvent {
     /// `PAWS_*` flags.
     pub flags: u8,
     pub _pad: u8,
+    /// The rejected segment's headers.
+    pub packet: Packet,
 }
 
 /// [`RstEvent::flags`]: `seq` was not seen (drop-reason path, accepted RST):
@@ -144,10 +146,13 @@ pub struct RstEvent {
     /// `RST_*` flags.
     pub flags: u8,
     pub _pad: [u8; 5],
+    /// The RST's headers (len 0 where the probe has no skb: accepted RSTs
+    /// seen through `tcp:tcp_receive_reset`).
+    pub packet: Packet,
 }
 
-const _: () = assert!(size_of::<PawsEvent>() == 104);
-const _: () = assert!(size_of::<RstEvent>() == 112);
+const _: () = assert!(size_of::<PawsEvent>() == 240);
+const _: () = assert!(size_of::<RstEvent>() == 248);
 
 /// `sk_rst_reason` slots in the `RST_SENT` counter array; reasons at or above
 /// the last slot are counted in it.

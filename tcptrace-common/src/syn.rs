@@ -3,7 +3,7 @@
 
 use core::mem::size_of;
 
-use crate::{EventHeader, Flow};
+use crate::{packet::Packet, EventHeader, Flow};
 
 /// Why a SYN that reached a listener got no answer (`SynEvent::cause`).
 #[repr(u8)]
@@ -86,9 +86,12 @@ pub struct SynEvent {
     pub flags: u8,
     /// synack_retransmit after an overflow: ns since the last overflow.
     pub since_overflow_ns: u64,
+    /// syn_drop: the SYN; listen_overflow: the third ACK (len 0 for
+    /// synack_retransmit).
+    pub packet: Packet,
 }
 
-const _: () = assert!(size_of::<SynEvent>() == 144);
+const _: () = assert!(size_of::<SynEvent>() == 280);
 
 /// Key of the per-listener counters (`SYN_LISTENERS`).
 #[repr(C)]

@@ -9,6 +9,7 @@ mod emit;
 mod filter;
 mod kernel;
 mod maps;
+mod packet;
 mod paws;
 mod port_search;
 mod syn;

@@ -33,10 +33,11 @@ use tcptrace_common::{
 };
 
 use crate::{
-    emit::{now, send},
+    emit::now,
     filter,
     kernel::{read, sock_flow, sock_netns},
-    maps::{bump, count},
+    maps::{bump, count, EVENTS, LOST},
+    packet::{capture, local_port, SkbOffsets},
 };
 
 #[unsafe(no_mangle)]
@@ -226,18 +227,32 @@ fn sock_state(sk: u64) -> Result<u8, i64> {
     read(sk, off!(skc_state))
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one record, filled field by field"
-)]
+#[inline(always)]
+fn skb_offsets() -> SkbOffsets {
+    SkbOffsets {
+        head: off!(skb_head),
+        network_header: off!(skb_network_header),
+        transport_header: off!(skb_transport_header),
+    }
+}
+
+/// The segment behind a PAWS reject: its skb and what its header said.
+#[derive(Clone, Copy)]
+struct Segment {
+    skb: u64,
+    tsval: u32,
+    tsecr: u32,
+}
+
+/// Reserves and fills a PawsEvent in the ring buffer (the record with its
+/// packet is too large to build on the BPF stack).
 #[inline(always)]
 fn send_paws(
     sk: u64,
     flow: Flow,
     site: PawsSite,
     state: u8,
-    tsval: u32,
-    tsecr: u32,
+    seg: Segment,
     ts_recent: u32,
     flags: u8,
 ) {
@@ -245,20 +260,24 @@ fn send_paws(
     if !filter::allows(&header, &flow) {
         return;
     }
-    send(
-        EventKind::PawsReject,
-        &PawsEvent {
-            header,
-            flow,
-            tsval,
-            tsecr,
-            ts_recent,
-            site: site as u8,
-            state,
-            flags,
-            _pad: 0,
-        },
-    );
+    let Some(mut slot) = EVENTS.reserve::<PawsEvent>(0) else {
+        bump(&LOST, EventKind::PawsReject as u32);
+        return;
+    };
+    let ev = slot.as_mut_ptr();
+    unsafe {
+        (*ev).header = header;
+        (*ev).flow = flow;
+        (*ev).tsval = seg.tsval;
+        (*ev).tsecr = seg.tsecr;
+        (*ev).ts_recent = ts_recent;
+        (*ev).site = site as u8;
+        (*ev).state = state;
+        (*ev).flags = flags;
+        (*ev)._pad = 0;
+        capture(seg.skb, skb_offsets(), &mut (*ev).packet);
+    }
+    slot.submit(0);
 }
 
 /// The socket's receive window as an RST is judged: rcv_nxt, rcv_wup, rcv_wnd.
@@ -274,6 +293,7 @@ fn receive_window(sk: u64) -> Result<[u32; 3], i64> {
 #[inline(always)]
 fn send_rst(
     sk: u64,
+    skb: u64,
     state: u8,
     verdict: RstVerdict,
     seq: u32,
@@ -281,25 +301,34 @@ fn send_rst(
     flags: u8,
 ) -> Result<(), i64> {
     let header = packet_header(EventKind::Rst, sock_netns(sk));
-    let flow = sock_flow(sk)?;
+    let mut flow = sock_flow(sk)?;
+    // An accepted RST has unhashed the socket by the time fexit reads it
+    // (local port 0): the segment still names it.
+    if flow.sport == 0 && skb != 0 {
+        flow.sport = local_port(skb, skb_offsets());
+    }
     if !filter::allows(&header, &flow) {
         return Ok(());
     }
-    send(
-        EventKind::Rst,
-        &RstEvent {
-            header,
-            flow,
-            seq,
-            rcv_nxt,
-            rcv_wup,
-            rcv_wnd,
-            verdict: verdict as u8,
-            state,
-            flags,
-            _pad: [0; 5],
-        },
-    );
+    let Some(mut slot) = EVENTS.reserve::<RstEvent>(0) else {
+        bump(&LOST, EventKind::Rst as u32);
+        return Ok(());
+    };
+    let ev = slot.as_mut_ptr();
+    unsafe {
+        (*ev).header = header;
+        (*ev).flow = flow;
+        (*ev).seq = seq;
+        (*ev).rcv_nxt = rcv_nxt;
+        (*ev).rcv_wup = rcv_wup;
+        (*ev).rcv_wnd = rcv_wnd;
+        (*ev).verdict = verdict as u8;
+        (*ev).state = state;
+        (*ev).flags = flags;
+        (*ev)._pad = [0; 5];
+        capture(skb, skb_offsets(), &mut (*ev).packet);
+    }
+    slot.submit(0);
     Ok(())
 }
 
@@ -386,7 +415,7 @@ fn try_validate_exit(sk: u64, skb: u64, passed: bool) -> Result<(), i64> {
         } else {
             RstVerdict::Ignored
         };
-        return send_rst(sk, v.state, verdict, v.seq, v.window, 0);
+        return send_rst(sk, skb, v.state, verdict, v.seq, v.window, 0);
     }
     // A SYN that fails PAWS gets a challenge ACK on 6.12+ and is not counted
     // as a PAWS reject there; older kernels count it.
@@ -407,8 +436,11 @@ fn try_validate_exit(sk: u64, skb: u64, passed: bool) -> Result<(), i64> {
         sock_flow(sk)?,
         PawsSite::Established,
         v.state,
-        v.tsval,
-        v.tsecr,
+        Segment {
+            skb,
+            tsval: v.tsval,
+            tsecr: v.tsecr,
+        },
         v.ts_recent,
         flags,
     );
@@ -570,7 +602,7 @@ pub fn receive_reset_mark(ctx: TracePointContext) -> u32 {
 // TIME_WAIT: tcp_timewait_state_process(tw, skb, th, ...).
 
 #[inline(always)]
-fn try_timewait(tw: u64, th: u64) -> Result<(), i64> {
+fn try_timewait(tw: u64, skb: u64, th: u64) -> Result<(), i64> {
     let h = tcp_header(th)?;
     if !h.has_ts {
         return Ok(());
@@ -596,8 +628,11 @@ fn try_timewait(tw: u64, th: u64) -> Result<(), i64> {
         sock_flow(tw)?,
         PawsSite::TimeWait,
         tcp_state::TIME_WAIT,
-        h.tsval,
-        h.tsecr,
+        Segment {
+            skb,
+            tsval: h.tsval,
+            tsecr: h.tsecr,
+        },
         ts_recent,
         flags,
     );
@@ -606,13 +641,14 @@ fn try_timewait(tw: u64, th: u64) -> Result<(), i64> {
 
 #[fentry(function = "tcp_timewait_state_process")]
 pub fn timewait_fentry(ctx: FEntryContext) -> i32 {
-    done(try_timewait(ctx.arg(0), ctx.arg(2)))
+    done(try_timewait(ctx.arg(0), ctx.arg(1), ctx.arg(2)))
 }
 
 #[kprobe]
 pub fn timewait_kprobe(ctx: ProbeContext) -> u32 {
     done(try_timewait(
         ctx.arg(0).unwrap_or(0),
+        ctx.arg(1).unwrap_or(0),
         ctx.arg(2).unwrap_or(0),
     )) as u32
 }
@@ -648,8 +684,11 @@ fn try_check_req(skb: u64, req: u64, fastopen: bool) -> Result<(), i64> {
         sock_flow(req)?,
         PawsSite::SynRecv,
         tcp_state::NEW_SYN_RECV,
-        h.tsval,
-        h.tsecr,
+        Segment {
+            skb,
+            tsval: h.tsval,
+            tsecr: h.tsecr,
+        },
         ts_recent,
         flags,
     );
@@ -707,8 +746,11 @@ fn try_syn_sent(sk: u64, skb: u64) -> Result<(), i64> {
         sock_flow(sk)?,
         PawsSite::SynSent,
         tcp_state::SYN_SENT,
-        h.tsval,
-        tsecr,
+        Segment {
+            skb,
+            tsval: h.tsval,
+            tsecr,
+        },
         sent,
         0,
     );
@@ -770,8 +812,11 @@ fn try_kfree_validate(skb: u64, reason: u32, sk: u64) -> Result<(), i64> {
             sock_flow(sk)?,
             PawsSite::Established,
             state,
-            h.tsval,
-            h.tsecr,
+            Segment {
+                skb,
+                tsval: h.tsval,
+                tsecr: h.tsecr,
+            },
             read(sk, off!(tp_ts_recent))?,
             flags,
         );
@@ -785,7 +830,7 @@ fn try_kfree_validate(skb: u64, reason: u32, sk: u64) -> Result<(), i64> {
     } else {
         RstVerdict::Ignored
     };
-    send_rst(sk, state, verdict, h.seq, receive_window(sk)?, 0)
+    send_rst(sk, skb, state, verdict, h.seq, receive_window(sk)?, 0)
 }
 
 #[btf_tracepoint(function = "kfree_skb")]
@@ -808,6 +853,7 @@ pub fn receive_reset_emit(ctx: TracePointContext) -> u32 {
         let window = receive_window(sk)?;
         send_rst(
             sk,
+            0,
             state,
             RstVerdict::Accepted,
             window[0],
@@ -830,8 +876,11 @@ fn try_kfree_timewait(skb: u64, reason: u32, tw: u64) -> Result<(), i64> {
         sock_flow(tw)?,
         PawsSite::TimeWait,
         tcp_state::TIME_WAIT,
-        h.tsval,
-        h.tsecr,
+        Segment {
+            skb,
+            tsval: h.tsval,
+            tsecr: h.tsecr,
+        },
         read(tw, off!(tw_ts_recent))?,
         flags,
     );
@@ -889,8 +938,11 @@ fn try_kfree_syn_recv(skb: u64, reason: u32, listener: u64) -> Result<(), i64> {
         packet_flow(skb, &h)?,
         PawsSite::SynRecv,
         tcp_state::NEW_SYN_RECV,
-        h.tsval,
-        h.tsecr,
+        Segment {
+            skb,
+            tsval: h.tsval,
+            tsecr: h.tsecr,
+        },
         0,
         flags,
     );
@@ -922,8 +974,11 @@ fn try_kfree_syn_sent(skb: u64, reason: u32, sk: u64) -> Result<(), i64> {
         sock_flow(sk)?,
         PawsSite::SynSent,
         tcp_state::SYN_SENT,
-        h.tsval,
-        h.tsecr.wrapping_sub(tsoffset),
+        Segment {
+            skb,
+            tsval: h.tsval,
+            tsecr: h.tsecr.wrapping_sub(tsoffset),
+        },
         read(sk, off!(tp_retrans_stamp))?,
         0,
     );

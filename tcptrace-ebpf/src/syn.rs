@@ -31,6 +31,7 @@ use crate::{
     filter,
     kernel::{read, sock_flow, sock_netns},
     maps::{bump, count, global, EVENTS, LOST},
+    packet::{capture, SkbOffsets},
 };
 
 #[unsafe(no_mangle)]
@@ -180,6 +181,15 @@ fn queue_state(sk: u64) -> QueueState {
     s
 }
 
+#[inline(always)]
+fn skb_offsets() -> SkbOffsets {
+    SkbOffsets {
+        head: off!(skb_head),
+        network_header: off!(skb_network_header),
+        transport_header: off!(skb_transport_header),
+    }
+}
+
 /// The 4-tuple of a received segment: local = its destination.
 #[inline(always)]
 fn skb_flow(skb: u64) -> Result<Flow, i64> {
@@ -253,6 +263,7 @@ fn event(
         ..EventHeader::default()
     };
     ev.flags = 0;
+    ev.packet.len = 0;
     if let Some(owner) = unsafe { LISTEN_OWNERS.get(sk) } {
         ev.header.pid = owner.pid;
         ev.header.tid = owner.tid;
@@ -425,6 +436,7 @@ fn try_dropped(s: &SynSlot) -> Result<(), i64> {
         return Ok(());
     };
     ev.cause = cause as u8;
+    capture(s.skb, skb_offsets(), &mut ev.packet);
     let max_syn = st.max_syn_backlog as i64;
     if st.syncookies == 0 && max_syn - (st.syn_queue as i64) < (max_syn >> 2) {
         ev.flags |= flags::LAST_QUARTER;
@@ -531,6 +543,7 @@ fn overflowed(sk: u64, skb: u64, state: &QueueState) -> Result<(), i64> {
     let Some(ev) = event(EventKind::ListenOverflow, sk, &flow, state) else {
         return Ok(());
     };
+    capture(skb, skb_offsets(), &mut ev.packet);
     if state.abort_on_overflow == 0 {
         let key = ghost_key(ev.header.netns, &flow);
         let _ = GHOSTS.insert(key, GhostInfo { last_ns: now() }, 0);

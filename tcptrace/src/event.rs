@@ -7,6 +7,7 @@ use std::{
 
 use tcptrace_common::{
     event::AF_INET6,
+    packet::Packet,
     paws::{
         PawsEvent, PawsSite, RstEvent, RstVerdict, PAWS_OLD_ACK, PAWS_RST, PAWS_TS_RECENT_UNKNOWN,
         RST_SEQ_INFERRED,
@@ -114,6 +115,9 @@ pub struct Event {
     pub comm: String,
     pub endpoints: Endpoints,
     pub detail: Detail,
+    /// IP + TCP headers captured with the event (SYN, PAWS and RST kinds);
+    /// empty when none were captured.
+    pub packet: Vec<u8>,
 }
 
 impl Event {
@@ -190,7 +194,30 @@ fn with_header(h: &EventHeader, kind: EventKind, flow: &Flow, detail: Detail) ->
         comm: comm(&h.comm),
         endpoints: Endpoints::from(flow),
         detail,
+        packet: Vec::new(),
     }
+}
+
+/// A record that ends in a [`Packet`]: records written before packets were
+/// captured (that much shorter) decode with an empty packet.
+fn read_packet_record<T: Copy + Default>(kind: EventKind, bytes: &[u8]) -> Result<T, DecodeError> {
+    let want = std::mem::size_of::<T>();
+    let without = want - std::mem::size_of::<Packet>();
+    if bytes.len() >= want || bytes.len() < without {
+        return read_record(kind, bytes);
+    }
+    let mut rec = T::default();
+    // SAFETY: T is a repr(C) plain-data record (every byte pattern valid);
+    // the copy stays inside both.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&raw mut rec).cast::<u8>(), bytes.len())
+    };
+    Ok(rec)
+}
+
+fn with_packet(mut ev: Event, packet: &Packet) -> Event {
+    ev.packet = packet.bytes().to_vec();
+    ev
 }
 
 /// Decodes one ring-buffer record.
@@ -217,12 +244,15 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             Ok(with_header(&rec.header, kind, &rec.flow, detail))
         }
         EventKind::SynDrop | EventKind::ListenOverflow | EventKind::SynackRetransmit => {
-            let rec: SynEvent = read_record(kind, bytes)?;
+            let rec: SynEvent = read_packet_record(kind, bytes)?;
             let detail = Detail::Syn(crate::syn::detail(&rec));
-            Ok(with_header(&rec.header, kind, &rec.flow, detail))
+            Ok(with_packet(
+                with_header(&rec.header, kind, &rec.flow, detail),
+                &rec.packet,
+            ))
         }
         EventKind::PawsReject => {
-            let rec: PawsEvent = read_record(kind, bytes)?;
+            let rec: PawsEvent = read_packet_record(kind, bytes)?;
             let site = PawsSite::from_u8(rec.site).ok_or(DecodeError::BadField {
                 kind,
                 field: "site",
@@ -237,10 +267,13 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 old_ack: rec.flags & PAWS_OLD_ACK != 0,
                 rst: rec.flags & PAWS_RST != 0,
             });
-            Ok(with_header(&rec.header, kind, &rec.flow, detail))
+            Ok(with_packet(
+                with_header(&rec.header, kind, &rec.flow, detail),
+                &rec.packet,
+            ))
         }
         EventKind::Rst => {
-            let rec: RstEvent = read_record(kind, bytes)?;
+            let rec: RstEvent = read_packet_record(kind, bytes)?;
             let verdict = RstVerdict::from_u8(rec.verdict).ok_or(DecodeError::BadField {
                 kind,
                 field: "verdict",
@@ -255,7 +288,10 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 rcv_wup: rec.rcv_wup,
                 rcv_wnd: rec.rcv_wnd,
             });
-            Ok(with_header(&rec.header, kind, &rec.flow, detail))
+            Ok(with_packet(
+                with_header(&rec.header, kind, &rec.flow, detail),
+                &rec.packet,
+            ))
         }
     }
 }
@@ -360,6 +396,7 @@ pub(crate) mod tests {
             state: 6,
             flags,
             _pad: 0,
+            packet: Packet::default(),
         })
     }
 
@@ -380,6 +417,7 @@ pub(crate) mod tests {
             state: 1,
             flags: 0,
             _pad: [0; 5],
+            packet: Packet::default(),
         })
     }
 

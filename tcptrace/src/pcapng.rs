@@ -10,6 +10,14 @@
 
 use std::io::{self, Write};
 
+use std::net::IpAddr;
+
+use tcptrace_common::{
+    paws::{PawsSite, RstVerdict},
+    syn::SynDropCause,
+    EventKind,
+};
+
 use crate::event::{Detail, Event};
 
 const SHB: u32 = 0x0A0D_0D0A;
@@ -25,16 +33,110 @@ const SHB_USERAPPL: u16 = 4;
 const IF_NAME: u16 = 2;
 const IF_TSRESOL: u16 = 9;
 
-/// The packet an event carries and the comment that describes the event, or
-/// None for kinds without packet bytes (no probe captures headers yet).
+/// Kinds whose records carry the headers of the packet behind them.
+pub fn carries_packet(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::SynDrop | EventKind::ListenOverflow | EventKind::PawsReject | EventKind::Rst
+    )
+}
+
+/// The packet an event carries and the comment naming the kernel's verdict,
+/// or None for events without captured bytes.
 pub fn packet(ev: &Event) -> Option<(&[u8], String)> {
-    match &ev.detail {
-        Detail::Connect { .. }
-        | Detail::PortSearch { .. }
-        | Detail::Syn(_)
-        | Detail::PawsReject(_)
-        | Detail::Rst(_) => None,
+    if ev.packet.is_empty() || !carries_packet(ev.kind) {
+        return None;
     }
+    Some((&ev.packet, comment(ev)?))
+}
+
+fn endpoint(addr: IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// One line saying what the kernel did with the packet.
+fn comment(ev: &Event) -> Option<String> {
+    let e = &ev.endpoints;
+    let local = endpoint(e.saddr, e.sport);
+    let peer = endpoint(e.daddr, e.dport);
+    Some(match &ev.detail {
+        Detail::Syn(d) if ev.kind == EventKind::SynDrop => {
+            let why = match d.cause {
+                Some(SynDropCause::AcceptQueueFull) => {
+                    format!("accept queue full ({}/{})", d.backlog, d.backlog_max)
+                }
+                Some(SynDropCause::SynQueueFull) => format!(
+                    "SYN queue full ({}/{}, syncookies off)",
+                    d.syn_queue, d.backlog_max
+                ),
+                _ if d.last_quarter => format!(
+                    "last quarter of tcp_max_syn_backlog in use ({}/{}), peer unproven",
+                    d.syn_queue, d.max_syn_backlog
+                ),
+                _ => "no SYN-ACK sent (route, memory or LSM failure)".to_owned(),
+            };
+            format!("SYN dropped: {why} on {local} from {peer}")
+        }
+        Detail::Syn(d) => {
+            let outcome = if d.abort_on_overflow != 0 {
+                "answered with RST (tcp_abort_on_overflow=1)"
+            } else {
+                "request kept, client thinks it is connected (tcp_abort_on_overflow=0)"
+            };
+            format!(
+                "dropped: accept queue full ({}/{}) on {local}, third ACK from {peer}; {outcome}",
+                d.backlog, d.backlog_max
+            )
+        }
+        Detail::PawsReject(p) => {
+            let site = p.site.name();
+            let rst = if p.rst { ", RST" } else { "" };
+            let old = if p.old_ack { ", old ACK" } else { "" };
+            match (p.site, p.ts_recent) {
+                (PawsSite::SynSent, Some(sent)) => format!(
+                    "PAWS reject ({site}): TSecr {} not between our SYN's stamp {sent} and now",
+                    p.tsecr
+                ),
+                (_, Some(ts_recent)) => format!(
+                    "PAWS reject ({site}{rst}{old}): TSval {} < ts_recent {ts_recent}",
+                    p.tsval
+                ),
+                (_, None) => format!(
+                    "PAWS reject ({site}{rst}{old}): TSval {} older than ts_recent",
+                    p.tsval
+                ),
+            }
+        }
+        Detail::Rst(r) => match r.verdict {
+            RstVerdict::Accepted => {
+                format!("RST accepted: seq {} = rcv_nxt, connection reset", r.seq)
+            }
+            RstVerdict::ChallengeAck => format!(
+                "RST answered with challenge ACK: seq {} in window but rcv_nxt is {}",
+                r.seq, r.rcv_nxt
+            ),
+            RstVerdict::Ignored => format!(
+                "RST ignored: seq {} outside window by {}",
+                r.seq,
+                r.window_distance()
+            ),
+        },
+        Detail::Connect { .. } | Detail::PortSearch { .. } => return None,
+    })
+}
+
+/// Length of the whole packet as its IP header states (the capture holds
+/// only the headers), at least the captured length.
+fn wire_len(data: &[u8]) -> usize {
+    let stated = match data.first().map(|b| b >> 4) {
+        Some(4) if data.len() >= 4 => usize::from(u16::from_be_bytes([data[2], data[3]])),
+        Some(6) if data.len() >= 6 => 40 + usize::from(u16::from_be_bytes([data[4], data[5]])),
+        _ => 0,
+    };
+    stated.max(data.len())
 }
 
 /// Appends one option (code, length, value padded to 4 bytes).
@@ -99,12 +201,13 @@ impl<W: Write> PcapngWriter<W> {
         let ts = unix_ns.max(0) as u64;
         let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
         let data = &data[..len as usize];
+        let orig = u32::try_from(wire_len(data)).unwrap_or(u32::MAX);
         let mut epb = Vec::with_capacity(data.len() + comment.len() + 40);
         epb.extend_from_slice(&0u32.to_le_bytes()); // interface 0
         epb.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
         epb.extend_from_slice(&(ts as u32).to_le_bytes());
         epb.extend_from_slice(&len.to_le_bytes());
-        epb.extend_from_slice(&len.to_le_bytes());
+        epb.extend_from_slice(&orig.to_le_bytes());
         epb.extend_from_slice(data);
         pad(&mut epb);
         if !comment.is_empty() {
@@ -200,7 +303,29 @@ mod tests {
     }
 
     #[test]
-    fn current_kinds_carry_no_packet() {
+    fn captured_headers_become_the_packet_with_the_verdict() {
+        use crate::event::{decode, tests::raw_rst};
+        use tcptrace_common::{packet::Packet, paws::RstEvent};
+        let mut raw = raw_rst(RstVerdict::Ignored, 1);
+        let at = std::mem::size_of::<RstEvent>() - std::mem::size_of::<Packet>();
+        let pkt = rst_v6();
+        raw[at..at + 2].copy_from_slice(&(pkt.len() as u16).to_le_bytes());
+        raw[at + 8..at + 8 + pkt.len()].copy_from_slice(&pkt);
+        let ev = decode(&raw).unwrap();
+        let (bytes, comment) = packet(&ev).unwrap();
+        assert_eq!(bytes, &pkt[..]);
+        assert_eq!(comment, "RST ignored: seq 1 outside window by -899");
+        // A record from before packets were captured decodes without one.
+        let ev = decode(&raw[..at]).unwrap();
+        assert!(ev.packet.is_empty() && packet(&ev).is_none());
+        assert_eq!(wire_len(&pkt), pkt.len());
+        let mut long = syn_v4();
+        long[2..4].copy_from_slice(&1500u16.to_be_bytes());
+        assert_eq!(wire_len(&long), 1500);
+    }
+
+    #[test]
+    fn kinds_without_captured_bytes_carry_no_packet() {
         use crate::event::{
             decode,
             tests::{raw_latency, raw_paws, raw_rst},

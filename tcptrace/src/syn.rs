@@ -612,6 +612,7 @@ pub(crate) mod tests {
             abort_on_overflow: 0,
             flags: fl,
             since_overflow_ns: 1_500_000_000,
+            packet: tcptrace_common::packet::Packet::default(),
         };
         // SAFETY: SynEvent is repr(C) plain data.
         unsafe { std::slice::from_raw_parts((&raw const rec).cast::<u8>(), size_of::<SynEvent>()) }

@@ -28,7 +28,8 @@ fn delta(
 /// Starts tcptrace and says whether `hook` is attached; fails when the run
 /// requires it (VM matrix) and it is not.
 fn tracer_for(hook: &str) -> (Tracer, bool) {
-    let tracer = Tracer::start(&[]);
+    // Recorded with --pcap: stop() checks the packets against the events.
+    let tracer = Tracer::start_pcap(&[]);
     let on = tracer.mechanism(hook);
     eprintln!("{hook}: {on:?}");
     if required(hook) {
@@ -41,8 +42,15 @@ fn tracer_for(hook: &str) -> (Tracer, bool) {
     (tracer, on.is_some())
 }
 
+/// Events of `kind` in `netns`; each carries its packet's headers, except
+/// accepted RSTs seen without their segment (`seq_inferred`).
 fn in_ns<'a>(objs: &'a [Value], kind: &str, netns: u64) -> Vec<&'a Value> {
-    events(objs, kind).filter(|e| e["netns"] == netns).collect()
+    let found: Vec<&Value> = events(objs, kind).filter(|e| e["netns"] == netns).collect();
+    for e in &found {
+        let captured = e["packet_len"].as_u64().is_some_and(|n| n >= 40);
+        assert!(captured || e["seq_inferred"] == true, "no packet: {e}");
+    }
+    found
 }
 
 /// S4: an established connection receives data stamped older than its

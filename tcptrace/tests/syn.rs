@@ -376,8 +376,17 @@ fn port_of(s: &Socket) -> u16 {
         .port()
 }
 
+/// Events of `kind` in `netns`; drops carry the packet's headers.
 fn in_netns<'a>(objs: &'a [Value], kind: &str, netns: u64) -> Vec<&'a Value> {
-    events(objs, kind).filter(|e| e["netns"] == netns).collect()
+    let found: Vec<&Value> = events(objs, kind).filter(|e| e["netns"] == netns).collect();
+    for e in &found {
+        let len = e["packet_len"].as_u64().unwrap_or(0);
+        match kind {
+            "syn_drop" | "listen_overflow" => assert!(len >= 40, "no packet: {e}"),
+            _ => assert!(e.get("packet_len").is_none(), "{e}"),
+        }
+    }
+    found
 }
 
 fn summary_listener(objs: &[Value], netns: u64, port: u16) -> Option<&Value> {
@@ -422,7 +431,8 @@ fn hook(tracer: &Tracer, name: &str) -> bool {
 fn accept_queue_full_at_syn(v6: bool) {
     const BACKLOG: i32 = 2;
     const CLIENTS: usize = 8;
-    let tracer = Tracer::start(&[]);
+    // Recorded with --pcap: stop() checks the packets against the events.
+    let tracer = Tracer::start_pcap(&[]);
     let syn_drop = hook(&tracer, "syn_drop");
     let owner = hook(&tracer, "listen_owner");
     let overflow = hook(&tracer, "listen_overflow");
@@ -517,7 +527,8 @@ fn s1_accept_queue_full_at_syn_v6() {
 /// re-ACK overflows again); with 1 the peer gets a RST.
 fn third_ack_overflow(v6: bool, abort: bool) {
     const BACKLOG: i32 = 4;
-    let tracer = Tracer::start(&[]);
+    // Recorded with --pcap: stop() checks the packets against the events.
+    let tracer = Tracer::start_pcap(&[]);
     let overflow = hook(&tracer, "listen_overflow");
     let rtx = hook(&tracer, "synack_retrans");
     let pair = VethPair::new(v6);
@@ -683,7 +694,8 @@ enum Burst {
 fn syn_burst(v6: bool, kind: Burst) {
     const N: u16 = 20;
     let backlog = if kind == Burst::LastQuarter { 64 } else { 8 };
-    let tracer = Tracer::start(&[]);
+    // Recorded with --pcap: stop() checks the packets against the events.
+    let tracer = Tracer::start_pcap(&[]);
     let syn_drop = hook(&tracer, "syn_drop");
     let pair = VethPair::new(v6);
     let (server, client) = (pair.server.clone(), pair.client.clone());

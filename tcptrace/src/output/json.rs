@@ -67,6 +67,9 @@ pub fn event(ev: &Event, boot_offset_ns: i64) -> Value {
             v["window_distance"] = json!(r.window_distance());
         }
     }
+    if crate::pcapng::carries_packet(ev.kind) {
+        v["packet_len"] = json!(ev.packet.len());
+    }
     v
 }
 

@@ -26,7 +26,11 @@ use std::{
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::Args;
-use tcptrace_common::{syn::SynEvent, EventHeader, EventKind, Flow, LatencyEvent};
+use tcptrace_common::{
+    paws::{PawsEvent, RstEvent},
+    syn::SynEvent,
+    EventHeader, EventKind, Flow, LatencyEvent,
+};
 
 use self::{
     format::{Block, HookInfo, Marker, MarkerKind, Metadata, BLOCK_TARGET},
@@ -142,6 +146,8 @@ pub fn metadata(hooks: &[HookStatus], filter: &FilterArgs, boot_offset_ns: i64) 
             ("Flow".to_owned(), size(size_of::<Flow>())),
             ("LatencyEvent".to_owned(), size(size_of::<LatencyEvent>())),
             ("SynEvent".to_owned(), size(size_of::<SynEvent>())),
+            ("PawsEvent".to_owned(), size(size_of::<PawsEvent>())),
+            ("RstEvent".to_owned(), size(size_of::<RstEvent>())),
         ]),
         event_kinds: EventKind::ALL
             .iter()

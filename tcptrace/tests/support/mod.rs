@@ -35,12 +35,38 @@ pub struct Tracer {
     child: Child,
     /// stderr lines up to "tracing;" (the attach report).
     pub attach_report: Vec<String>,
+    /// With [`Tracer::start_pcap`]: the directory holding the recording and
+    /// the pcapng file, checked against the events at [`Tracer::stop`].
+    pcap_dir: Option<std::path::PathBuf>,
 }
 
 impl Tracer {
     /// Starts `tcptrace --json` and waits until its probes are attached.
     pub fn start(extra: &[&str]) -> Tracer {
+        Self::start_with(&[], extra)
+    }
+
+    /// Starts `tcptrace record -o REC --pcap PCAP --json EXTRA…`. At stop the
+    /// pcapng file must hold exactly one packet per event that captured one,
+    /// matching it (see [`check_pcap`]), and `tcptrace replay REC --pcap`
+    /// must write the same packets.
+    pub fn start_pcap(extra: &[&str]) -> Tracer {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("tcptrace-pcap-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("pcap dir");
+        let rec = dir.join("run.rec");
+        let pcap = dir.join("run.pcapng");
+        let (rec, pcap) = (rec.to_str().expect("utf-8"), pcap.to_str().expect("utf-8"));
+        let mut t = Self::start_with(&["record", "-o", rec, "--pcap", pcap], extra);
+        t.pcap_dir = Some(dir);
+        t
+    }
+
+    /// Starts `tcptrace PRE… --json EXTRA…` (e.g. `record -o F --pcap P`).
+    pub fn start_with(pre: &[&str], extra: &[&str]) -> Tracer {
         let mut child = Command::new(tcptrace_bin())
+            .args(pre)
             .args(["--json", "--interval", "0", "--attach", &attach_mode()])
             .args(extra)
             .stdout(Stdio::piped())
@@ -74,6 +100,7 @@ impl Tracer {
         Tracer {
             child,
             attach_report,
+            pcap_dir: None,
         }
     }
 
@@ -100,10 +127,38 @@ impl Tracer {
             .expect("signal tcptrace");
         let out = self.child.wait_with_output().expect("wait tcptrace");
         assert!(out.status.success(), "tcptrace exited with {}", out.status);
-        String::from_utf8_lossy(&out.stdout)
+        let objs: Vec<Value> = String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
-            .collect()
+            .collect();
+        if let Some(dir) = self.pcap_dir {
+            let live = read_pcap(&dir.join("run.pcapng"));
+            let by_kind = check_pcap(&objs, &live);
+            eprintln!(
+                "pcapng: {} packets matching their events: {by_kind:?}",
+                live.len()
+            );
+            let replayed = dir.join("replay.pcapng");
+            let run = Command::new(tcptrace_bin())
+                .arg("replay")
+                .arg(dir.join("run.rec"))
+                .arg("--pcap")
+                .arg(&replayed)
+                .output()
+                .expect("tcptrace replay");
+            assert!(
+                run.status.success(),
+                "replay: {}",
+                String::from_utf8_lossy(&run.stderr)
+            );
+            assert_eq!(
+                read_pcap(&replayed),
+                live,
+                "replay --pcap differs from the live pcapng"
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        objs
     }
 }
 
@@ -178,4 +233,220 @@ pub fn listener(addr: &str) -> (TcpListener, SocketAddr) {
     let l = TcpListener::bind(addr).expect("bind listener");
     let a = l.local_addr().expect("local addr");
     (l, a)
+}
+
+/// One packet of a pcapng file tcptrace wrote, with the TCP fields the tests
+/// check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PcapPacket {
+    pub comment: String,
+    /// TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10).
+    pub flags: u8,
+    pub seq: u32,
+    pub tsval: Option<u32>,
+    pub sport: u16,
+    pub dport: u16,
+    /// Captured bytes (IP + TCP headers).
+    pub len: usize,
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// Parses the Enhanced Packet Blocks of a pcapng file (little endian, raw
+/// IP link type, as tcptrace writes it) and the TCP header of each packet.
+/// Where tshark is installed, checks that it reads the same values.
+pub fn read_pcap(path: &std::path::Path) -> Vec<PcapPacket> {
+    let bytes = std::fs::read(path).expect("read pcapng");
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 12 <= bytes.len() {
+        let kind = le32(&bytes, at);
+        let total = le32(&bytes, at + 4) as usize;
+        assert!(
+            total >= 12 && at + total <= bytes.len(),
+            "bad block at {at}"
+        );
+        if kind == 6 {
+            let body = &bytes[at + 8..at + total - 4];
+            let caplen = le32(body, 12) as usize;
+            let data = &body[20..20 + caplen];
+            let mut opt = 20 + caplen.div_ceil(4) * 4;
+            let mut comment = String::new();
+            while opt + 4 <= body.len() {
+                let code = u16::from_le_bytes([body[opt], body[opt + 1]]);
+                let len = u16::from_le_bytes([body[opt + 2], body[opt + 3]]) as usize;
+                if code == 0 {
+                    break;
+                }
+                if code == 1 {
+                    comment = String::from_utf8_lossy(&body[opt + 4..opt + 4 + len]).into_owned();
+                }
+                opt += 4 + len.div_ceil(4) * 4;
+            }
+            let ip_len = if data[0] >> 4 == 6 {
+                40
+            } else {
+                usize::from(data[0] & 15) * 4
+            };
+            let tcp = &data[ip_len..];
+            let doff = usize::from(tcp[12] >> 4) * 4;
+            let mut tsval = None;
+            let mut o = 20;
+            while o < doff {
+                match tcp[o] {
+                    0 => break,
+                    1 => o += 1,
+                    kind => {
+                        let l = usize::from(tcp[o + 1]).max(2);
+                        if kind == 8 && l == 10 {
+                            tsval =
+                                Some(u32::from_be_bytes(tcp[o + 2..o + 6].try_into().expect("4")));
+                        }
+                        o += l;
+                    }
+                }
+            }
+            out.push(PcapPacket {
+                comment,
+                flags: tcp[13],
+                seq: u32::from_be_bytes(tcp[4..8].try_into().expect("4 bytes")),
+                tsval,
+                sport: u16::from_be_bytes([tcp[0], tcp[1]]),
+                dport: u16::from_be_bytes([tcp[2], tcp[3]]),
+                len: caplen,
+            });
+        }
+        at += total;
+    }
+    check_with_tshark(path, &out);
+    out
+}
+
+fn check_with_tshark(path: &std::path::Path, packets: &[PcapPacket]) {
+    let Ok(run) = Command::new("tshark")
+        .arg("-r")
+        .arg(path)
+        .args(["-T", "fields", "-E", "separator=|"])
+        .args([
+            "-e",
+            "frame.comment",
+            "-e",
+            "tcp.flags",
+            "-e",
+            "tcp.seq_raw",
+        ])
+        .args(["-e", "tcp.options.timestamp.tsval"])
+        .output()
+    else {
+        eprintln!("tshark not installed: pcapng checked by the test's own parser only");
+        return;
+    };
+    assert!(
+        run.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = String::from_utf8_lossy(&run.stdout);
+    let seen: Vec<(String, u8, u32, Option<u32>)> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            assert_eq!(f.len(), 4, "tshark line {l:?}");
+            let flags = u16::from_str_radix(f[1].trim_start_matches("0x"), 16)
+                .unwrap_or_else(|_| panic!("tshark flags {l:?}")) as u8;
+            (
+                f[0].to_owned(),
+                flags,
+                f[2].parse().unwrap_or_else(|_| panic!("tshark seq {l:?}")),
+                f[3].parse().ok(),
+            )
+        })
+        .collect();
+    let want: Vec<_> = packets
+        .iter()
+        .map(|p| (p.comment.clone(), p.flags, p.seq, p.tsval))
+        .collect();
+    assert_eq!(seen, want, "tshark reads the pcapng differently");
+}
+
+const TH_SYN: u8 = 0x02;
+const TH_RST: u8 = 0x04;
+const TH_ACK: u8 = 0x10;
+
+/// The pcapng holds exactly one packet per event with `packet_len` > 0, in
+/// event order, each matching its event: the kernel's verdict in the
+/// comment, the segment's flags, ports, sequence number and TSval.
+/// Returns how many packets each kind contributed.
+pub fn check_pcap(
+    objs: &[Value],
+    packets: &[PcapPacket],
+) -> std::collections::BTreeMap<String, usize> {
+    let carrying: Vec<&Value> = objs
+        .iter()
+        .filter(|e| e["packet_len"].as_u64().is_some_and(|n| n > 0))
+        .collect();
+    assert_eq!(
+        carrying.len(),
+        packets.len(),
+        "one packet per event with packet bytes"
+    );
+    let mut by_kind = std::collections::BTreeMap::new();
+    for (e, p) in carrying.iter().zip(packets) {
+        assert_eq!(e["packet_len"].as_u64(), Some(p.len as u64), "{e} {p:?}");
+        // The packet came from the peer: its source is the event's daddr side.
+        assert_eq!(e["dport"].as_u64(), Some(u64::from(p.sport)), "{e} {p:?}");
+        assert_eq!(e["sport"].as_u64(), Some(u64::from(p.dport)), "{e} {p:?}");
+        let kind = e["kind"].as_str().expect("kind");
+        match kind {
+            "syn_drop" => {
+                assert_eq!(p.flags & (TH_SYN | TH_ACK | TH_RST), TH_SYN, "{e} {p:?}");
+                assert!(p.comment.starts_with("SYN dropped: "), "{p:?}");
+                if e["cause"] == "accept_queue_full" {
+                    let want = format!("accept queue full ({}/{})", e["backlog"], e["backlog_max"]);
+                    assert!(p.comment.contains(&want), "{p:?} {e}");
+                }
+            }
+            "listen_overflow" => {
+                assert_eq!(p.flags & (TH_SYN | TH_ACK | TH_RST), TH_ACK, "{e} {p:?}");
+                let want = format!(
+                    "dropped: accept queue full ({}/{})",
+                    e["backlog"], e["backlog_max"]
+                );
+                assert!(p.comment.starts_with(&want), "{p:?} {e}");
+            }
+            "paws_reject" => {
+                assert_eq!(p.tsval.map(u64::from), e["tsval"].as_u64(), "{e} {p:?}");
+                let site = e["site"].as_str().expect("site");
+                assert!(
+                    p.comment.starts_with(&format!("PAWS reject ({site}")),
+                    "{p:?}"
+                );
+                if site != "syn_sent" {
+                    if let Some(ts_recent) = e["ts_recent"].as_u64() {
+                        let want = format!("TSval {} < ts_recent {ts_recent}", e["tsval"]);
+                        assert!(p.comment.ends_with(&want), "{p:?} {e}");
+                    }
+                }
+            }
+            "rst" => {
+                assert_eq!(p.flags & TH_RST, TH_RST, "{e} {p:?}");
+                assert_eq!(Some(u64::from(p.seq)), e["seq"].as_u64(), "{e} {p:?}");
+                let want = match e["verdict"].as_str() {
+                    Some("accepted") => "RST accepted: ",
+                    Some("challenge_ack") => "RST answered with challenge ACK: ",
+                    _ => "RST ignored: ",
+                };
+                assert!(p.comment.starts_with(want), "{p:?} {e}");
+                assert!(
+                    p.comment.contains(&format!("seq {} ", e["seq"])),
+                    "{p:?} {e}"
+                );
+            }
+            other => panic!("{other} events carry no packet: {e}"),
+        }
+        *by_kind.entry(kind.to_owned()).or_insert(0) += 1;
+    }
+    by_kind
 }
