@@ -5,6 +5,7 @@
 //! Sizes are asserted at compile time so both sides agree.
 #![no_std]
 
+pub mod bench;
 pub mod config;
 pub mod event;
 pub mod hist;

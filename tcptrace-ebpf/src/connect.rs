@@ -50,7 +50,21 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
 fn try_sys_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
     let fd: i64 = unsafe { ctx.read_at(ENTER_FD) }.map_err(|e| e as i64)?;
     let uaddr: u64 = unsafe { ctx.read_at(ENTER_ADDR) }.map_err(|e| e as i64)?;
-    let family: u16 = unsafe { bpf_probe_read_user(uaddr as *const u16) }.map_err(|e| e as i64)?;
+    // One read for family, port and IPv4 address: sockaddr_in's 16 bytes,
+    // which every AF_INET/AF_INET6 connect() passes at least.
+    let sa: [u8; 16] = match unsafe { bpf_probe_read_user(uaddr as *const [u8; 16]) } {
+        Ok(sa) => sa,
+        // A shorter sockaddr of another family at the end of a page.
+        Err(e) => {
+            let family: u16 =
+                unsafe { bpf_probe_read_user(uaddr as *const u16) }.map_err(|e| e as i64)?;
+            if family == AF_INET || family == AF_INET6 {
+                return Err(e as i64);
+            }
+            return Ok(());
+        }
+    };
+    let family = u16::from_ne_bytes([sa[0], sa[1]]);
     if (family != AF_INET && family != AF_INET6) || !filter::current_task_allowed() {
         return Ok(());
     }
@@ -59,17 +73,13 @@ fn try_sys_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
     };
     let mut flow = Flow {
         family,
+        // sockaddr_in and sockaddr_in6 both keep the port at byte 2.
+        dport: u16::from_be_bytes([sa[2], sa[3]]),
         ..Flow::default()
     };
-    // sockaddr_in and sockaddr_in6 both keep the port at byte 2; the address
-    // is at byte 4 (v4) or 8 (v6).
-    let port: u16 =
-        unsafe { bpf_probe_read_user((uaddr + 2) as *const u16) }.map_err(|e| e as i64)?;
-    flow.dport = u16::from_be(port);
+    // The address is at byte 4 (v4) or 8 (v6).
     if family == AF_INET {
-        let a: [u8; 4] =
-            unsafe { bpf_probe_read_user((uaddr + 4) as *const [u8; 4]) }.map_err(|e| e as i64)?;
-        flow.daddr[..4].copy_from_slice(&a);
+        flow.daddr[..4].copy_from_slice(&sa[4..8]);
     } else {
         flow.daddr =
             unsafe { bpf_probe_read_user((uaddr + 8) as *const [u8; 16]) }.map_err(|e| e as i64)?;
@@ -109,6 +119,12 @@ fn try_sys_exit_connect(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let latency_ns = now().saturating_sub(start.start_ns);
+    let send_it = passes_threshold(latency_ns, errno);
+    if !send_it && !filter::active() {
+        // Nothing to send and nothing to filter on: the histogram is all.
+        record_latency(HistId::Connect, latency_ns);
+        return Ok(());
+    }
     let mut flow = start.flow;
     // The local side is only known once the kernel picked it.
     if let Ok(now_flow) = sock_flow(start.sk) {
@@ -120,7 +136,7 @@ fn try_sys_exit_connect(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     record_latency(HistId::Connect, latency_ns);
-    if passes_threshold(latency_ns, errno) {
+    if send_it {
         send(
             EventKind::Connect,
             &LatencyEvent {

@@ -33,6 +33,12 @@ pub fn current_task_allowed() -> bool {
     task_matches(pid, &comm, cgroup, flags)
 }
 
+/// Whether any filter is set.
+#[inline(always)]
+pub fn active() -> bool {
+    global!(CONFIG.filter.flags) != 0
+}
+
 /// Whether an event passes every filter that is set.
 #[inline(always)]
 pub fn allows(h: &EventHeader, flow: &Flow) -> bool {

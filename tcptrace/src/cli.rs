@@ -58,6 +58,8 @@ pub struct LiveArgs {
     /// Set by `tcptrace diagnose`: print only the findings.
     #[arg(skip)]
     pub diagnose: bool,
+    #[command(flatten)]
+    pub bench: crate::bench_flood::BenchArgs,
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -6,15 +6,18 @@ use std::{collections::HashSet, ffi::CString, fs, path::Path};
 use anyhow::{bail, Context as _, Result};
 
 /// Function names in /proc/kallsyms: a BTF function without a symbol was
-/// inlined and cannot be probed.
+/// inlined and cannot be probed. Read on first use: only a failed attach
+/// needs it (to say why), and reading it costs tens of milliseconds.
 pub struct KernelSymbols {
-    names: HashSet<String>,
+    names: std::sync::OnceLock<Option<HashSet<String>>>,
 }
 
 impl KernelSymbols {
-    pub fn load() -> Result<Self> {
-        let text = fs::read_to_string("/proc/kallsyms").context("reading /proc/kallsyms")?;
-        Ok(Self::parse(&text))
+    /// Symbols read from /proc/kallsyms when first asked.
+    pub fn lazy() -> Self {
+        Self {
+            names: std::sync::OnceLock::new(),
+        }
     }
 
     pub fn parse(text: &str) -> Self {
@@ -26,11 +29,21 @@ impl KernelSymbols {
                 matches!(kind, "t" | "T").then(|| name.to_owned())
             })
             .collect();
-        Self { names }
+        let cell = std::sync::OnceLock::new();
+        let _ = cell.set(Some(names));
+        Self { names: cell }
     }
 
+    /// Whether `name` is a kernel text symbol; true when kallsyms cannot be
+    /// read (the attach error then speaks for itself).
     pub fn contains(&self, name: &str) -> bool {
-        self.names.contains(name)
+        self.names
+            .get_or_init(|| {
+                let text = fs::read_to_string("/proc/kallsyms").ok()?;
+                Self::parse(&text).names.into_inner().flatten()
+            })
+            .as_ref()
+            .is_none_or(|names| names.contains(name))
     }
 }
 

@@ -92,6 +92,10 @@ pub async fn run(args: LiveArgs) -> Result<()> {
     session(&args, None).await
 }
 
+/// Ring buffer polling period while events flow, and its ceiling when idle.
+const POLL_MIN: std::time::Duration = std::time::Duration::from_millis(5);
+const POLL_MAX: std::time::Duration = std::time::Duration::from_millis(40);
+
 /// The live run; with `record`, also the recording (`tcptrace record`).
 pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()> {
     let config = Config {
@@ -102,7 +106,7 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
         mut ebpf,
         hooks,
         rst_slot_names,
-    } = loader::load(args.attach, config)?;
+    } = loader::load_only(args.attach, config, &args.bench.bench_hooks)?;
     for status in &hooks {
         eprintln!("tcptrace: {}", loader::describe(status));
     }
@@ -110,6 +114,7 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
     if !filter.is_empty() {
         eprintln!("tcptrace: filter (in the kernel): {filter}");
     }
+    crate::bench_flood::attach(&mut ebpf, &args.bench)?;
     let counters = CounterMaps::take(&mut ebpf, rst_slot_names)?;
     let ring = ebpf
         .take_map(maps::EVENTS)
@@ -121,7 +126,7 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
 
     let boot_offset = crate::kernel::boot_to_unix_offset_ns();
     // `record` prints the live view only when asked (--print or --json).
-    let show_events = record.is_none_or(|r| r.print || args.json);
+    let show_events = !args.bench.bench_quiet && record.is_none_or(|r| r.print || args.json);
     let mut printer = Printer::new(
         BufWriter::new(std::io::stdout().lock()),
         args.json,
@@ -156,12 +161,23 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
     );
     tokio::pin!(deadline);
 
+    // The programs wake this loop only once per WAKEUP_BYTES of unread
+    // records; below that it polls, often while events flow, less when idle.
+    let mut poll_every = POLL_MIN;
+    let poll = sleep(poll_every);
+    tokio::pin!(poll);
+
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
                 drain(guard.get_inner_mut(), &counters, &mut printer, &mut owners, recorder.as_mut())?;
                 guard.clear_ready();
+            }
+            _ = &mut poll => {
+                let n = drain(ring.get_mut(), &counters, &mut printer, &mut owners, recorder.as_mut())?;
+                poll_every = if n > 0 { POLL_MIN } else { (poll_every * 2).min(POLL_MAX) };
+                poll.as_mut().reset(Instant::now() + poll_every);
             }
             _ = ticker.tick() => summarize(&counters, &mut printer, recorder.as_mut(), false)?,
             _ = record_tick.tick(), if recorder.is_some() => {
@@ -203,8 +219,10 @@ fn drain<W: Write>(
     printer: &mut Printer<W>,
     owners: &mut crate::syn::Owners,
     mut recorder: Option<&mut Recorder>,
-) -> Result<()> {
+) -> Result<usize> {
+    let mut n = 0;
     while let Some(item) = ring.next() {
+        n += 1;
         let mut ev = decode(&item);
         if let Ok(ev) = &mut ev {
             // A listener owner found in /proc goes into the recording (in the
@@ -223,7 +241,8 @@ fn drain<W: Write>(
             Err(e) => printer.undecodable(&e),
         }
     }
-    printer.flush()
+    printer.flush()?;
+    Ok(n)
 }
 
 /// Reads the kernel counters and prints a summary; the recording notes

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
 use aya::{Ebpf, EbpfLoader};
 use tcptrace_common::{globals, paws::PawsOffsets, Config};
 
@@ -25,11 +25,20 @@ pub struct Loaded {
 
 /// Checks privileges, loads the programs and attaches every hook that can be.
 pub fn load(mode: AttachMode, config: Config) -> Result<Loaded> {
+    load_only(mode, config, &[])
+}
+
+/// [`load`], restricted to the hooks named in `only` unless it is empty
+/// (the hidden `--bench-hooks`).
+pub fn load_only(mode: AttachMode, config: Config, only: &[String]) -> Result<Loaded> {
     let started = Instant::now();
     kernel::check_privileges()?;
     kernel::raise_memlock();
     kernel::ensure_filesystems()?;
+    // aya's parse of the kernel BTF runs beside our own.
+    let aya_btf_job = std::thread::spawn(|| aya::Btf::from_sys_fs().ok());
     let btf = KernelBtf::from_sys()?;
+    let btf_read = started.elapsed();
     let offsets = kernel_offsets(&btf).context("resolving struct offsets from kernel BTF")?;
     // The SYN family's own offsets: without them its hooks stay off, the
     // others still run.
@@ -40,7 +49,9 @@ pub fn load(mode: AttachMode, config: Config) -> Result<Loaded> {
     // The PAWS/RST hooks report their own unavailability if this fails.
     let paws_offsets = paws::kernel_offsets(&btf).unwrap_or(PawsOffsets::UNSET);
     let rst_slot_names = paws::rst_slot_names(&btf, paws_offsets.tp_send_reset_reason != 0);
-    let aya_btf = aya::Btf::from_sys_fs().ok();
+    let aya_btf = aya_btf_job
+        .join()
+        .map_err(|_| anyhow!("parsing kernel BTF (aya) panicked"))?;
     let mut ebpf = EbpfLoader::new()
         .btf(aya_btf.as_ref())
         .override_global(globals::OFFSETS, &offsets, true)
@@ -49,8 +60,12 @@ pub fn load(mode: AttachMode, config: Config) -> Result<Loaded> {
         .override_global(globals::PAWS_OFFSETS, &paws_offsets, true)
         .load(OBJECT)
         .context("loading the tcptrace eBPF object")?;
-    let syms = KernelSymbols::load()?;
+    let object_loaded = started.elapsed();
+    let syms = KernelSymbols::lazy();
     let mut specs = hooks::table(&btf);
+    if !only.is_empty() {
+        specs.retain(|s| only.iter().any(|o| o == s.name));
+    }
     let mut off = Vec::new();
     if let Some(e) = &syn_error {
         specs.retain(|s| {
@@ -68,7 +83,17 @@ pub fn load(mode: AttachMode, config: Config) -> Result<Loaded> {
     }
     let mut statuses = hooks::attach_all(&mut ebpf, aya_btf.as_ref(), &syms, &specs, mode);
     statuses.extend(off);
-    log::debug!("loaded and attached in {:?}", started.elapsed());
+    log::debug!(
+        "loaded and attached in {:?} (BTF read at {btf_read:?}, object loaded at {object_loaded:?})",
+        started.elapsed()
+    );
+    // Freeing the parsed BTF (and symbols, if read) takes milliseconds: not
+    // on the way to tracing. Then the heap they used goes back to the system.
+    std::thread::spawn(move || {
+        drop((btf, aya_btf, syms));
+        // SAFETY: malloc_trim only releases free heap memory.
+        unsafe { libc::malloc_trim(0) };
+    });
     if !statuses.iter().any(HookStatus::attached) {
         let why: Vec<String> = statuses
             .iter()

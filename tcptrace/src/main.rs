@@ -1,5 +1,6 @@
 //! tcptrace: live eBPF tracer for TCP failures.
 
+mod bench_flood;
 mod btf;
 mod cli;
 mod diagnose;

@@ -81,10 +81,13 @@ impl<W: Write> Printer<W> {
     /// One decoded event into the summary, the output and the capture.
     pub fn event(&mut self, ev: &Event) -> Result<()> {
         self.summary.observe(ev);
-        let json_needed = self.diag.is_some() || (self.show_events && self.human.is_none());
+        let json_needed = self.show_events && self.human.is_none();
         let v = json_needed.then(|| json::event(ev, self.boot_offset_ns));
-        if let (Some(diag), Some(v)) = (&mut self.diag, &v) {
-            diag.observe(v);
+        if let Some(diag) = &mut self.diag {
+            match &v {
+                Some(v) => diag.observe(v),
+                None => diag.observe_event(ev, self.boot_offset_ns),
+            }
         }
         if self.show_events {
             match (&self.human, &v) {

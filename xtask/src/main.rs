@@ -9,6 +9,8 @@
 
 mod artifacts;
 mod bench;
+mod bench_notes;
+mod bench_report;
 mod setup;
 mod sh;
 mod test;

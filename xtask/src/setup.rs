@@ -26,6 +26,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("zstd", "kernel module decompression"),
     ("iproute2", "network namespaces in scenarios"),
     ("tshark", "checks tcptrace's pcapng output in tests"),
+    (
+        "bpftrace",
+        "cargo xtask bench: the peer tracer measured in the same run",
+    ),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -5,6 +5,7 @@
 //! connections rejecting the SYN by PAWS.
 
 use std::{
+    borrow::Cow,
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
 };
@@ -82,8 +83,8 @@ impl Connects {
         d.slow.add(at);
         d.max_latency_ns = d.max_latency_ns.max(latency);
         let err = ev
-            .str("error")
-            .map_or_else(|| errno.to_string(), str::to_owned);
+            .error()
+            .map_or_else(|| errno.to_string(), Cow::into_owned);
         *d.errors.entry(err).or_default() += 1;
         if let Some(c) = ev.comm() {
             if let Some(n) = capped_insert(&mut d.comms, c.to_owned(), 16) {

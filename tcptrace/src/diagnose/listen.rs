@@ -529,7 +529,7 @@ fn summary_cookies(summary: Option<&Value>) -> Vec<(Key, u64)> {
     };
     list.iter()
         .filter_map(|l| {
-            let ev = Ev(l);
+            let ev = Ev::Json(l);
             let cookies = l.get("answered")?.get("cookie")?.as_u64()?;
             Some((
                 Key {

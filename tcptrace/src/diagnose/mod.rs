@@ -74,8 +74,8 @@ impl Finding {
             evidence: Map::new(),
             advice: Vec::new(),
             count: span.count,
-            first_seen: span.first.as_ref().map(|s| s.text.clone()),
-            last_seen: span.last.as_ref().map(|s| s.text.clone()),
+            first_seen: span.first.as_ref().map(|s| s.text().into_owned()),
+            last_seen: span.last.as_ref().map(|s| s.text().into_owned()),
         }
     }
 
@@ -187,7 +187,22 @@ pub struct Engine {
 impl Engine {
     /// One event as `output::json::event` prints it.
     pub fn observe(&mut self, v: &Value) {
-        let ev = Ev(v);
+        self.observe_ev(Ev::Json(v));
+    }
+
+    /// One decoded event, as [`Engine::observe`] would see its JSON form:
+    /// connect and port_search (the kinds that come by the million) are
+    /// read from the record, the others through their JSON.
+    pub fn observe_event(&mut self, ev: &crate::event::Event, boot_offset_ns: i64) {
+        match ev.detail {
+            crate::event::Detail::Connect { .. } | crate::event::Detail::PortSearch { .. } => {
+                self.observe_ev(Ev::Record(ev, boot_offset_ns))
+            }
+            _ => self.observe(&crate::output::json::event(ev, boot_offset_ns)),
+        }
+    }
+
+    fn observe_ev(&mut self, ev: Ev<'_>) {
         let (Some(kind), Some(netns)) = (ev.kind(), ev.netns()) else {
             return;
         };

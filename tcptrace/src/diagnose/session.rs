@@ -69,6 +69,7 @@ impl DiagnoseArgs {
             attach: self.attach,
             filter: self.filter,
             diagnose: true,
+            bench: Default::default(),
         }
     }
 }
@@ -184,6 +185,12 @@ impl Session {
     /// One event, as `output::json::event` prints it.
     pub fn observe(&mut self, event: &Value) {
         self.engine.observe(event);
+    }
+
+    /// A decoded event, without building its JSON form where the engine
+    /// can read the record itself.
+    pub fn observe_event(&mut self, event: &crate::event::Event, boot_offset_ns: i64) {
+        self.engine.observe_event(event, boot_offset_ns);
     }
 
     /// Findings now. Live: from a fresh host snapshot (kept for

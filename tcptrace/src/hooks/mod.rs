@@ -7,7 +7,10 @@ mod paws;
 mod port_search;
 pub mod syn;
 
-use std::fmt;
+use std::{
+    fmt,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
@@ -327,14 +330,44 @@ fn attach_function(
     mech: Mechanism,
     loaded: &mut Vec<&'static str>,
 ) -> Result<()> {
-    if !syms.contains(t.function) {
-        return Err(anyhow!(
-            "not in /proc/kallsyms (inlined or absent on this kernel)"
-        ));
+    // kallsyms is read only to explain a failure: a function the kernel
+    // has no symbol for (inlined or absent) is named as such.
+    attach_function_to(ebpf, aya_btf, t, mech, loaded).map_err(|failure| match failure {
+        Failure::Mechanism(e) => e,
+        Failure::Target(_) if !syms.contains(t.function) => {
+            anyhow!("not in /proc/kallsyms (inlined or absent on this kernel)")
+        }
+        Failure::Target(e) => e,
+    })
+}
+
+/// Why a function target did not attach: the mechanism is unavailable on
+/// this kernel, or this target could not take it.
+enum Failure {
+    Mechanism(anyhow::Error),
+    Target(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Self::Target(e.into())
     }
+}
+
+fn attach_function_to(
+    ebpf: &mut Ebpf,
+    aya_btf: Option<&Btf>,
+    t: &FnTarget,
+    mech: Mechanism,
+    loaded: &mut Vec<&'static str>,
+) -> Result<(), Failure> {
     match mech {
         Mechanism::Fentry => {
-            let btf = aya_btf.ok_or_else(|| anyhow!("no kernel BTF"))?;
+            let btf = aya_btf.ok_or_else(|| Failure::Mechanism(anyhow!("no kernel BTF")))?;
+            if FENTRY_REFUSED.load(Ordering::Relaxed) {
+                // Known from an earlier hook: no BTF lookup and load again.
+                return Err(Failure::Mechanism(fentry_refused()));
+            }
             let prog = program(ebpf, t.fentry)?;
             if !loaded.contains(&t.fentry) {
                 let result = if t.ret {
@@ -358,9 +391,9 @@ fn attach_function(
         }
         Mechanism::Kprobe => {
             if !kprobes_available() {
-                return Err(anyhow!(
+                return Err(Failure::Mechanism(anyhow!(
                     "this kernel has no kprobe support (no kprobe PMU and no kprobe_events)"
-                ));
+                )));
             }
             let p: &mut KProbe = program(ebpf, t.kprobe)?.try_into()?;
             if !loaded.contains(&t.kprobe) {
@@ -370,22 +403,34 @@ fn attach_function(
             p.attach(t.function, 0)?;
         }
         Mechanism::Tracepoint | Mechanism::TpBtf => {
-            return Err(anyhow!("not a function target mechanism"))
+            return Err(Failure::Mechanism(anyhow!(
+                "not a function target mechanism"
+            )))
         }
     }
     Ok(())
 }
 
+/// Set once this kernel refused an fentry/fexit load with EPERM: it refuses
+/// them all, so later hooks skip the attempt (each costs a BTF lookup and
+/// a verifier pass).
+static FENTRY_REFUSED: AtomicBool = AtomicBool::new(false);
+
+fn fentry_refused() -> anyhow::Error {
+    anyhow!("fentry/fexit refused by this kernel (EPERM at load: no BPF trampoline support or locked down)")
+}
+
 /// Names the common reason fentry cannot load instead of echoing an empty
 /// verifier log.
-fn explain_fentry_load(e: ProgramError) -> anyhow::Error {
+fn explain_fentry_load(e: ProgramError) -> Failure {
     match &e {
         ProgramError::LoadError { io_error, .. }
             if io_error.raw_os_error() == Some(libc::EPERM) =>
         {
-            anyhow!("fentry/fexit refused by this kernel (EPERM at load: no BPF trampoline support or locked down)")
+            FENTRY_REFUSED.store(true, Ordering::Relaxed);
+            Failure::Mechanism(fentry_refused())
         }
-        _ => anyhow::Error::from(e),
+        _ => Failure::Target(anyhow::Error::from(e)),
     }
 }
 

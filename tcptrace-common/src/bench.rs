@@ -1,0 +1,12 @@
+//! Bench-only event source (`cargo xtask bench`): a program on the
+//! `getppid()` syscall that emits synthetic connect records for one process,
+//! so the ring buffer → userspace pipeline can be driven at millions of
+//! events per second. tcptrace loads and attaches it only under the hidden
+//! `--bench-flood` flag; normal runs never load it.
+
+/// Name of the `Array<u32>` configuring the source: `[tgid, records per call]`.
+pub const FLOOD_MAP: &str = "BENCH_FLOOD";
+/// Name of the tracepoint program.
+pub const FLOOD_PROGRAM: &str = "bench_flood";
+/// Upper bound on records per getppid() call.
+pub const MAX_PER_CALL: u32 = 256;

@@ -1,0 +1,92 @@
+//! The prose of BENCHMARKS.md: what each measured cost is made of, why a
+//! missed target was missed, and what design change would close it.
+
+use std::fmt::Write as _;
+
+use crate::bench_report::Verdict;
+
+const HOTPATH: &str = "\
+**Hot path.** Per connect(), tcptrace runs two programs on the syscall \
+tracepoints: at entry one user read of the sockaddr, a walk from the task's \
+fd table to the `struct sock` (six kernel reads, so that only TCP sockets \
+are counted) and an insert into a hash map keyed by thread; at exit a \
+lookup and delete, a per-CPU histogram increment and, only when the call \
+failed or was slow, the 4-tuple, netns, cgroup and comm read into a \
+104-byte record reserved in the ring buffer. Records no longer wake the \
+reader one by one: they are submitted with `BPF_RB_NO_WAKEUP`, a wake-up is \
+forced only when the unread data crosses a multiple of 256 KiB, and the \
+reader polls every 5 ms while events flow (backing off to 40 ms when \
+idle); `eisconn_paced` shows what a wake-up per event costs the traced \
+call (tcptrace before this change, and bpftrace, whose perf-buffer output \
+wakes its reader for every event). Where every call is an event, tcptrace \
+is a fraction of bpftrace. Where calls produce no event (`loopback`, \
+`synflood`: successful or in-progress connects under the threshold) both \
+do a map insert and delete and a histogram update per call; tcptrace adds \
+the fd walk, the script does not look at the socket at all; the two are of \
+the same order, a few hundred ns on loops of several µs, where run-to-run \
+noise on a shared machine is of the same size. With every hook this kernel \
+allows, tcptrace also runs on every TCP state change (listener owners), \
+every freed socket buffer (kfree_skb, for accept-queue overflows) and every \
+reset: several more programs per loopback connection than the script has. \
+What would cut the no-event path: fentry on the connect path where the \
+kernel allows it (`inet_stream_connect` has the socket as an argument: no \
+fd walk), per-task storage instead of the per-thread hash map \
+(`BPF_MAP_TYPE_TASK_STORAGE`, which needs BTF-typed programs), and \
+kfree_skb handled by `tp_btf` reading the drop reason first and returning \
+before any other read for every other reason.";
+
+const STARTUP: &str = "\
+**Start-up.** tcptrace loads every hook of every family (each program \
+passes the verifier), creates its maps (the 4 MiB ring buffer is zeroed), \
+reads the kernel BTF for struct offsets and function signatures, lets aya \
+parse the BTF again (it needs it for fentry and BTF tracepoint targets), \
+and takes the diagnosis baseline (/proc/net counters) before it prints \
+`tracing;`. bpftrace 0.17 compiles and loads two small programs for this \
+script. Changed here: the BTF is read by a lean index of our own (one pass \
+recording where each type starts and chaining ids per name hash; lookups \
+decode only what they walk) instead of decoding every type into objects; \
+aya's parse runs in a thread beside it; /proc/kallsyms is read only to \
+explain a failed attach; once the kernel refuses an fentry load (EPERM) \
+later hooks skip the attempt and its linear BTF search; the parsed BTF is \
+freed in the background and the heap trimmed. What would close the rest: \
+attaching hook families in parallel threads (program loads verify \
+independently), one BTF parse shared with aya (aya-obj keeps its lookups \
+private, and its name lookup is a linear scan per target), or caching the \
+offsets per kernel build ID.";
+
+const PIPELINE: &str = "\
+**Pipeline.** The drain loop decodes each record, counts it in the \
+summary and feeds the diagnosis engine; the live diagnosis used to build \
+a JSON object per event and parse its time and addresses back (about \
+1 µs per event, which kept the drain under 1 M/s); it now reads connect \
+and port_search records directly, checked field by field against the JSON \
+view in a unit test. At these rates the drain uses a small share of its \
+core; losses come from scheduling: the 4 MiB ring holds about 37,000 \
+records, 18 ms at 2 M/s, and on a machine where other processes share the \
+drain's CPU a longer gap before it runs again drops records (counted, per \
+kind, never silent). Closing that: a larger ring (16–64 MiB, locked \
+kernel memory), smaller records (comm and cgroup are 24 of the 104 bytes \
+and could move to a per-task table sent once), a drain thread at a \
+real-time priority, or in-kernel aggregation for the kinds that come by \
+the million.";
+
+/// One paragraph per target family, with the measured shortfall first when
+/// the target was missed.
+pub fn notes(verdicts: &[Verdict]) -> String {
+    let mut s = String::new();
+    for (key, text) in [
+        ("hotpath", HOTPATH),
+        ("startup", STARTUP),
+        ("pipeline", PIPELINE),
+    ] {
+        let missed: Vec<&Verdict> = verdicts
+            .iter()
+            .filter(|v| v.key == key && v.met == Some(false))
+            .collect();
+        for v in &missed {
+            let _ = writeln!(s, "Missed: {} — measured {}.\n", v.target, v.measured);
+        }
+        let _ = writeln!(s, "{text}\n");
+    }
+    s
+}
