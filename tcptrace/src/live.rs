@@ -102,20 +102,26 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
         min_latency_ns: args.min_latency.as_nanos().min(u64::MAX as u128) as u64,
         filter: args.filter.to_kernel(),
     };
-    let Loaded {
-        mut ebpf,
-        hooks,
-        rst_slot_names,
-    } = loader::load_only(args.attach, config, &args.bench.bench_hooks)?;
-    for status in &hooks {
-        eprintln!("tcptrace: {}", loader::describe(status));
-    }
-    let filter = args.filter.describe();
-    if !filter.is_empty() {
-        eprintln!("tcptrace: filter (in the kernel): {filter}");
-    }
+    // The diagnosis baseline (/proc counters of every namespace) is taken
+    // while the programs load.
+    let diagnosis = {
+        let filter = args.filter.clone();
+        let only_findings = args.diagnose;
+        std::thread::Builder::new()
+            .name("tcptrace-diag".into())
+            .spawn(move || Session::start(&filter, only_findings))
+            .context("starting the diagnosis baseline thread")?
+    };
+    let (
+        Loaded {
+            mut ebpf,
+            mut hooks,
+            rst_slot_names,
+        },
+        rest,
+    ) = loader::load_staged(args.attach, config, &args.bench.bench_hooks)?;
     crate::bench_flood::attach(&mut ebpf, &args.bench)?;
-    let counters = CounterMaps::take(&mut ebpf, rst_slot_names)?;
+    let mut counters = CounterMaps::take(&mut ebpf, rst_slot_names)?;
     let ring = ebpf
         .take_map(maps::EVENTS)
         .context("map EVENTS missing from the object")?;
@@ -123,6 +129,12 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
     // SAFETY: the AsyncFd owns the ring buffer and with it the fd it
     // registers, so the fd stays open for as long as it is registered.
     let mut ring = unsafe { AsyncFd::register(ring) }.context("polling the EVENTS ring buffer")?;
+    // The other hooks attach on a blocking thread while the first ones'
+    // events are already shown.
+    let mut attaching = tokio::task::spawn_blocking(move || {
+        let more = rest.attach(&mut ebpf);
+        (ebpf, more)
+    });
 
     let boot_offset = crate::kernel::boot_to_unix_offset_ns();
     // `record` prints the live view only when asked (--print or --json).
@@ -134,16 +146,54 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
         show_events,
     )
     .with_pcap(record.and_then(|r| r.pcap.as_deref()))?
-    .with_diagnosis(Session::start(&args.filter, args.diagnose));
-    let mut recorder = record
-        .map(|r| Recorder::start(r, &hooks, boot_offset))
-        .transpose()?;
+    .with_diagnosis(
+        diagnosis
+            .join()
+            .map_err(|_| anyhow::anyhow!("taking the diagnosis baseline panicked"))?,
+    );
     printer.begin()?;
-    eprintln!("tcptrace: tracing; Ctrl-C to stop");
-
     let mut owners = crate::syn::Owners::default();
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+
+    // The programs wake this loop only once per WAKEUP_BYTES of unread
+    // records; below that it polls, often while events flow, less when idle.
+    let mut poll_every = POLL_MIN;
+    let poll = sleep(poll_every);
+    tokio::pin!(poll);
+
+    // A recording starts with every hook's status, so its events wait in
+    // the ring buffer until the attach is done.
+    let show_early = record.is_none();
+    let (ebpf, more) = loop {
+        tokio::select! {
+            joined = &mut attaching => break joined.context("attaching hooks")?,
+            guard = ring.readable_mut(), if show_early => {
+                let mut guard = guard.context("waiting on the ring buffer")?;
+                drain(guard.get_inner_mut(), &counters, &mut printer, &mut owners, None)?;
+                guard.clear_ready();
+            }
+            _ = &mut poll, if show_early => {
+                drain(ring.get_mut(), &counters, &mut printer, &mut owners, None)?;
+                poll.as_mut().reset(Instant::now() + poll_every);
+            }
+        }
+    };
+    hooks.extend(more);
+    loader::ensure_any_attached(&hooks)?;
+    counters.programs = crate::progstats::ProgramStats::new(&ebpf);
+    for status in &hooks {
+        eprintln!("tcptrace: {}", loader::describe(status));
+    }
+    let filter = args.filter.describe();
+    if !filter.is_empty() {
+        eprintln!("tcptrace: filter (in the kernel): {filter}");
+    }
+    let mut recorder = record
+        .map(|r| Recorder::start(r, &hooks, boot_offset))
+        .transpose()?;
+    eprintln!("tcptrace: tracing; Ctrl-C to stop");
+
     let period = if args.interval.is_zero() {
         std::time::Duration::from_secs(86400 * 365)
     } else {
@@ -160,12 +210,6 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
             .unwrap_or(std::time::Duration::from_secs(86400 * 365 * 100)),
     );
     tokio::pin!(deadline);
-
-    // The programs wake this loop only once per WAKEUP_BYTES of unread
-    // records; below that it polls, often while events flow, less when idle.
-    let mut poll_every = POLL_MIN;
-    let poll = sleep(poll_every);
-    tokio::pin!(poll);
 
     loop {
         tokio::select! {

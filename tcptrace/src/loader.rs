@@ -3,13 +3,13 @@
 
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use aya::{Ebpf, EbpfLoader};
 use tcptrace_common::{globals, paws::PawsOffsets, Config};
 
 use crate::{
     btf::{kernel_offsets, KernelBtf},
-    hooks::{self, AttachMode, HookStatus},
+    hooks::{self, AttachMode, HookSpec, HookStatus},
     kernel::{self, KernelSymbols},
     paws,
 };
@@ -31,12 +31,29 @@ pub fn load(mode: AttachMode, config: Config) -> Result<Loaded> {
 /// [`load`], restricted to the hooks named in `only` unless it is empty
 /// (the hidden `--bench-hooks`).
 pub fn load_only(mode: AttachMode, config: Config, only: &[String]) -> Result<Loaded> {
+    let (mut loaded, rest) = load_staged(mode, config, only)?;
+    let more = rest.attach(&mut loaded.ebpf);
+    loaded.hooks.extend(more);
+    ensure_any_attached(&loaded.hooks)?;
+    Ok(loaded)
+}
+
+/// Loads the object and attaches the hooks that need nothing but plain
+/// tracepoints (connect() among them), so events flow within milliseconds
+/// of start; [`Rest::attach`] attaches the others, which wait for aya's
+/// parse of the kernel BTF and for the verifier, while the caller already
+/// reads events.
+pub fn load_staged(mode: AttachMode, config: Config, only: &[String]) -> Result<(Loaded, Rest)> {
     let started = Instant::now();
     kernel::check_privileges()?;
     kernel::raise_memlock();
     kernel::ensure_filesystems()?;
-    // aya's parse of the kernel BTF runs beside our own.
-    let aya_btf_job = std::thread::spawn(|| aya::Btf::from_sys_fs().ok());
+    // aya's parse of the kernel BTF runs beside our own; only fentry and
+    // tp_btf programs need it, and they are attached last.
+    let aya_btf_job = std::thread::Builder::new()
+        .name("tcptrace-btf".into())
+        .spawn(|| aya::Btf::from_sys_fs().ok())
+        .context("starting the BTF parser thread")?;
     let btf = KernelBtf::from_sys()?;
     let btf_read = started.elapsed();
     let offsets = kernel_offsets(&btf).context("resolving struct offsets from kernel BTF")?;
@@ -49,11 +66,10 @@ pub fn load_only(mode: AttachMode, config: Config, only: &[String]) -> Result<Lo
     // The PAWS/RST hooks report their own unavailability if this fails.
     let paws_offsets = paws::kernel_offsets(&btf).unwrap_or(PawsOffsets::UNSET);
     let rst_slot_names = paws::rst_slot_names(&btf, paws_offsets.tp_send_reset_reason != 0);
-    let aya_btf = aya_btf_job
-        .join()
-        .map_err(|_| anyhow!("parsing kernel BTF (aya) panicked"))?;
+    // The object relocates no kernel types (offsets come as globals), so it
+    // loads without aya's BTF (which the loader would otherwise parse here).
     let mut ebpf = EbpfLoader::new()
-        .btf(aya_btf.as_ref())
+        .btf(None)
         .override_global(globals::OFFSETS, &offsets, true)
         .override_global(globals::CONFIG, &config, true)
         .override_global(globals::SYN_OFFSETS, &syn_offsets, true)
@@ -61,7 +77,6 @@ pub fn load_only(mode: AttachMode, config: Config, only: &[String]) -> Result<Lo
         .load(OBJECT)
         .context("loading the tcptrace eBPF object")?;
     let object_loaded = started.elapsed();
-    let syms = KernelSymbols::lazy();
     let mut specs = hooks::table(&btf);
     if !only.is_empty() {
         specs.retain(|s| only.iter().any(|o| o == s.name));
@@ -81,31 +96,73 @@ pub fn load_only(mode: AttachMode, config: Config, only: &[String]) -> Result<Lo
             !syn
         });
     }
-    let mut statuses = hooks::attach_all(&mut ebpf, aya_btf.as_ref(), &syms, &specs, mode);
-    statuses.extend(off);
+    let syms = KernelSymbols::lazy();
+    let (early, later): (Vec<_>, Vec<_>) = specs.into_iter().partition(HookSpec::plain_tracepoints);
+    let hooks = hooks::attach_all(&mut ebpf, None, &syms, &early, mode);
     log::debug!(
-        "loaded and attached in {:?} (BTF read at {btf_read:?}, object loaded at {object_loaded:?})",
+        "first hooks attached in {:?} (BTF read at {btf_read:?}, object loaded at {object_loaded:?})",
         started.elapsed()
     );
-    // Freeing the parsed BTF (and symbols, if read) takes milliseconds: not
-    // on the way to tracing. Then the heap they used goes back to the system.
-    std::thread::spawn(move || {
-        drop((btf, aya_btf, syms));
+    // Freeing our parsed BTF takes milliseconds: not on the way to tracing.
+    std::thread::spawn(move || drop(btf));
+    Ok((
+        Loaded {
+            ebpf,
+            hooks,
+            rst_slot_names,
+        },
+        Rest {
+            specs: later,
+            off,
+            aya_btf_job,
+            syms,
+            mode,
+            started,
+        },
+    ))
+}
+
+/// The hooks [`load_staged`] left to attach.
+pub struct Rest {
+    specs: Vec<HookSpec>,
+    /// Hooks already known to be off, with why.
+    off: Vec<HookStatus>,
+    aya_btf_job: std::thread::JoinHandle<Option<aya::Btf>>,
+    syms: KernelSymbols,
+    mode: AttachMode,
+    started: Instant,
+}
+
+impl Rest {
+    /// Attaches the remaining hooks to `ebpf` (the object [`load_staged`]
+    /// returned) and says where each ended up.
+    pub fn attach(self, ebpf: &mut Ebpf) -> Vec<HookStatus> {
+        // A panicked parse is the same as no BTF: fentry and tp_btf hooks
+        // then say "no kernel BTF".
+        let aya_btf = self.aya_btf_job.join().ok().flatten();
+        let mut statuses =
+            hooks::attach_all(ebpf, aya_btf.as_ref(), &self.syms, &self.specs, self.mode);
+        statuses.extend(self.off);
+        log::debug!("every hook attached in {:?}", self.started.elapsed());
+        // The parsed BTF and symbols are not needed again: free them and give
+        // the heap back to the system.
+        drop((aya_btf, self.syms));
         // SAFETY: malloc_trim only releases free heap memory.
         unsafe { libc::malloc_trim(0) };
-    });
-    if !statuses.iter().any(HookStatus::attached) {
-        let why: Vec<String> = statuses
-            .iter()
-            .map(|s| format!("{}: {}", s.hook, s.notes.join("; ")))
-            .collect();
-        bail!("no hook could attach on this kernel ({})", why.join(" | "));
+        statuses
     }
-    Ok(Loaded {
-        ebpf,
-        hooks: statuses,
-        rst_slot_names,
-    })
+}
+
+/// Fails, naming every hook's reason, when none could attach.
+pub fn ensure_any_attached(statuses: &[HookStatus]) -> Result<()> {
+    if statuses.iter().any(HookStatus::attached) {
+        return Ok(());
+    }
+    let why: Vec<String> = statuses
+        .iter()
+        .map(|s| format!("{}: {}", s.hook, s.notes.join("; ")))
+        .collect();
+    bail!("no hook could attach on this kernel ({})", why.join(" | "));
 }
 
 /// One line per hook for stderr or `tcptrace check`.

@@ -486,13 +486,18 @@ impl Snapshotter {
     }
 
     /// Reads a namespace's `net/` directory (`sysctls` left empty).
-    fn read_net_dir(net: &Path) -> NetRead {
+    /// Reads a namespace's `net/` directory: its counters, and with
+    /// `sockets` its socket tables (costly on a busy host: not for baselines).
+    fn read_net_dir(net: &Path, sockets: bool) -> NetRead {
         let mut r = NetRead {
             netstat: fs::read_to_string(net.join("netstat"))
                 .ok()
                 .map(|t| parse_netstat(&t)),
             ..NetRead::default()
         };
+        if !sockets {
+            return r;
+        }
         for f in ["tcp", "tcp6"] {
             if let Ok(t) = fs::read_to_string(net.join(f)) {
                 r.sockets_read = true;
@@ -510,9 +515,14 @@ impl Snapshotter {
         access: &NsAccess,
         detail: bool,
     ) -> Option<(BTreeMap<String, u64>, Option<NetnsSnapshot>)> {
-        let from_task = || Some(Self::read_net_dir(&access.task.as_ref()?.join("net")));
+        let from_task = || {
+            Some(Self::read_net_dir(
+                &access.task.as_ref()?.join("net"),
+                detail,
+            ))
+        };
         let read = if ino == own {
-            let mut r = Self::read_net_dir(&self.proc().join("self/net"));
+            let mut r = Self::read_net_dir(&self.proc().join("self/net"), detail);
             if detail {
                 r.sysctls = Sysctls::read(&self.proc().join("sys"));
             }
@@ -522,7 +532,7 @@ impl Snapshotter {
             access
                 .ns_file
                 .as_ref()
-                .and_then(|f| read_in_netns(f).ok())
+                .and_then(|f| read_in_netns(f, detail).ok())
                 .or_else(from_task)
         } else {
             from_task()
@@ -703,7 +713,7 @@ impl Snapshotter {
 
 /// Reads a namespace's counters, sockets and sysctls from a thread that
 /// enters it (sysctls under /proc/sys are those of the opener's namespace).
-fn read_in_netns(ns_file: &Path) -> anyhow::Result<NetRead> {
+fn read_in_netns(ns_file: &Path, sockets: bool) -> anyhow::Result<NetRead> {
     use anyhow::Context as _;
     let file = fs::File::open(ns_file).with_context(|| format!("opening {}", ns_file.display()))?;
     let handle = std::thread::Builder::new()
@@ -711,7 +721,7 @@ fn read_in_netns(ns_file: &Path) -> anyhow::Result<NetRead> {
         .spawn(move || -> anyhow::Result<NetRead> {
             nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
                 .context("setns into a network namespace")?;
-            let mut r = Snapshotter::read_net_dir(Path::new("/proc/thread-self/net"));
+            let mut r = Snapshotter::read_net_dir(Path::new("/proc/thread-self/net"), sockets);
             r.sysctls = Sysctls::read(Path::new("/proc/sys"));
             Ok(r)
         })

@@ -108,6 +108,17 @@ pub struct HookSpec {
     pub unavailable: Option<String>,
 }
 
+impl HookSpec {
+    /// Whether the hook needs only plain tracepoints: no function target, no
+    /// fallback, so neither the kernel BTF nor the verifier's BTF checks.
+    pub fn plain_tracepoints(&self) -> bool {
+        !self.tracepoints.is_empty()
+            && self.functions.is_empty()
+            && self.companions.is_empty()
+            && matches!(self.fallback, Fallback::None)
+    }
+}
+
 /// Where one hook ended up.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct HookStatus {
