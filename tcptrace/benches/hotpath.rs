@@ -267,7 +267,13 @@ enum Tracer {
     /// and a label for the binary.
     Tcptrace(String, Vec<String>, Option<(String, String)>),
     Bpftrace(String),
+    /// bpftrace with empty programs on the same tracepoints: what attaching
+    /// anything there costs, before any work.
+    Floor(String),
 }
+
+/// Name of [`Tracer::Floor`] in the report.
+const FLOOR: &str = "bpftrace[empty programs]";
 
 impl Tracer {
     fn name(&self) -> String {
@@ -293,6 +299,7 @@ impl Tracer {
                 n
             }
             Self::Bpftrace(_) => "bpftrace".into(),
+            Self::Floor(_) => FLOOR.into(),
         }
     }
 
@@ -302,6 +309,7 @@ impl Tracer {
             Self::Tcptrace(_, extra, _) => {
                 extra.is_empty() || extra.first().is_some_and(|a| a == "--bench-hooks")
             }
+            Self::Floor(_) => false,
             _ => true,
         }
     }
@@ -321,6 +329,7 @@ impl Tracer {
                 c.env("BPFTRACE_PERF_RB_PAGES", BPFTRACE_PAGES);
                 (c, "ret=-106")
             }
+            Self::Floor(bin) => (bpftrace_floor(bin, MARKER_PORT), "ret=-106"),
         };
         pin_command(&mut cmd, cpu);
         let mut r = Running::spawn_to_file(
@@ -333,7 +342,7 @@ impl Tracer {
                 ready: "tracing;".into(),
             },
         );
-        if !self.reports() {
+        if !self.reports() && !matches!(self, Self::Floor(_)) {
             // Filtered variants report nothing: attached once tcptrace says so.
             assert!(
                 r.wait_ready(Duration::from_secs(120)).is_some(),
@@ -374,7 +383,7 @@ fn lost(tracer: &Tracer, f: &Finished) -> u64 {
             .sum()
     };
     match tracer {
-        Tracer::Bpftrace(_) => {
+        Tracer::Bpftrace(_) | Tracer::Floor(_) => {
             let err: String = f.stderr.iter().map(|(_, l)| format!("{l}\n")).collect();
             num_after(&f.lost_lines.join("\n"), "Lost") + num_after(&err, "Lost")
         }
@@ -424,6 +433,7 @@ fn main() {
             "hotpath",
             json!({"kind": "bpftrace", "version": bpftrace_version(&bin), "script": BPFTRACE_CONNECT}),
         );
+        tracers.push(Tracer::Floor(bin.clone()));
         tracers.push(Tracer::Bpftrace(bin));
     }
 

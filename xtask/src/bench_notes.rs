@@ -17,7 +17,7 @@ reader one by one: they are submitted with `BPF_RB_NO_WAKEUP`, a wake-up is \
 forced only when the unread data crosses a multiple of 256 KiB, and the \
 reader polls every 5 ms while events flow (backing off to 40 ms when \
 idle); `eisconn_paced` shows what a wake-up per event costs the traced \
-call (tcptrace before this change, and bpftrace, whose perf-buffer output \
+call (tcptrace before wake-up batching, and bpftrace, whose perf-buffer output \
 wakes its reader for every event). Where every call is an event, tcptrace \
 is a fraction of bpftrace. Where calls produce no event (`loopback`, \
 `synflood`: successful or in-progress connects under the threshold) both \
@@ -36,23 +36,22 @@ kfree_skb handled by `tp_btf` reading the drop reason first and returning \
 before any other read for every other reason.";
 
 const STARTUP: &str = "\
-**Start-up.** tcptrace loads every hook of every family (each program \
-passes the verifier), creates its maps (the 4 MiB ring buffer is zeroed), \
-reads the kernel BTF for struct offsets and function signatures, lets aya \
-parse the BTF again (it needs it for fentry and BTF tracepoint targets), \
-and takes the diagnosis baseline (/proc/net counters) before it prints \
-`tracing;`. bpftrace 0.17 compiles and loads two small programs for this \
-script. Changed here: the BTF is read by a lean index of our own (one pass \
-recording where each type starts and chaining ids per name hash; lookups \
-decode only what they walk) instead of decoding every type into objects; \
-aya's parse runs in a thread beside it; /proc/kallsyms is read only to \
-explain a failed attach; once the kernel refuses an fentry load (EPERM) \
-later hooks skip the attempt and its linear BTF search; the parsed BTF is \
-freed in the background and the heap trimmed. What would close the rest: \
-attaching hook families in parallel threads (program loads verify \
-independently), one BTF parse shared with aya (aya-obj keeps its lookups \
-private, and its name lookup is a linear scan per target), or caching the \
-offsets per kernel build ID.";
+**Start-up.** tcptrace reads the kernel BTF for struct offsets and \
+function signatures (a lean index of its own: one pass recording where \
+each type starts, lookups decode only what they walk), loads the object \
+(maps created, the 4 MiB ring buffer zeroed) and attaches the hooks that \
+need only plain tracepoints, connect() among them; from then on events \
+are printed while the hooks that need aya's own parse of the BTF (fentry, \
+tp_btf) or more verifier work attach on another thread; `tracing;` is \
+printed once every hook is attached (a recording waits for it, since its \
+header lists every hook). The diagnosis baseline (/proc counters of each \
+namespace, no socket tables) is taken on a third thread meanwhile; \
+/proc/kallsyms is read only to explain a failed attach; once the kernel \
+refuses an fentry load (EPERM) later hooks skip the attempt. bpftrace \
+compiles and loads two small programs for this script and waits for \
+both. What would cut the rest: attaching hook families in parallel \
+threads (program loads verify independently), or caching the offsets per \
+kernel build ID so the BTF is not read before the first hook.";
 
 const PIPELINE: &str = "\
 **Pipeline.** The drain loop decodes each record, counts it in the \

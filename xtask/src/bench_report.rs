@@ -103,6 +103,9 @@ fn added(p: &Place, workload: &str, tracer: &str) -> Option<(f64, f64)> {
 /// bpftrace script has.
 const SAME_HOOKS: &str = "tcptrace[connect only]";
 
+/// bpftrace with empty programs on the connect() tracepoints.
+const FLOOR: &str = "bpftrace[empty programs]";
+
 /// Targets and how this run measured against them.
 pub struct Verdict {
     /// Which target: `hotpath`, `startup`, `attach`, `pipeline`, `record`.
@@ -135,6 +138,13 @@ fn verdicts(run: &Run) -> Vec<Verdict> {
             ns(b.0),
             fmt_ratio(rmin)
         );
+        if let Some(f) = added(host, &w, FLOOR) {
+            let _ = write!(
+                measured,
+                "; empty programs on the same tracepoints (the floor of any tracer there): +{} ns",
+                ns(f.1)
+            );
+        }
         if let (Some(_), Some(a)) = (same, all) {
             let _ = write!(
                 measured,
@@ -509,7 +519,7 @@ pub fn render(run: &Run) -> String {
     if let Some(h) = host {
         let _ = writeln!(
             s,
-            "\n## Hot path on this machine's kernel\n\nns per call of the workload thread (pinned to CPU 0; tracers on CPU 1), per batch; *added* is the tracer's figure minus no tracer's. `eisconn`: connect() again on a connected socket (fails fast with EISCONN; every tracer runs its whole connect path and prints the failure; batches of at most 12,000 calls, each started once every report of the last was printed, so what is measured is delivered events, not drops). `eisconn_paced`: the same calls 20 µs apart, timing only the calls: the reader has caught up before each event, which is when a ring-buffer submit without flags wakes it (tcptrace before this branch) and when a perf-buffer output always does (bpftrace). `loopback`: connect()/accept()/RST close on loopback, below the 1 ms print threshold (histograms only). `synflood`: non-blocking connect()s to a listener whose accept queue is full (one SYN each, dropped). `tcptrace` attaches every hook this kernel allows (`--min-latency 1ms`, text output); `tcptrace[connect only]` only the hook the bpftrace script has (hidden `--bench-hooks connect`): the same-hooks comparison the target asks for. bpftrace runs the script below with the same threshold and 512 perf-buffer pages per CPU. `tcptrace@REV` rows are older builds measured in the same run."
+            "\n## Hot path on this machine's kernel\n\nns per call of the workload thread (pinned to CPU 0; tracers on CPU 1), per batch; *added* is the tracer's figure minus no tracer's. `eisconn`: connect() again on a connected socket (fails fast with EISCONN; every tracer runs its whole connect path and prints the failure; batches of at most 12,000 calls, each started once every report of the last was printed, so what is measured is delivered events, not drops). `eisconn_paced`: the same calls 20 µs apart, timing only the calls: the reader has caught up before each event, which is when a ring-buffer submit without flags wakes it (tcptrace before wake-up batching) and when a perf-buffer output always does (bpftrace). `loopback`: connect()/accept()/RST close on loopback, below the 1 ms print threshold (histograms only). `synflood`: non-blocking connect()s to a listener whose accept queue is full (one SYN each, dropped). `tcptrace` attaches every hook this kernel allows (`--min-latency 1ms`, text output); `tcptrace[connect only]` only the hook the bpftrace script has (hidden `--bench-hooks connect`): the same-hooks comparison the target asks for. bpftrace runs the script below with the same threshold and 512 perf-buffer pages per CPU. `bpftrace[empty programs]` attaches empty programs to the same two syscall tracepoints: the floor under any tracer that hooks connect() there. `tcptrace@REV` rows are older builds measured in the same run."
         );
         hotpath_tables(&mut s, h, false);
         attach_lines(&mut s, h);

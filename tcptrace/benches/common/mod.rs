@@ -552,6 +552,27 @@ tracepoint:syscalls:sys_exit_connect
 }
 "#;
 
+/// The floor under any tracer of connect() through the syscall tracepoints:
+/// bpftrace with empty programs on both, printing only the marker connect()
+/// (ECONNREFUSED, which none of the measured workloads produces).
+pub const BPFTRACE_FLOOR: &str = r#"
+tracepoint:syscalls:sys_enter_connect {}
+tracepoint:syscalls:sys_exit_connect
+/args->ret == -111/
+{
+  printf("marker 127.0.0.1:%d\n", $1);
+}
+"#;
+
+/// A command running bpftrace on [`BPFTRACE_FLOOR`], the marker on `port`.
+pub fn bpftrace_floor(bin: &str, port: u16) -> Command {
+    let path = std::env::temp_dir().join(format!("tcptrace-floor-{}.bt", std::process::id()));
+    std::fs::write(&path, BPFTRACE_FLOOR).expect("write bpftrace script");
+    let mut cmd = Command::new(bin);
+    cmd.arg(&path).arg(port.to_string());
+    cmd
+}
+
 /// A command running bpftrace on [`BPFTRACE_CONNECT`] with `threshold_ns`.
 pub fn bpftrace_connect(bin: &str, threshold_ns: u64) -> Command {
     let path = std::env::temp_dir().join(format!("tcptrace-bench-{}.bt", std::process::id()));
