@@ -10,6 +10,7 @@ mod hooks;
 mod kernel;
 mod live;
 mod loader;
+mod mapstats;
 mod output;
 mod paws;
 mod pcapng;

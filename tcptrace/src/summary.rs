@@ -24,6 +24,8 @@ pub struct KernelCounters {
     /// Programs the kernel skipped (another BPF program was running on that
     /// CPU), by program name: events lost before they existed.
     pub missed: Vec<(String, u64)>,
+    /// How full each per-thread / per-socket state map is.
+    pub maps: Vec<crate::mapstats::MapFill>,
 }
 
 impl KernelCounters {
@@ -123,6 +125,7 @@ impl Summary {
                 per.join(", ")
             );
         }
+        crate::mapstats::render_text(&k.maps, &mut out);
         for (s, n) in k.stats.iter().filter(|(_, n)| *n > 0) {
             let _ = writeln!(out, "{}: {n}", stat_name(*s));
         }
@@ -183,6 +186,7 @@ impl Summary {
             "missed": k.missed.iter().map(|(p, n)| (p.clone(), json!(n))).collect::<serde_json::Map<String, Value>>(),
             "missed_total": k.missed_total(),
             "stats": stats,
+            "maps": crate::mapstats::to_json(&k.maps),
             "decode_errors": self.decode_errors,
         });
         if let (Value::Object(v), Value::Object(p)) = (&mut v, self.paws.to_json(&k.rst_sent)) {
