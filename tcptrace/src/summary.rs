@@ -227,6 +227,35 @@ mod tests {
     }
 
     #[test]
+    fn state_maps_in_text_and_json() {
+        let s = Summary::default();
+        let k = KernelCounters {
+            maps: vec![crate::mapstats::MapFill {
+                name: "connect".into(),
+                entries: 15000,
+                capacity: 16384,
+                lru: true,
+                full_failures: 0,
+            }],
+            ..KernelCounters::default()
+        };
+        let text = s.render_text(&k, "summary");
+        assert!(
+            text.contains("state maps (LRU): connect 15000/16384!\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("WARNING: state map connect is 91% full"),
+            "{text}"
+        );
+        let j = s.to_json(&k, false);
+        assert_eq!(j["maps"][0]["entries"], 15000);
+        assert_eq!(j["maps"][0]["lru"], true);
+        let empty = s.to_json(&KernelCounters::default(), false);
+        assert_eq!(empty["maps"], serde_json::json!([]));
+    }
+
+    #[test]
     fn paws_and_rst_per_peer() {
         use crate::event::tests::{raw_paws, raw_rst};
         use tcptrace_common::paws::{PawsSite, RstVerdict};
