@@ -12,6 +12,7 @@ pub mod hist;
 pub mod offsets;
 pub mod packet;
 pub mod paws;
+pub mod statemaps;
 pub mod syn;
 
 pub use config::{Config, Filter};
@@ -44,7 +45,8 @@ pub mod globals {
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stat {
-    /// A per-thread or per-socket state map was full: an event could not be tracked.
+    /// A per-thread or per-socket state map was full: an event could not be
+    /// tracked (all maps; `statemaps::FULL_MAP` counts per map).
     StateMapFull = 0,
     /// A kernel read failed (bad offset, paged-out user memory).
     ReadFailed = 1,

@@ -4,11 +4,12 @@
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::{map, tracepoint},
-    maps::HashMap,
+    maps::LruHashMap,
     programs::TracePointContext,
 };
 use tcptrace_common::{
     event::{AF_INET, AF_INET6},
+    statemaps::StateMap,
     EventKind, Flow, HistId, LatencyEvent, Stat,
 };
 
@@ -16,7 +17,7 @@ use crate::{
     emit::{header, now, passes_threshold, record_latency, send},
     filter,
     kernel::{sock_flow, sock_netns, tcp_sock_of_fd},
-    maps::count,
+    maps::{count, map_full},
 };
 
 /// A connect() in flight on one thread.
@@ -30,8 +31,10 @@ pub struct ConnectStart {
 
 /// In-flight connect() calls keyed by pid_tgid; every entry is removed at
 /// syscall exit, so the map only holds threads inside connect() right now.
+/// LRU: an entry whose exit the kernel skipped (program recursion) and whose
+/// thread then died is recycled instead of filling the map.
 #[map(name = "CONNECT_STATE")]
-static CONNECT_STATE: HashMap<u64, ConnectStart> = HashMap::with_max_entries(16384, 0);
+static CONNECT_STATE: LruHashMap<u64, ConnectStart> = LruHashMap::with_max_entries(16384, 0);
 
 // Offsets into the syscall tracepoints' records (stable since syscall
 // tracepoints exist: 8 bytes of common fields, the syscall nr, then longs).
@@ -93,7 +96,7 @@ fn try_sys_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
         .insert(bpf_get_current_pid_tgid(), start, 0)
         .is_err()
     {
-        count(Stat::StateMapFull);
+        map_full(StateMap::Connect);
     }
     Ok(())
 }

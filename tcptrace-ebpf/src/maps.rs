@@ -4,7 +4,9 @@ use aya_ebpf::{
     macros::map,
     maps::{PerCpuArray, RingBuf},
 };
-use tcptrace_common::{Config, EventKind, HistId, KernelOffsets, Stat, HIST_SLOTS};
+use tcptrace_common::{
+    statemaps::StateMap, Config, EventKind, HistId, KernelOffsets, Stat, HIST_SLOTS,
+};
 
 /// Every event record goes through this ring buffer.
 #[map(name = "EVENTS")]
@@ -22,6 +24,11 @@ pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(EventKind::SLO
 /// Other counters, indexed by `Stat`.
 #[map(name = "STATS")]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT, 0);
+
+/// Insert failures of the per-thread and per-socket state maps, indexed by
+/// `StateMap` (the total is `Stat::StateMapFull`).
+#[map(name = "STATE_MAP_FULL")]
+pub static STATE_MAP_FULL: PerCpuArray<u64> = PerCpuArray::with_max_entries(StateMap::COUNT, 0);
 
 #[unsafe(no_mangle)]
 pub static OFFSETS: KernelOffsets = KernelOffsets {
@@ -67,4 +74,11 @@ pub fn bump(map: &PerCpuArray<u64>, index: u32) {
 #[inline(always)]
 pub fn count(stat: Stat) {
     bump(&STATS, stat as u32);
+}
+
+/// An insert into state map `m` failed: the event it tracks is lost.
+#[inline(always)]
+pub fn map_full(m: StateMap) {
+    bump(&STATE_MAP_FULL, m as u32);
+    count(Stat::StateMapFull);
 }

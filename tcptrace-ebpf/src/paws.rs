@@ -17,7 +17,7 @@
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id},
     macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe, map, tracepoint},
-    maps::{HashMap, PerCpuArray},
+    maps::{LruHashMap, PerCpuArray},
     programs::{
         BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext,
         TracePointContext,
@@ -29,6 +29,7 @@ use tcptrace_common::{
         tcp_state, PawsEvent, PawsOffsets, PawsSite, RstEvent, RstVerdict, NO_REASON, PAWS_OLD_ACK,
         PAWS_RST, PAWS_TS_RECENT_UNKNOWN, RST_SENT_SLOTS, RST_SEQ_INFERRED,
     },
+    statemaps::StateMap,
     EventHeader, EventKind, Flow, Stat,
 };
 
@@ -36,7 +37,7 @@ use crate::{
     emit::now,
     filter,
     kernel::{read, sock_flow, sock_netns},
-    maps::{bump, count, EVENTS, LOST},
+    maps::{bump, count, map_full, EVENTS, LOST},
     packet::{capture, local_port, SkbOffsets},
 };
 
@@ -358,9 +359,11 @@ pub struct Validating {
 }
 
 /// Segments being validated, keyed by socket (the socket is locked for the
-/// whole call, so one entry per socket). Removed at return.
+/// whole call, so one entry per socket). Removed at return; LRU because a
+/// return the kernel missed (kretprobe) leaves an entry for a socket that
+/// may never be validated again.
 #[map(name = "PAWS_VALIDATING")]
-static VALIDATING: HashMap<u64, Validating> = HashMap::with_max_entries(4096, 0);
+static VALIDATING: LruHashMap<u64, Validating> = LruHashMap::with_max_entries(4096, 0);
 
 #[inline(always)]
 fn try_validate_enter(sk: u64, th: u64) -> Result<(), i64> {
@@ -393,7 +396,7 @@ fn try_validate_enter(sk: u64, th: u64) -> Result<(), i64> {
         },
     };
     if VALIDATING.insert(sk, v, 0).is_err() {
-        count(Stat::StateMapFull);
+        map_full(StateMap::PawsValidating);
     }
     Ok(())
 }
@@ -499,8 +502,10 @@ pub struct CallStack {
 
 const CALL_DEPTH: usize = 4;
 
+/// LRU: a missed return leaves a frame behind, and a thread that dies with
+/// one would hold its entry forever.
 #[map(name = "PAWS_VALIDATE_CALLS")]
-static VALIDATE_CALLS: HashMap<u64, CallStack> = HashMap::with_max_entries(4096, 0);
+static VALIDATE_CALLS: LruHashMap<u64, CallStack> = LruHashMap::with_max_entries(4096, 0);
 
 #[inline(always)]
 fn call_key() -> u64 {
@@ -527,7 +532,14 @@ fn push_call(sk: u64, skb: u64) {
                 2 => stack.frames[2] = frame,
                 3 => stack.frames[3] = frame,
                 _ => {
-                    count(Stat::StateMapFull);
+                    // Deeper than real nesting goes: the bottom frames were
+                    // left by returns the kernel missed. Drop the oldest so
+                    // the next return still pops this call's frame.
+                    stack.frames[0] = stack.frames[1];
+                    stack.frames[1] = stack.frames[2];
+                    stack.frames[2] = stack.frames[3];
+                    stack.frames[3] = frame;
+                    map_full(StateMap::PawsValidateCalls);
                     return;
                 }
             }
@@ -540,7 +552,7 @@ fn push_call(sk: u64, skb: u64) {
                 frames: [[sk, skb], [0; 2], [0; 2], [0; 2]],
             };
             if VALIDATE_CALLS.insert(key, stack, 0).is_err() {
-                count(Stat::StateMapFull);
+                map_full(StateMap::PawsValidateCalls);
             }
         }
     }

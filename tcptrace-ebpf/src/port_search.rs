@@ -6,16 +6,16 @@
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
     macros::{fentry, fexit, kprobe, kretprobe, map},
-    maps::HashMap,
+    maps::LruHashMap,
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
-use tcptrace_common::{EventKind, HistId, LatencyEvent, Stat};
+use tcptrace_common::{statemaps::StateMap, EventKind, HistId, LatencyEvent, Stat};
 
 use crate::{
     emit::{header, now, passes_threshold, record_latency, send},
     filter,
     kernel::{sock_flow, sock_netns},
-    maps::count,
+    maps::{count, map_full},
 };
 
 /// A port search in flight on one thread.
@@ -28,8 +28,10 @@ pub struct SearchStart {
 }
 
 /// In-flight searches keyed by pid_tgid, removed when the search returns.
+/// LRU: a kretprobe the kernel missed (too many returns in flight) leaves an
+/// entry that a dead thread would never overwrite.
 #[map(name = "PORT_SEARCH_STATE")]
-static PORT_SEARCH_STATE: HashMap<u64, SearchStart> = HashMap::with_max_entries(16384, 0);
+static PORT_SEARCH_STATE: LruHashMap<u64, SearchStart> = LruHashMap::with_max_entries(16384, 0);
 
 fn try_search_enter(sk: u64) -> Result<(), i64> {
     if !filter::current_task_allowed() {
@@ -83,7 +85,7 @@ fn try_search_exit(ret: i64) -> Result<(), i64> {
 
 fn enter(sk: u64) -> i32 {
     if try_search_enter(sk).is_err() {
-        count(Stat::StateMapFull);
+        map_full(StateMap::PortSearch);
     }
     0
 }

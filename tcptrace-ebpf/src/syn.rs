@@ -14,11 +14,12 @@
 use aya_ebpf::{
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid},
     macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
-    maps::{HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray},
+    maps::{LruHashMap, LruPerCpuHashMap, PerCpuArray},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
 use tcptrace_common::{
     event::AF_INET6,
+    statemaps::StateMap,
     syn::{
         flags, ListenerCounters, ListenerKey, SynAnswer, SynDropCause, SynEvent, SynOffsets,
         TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_RECV,
@@ -30,7 +31,7 @@ use crate::{
     emit::now,
     filter,
     kernel::{read, sock_flow, sock_netns},
-    maps::{bump, count, global, EVENTS, LOST},
+    maps::{bump, count, global, map_full, EVENTS, LOST},
     packet::{capture, SkbOffsets},
 };
 
@@ -152,9 +153,11 @@ static SYN_ANSWERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(SynAnswer:
 static SYN_LISTENERS: LruPerCpuHashMap<ListenerKey, ListenerCounters> =
     LruPerCpuHashMap::with_max_entries(4096, 0);
 
-/// listen() callers by socket; removed when the socket leaves LISTEN.
+/// listen() callers by socket; removed when the socket leaves LISTEN (every
+/// way out of LISTEN passes inet_sock_set_state). LRU in case the kernel
+/// skipped that program once: a freed socket's entry is then recycled.
 #[map(name = "SYN_LISTEN_OWNERS")]
-static LISTEN_OWNERS: HashMap<u64, Owner> = HashMap::with_max_entries(16384, 0);
+static LISTEN_OWNERS: LruHashMap<u64, Owner> = LruHashMap::with_max_entries(16384, 0);
 
 /// Overflowed 4-tuples awaiting SYN-ACK retransmits; removed when the
 /// connection reaches ESTABLISHED, LRU-bounded otherwise.
@@ -405,7 +408,7 @@ fn answered(s: &SynSlot) {
         ptr = SYN_LISTENERS.get_ptr_mut(key);
     }
     let Some(c) = ptr else {
-        count(Stat::StateMapFull);
+        map_full(StateMap::SynListeners);
         return;
     };
     let c = unsafe { &mut *c };
@@ -546,7 +549,9 @@ fn overflowed(sk: u64, skb: u64, state: &QueueState) -> Result<(), i64> {
     capture(skb, skb_offsets(), &mut ev.packet);
     if state.abort_on_overflow == 0 {
         let key = ghost_key(ev.header.netns, &flow);
-        let _ = GHOSTS.insert(key, GhostInfo { last_ns: now() }, 0);
+        if GHOSTS.insert(key, GhostInfo { last_ns: now() }, 0).is_err() {
+            map_full(StateMap::Ghosts);
+        }
     }
     submit(ev);
     Ok(())
@@ -675,7 +680,7 @@ fn try_sock_set_state(ctx: &TracePointContext) -> Result<(), i64> {
             comm: bpf_get_current_comm().unwrap_or_default(),
         };
         if LISTEN_OWNERS.insert(sk, owner, 0).is_err() {
-            count(Stat::StateMapFull);
+            map_full(StateMap::ListenOwners);
         }
     } else if old == TCP_LISTEN {
         let _ = LISTEN_OWNERS.remove(sk);

@@ -32,10 +32,12 @@ struct CounterMaps {
     rst_slot_names: Vec<String>,
     syn: crate::syn::SynMaps,
     programs: crate::progstats::ProgramStats,
+    maps: crate::mapstats::StateMaps,
 }
 
 impl CounterMaps {
     fn take(ebpf: &mut aya::Ebpf, rst_slot_names: Vec<String>) -> Result<Self> {
+        let maps = crate::mapstats::StateMaps::take(ebpf)?;
         let syn = crate::syn::SynMaps::take(ebpf)?;
         let programs = crate::progstats::ProgramStats::new(ebpf);
         let mut take = |name: &str| -> Result<PerCpuArray<MapData, u64>> {
@@ -52,6 +54,7 @@ impl CounterMaps {
             rst_slot_names,
             syn,
             programs,
+            maps,
         })
     }
 
@@ -84,6 +87,7 @@ impl CounterMaps {
                 .collect(),
             syn: self.syn.read()?,
             missed: self.programs.missed(),
+            maps: self.maps.read()?,
         })
     }
 }

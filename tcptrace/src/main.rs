@@ -11,6 +11,7 @@ mod hooks;
 mod kernel;
 mod live;
 mod loader;
+mod mapstats;
 mod output;
 mod paws;
 mod pcapng;

@@ -24,6 +24,8 @@ pub struct KernelCounters {
     /// Programs the kernel skipped (another BPF program was running on that
     /// CPU), by program name: events lost before they existed.
     pub missed: Vec<(String, u64)>,
+    /// How full each per-thread / per-socket state map is.
+    pub maps: Vec<crate::mapstats::MapFill>,
 }
 
 impl KernelCounters {
@@ -123,6 +125,7 @@ impl Summary {
                 per.join(", ")
             );
         }
+        crate::mapstats::render_text(&k.maps, &mut out);
         for (s, n) in k.stats.iter().filter(|(_, n)| *n > 0) {
             let _ = writeln!(out, "{}: {n}", stat_name(*s));
         }
@@ -183,6 +186,7 @@ impl Summary {
             "missed": k.missed.iter().map(|(p, n)| (p.clone(), json!(n))).collect::<serde_json::Map<String, Value>>(),
             "missed_total": k.missed_total(),
             "stats": stats,
+            "maps": crate::mapstats::to_json(&k.maps),
             "decode_errors": self.decode_errors,
         });
         if let (Value::Object(v), Value::Object(p)) = (&mut v, self.paws.to_json(&k.rst_sent)) {
@@ -220,6 +224,35 @@ mod tests {
         let j = s.to_json(&k, true);
         assert_eq!(j["lost_total"], 3);
         assert_eq!(j["histograms"]["port_search"]["count"], 1);
+    }
+
+    #[test]
+    fn state_maps_in_text_and_json() {
+        let s = Summary::default();
+        let k = KernelCounters {
+            maps: vec![crate::mapstats::MapFill {
+                name: "connect".into(),
+                entries: 15000,
+                capacity: 16384,
+                lru: true,
+                full_failures: 0,
+            }],
+            ..KernelCounters::default()
+        };
+        let text = s.render_text(&k, "summary");
+        assert!(
+            text.contains("state maps (LRU): connect 15000/16384!\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("WARNING: state map connect is 91% full"),
+            "{text}"
+        );
+        let j = s.to_json(&k, false);
+        assert_eq!(j["maps"][0]["entries"], 15000);
+        assert_eq!(j["maps"][0]["lru"], true);
+        let empty = s.to_json(&KernelCounters::default(), false);
+        assert_eq!(empty["maps"], serde_json::json!([]));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use tcptrace_common::{syn::ListenerCounters, EventKind, HistId, Stat, HIST_SLOTS
 
 use crate::{
     hist::Histogram,
+    mapstats::MapFill,
     summary::KernelCounters,
     syn::{ListenerId, OwnerLookup, SynKernelCounters},
 };
@@ -351,10 +352,40 @@ fn encode_counters(out: &mut Vec<u8>, k: &KernelCounters) {
         put_varint(out, *s as u64);
         put_varint(out, *n);
     }
-    put_varint(out, 3);
+    put_varint(out, 4);
     put_section(out, "syn", &encode_syn(&k.syn));
     put_section(out, "rst_sent", &encode_named(&k.rst_sent));
     put_section(out, "missed", &encode_named(&k.missed));
+    put_section(out, "maps", &encode_maps(&k.maps));
+}
+
+/// State map fullness: name, entries, capacity, LRU flag, failed inserts.
+fn encode_maps(maps: &[MapFill]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_varint(&mut out, maps.len() as u64);
+    for m in maps {
+        put_str(&mut out, &m.name);
+        put_varint(&mut out, m.entries);
+        put_varint(&mut out, m.capacity);
+        out.push(u8::from(m.lru));
+        put_varint(&mut out, m.full_failures);
+    }
+    out
+}
+
+fn decode_maps(body: &[u8]) -> Result<Vec<MapFill>> {
+    let mut c = Cursor::new(body);
+    let mut maps = Vec::new();
+    for _ in 0..c.count("state map")? {
+        maps.push(MapFill {
+            name: c.str()?.to_owned(),
+            entries: c.varint()?,
+            capacity: c.varint()?,
+            lru: c.u8()? != 0,
+            full_failures: c.varint()?,
+        });
+    }
+    Ok(maps)
 }
 
 /// (name, count) pairs, e.g. RSTs sent by reason name.
@@ -490,6 +521,7 @@ fn decode_counters(c: &mut Cursor<'_>) -> Result<KernelCounters> {
             "syn" => k.syn = decode_syn(body).context("SYN counters")?,
             "rst_sent" => k.rst_sent = decode_named(body).context("RSTs sent")?,
             "missed" => k.missed = decode_named(body).context("programs skipped")?,
+            "maps" => k.maps = decode_maps(body).context("state maps")?,
             _ => {}
         }
     }
@@ -550,6 +582,20 @@ pub fn counters_since(a: &KernelCounters, b: &KernelCounters) -> KernelCounters 
         },
         rst_sent: named_since(&a.rst_sent, &b.rst_sent),
         missed: named_since(&a.missed, &b.missed),
+        // Entries as of `a`; failed inserts since `b`.
+        maps: a
+            .maps
+            .iter()
+            .map(|m| {
+                let base = b.maps.iter().find(|x| x.name == m.name);
+                MapFill {
+                    full_failures: m
+                        .full_failures
+                        .saturating_sub(base.map_or(0, |x| x.full_failures)),
+                    ..m.clone()
+                }
+            })
+            .collect(),
     }
 }
 
@@ -575,6 +621,7 @@ pub fn zero_counters() -> KernelCounters {
         syn: SynKernelCounters::default(),
         rst_sent: Vec::new(),
         missed: Vec::new(),
+        maps: Vec::new(),
     }
 }
 
@@ -940,6 +987,22 @@ pub(crate) mod tests {
         }
         k.lost[0].1 = seed;
         k.stats[1].1 = seed + 1;
+        k.maps = vec![
+            MapFill {
+                name: "connect".into(),
+                entries: seed * 2,
+                capacity: 16384,
+                lru: true,
+                full_failures: seed,
+            },
+            MapFill {
+                name: "syn_ghosts".into(),
+                entries: 1,
+                capacity: 8192,
+                lru: false,
+                full_failures: 0,
+            },
+        ];
         k
     }
 
@@ -1026,6 +1089,48 @@ pub(crate) mod tests {
         assert_eq!(kinds.iter().collect::<String>(), "mrrrm");
     }
 
+    /// Counters as the writers before the "maps" section stored them still
+    /// read, with no state maps.
+    #[test]
+    fn counters_without_maps_section() {
+        let k = counters(3);
+        let mut old = Vec::new();
+        put_varint(&mut old, k.hists.len() as u64);
+        for (id, h) in &k.hists {
+            put_varint(&mut old, *id as u64);
+            put_varint(&mut old, h.slots.len() as u64);
+            for &c in &h.slots {
+                put_varint(&mut old, c);
+            }
+        }
+        put_varint(&mut old, k.lost.len() as u64);
+        for (kind, n) in &k.lost {
+            put_varint(&mut old, *kind as u64);
+            put_varint(&mut old, *n);
+        }
+        put_varint(&mut old, k.stats.len() as u64);
+        for (st, n) in &k.stats {
+            put_varint(&mut old, *st as u64);
+            put_varint(&mut old, *n);
+        }
+        put_varint(&mut old, 3);
+        put_section(&mut old, "syn", &encode_syn(&k.syn));
+        put_section(&mut old, "rst_sent", &encode_named(&k.rst_sent));
+        put_section(&mut old, "missed", &encode_named(&k.missed));
+        let back = decode_counters(&mut Cursor::new(&old)).unwrap();
+        assert!(back.maps.is_empty());
+        assert_eq!(
+            KernelCounters {
+                maps: k.maps.clone(),
+                ..back
+            },
+            k
+        );
+        let mut new = Vec::new();
+        encode_counters(&mut new, &k);
+        assert_eq!(decode_counters(&mut Cursor::new(&new)).unwrap(), k);
+    }
+
     #[test]
     fn counters_subtract() {
         let d = counters_since(&counters(5), &counters(2));
@@ -1034,6 +1139,9 @@ pub(crate) mod tests {
         assert_eq!(d.syn.answered[1], 9);
         assert_eq!(d.syn.listeners[0].1.answered_normal, 33);
         assert_eq!(d.syn.listeners[0].1.backlog, 5);
+        assert_eq!(d.maps[0].entries, 10, "entries are a level, not a count");
+        assert_eq!(d.maps[0].full_failures, 3);
+        assert!(!d.maps[1].lru);
         assert_eq!(counters_since(&counters(2), &zero_counters()), counters(2));
     }
 

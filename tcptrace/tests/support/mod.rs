@@ -65,9 +65,14 @@ impl Tracer {
 
     /// Starts `tcptrace PRE… --json EXTRA…` (e.g. `record -o F --pcap P`).
     pub fn start_with(pre: &[&str], extra: &[&str]) -> Tracer {
+        Self::start_every("0", pre, extra)
+    }
+
+    /// Like [`Tracer::start_with`], printing a summary every `interval`.
+    pub fn start_every(interval: &str, pre: &[&str], extra: &[&str]) -> Tracer {
         let mut child = Command::new(tcptrace_bin())
             .args(pre)
-            .args(["--json", "--interval", "0", "--attach", &attach_mode()])
+            .args(["--json", "--interval", interval, "--attach", &attach_mode()])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,0 +1,74 @@
+//! The kernel maps that hold per-thread or per-socket state, shared so the
+//! programs count insert failures per map and userspace shows how full each
+//! map is.
+
+/// Per-CPU array of insert failures, indexed by [`StateMap`].
+pub const FULL_MAP: &str = "STATE_MAP_FULL";
+
+/// A state map. The discriminant indexes [`FULL_MAP`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateMap {
+    /// connect() calls in flight, by thread.
+    Connect = 0,
+    /// Ephemeral port searches in flight, by thread.
+    PortSearch = 1,
+    /// Segments inside tcp_validate_incoming, by socket.
+    PawsValidating = 2,
+    /// kprobe mode: tcp_validate_incoming call stacks, by thread or CPU.
+    PawsValidateCalls = 3,
+    /// Answered-SYN counters, by listener address.
+    SynListeners = 4,
+    /// Who called listen(), by socket.
+    ListenOwners = 5,
+    /// Accept-queue overflows awaiting SYN-ACK retransmits, by 4-tuple.
+    Ghosts = 6,
+}
+
+impl StateMap {
+    pub const COUNT: u32 = 7;
+    pub const ALL: [StateMap; Self::COUNT as usize] = [
+        StateMap::Connect,
+        StateMap::PortSearch,
+        StateMap::PawsValidating,
+        StateMap::PawsValidateCalls,
+        StateMap::SynListeners,
+        StateMap::ListenOwners,
+        StateMap::Ghosts,
+    ];
+
+    /// Short name in summaries.
+    pub const fn name(self) -> &'static str {
+        match self {
+            StateMap::Connect => "connect",
+            StateMap::PortSearch => "port_search",
+            StateMap::PawsValidating => "paws_validating",
+            StateMap::PawsValidateCalls => "paws_validate_calls",
+            StateMap::SynListeners => "syn_listeners",
+            StateMap::ListenOwners => "listen_owners",
+            StateMap::Ghosts => "syn_ghosts",
+        }
+    }
+
+    /// The map's name in the object file.
+    pub const fn map_name(self) -> &'static str {
+        match self {
+            StateMap::Connect => "CONNECT_STATE",
+            StateMap::PortSearch => "PORT_SEARCH_STATE",
+            StateMap::PawsValidating => "PAWS_VALIDATING",
+            StateMap::PawsValidateCalls => "PAWS_VALIDATE_CALLS",
+            StateMap::SynListeners => "SYN_LISTENERS",
+            StateMap::ListenOwners => "SYN_LISTEN_OWNERS",
+            StateMap::Ghosts => "SYN_GHOSTS",
+        }
+    }
+}
+
+// `ALL[i]` is the map with index i.
+const _: () = {
+    let mut i = 0;
+    while i < StateMap::COUNT as usize {
+        assert!(StateMap::ALL[i] as usize == i);
+        i += 1;
+    }
+};

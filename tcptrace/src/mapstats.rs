@@ -1,0 +1,361 @@
+//! How full the kernel's per-thread and per-socket state maps are: entries
+//! against capacity, and inserts that failed, per map. Read at every summary
+//! (and recorder snapshot) so a map that fills up is seen, not guessed.
+//!
+//! Entries are counted by walking the keys (`BPF_MAP_GET_NEXT_KEY`), at most
+//! about twice the capacity of syscalls per map. A walk that was expensive
+//! (a nearly full map) is reused for ten times its own duration, so frequent
+//! snapshots never spend more than a tenth of a core on it.
+
+use std::{
+    cell::RefCell,
+    collections::HashSet,
+    fmt::Write as _,
+    io,
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+use aya::maps::{Map, MapData, PerCpuArray};
+use serde_json::{json, Value};
+use tcptrace_common::statemaps::{StateMap, FULL_MAP};
+
+/// One state map at one instant.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MapFill {
+    /// Short name (`StateMap::name`).
+    pub name: String,
+    pub entries: u64,
+    pub capacity: u64,
+    /// Least recently used entries are evicted when full (instead of new
+    /// inserts failing).
+    pub lru: bool,
+    /// Inserts that failed because the map was full (or, for the kprobe call
+    /// stack, deeper than it holds): each is an event not tracked.
+    pub full_failures: u64,
+}
+
+impl MapFill {
+    /// At least 80 % full.
+    pub fn nearly_full(&self) -> bool {
+        self.capacity > 0 && self.entries * 5 >= self.capacity * 4
+    }
+
+    fn percent(&self) -> u64 {
+        (self.entries * 100).checked_div(self.capacity).unwrap_or(0)
+    }
+}
+
+/// A state map's fd (a duplicate, independent of who owns the map) and shape.
+struct Handle {
+    map: StateMap,
+    fd: OwnedFd,
+    key_size: usize,
+    capacity: u32,
+    lru: bool,
+}
+
+struct Walked {
+    at: Instant,
+    cost: Duration,
+    entries: Vec<u64>,
+}
+
+/// The state maps of a loaded object.
+pub struct StateMaps {
+    handles: Vec<Handle>,
+    failures: PerCpuArray<MapData, u64>,
+    last: RefCell<Option<Walked>>,
+}
+
+impl StateMaps {
+    /// Call before other readers take maps out of `ebpf`: the hash maps are
+    /// only borrowed (their fds duplicated); the failure counters are taken.
+    pub fn take(ebpf: &mut aya::Ebpf) -> Result<Self> {
+        let handles = StateMap::ALL
+            .iter()
+            .map(|&m| {
+                let name = m.map_name();
+                let map = ebpf
+                    .map(name)
+                    .with_context(|| format!("map {name} missing from the object"))?;
+                let (data, lru) = match map {
+                    Map::HashMap(d) | Map::PerCpuHashMap(d) => (d, false),
+                    Map::LruHashMap(d) | Map::PerCpuLruHashMap(d) => (d, true),
+                    other => bail!("map {name} is not a hash map: {other:?}"),
+                };
+                let info = data.info().with_context(|| format!("map {name}: info"))?;
+                let fd = data
+                    .fd()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .with_context(|| format!("map {name}: duplicating its fd"))?;
+                Ok(Handle {
+                    map: m,
+                    fd,
+                    key_size: info.key_size() as usize,
+                    capacity: info.max_entries(),
+                    lru,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let failures = ebpf
+            .take_map(FULL_MAP)
+            .with_context(|| format!("map {FULL_MAP} missing from the object"))?;
+        let failures = PerCpuArray::try_from(failures).context(FULL_MAP)?;
+        Ok(Self {
+            handles,
+            failures,
+            last: RefCell::new(None),
+        })
+    }
+
+    /// Every state map now.
+    pub fn read(&self) -> Result<Vec<MapFill>> {
+        let entries = self.entries()?;
+        self.handles
+            .iter()
+            .zip(entries)
+            .map(|(h, entries)| {
+                let full_failures = self
+                    .failures
+                    .get(&(h.map as u32), 0)
+                    .with_context(|| format!("reading {FULL_MAP}"))?
+                    .iter()
+                    .sum();
+                Ok(MapFill {
+                    name: h.map.name().to_owned(),
+                    entries,
+                    capacity: u64::from(h.capacity),
+                    lru: h.lru,
+                    full_failures,
+                })
+            })
+            .collect()
+    }
+
+    fn entries(&self) -> Result<Vec<u64>> {
+        let mut last = self.last.borrow_mut();
+        if let Some(w) = last.as_ref() {
+            if w.at.elapsed() < w.cost * 10 {
+                return Ok(w.entries.clone());
+            }
+        }
+        let start = Instant::now();
+        let entries = self
+            .handles
+            .iter()
+            .map(|h| {
+                count_keys(h.fd.as_fd(), h.key_size, h.capacity)
+                    .with_context(|| format!("counting the entries of {}", h.map.map_name()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        *last = Some(Walked {
+            at: Instant::now(),
+            cost: start.elapsed(),
+            entries: entries.clone(),
+        });
+        Ok(entries)
+    }
+}
+
+/// Distinct keys in a hash map. A walk restarts from the first key when the
+/// current one is deleted under it, so keys are deduplicated and the walk is
+/// bounded.
+fn count_keys(fd: BorrowedFd<'_>, key_size: usize, capacity: u32) -> io::Result<u64> {
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let mut current: Option<Vec<u8>> = None;
+    let mut next = vec![0u8; key_size];
+    for _ in 0..2 * capacity as usize + 2 {
+        if !next_key(fd, current.as_deref(), &mut next)? {
+            break;
+        }
+        seen.insert(next.clone());
+        current = Some(next.clone());
+    }
+    Ok((seen.len() as u64).min(u64::from(capacity)))
+}
+
+/// `BPF_MAP_GET_NEXT_KEY`: the key after `key` (the first with None) into
+/// `next`; false at the end of the map.
+fn next_key(fd: BorrowedFd<'_>, key: Option<&[u8]>, next: &mut [u8]) -> io::Result<bool> {
+    const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+    #[repr(C)]
+    struct Attr {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        next_key: u64,
+        flags: u64,
+    }
+    let attr = Attr {
+        map_fd: fd.as_raw_fd() as u32,
+        _pad: 0,
+        key: key.map_or(0, |k| k.as_ptr() as u64),
+        next_key: next.as_mut_ptr() as u64,
+        flags: 0,
+    };
+    // SAFETY: `key` and `next` are live buffers of the map's key size; the
+    // kernel reads one key from `key` and writes one into `next`.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_GET_NEXT_KEY,
+            &raw const attr,
+            std::mem::size_of::<Attr>(),
+        )
+    };
+    if ret == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::ENOENT) {
+        Ok(false)
+    } else {
+        Err(err)
+    }
+}
+
+/// The summary lines: one compact line for every map, then a warning per map
+/// that is nearly full or lost inserts. Nothing for a recording without them.
+pub fn render_text(maps: &[MapFill], out: &mut String) {
+    if maps.is_empty() {
+        return;
+    }
+    let all_lru = maps.iter().all(|m| m.lru);
+    let parts: Vec<String> = maps
+        .iter()
+        .map(|m| {
+            let mut p = format!("{} {}/{}", m.name, m.entries, m.capacity);
+            if m.lru && !all_lru {
+                p.push_str(" (LRU)");
+            }
+            if m.nearly_full() || m.full_failures > 0 {
+                p.push('!');
+            }
+            p
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "state maps{}: {}",
+        if all_lru { " (LRU)" } else { "" },
+        parts.join("  ")
+    );
+    for m in maps {
+        if m.nearly_full() {
+            let _ = writeln!(
+                out,
+                "WARNING: state map {} is {}% full ({}/{}): {}",
+                m.name,
+                m.percent(),
+                m.entries,
+                m.capacity,
+                if m.lru {
+                    "its least recently used entries are being evicted (their events are lost)"
+                } else {
+                    "new entries will fail"
+                }
+            );
+        }
+        if m.full_failures > 0 {
+            let _ = writeln!(
+                out,
+                "WARNING: state map {}: {} inserts failed (map full): those events were not tracked",
+                m.name, m.full_failures
+            );
+        }
+    }
+}
+
+/// `[{"name","entries","capacity","lru","full_failures"}]`.
+pub fn to_json(maps: &[MapFill]) -> Value {
+    maps.iter()
+        .map(|m| {
+            json!({
+                "name": m.name,
+                "entries": m.entries,
+                "capacity": m.capacity,
+                "lru": m.lru,
+                "full_failures": m.full_failures,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(name: &str, entries: u64, capacity: u64, lru: bool, full_failures: u64) -> MapFill {
+        MapFill {
+            name: name.into(),
+            entries,
+            capacity,
+            lru,
+            full_failures,
+        }
+    }
+
+    #[test]
+    fn compact_line_and_warnings() {
+        let maps = [
+            fill("connect", 3, 16384, true, 0),
+            fill("port_search", 0, 16384, false, 2),
+            fill("syn_ghosts", 6554, 8192, true, 0),
+        ];
+        let mut out = String::new();
+        render_text(&maps, &mut out);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0],
+            "state maps: connect 3/16384 (LRU)  port_search 0/16384!  syn_ghosts 6554/8192 (LRU)!"
+        );
+        assert_eq!(
+            lines[1],
+            "WARNING: state map port_search: 2 inserts failed (map full): those events were not tracked"
+        );
+        assert!(
+            lines[2]
+                .starts_with("WARNING: state map syn_ghosts is 80% full (6554/8192): its least"),
+            "{out}"
+        );
+        assert_eq!(lines.len(), 3, "{out}");
+    }
+
+    #[test]
+    fn all_lru_maps_say_so_once() {
+        let mut out = String::new();
+        render_text(
+            &[
+                fill("connect", 0, 16384, true, 0),
+                fill("syn_ghosts", 1, 8192, true, 0),
+            ],
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            "state maps (LRU): connect 0/16384  syn_ghosts 1/8192\n"
+        );
+        let mut none = String::new();
+        render_text(&[], &mut none);
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn eighty_percent_is_nearly_full() {
+        assert!(!fill("a", 6553, 8192, true, 0).nearly_full());
+        assert!(fill("a", 6554, 8192, true, 0).nearly_full());
+        assert!(!fill("a", 0, 0, true, 0).nearly_full());
+    }
+
+    #[test]
+    fn json_fields() {
+        let j = to_json(&[fill("listen_owners", 7, 16384, true, 1)]);
+        assert_eq!(
+            j,
+            json!([{"name": "listen_owners", "entries": 7, "capacity": 16384, "lru": true, "full_failures": 1}])
+        );
+    }
+}
