@@ -536,11 +536,17 @@ fn accept_queue_full_at_syn(v6: bool) {
     if !syn_drop {
         return;
     }
-    assert_eq!(
-        dropped.len() as u64 + ovf_events,
-        overflows,
-        "syn_drop + listen_overflow events == ListenOverflows"
-    );
+    if overflow {
+        assert_eq!(
+            dropped.len() as u64 + ovf_events,
+            overflows,
+            "syn_drop + listen_overflow events == ListenOverflows"
+        );
+    } else {
+        // Third ACKs that overflowed (a handshake completing while the
+        // queue filled) go unseen where listen_overflow cannot attach.
+        assert!(dropped.len() as u64 <= overflows, "{overflows}");
+    }
     for e in &dropped {
         assert_eq!(e["cause"], "accept_queue_full", "{e}");
         assert_eq!(e["sport"], port);
