@@ -7,7 +7,6 @@
 mod support;
 
 use std::{
-    collections::HashMap,
     io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
     process::{Child, Command, Stdio},
@@ -90,26 +89,6 @@ impl Diagnose {
         }
         lines
     }
-}
-
-/// TcpExt counters of the calling thread's namespace.
-fn netstat() -> HashMap<String, u64> {
-    let text = std::fs::read_to_string("/proc/thread-self/net/netstat").expect("netstat");
-    let mut lines = text.lines();
-    let mut out = HashMap::new();
-    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
-        if !names.starts_with("TcpExt:") {
-            continue;
-        }
-        for (n, v) in names
-            .split_whitespace()
-            .zip(values.split_whitespace())
-            .skip(1)
-        {
-            out.insert(n.to_owned(), v.parse().unwrap_or(0));
-        }
-    }
-    out
 }
 
 /// A worker thread in its own namespace, driven step by step: the test

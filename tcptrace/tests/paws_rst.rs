@@ -16,15 +16,6 @@ use craft::{Conn, Family, Lab};
 use serde_json::Value;
 use support::*;
 
-/// Counter deltas in the server namespace between two snapshots.
-fn delta(
-    before: &std::collections::HashMap<String, u64>,
-    after: &std::collections::HashMap<String, u64>,
-    name: &str,
-) -> u64 {
-    after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0)
-}
-
 /// Starts tcptrace and says whether `hook` is attached; fails when the run
 /// requires it (VM matrix) and it is not.
 fn tracer_for(hook: &str) -> (Tracer, bool) {
@@ -51,6 +42,41 @@ fn in_ns<'a>(objs: &'a [Value], kind: &str, netns: u64) -> Vec<&'a Value> {
         assert!(captured || e["seq_inferred"] == true, "no packet: {e}");
     }
     found
+}
+
+/// The findings about the server namespace: exactly the ids `want`.
+fn lab_findings<'a>(objs: &'a [Value], lab: &craft::Lab, want: &[&str]) -> Vec<&'a Value> {
+    let found = findings_in(objs, lab.server_netns_inode());
+    assert_eq!(finding_ids(&found), want, "{found:#?}");
+    found
+}
+
+/// A PAWS finding about the crafted peer: `rejects` rejects, all at `site`,
+/// from `clocks` timestamp clocks, matching the kernel's `counter` delta.
+fn check_paws_finding(
+    f: &Value,
+    lab: &craft::Lab,
+    (site, rejects, clocks): (&str, u64, u64),
+    (counter, delta): (&str, u64),
+) {
+    let e = &f["evidence"];
+    let netns = lab.server_netns_inode();
+    assert_eq!(f["severity"], "warning", "{f}");
+    assert_eq!(f["subject"], format!("peer {} netns {netns}", lab.peer_ip));
+    assert_eq!(f["count"], rejects, "{f}");
+    assert_eq!(e["peer"], lab.peer_ip.to_string());
+    assert_eq!(e["rejects"], rejects, "{e}");
+    assert_eq!(
+        e["rejects_by_site"],
+        serde_json::json!({ site: rejects }),
+        "{e}"
+    );
+    assert_eq!(e["clocks"], clocks, "{e}");
+    assert_eq!(e["counters"][counter], delta, "{e}");
+    assert_eq!(e["tcp_timestamps"], 1, "sysctls of the namespace: {e}");
+    for k in ["first_seen", "last_seen"] {
+        assert!(f[k].as_str().is_some_and(|t| t.ends_with('Z')), "{k}: {f}");
+    }
 }
 
 /// S4: an established connection receives data stamped older than its
@@ -88,9 +114,26 @@ fn established(family: Family) {
     assert_eq!(delta(&before, &after, "PAWSEstab"), u64::from(OLD));
     assert_eq!(delta(&before, &after, "PAWSOldAck"), 0);
     if !on {
+        // No counter-only PAWS rule: the counters name no peer.
+        lab_findings(&objs, &lab, &[]);
         eprintln!("validate_incoming unavailable: kernel counters checked only");
         return;
     }
+    // Three rejects from one clock: stale timestamps, not a NAT.
+    let found = lab_findings(&objs, &lab, &["paws_stale_timestamps"]);
+    let f = the_finding(&found, "paws_stale_timestamps");
+    check_paws_finding(
+        f,
+        &lab,
+        ("established", OLD.into(), 1),
+        ("PAWSEstab", OLD.into()),
+    );
+    assert_eq!(f["evidence"]["sample_tsval"], BASE - 1000);
+    assert_eq!(f["evidence"]["sample_ts_recent"], BASE + 10);
+    assert_eq!(
+        f["evidence"]["local_ports"],
+        serde_json::json!([{"port": 8040, "count": OLD}])
+    );
     let paws = in_ns(&objs, "paws_reject", lab.server_netns_inode());
     assert_eq!(paws.len(), OLD as usize, "{paws:?}");
     for e in paws {
@@ -157,9 +200,27 @@ fn time_wait(family: Family) {
         "{counter}"
     );
     if !on {
+        lab_findings(&objs, &lab, &[]);
         eprintln!("paws_time_wait unavailable: kernel counters checked only");
         return;
     }
+    // Two clocks behind one address: the NAT finding, with the TIME_WAIT
+    // explanation.
+    let found = lab_findings(&objs, &lab, &["paws_nat_clocks"]);
+    let f = the_finding(&found, "paws_nat_clocks");
+    check_paws_finding(
+        f,
+        &lab,
+        ("time_wait", SYNS.into(), 2),
+        (counter, SYNS.into()),
+    );
+    assert_eq!(f["evidence"]["sample_tsval"], CLOCK_B);
+    assert_eq!(f["evidence"]["sample_ts_recent"], CLOCK_A + 20);
+    assert!(
+        f["advice"].to_string().contains("TIME_WAIT"),
+        "{}",
+        f["advice"]
+    );
     let paws = in_ns(&objs, "paws_reject", lab.server_netns_inode());
     assert_eq!(paws.len(), SYNS as usize, "{paws:?}");
     for (i, e) in paws.iter().enumerate() {
@@ -233,6 +294,7 @@ fn rst_verdicts(family: Family) {
     assert_eq!(delta(&before, &after, "TCPChallengeACK"), 2);
     assert_eq!(delta(&before, &after, "TCPACKSkippedChallenge"), 0);
     if !on {
+        lab_findings(&objs, &lab, &[]);
         eprintln!("validate_incoming unavailable: kernel counters checked only");
         return;
     }
@@ -247,10 +309,54 @@ fn rst_verdicts(family: Family) {
         let d = e["window_distance"].as_i64().expect("window_distance");
         assert_eq!(d.signum(), sign, "{e}");
     }
+    // The summary counts every namespace (other RSTs on a shared host
+    // included): it must agree with the events printed.
     let by_verdict = &final_summary(&objs)["rst_received"]["by_verdict"];
-    assert_eq!(by_verdict["ignored"], 2);
-    assert_eq!(by_verdict["challenge_ack"], 2);
-    assert_eq!(by_verdict["accepted"], 1);
+    for (verdict, ours) in [("ignored", 2), ("challenge_ack", 2), ("accepted", 1)] {
+        let printed = events(&objs, "rst")
+            .filter(|e| e["verdict"] == verdict)
+            .count();
+        assert!(printed >= ours, "{verdict}: {printed}");
+        assert_eq!(by_verdict[verdict], printed, "{verdict}: {by_verdict}");
+    }
+    // The exact RST raises nothing; the others one finding per verdict.
+    let found = lab_findings(&objs, &lab, &["rst_challenge_ack", "rst_out_of_window"]);
+    let mut states = serde_json::Map::new();
+    for r in rsts.iter().filter(|r| r["verdict"] != "accepted") {
+        if let Some(st) = r["state"].as_str() {
+            let n = states.get(st).and_then(Value::as_u64).unwrap_or(0);
+            states.insert(st.to_owned(), (n + 1).into());
+        }
+    }
+    let states = Value::Object(states);
+    for (id, severity) in [
+        ("rst_out_of_window", "warning"),
+        ("rst_challenge_ack", "info"),
+    ] {
+        let f = the_finding(&found, id);
+        let e = &f["evidence"];
+        assert_eq!(f["severity"], severity, "{f}");
+        assert_eq!(
+            f["subject"],
+            format!("peer {} netns {}", lab.peer_ip, lab.server_netns_inode())
+        );
+        assert_eq!(f["count"], 2, "{f}");
+        assert_eq!(e["ignored"], 2, "{e}");
+        assert_eq!(e["challenge_acks"], 2, "{e}");
+        assert_eq!(e["accepted"], 1, "{e}");
+        assert_eq!(e["counters"]["TCPChallengeACK"], 2, "{e}");
+        assert_eq!(e["counters"]["TCPACKSkippedChallenge"], 0, "{e}");
+        assert_eq!(e["states"], states, "{e}");
+    }
+    let e = &the_finding(&found, "rst_out_of_window")["evidence"];
+    let distance = |sign: i64| {
+        rsts.iter()
+            .filter(|r| r["verdict"] == "ignored")
+            .filter_map(|r| r["window_distance"].as_i64())
+            .find(|d| d.signum() == sign)
+    };
+    assert_eq!(e["max_distance_below_window"].as_i64(), distance(-1), "{e}");
+    assert_eq!(e["max_distance_beyond_window"].as_i64(), distance(1), "{e}");
 }
 
 /// S7: the third segment of a handshake carries a TSval older than the
@@ -296,9 +402,19 @@ fn syn_recv(family: Family) {
 
     assert_eq!(delta(&before, &after, "PAWSEstab"), u64::from(ACKS));
     if !on {
+        lab_findings(&objs, &lab, &[]);
         eprintln!("paws_syn_recv unavailable: kernel counters checked only");
         return;
     }
+    // Three rejects, one clock (the SYN's stamp and the older ACKs are
+    // 1000 ticks apart): stale timestamps.
+    let found = lab_findings(&objs, &lab, &["paws_stale_timestamps"]);
+    check_paws_finding(
+        the_finding(&found, "paws_stale_timestamps"),
+        &lab,
+        ("syn_recv", ACKS.into(), 1),
+        ("PAWSEstab", ACKS.into()),
+    );
     let paws = in_ns(&objs, "paws_reject", lab.server_netns_inode());
     assert_eq!(paws.len(), ACKS as usize, "{paws:?}");
     for e in paws {
@@ -354,6 +470,11 @@ fn syn_sent(family: Family) {
     let objs = tracer.stop();
 
     assert_eq!(delta(&before, &after, "PAWSActive"), u64::from(SYNACKS));
+    // Two SYN-ACKs rejected on one active open are below the stale-
+    // timestamp threshold (3), syn_sent rejects carry our own clock (no
+    // NAT evidence), and the connect() was non-blocking (not a slow
+    // connect): no finding.
+    lab_findings(&objs, &lab, &[]);
     if !on {
         eprintln!("paws_syn_sent unavailable: kernel counters checked only");
         return;

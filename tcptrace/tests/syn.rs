@@ -28,39 +28,6 @@ use support::*;
 
 // ---- namespaces and counters -------------------------------------------------
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// TcpExt counters of the calling thread's network namespace.
-fn netstat() -> HashMap<String, u64> {
-    let text = std::fs::read_to_string("/proc/thread-self/net/netstat").expect("netstat");
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out = HashMap::new();
-    for pair in lines.chunks(2) {
-        let [names, values] = pair else { continue };
-        let (Some(("TcpExt", names)), Some(("TcpExt", values))) =
-            (names.split_once(": "), values.split_once(": "))
-        else {
-            continue;
-        };
-        for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
-            out.insert(n.to_owned(), v.parse().unwrap_or(0));
-        }
-    }
-    out
-}
-
-fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>, name: &str) -> u64 {
-    after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0)
-}
-
 /// Moves the calling thread into a named namespace.
 fn enter_netns(name: &str) {
     let f = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
@@ -396,6 +363,77 @@ fn summary_listener(objs: &[Value], netns: u64, port: u16) -> Option<&Value> {
         .find(|l| l["netns"] == netns && l["port"] == port)
 }
 
+/// The findings of a namespace whose accept queue overflowed: from
+/// the `syn_drop` events `drops` (accept queue full at the SYN) and the `listen_overflow` events
+/// `ovf` (third ACKs), or, where no hook saw any of them, from the
+/// namespace's counters alone. `counters` are the scenario's own
+/// ListenOverflows and ListenDrops deltas. Third-ACK overflows with
+/// `outcome` ghost add `ghost_connections`; nothing else may appear.
+fn accept_queue_findings(
+    objs: &[Value],
+    netns: u64,
+    (addr, port): (IpAddr, u16),
+    drops: &[&Value],
+    ovf: &[&Value],
+    (overflows, listen_drops): (u64, u64),
+) -> Vec<String> {
+    let found = findings_in(objs, netns);
+    let ghosts = ovf.iter().filter(|e| e["outcome"] == "ghost").count() as u64;
+    let mut want = vec!["accept_queue_overflow".to_owned()];
+    if ghosts > 0 {
+        want.push("ghost_connections".into());
+    }
+    assert_eq!(finding_ids(&found), want, "{found:#?}");
+
+    let f = the_finding(&found, "accept_queue_overflow");
+    assert_eq!(f["severity"], "critical");
+    let e = &f["evidence"];
+    assert_eq!(e["netns"], netns);
+    // Counters are the namespace's own: it was created after tcptrace
+    // started, and is still there at the final snapshot.
+    assert_eq!(e["counters"]["ListenOverflows"], overflows, "{e}");
+    assert_eq!(e["counters"]["ListenDrops"], listen_drops, "{e}");
+    let (syn_drops, third_acks) = (drops.len() as u64, ovf.len() as u64);
+    if syn_drops + third_acks == 0 {
+        // No per-listener event: the counter-only form.
+        assert_eq!(f["subject"], format!("netns {netns}"));
+        assert_eq!(e["source"], "counters");
+        assert_eq!(f["count"], overflows, "count == ListenOverflows delta");
+        assert!(f["first_seen"].is_null(), "{f}");
+        return finding_ids(&found);
+    }
+    assert_eq!(f["subject"], listener_subject(addr, port, netns));
+    assert_eq!(f["count"], syn_drops + third_acks, "count == drop events");
+    assert_eq!(e["port"], port);
+    assert_eq!(e["listen_addr"], addr.to_string());
+    assert_eq!(e["syn_drops_accept_queue_full"], syn_drops);
+    assert_eq!(e["third_ack_overflows"], third_acks);
+    let behind: Vec<&Value> = drops.iter().chain(ovf).copied().collect();
+    let largest = behind.iter().filter_map(|d| d["backlog"].as_u64()).max();
+    assert_eq!(e["backlog_seen"].as_u64(), largest, "{e}");
+    assert!(
+        behind.iter().all(|d| d["backlog_max"] == e["backlog_max"]),
+        "{e}"
+    );
+    assert!(
+        e["somaxconn"].as_u64().is_some(),
+        "sysctls of the namespace: {e}"
+    );
+    assert_eq!(e["backlog_capped_by_somaxconn"], false, "{e}");
+    assert_eq!(e["distinct_peers"], 1, "{e}");
+    if ghosts > 0 {
+        let g = the_finding(&found, "ghost_connections");
+        assert_eq!(g["severity"], "warning");
+        assert_eq!(g["subject"], f["subject"]);
+        assert_eq!(g["count"], ghosts);
+        let ge = &g["evidence"];
+        assert_eq!(ge["ghost_overflows"], ghosts);
+        assert_eq!(ge["abort_on_overflow"], 0);
+        assert_eq!(ge["counters"]["ListenOverflows"], overflows, "{ge}");
+    }
+    finding_ids(&found)
+}
+
 /// Hooks the test depends on: attached, or (outside the VM matrix) reported
 /// unavailable so the kernel-side checks are skipped. One kernel limit is
 /// accepted even where every hook is required: with `--attach fentry`,
@@ -436,8 +474,9 @@ fn accept_queue_full_at_syn(v6: bool) {
     let syn_drop = hook(&tracer, "syn_drop");
     let owner = hook(&tracer, "listen_owner");
     let overflow = hook(&tracer, "listen_overflow");
-    let worker = thread::spawn(move || {
-        enter_private_netns();
+    // The namespace outlives tcptrace's final snapshot (its counters are
+    // evidence of the finding).
+    let ((netns, port, before, after), _netns) = in_private_netns(move || {
         let host: IpAddr = if v6 {
             Ipv6Addr::LOCALHOST.into()
         } else {
@@ -466,7 +505,6 @@ fn accept_queue_full_at_syn(v6: bool) {
         let after = netstat();
         (thread_netns(), addr.port(), before, after)
     });
-    let (netns, port, before, after) = worker.join().expect("worker");
     let objs = tracer.stop();
 
     let overflows = delta(&before, &after, "ListenOverflows");
@@ -476,19 +514,39 @@ fn accept_queue_full_at_syn(v6: bool) {
         "{overflows}"
     );
     assert_eq!(overflows, drops, "every drop is an accept-queue overflow");
-    let ovf_events = in_netns(&objs, "listen_overflow", netns).len() as u64;
+    let ovf = in_netns(&objs, "listen_overflow", netns);
+    let ovf_events = ovf.len() as u64;
     if overflow {
         assert!(ovf_events <= overflows);
     }
+    let dropped = in_netns(&objs, "syn_drop", netns);
+    let host = if v6 {
+        Ipv6Addr::LOCALHOST.into()
+    } else {
+        IpAddr::from(Ipv4Addr::LOCALHOST)
+    };
+    accept_queue_findings(
+        &objs,
+        netns,
+        (host, port),
+        &dropped,
+        &ovf,
+        (overflows, drops),
+    );
     if !syn_drop {
         return;
     }
-    let dropped = in_netns(&objs, "syn_drop", netns);
-    assert_eq!(
-        dropped.len() as u64 + ovf_events,
-        overflows,
-        "syn_drop + listen_overflow events == ListenOverflows"
-    );
+    if overflow {
+        assert_eq!(
+            dropped.len() as u64 + ovf_events,
+            overflows,
+            "syn_drop + listen_overflow events == ListenOverflows"
+        );
+    } else {
+        // Third ACKs that overflowed (a handshake completing while the
+        // queue filled) go unseen where listen_overflow cannot attach.
+        assert!(dropped.len() as u64 <= overflows, "{overflows}");
+    }
     for e in &dropped {
         assert_eq!(e["cause"], "accept_queue_full", "{e}");
         assert_eq!(e["sport"], port);
@@ -532,19 +590,21 @@ fn third_ack_overflow(v6: bool, abort: bool) {
     let overflow = hook(&tracer, "listen_overflow");
     let rtx = hook(&tracer, "synack_retrans");
     let pair = VethPair::new(v6);
-    let (server, client) = (pair.server.clone(), pair.client.clone());
+    let (server, client) = (pair.server.as_str(), pair.client.as_str());
     let server_ip = pair.server_ip();
-    let worker = thread::spawn(move || {
-        enter_netns(&server);
+    // A scoped worker: the namespaces outlive tcptrace's final snapshot
+    // (their counters and sysctls are evidence of the findings).
+    let worker = || {
+        enter_netns(server);
         set_sysctl(
             "net/ipv4/tcp_abort_on_overflow",
             if abort { "1" } else { "0" },
         );
         let l = listener(SocketAddr::new(server_ip, 0), BACKLOG);
         let port = port_of(&l);
-        enter_netns(&client);
+        enter_netns(client);
         let peer = Peer::open(&pair, port);
-        enter_netns(&server);
+        enter_netns(server);
         let before = netstat();
         // B handshakes fill the accept queue up to its limit...
         let mut p = 41000;
@@ -593,8 +653,9 @@ fn third_ack_overflow(v6: bool, abort: bool) {
         }
         let after = netstat();
         (thread_netns(), port, b, resets, resent, before, after)
-    });
-    let (netns, port, ghost_port, resets, resent, before, after) = worker.join().expect("worker");
+    };
+    let (netns, port, ghost_port, resets, resent, before, after) =
+        thread::scope(|s| s.spawn(worker).join()).expect("worker");
     let objs = tracer.stop();
 
     let overflows = delta(&before, &after, "ListenOverflows");
@@ -641,6 +702,46 @@ fn third_ack_overflow(v6: bool, abort: bool) {
             assert_eq!(e["dport"], ghost_port);
             assert_eq!(e["retransmit"], i + 1);
             assert_eq!(e["after_overflow"], overflow, "{e}");
+        }
+    }
+
+    // Findings: the overflow (from the events, or from the counters where
+    // the hook is missing) and, with abort_on_overflow=0, ghost connections.
+    let ovf = in_netns(&objs, "listen_overflow", netns);
+    let listen_drops = delta(&before, &after, "ListenDrops");
+    assert_eq!(listen_drops, overflows);
+    let ids = accept_queue_findings(
+        &objs,
+        netns,
+        (server_ip, port),
+        &[],
+        &ovf,
+        (overflows, listen_drops),
+    );
+    let want: &[&str] = if overflow && !abort {
+        &["accept_queue_overflow", "ghost_connections"]
+    } else {
+        &["accept_queue_overflow"]
+    };
+    assert_eq!(ids, want);
+    let found = findings_in(&objs, netns);
+    let f = the_finding(&found, "accept_queue_overflow");
+    if overflow {
+        assert_eq!(f["evidence"]["abort_on_overflow"], u8::from(abort), "{f}");
+        let advice = f["advice"].to_string();
+        let said = if abort {
+            "ECONNRESET"
+        } else {
+            "ghost_connections"
+        };
+        assert!(advice.contains(said), "{advice}");
+    }
+    if overflow && !abort {
+        let g = &the_finding(&found, "ghost_connections")["evidence"];
+        assert_eq!(g["counters"]["TCPSynRetrans"], synrtx, "{g}");
+        if rtx {
+            assert_eq!(g["synack_retransmits"], synrtx, "{g}");
+            assert_eq!(g["synack_retransmits_after_overflow"], synrtx, "{g}");
         }
     }
 }
@@ -698,10 +799,11 @@ fn syn_burst(v6: bool, kind: Burst) {
     let tracer = Tracer::start_pcap(&[]);
     let syn_drop = hook(&tracer, "syn_drop");
     let pair = VethPair::new(v6);
-    let (server, client) = (pair.server.clone(), pair.client.clone());
+    let (server, client) = (pair.server.as_str(), pair.client.as_str());
     let server_ip = pair.server_ip();
-    let worker = thread::spawn(move || {
-        enter_netns(&server);
+    // Scoped: the namespaces outlive tcptrace's final snapshot.
+    let worker = || {
+        enter_netns(server);
         set_sysctl(
             "net/ipv4/tcp_syncookies",
             if kind == Burst::Cookies { "1" } else { "0" },
@@ -711,9 +813,9 @@ fn syn_burst(v6: bool, kind: Burst) {
         }
         let l = listener(SocketAddr::new(server_ip, 0), backlog);
         let port = port_of(&l);
-        enter_netns(&client);
+        enter_netns(client);
         let peer = Peer::open(&pair, port);
-        enter_netns(&server);
+        enter_netns(server);
         let before = netstat();
         for p in 0..N {
             peer.syn(42000 + p);
@@ -729,8 +831,9 @@ fn syn_burst(v6: bool, kind: Burst) {
         thread::sleep(Duration::from_millis(100));
         let after = netstat();
         (thread_netns(), port, answered.len() as u64, before, after)
-    });
-    let (netns, port, answered, before, after) = worker.join().expect("worker");
+    };
+    let (netns, port, answered, before, after) =
+        thread::scope(|s| s.spawn(worker).join()).expect("worker");
     let objs = tracer.stop();
 
     let n = u64::from(N);
@@ -758,6 +861,15 @@ fn syn_burst(v6: bool, kind: Burst) {
             assert_eq!(cookies, 0);
         }
     }
+    burst_findings(
+        &objs,
+        kind,
+        netns,
+        (server_ip, port),
+        syn_drop,
+        &before,
+        &after,
+    );
     if !syn_drop {
         return;
     }
@@ -782,6 +894,66 @@ fn syn_burst(v6: bool, kind: Burst) {
     assert_eq!(l["answered"]["cookie"], cookies, "{l}");
     assert_eq!(l["answered"]["normal"], answered - cookies, "{l}");
     assert_eq!(final_summary(&objs)["lost_total"], 0);
+}
+
+/// S3's finding: `syn_queue_full`, critical when SYNs were dropped (queue
+/// full or last quarter, cookies off), info when the overflow was answered
+/// with cookies; from `syn_drop` events and the summary's cookie answers,
+/// or from the counters alone where the hook is missing.
+fn burst_findings(
+    objs: &[Value],
+    kind: Burst,
+    netns: u64,
+    (addr, port): (IpAddr, u16),
+    syn_drop: bool,
+    before: &HashMap<String, u64>,
+    after: &HashMap<String, u64>,
+) {
+    let listen_drops = delta(before, after, "ListenDrops");
+    let full_drop = delta(before, after, "TCPReqQFullDrop");
+    let cookies = delta(before, after, "TCPReqQFullDoCookies");
+    let found = findings_in(objs, netns);
+    if kind == Burst::LastQuarter && !syn_drop {
+        // ListenDrops alone cannot tell the last-quarter rule from any
+        // other drop: without syn_drop events there is nothing to name.
+        assert_eq!(finding_ids(&found), Vec::<String>::new());
+        return;
+    }
+    assert_eq!(finding_ids(&found), ["syn_queue_full"]);
+    let f = the_finding(&found, "syn_queue_full");
+    let (severity, count) = match kind {
+        Burst::SynQueueFull => ("critical", full_drop),
+        Burst::Cookies => ("info", cookies),
+        Burst::LastQuarter => ("critical", listen_drops),
+    };
+    assert_eq!(f["severity"], severity, "{f}");
+    assert_eq!(f["count"], count, "{f}");
+    let e = &f["evidence"];
+    assert_eq!(e["counters"]["TCPReqQFullDrop"], full_drop, "{e}");
+    assert_eq!(e["counters"]["TCPReqQFullDoCookies"], cookies, "{e}");
+    assert_eq!(e["counters"]["ListenDrops"], listen_drops, "{e}");
+    assert_eq!(e["syncookies"], u8::from(kind == Burst::Cookies), "{e}");
+    if !syn_drop {
+        assert_eq!(f["subject"], format!("netns {netns}"));
+        assert_eq!(e["source"], "counters");
+        return;
+    }
+    assert_eq!(f["subject"], listener_subject(addr, port, netns));
+    assert_eq!(e["port"], port);
+    let (queue_full, last_quarter) = match kind {
+        Burst::SynQueueFull => (full_drop, 0),
+        Burst::Cookies => (0, 0),
+        Burst::LastQuarter => (0, listen_drops),
+    };
+    assert_eq!(e["syn_queue_full_drops"], queue_full, "{e}");
+    assert_eq!(e["last_quarter_drops"], last_quarter, "{e}");
+    // One crafted peer address behind every dropped SYN.
+    assert_eq!(e["distinct_peers"], u8::from(kind != Burst::Cookies), "{e}");
+    match kind {
+        Burst::Cookies => assert_eq!(e["cookies_sent"], cookies, "{e}"),
+        Burst::LastQuarter => assert_eq!(e["max_syn_backlog"], 8, "{e}"),
+        Burst::SynQueueFull => assert_eq!(e["backlog_max"], 8, "{e}"),
+    }
 }
 
 #[test]

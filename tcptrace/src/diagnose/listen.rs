@@ -552,16 +552,34 @@ fn cookies_sent(summary: Option<&Value>, k: &Key) -> Option<u64> {
 }
 
 /// Findings from TcpExt counters alone, for namespaces where the counters
-/// moved but no listener event arrived (hooks unavailable on this kernel).
+/// moved but no event of the kind they count arrived (hooks unavailable on
+/// this kernel). Other listener events of that namespace do not count: a
+/// SYN-ACK retransmit says nothing about an overflow, and the hook that
+/// sees SYN drops may attach where the third-ACK one cannot.
 fn counter_only(ctx: &Context<'_>, ls: &Listeners, out: &mut Vec<Finding>) {
     let h = &ctx.host;
+    let cookie_listeners = summary_cookies(ctx.summary);
     for ino in h.netns_with_deltas() {
-        if !ctx.counters_allowed(ino) || ls.by_key.keys().any(|k| k.netns == ino) {
+        if !ctx.counters_allowed(ino) {
             continue;
         }
-        let overflows = h.delta(ino, "ListenOverflows").unwrap_or(0);
-        let qfull = h.delta(ino, "TCPReqQFullDrop").unwrap_or(0);
-        let cookies = h.delta(ino, "TCPReqQFullDoCookies").unwrap_or(0);
+        let in_ns = || ls.by_key.iter().filter(move |(k, _)| k.netns == ino);
+        let accept_seen = in_ns().any(|(_, l)| l.accept_full.count + l.overflows().count > 0);
+        let syn_seen = in_ns().any(|(_, l)| l.syn_queue_full.count + l.last_quarter.count > 0)
+            || cookie_listeners.iter().any(|(k, _)| k.netns == ino);
+        let overflows = if accept_seen {
+            0
+        } else {
+            h.delta(ino, "ListenOverflows").unwrap_or(0)
+        };
+        let (qfull, cookies) = if syn_seen {
+            (0, 0)
+        } else {
+            (
+                h.delta(ino, "TCPReqQFullDrop").unwrap_or(0),
+                h.delta(ino, "TCPReqQFullDoCookies").unwrap_or(0),
+            )
+        };
         let subject = format!("netns {ino}");
         if overflows > 0 {
             let mut e = Evidence::default();
@@ -991,6 +1009,57 @@ mod tests {
         );
         assert_eq!(ids(&f), ["syn_queue_full"]);
         assert_eq!(f[0].severity, Severity::Critical);
+    }
+
+    #[test]
+    fn counters_speak_for_the_events_a_hook_missed() {
+        // Third-ACK overflows where only SYN-ACK retransmits are seen (the
+        // overflow hook cannot attach): the counters still name them.
+        let (start, now) = host(
+            Sysctls::default(),
+            &[("ListenOverflows", 2), ("ListenDrops", 2)],
+        );
+        let hv = HostView {
+            start: Some(&start),
+            now: Some(&now),
+        };
+        let rtx = ev(
+            "synack_retransmit",
+            0,
+            json!({"retransmit": 1, "after_overflow": false}),
+        );
+        let f = run(std::slice::from_ref(&rtx), hv);
+        assert_eq!(ids(&f), ["accept_queue_overflow"]);
+        assert_eq!(f[0].subject, format!("netns {NS}"));
+        assert_eq!(f[0].count, 2);
+        // Overflow events make the counters redundant for that finding...
+        let f = run(&[rtx.clone(), overflow(1, 0, Some("ghost"))], hv);
+        assert_eq!(ids(&f), ["accept_queue_overflow", "ghost_connections"]);
+        assert!(f[0].subject.starts_with("listener "), "{}", f[0].subject);
+        // ...but not for another one: SYN queue drops the SYN hook missed.
+        let (start, now) = host(
+            Sysctls::default(),
+            &[("ListenOverflows", 1), ("TCPReqQFullDrop", 3)],
+        );
+        let hv = HostView {
+            start: Some(&start),
+            now: Some(&now),
+        };
+        let f = run(&[overflow(1, 0, Some("ghost"))], hv);
+        assert_eq!(
+            ids(&f),
+            [
+                "accept_queue_overflow",
+                "syn_queue_full",
+                "ghost_connections"
+            ]
+        );
+        assert_eq!(f[1].subject, format!("netns {NS}"));
+        assert_eq!(f[1].count, 3);
+        let f = run(&[drop_ev(0, "syn_queue_full", "10.0.0.9")], hv);
+        assert_eq!(ids(&f), ["accept_queue_overflow", "syn_queue_full"]);
+        assert_eq!(f[0].subject, format!("netns {NS}"));
+        assert!(f[1].subject.starts_with("listener "), "{}", f[1].subject);
     }
 
     #[test]

@@ -16,19 +16,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::support::ip;
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
 
 static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Where `ip netns add` put namespace `ns`: /run/netns (iproute2 default)
 /// or /var/run/netns (older builds, or systems without the /var/run link).
@@ -51,25 +42,6 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
     })
     .join()
     .expect("netns thread")
-}
-
-/// TcpExt counters of the calling thread's network namespace.
-pub fn netstat() -> std::collections::HashMap<String, u64> {
-    let text = std::fs::read_to_string("/proc/thread-self/net/netstat").expect("netstat");
-    let mut out = std::collections::HashMap::new();
-    let lines: Vec<&str> = text.lines().collect();
-    for pair in lines.chunks(2) {
-        let [names, values] = pair else { continue };
-        let (Some(("TcpExt", names)), Some(("TcpExt", values))) =
-            (names.split_once(": "), values.split_once(": "))
-        else {
-            continue;
-        };
-        for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
-            out.insert(n.to_owned(), v.parse().unwrap_or(0));
-        }
-    }
-    out
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,7 +148,7 @@ impl Lab {
 
     /// TcpExt counters of the server namespace.
     pub fn server_netstat(&self) -> std::collections::HashMap<String, u64> {
-        in_netns(&self.server_ns, netstat)
+        in_netns(&self.server_ns, super::support::netstat)
     }
 
     /// Inode of the server namespace (what events carry as `netns`).

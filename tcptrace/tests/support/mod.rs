@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::{
+    collections::HashMap,
     io::{BufRead as _, BufReader},
     net::{SocketAddr, TcpListener},
     os::fd::AsRawFd as _,
@@ -232,6 +233,163 @@ pub fn enter_private_netns() {
 pub fn set_sysctl(path: &str, value: &str) {
     std::fs::write(format!("/proc/sys/{path}"), value)
         .unwrap_or_else(|e| panic!("write {path}: {e}"));
+}
+
+/// TcpExt counters of the calling thread's network namespace
+/// (/proc/thread-self/net/netstat: counters are per namespace).
+pub fn netstat() -> HashMap<String, u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/net/netstat").expect("netstat");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = HashMap::new();
+    for pair in lines.chunks(2) {
+        let [names, values] = pair else { continue };
+        let (Some(("TcpExt", names)), Some(("TcpExt", values))) =
+            (names.split_once(": "), values.split_once(": "))
+        else {
+            continue;
+        };
+        for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
+            out.insert(n.to_owned(), v.parse().unwrap_or(0));
+        }
+    }
+    out
+}
+
+/// How much counter `name` grew between two [`netstat`] readings.
+pub fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>, name: &str) -> u64 {
+    after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0)
+}
+
+/// Runs `ip ARGS…`, failing the test with its stderr.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A thread parked in a private network namespace: it keeps the namespace
+/// alive (for tcptrace's final host snapshot: counters, sysctls, sockets)
+/// until dropped.
+pub struct NetnsKeeper {
+    release: Option<mpsc::Sender<()>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for NetnsKeeper {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Runs `scenario` on a thread in a new private network namespace (see
+/// [`enter_private_netns`]) and returns its result; the thread stays in the
+/// namespace until the returned [`NetnsKeeper`] is dropped. A panic in the
+/// scenario fails the caller.
+pub fn in_private_netns<T: Send + 'static>(
+    scenario: impl FnOnce() -> T + Send + 'static,
+) -> (T, NetnsKeeper) {
+    let (done, result) = mpsc::channel();
+    let (release, parked) = mpsc::channel::<()>();
+    let handle = std::thread::spawn(move || {
+        enter_private_netns();
+        if done.send(scenario()).is_ok() {
+            let _ = parked.recv();
+        }
+    });
+    match result.recv() {
+        Ok(r) => (
+            r,
+            NetnsKeeper {
+                release: Some(release),
+                handle: Some(handle),
+            },
+        ),
+        Err(_) => match handle.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => panic!("scenario thread ended without a result"),
+        },
+    }
+}
+
+// ---- findings ----------------------------------------------------------------
+
+/// Every finding of a run: the final summary's `findings` array (each
+/// finding once, deduplicated by `id` + `subject`, with its final count).
+/// The `finding` lines printed before the summaries must agree with it: the
+/// last line printed for each `id` + `subject` is in the array with the same
+/// severity and count, and every finding of the array was printed.
+pub fn findings(objs: &[Value]) -> Vec<&Value> {
+    let all: Vec<&Value> = final_summary(objs)["findings"]
+        .as_array()
+        .expect("the final summary carries `findings`")
+        .iter()
+        .collect();
+    let key = |f: &Value| format!("{}|{}", f["id"], f["subject"]);
+    let mut printed: HashMap<String, &Value> = HashMap::new();
+    for f in events(objs, "finding") {
+        printed.insert(key(f), f);
+    }
+    for f in &all {
+        assert_eq!(f["kind"], "finding", "{f}");
+        let line = printed
+            .remove(&key(f))
+            .unwrap_or_else(|| panic!("finding never printed as a line: {f}"));
+        for k in ["severity", "count", "summary"] {
+            assert_eq!(
+                line[k], f[k],
+                "{k} of the last `finding` line: {line} vs {f}"
+            );
+        }
+    }
+    assert!(
+        printed.is_empty(),
+        "printed findings missing from the summary: {:?}",
+        printed.values().collect::<Vec<_>>()
+    );
+    all
+}
+
+/// The findings about network namespace `netns` (`evidence.netns`): what a
+/// scenario produced, whatever else happens on the host meanwhile.
+pub fn findings_in(objs: &[Value], netns: u64) -> Vec<&Value> {
+    let found: Vec<&Value> = findings(objs)
+        .into_iter()
+        .filter(|f| f["evidence"]["netns"] == netns)
+        .collect();
+    eprintln!(
+        "findings in netns {netns}: {}",
+        serde_json::to_string_pretty(&found).unwrap_or_default()
+    );
+    found
+}
+
+/// Their ids, sorted.
+pub fn finding_ids(found: &[&Value]) -> Vec<String> {
+    let mut ids: Vec<String> = found
+        .iter()
+        .map(|f| f["id"].as_str().expect("finding id").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The only finding with `id`.
+pub fn the_finding<'a>(found: &[&'a Value], id: &str) -> &'a Value {
+    let mut with: Vec<&Value> = found.iter().copied().filter(|f| f["id"] == id).collect();
+    assert_eq!(with.len(), 1, "exactly one {id} finding: {found:#?}");
+    with.remove(0)
+}
+
+/// `subject` of a finding about one listener.
+pub fn listener_subject(addr: std::net::IpAddr, port: u16, netns: u64) -> String {
+    format!("listener {} netns {netns}", SocketAddr::new(addr, port))
 }
 
 pub fn listener(addr: &str) -> (TcpListener, SocketAddr) {
