@@ -6,6 +6,7 @@ use aya_ebpf::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_ktime_get_boot_ns,
     },
+    maps::ring_buf::RingBufEntry,
 };
 use tcptrace_common::{hist, EventHeader, EventKind, HistId};
 
@@ -59,10 +60,17 @@ pub fn send<T: Copy + 'static>(kind: EventKind, event: &T) {
     match EVENTS.reserve::<T>(0) {
         Some(mut slot) => {
             slot.write(*event);
-            slot.submit(wakeup_flag(core::mem::size_of::<T>() as u64));
+            commit(slot);
         }
         None => bump(&LOST, kind as u32),
     }
+}
+
+/// Submits a record filled in place; every record goes through here so
+/// that none wakes the reader on its own (see [`wakeup_flag`]).
+#[inline(always)]
+pub fn commit<T: 'static>(slot: RingBufEntry<T>) {
+    slot.submit(wakeup_flag(core::mem::size_of::<T>() as u64));
 }
 
 /// Forces a wake-up when this record (with its 8-byte ring header) makes

@@ -34,7 +34,7 @@ use tcptrace_common::{
 };
 
 use crate::{
-    emit::now,
+    emit::{commit, now},
     filter,
     kernel::{read, sock_flow, sock_netns},
     maps::{bump, count, map_full, EVENTS, LOST},
@@ -278,7 +278,7 @@ fn send_paws(
         (*ev)._pad = 0;
         capture(seg.skb, skb_offsets(), &mut (*ev).packet);
     }
-    slot.submit(0);
+    commit(slot);
 }
 
 /// The socket's receive window as an RST is judged: rcv_nxt, rcv_wup, rcv_wnd.
@@ -329,7 +329,7 @@ fn send_rst(
         (*ev)._pad = [0; 5];
         capture(skb, skb_offsets(), &mut (*ev).packet);
     }
-    slot.submit(0);
+    commit(slot);
     Ok(())
 }
 

@@ -301,9 +301,7 @@ fn submit(ev: &SynEvent) {
     match EVENTS.reserve::<SynEvent>(0) {
         Some(mut slot) => {
             unsafe { core::ptr::copy_nonoverlapping(ev, slot.as_mut_ptr(), 1) };
-            slot.submit(crate::emit::wakeup_flag(
-                core::mem::size_of::<SynEvent>() as u64
-            ));
+            crate::emit::commit(slot);
         }
         None => bump(&LOST, kind as u32),
     }
