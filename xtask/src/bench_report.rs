@@ -46,6 +46,16 @@ fn ns(x: f64) -> String {
     }
 }
 
+/// An added cost with its sign: `+120`, or `-80` when noise put the traced
+/// run below the untraced one.
+fn added_ns(x: f64) -> String {
+    if x.is_nan() || x < 0.0 {
+        ns(x)
+    } else {
+        format!("+{}", ns(x))
+    }
+}
+
 fn ratio(a: f64, b: f64) -> Option<f64> {
     (a.is_finite() && b.is_finite() && b > 0.0).then(|| a / b)
 }
@@ -130,26 +140,26 @@ fn verdicts(run: &Run) -> Vec<Verdict> {
         let Some(t) = same.or(all) else { continue };
         let (rmin, rmed) = (ratio(t.0, b.0), ratio(t.1, b.1));
         let mut measured = format!(
-            "tcptrace +{} ns, bpftrace +{} ns (medians): **{}** (from minima: +{} vs +{}, {})",
-            ns(t.1),
-            ns(b.1),
+            "tcptrace {} ns, bpftrace {} ns (medians): **{}** (from minima: {} vs {}, {})",
+            added_ns(t.1),
+            added_ns(b.1),
             fmt_ratio(rmed),
-            ns(t.0),
-            ns(b.0),
+            added_ns(t.0),
+            added_ns(b.0),
             fmt_ratio(rmin)
         );
         if let Some(f) = added(host, &w, FLOOR) {
             let _ = write!(
                 measured,
-                "; empty programs on the same tracepoints (the floor of any tracer there): +{} ns",
-                ns(f.1)
+                "; empty programs on the same tracepoints (the floor of any tracer there): {} ns",
+                added_ns(f.1)
             );
         }
         if let (Some(_), Some(a)) = (same, all) {
             let _ = write!(
                 measured,
-                "; with every hook this kernel allows: +{} ns ({})",
-                ns(a.1),
+                "; with every hook this kernel allows: {} ns ({})",
+                added_ns(a.1),
                 fmt_ratio(ratio(a.1, b.1))
             );
         }
