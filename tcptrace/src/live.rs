@@ -185,6 +185,7 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
     };
     hooks.extend(more);
     loader::ensure_any_attached(&hooks)?;
+    // Every program is loaded now: watch all of them for kernel skips.
     counters.programs = crate::progstats::ProgramStats::new(&ebpf);
     for status in &hooks {
         eprintln!("tcptrace: {}", loader::describe(status));

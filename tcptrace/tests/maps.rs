@@ -20,6 +20,9 @@ use support::*;
 const N: usize = 8;
 /// How long each stays blocked (SO_SNDTIMEO bounds a blocking connect()).
 const HOLD: Duration = Duration::from_secs(3);
+/// Between two threads' connect() calls: all N still overlap for
+/// `HOLD - N * STAGGER`, several summary periods.
+const STAGGER: Duration = Duration::from_millis(100);
 
 /// One blocking connect() to `addr` that gives up after `HOLD`; returns
 /// its errno and how long it blocked.
@@ -108,8 +111,16 @@ fn connect_map_entries_are_the_calls_in_flight() {
         // SAFETY: listen on a socket the listener owns.
         assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 0) }, 0, "listen(0)");
         let first = TcpStream::connect(addr).expect("the one connection the queue takes");
+        // One at a time: on kernels whose syscall tracepoints run
+        // preemptible (7.x), a connect() entering while another thread's
+        // program is preempted on that CPU is skipped by the kernel (counted
+        // as `missed`, accounted below); spacing the calls keeps them apart.
         let blocked: Vec<_> = (0..N)
-            .map(|_| thread::spawn(move || blocked_connect(addr)))
+            .map(|_| {
+                let t = thread::spawn(move || blocked_connect(addr));
+                thread::sleep(STAGGER);
+                t
+            })
             .collect();
         let results: Vec<(i32, Duration)> = blocked
             .into_iter()
@@ -134,6 +145,14 @@ fn connect_map_entries_are_the_calls_in_flight() {
     thread::sleep(Duration::from_millis(1200));
     let objs = tracer.stop();
 
+    // Programs the kernel skipped (recursion, 7.x syscall tracepoints): a
+    // skipped entry leaves no map entry, a skipped exit leaves its entry
+    // behind; each loses that call's event. Only this test connects here.
+    let last = final_summary(&objs);
+    let missed = |prog: &str| last["missed"][prog].as_u64().unwrap_or(0);
+    let (missed_enter, missed_exit) = (missed("sys_enter_connect"), missed("sys_exit_connect"));
+    let held = N as u64 - missed_enter;
+
     let summaries: Vec<&Value> = objs.iter().filter(|o| o["kind"] == "summary").collect();
     let periodic: Vec<u64> = summaries
         .iter()
@@ -146,18 +165,18 @@ fn connect_map_entries_are_the_calls_in_flight() {
         "never more entries than calls in flight: {periodic:?}"
     );
     assert!(
-        periodic.iter().filter(|&&n| n == N as u64).count() >= 2,
-        "the connect map held exactly {N} entries while they blocked: {periodic:?}"
+        periodic.iter().filter(|&&n| n == held).count() >= 2,
+        "the connect map held exactly {held} entries ({N} calls, {missed_enter} entries \
+         skipped by the kernel) while they blocked: {periodic:?}"
     );
     assert_eq!(
         periodic.last().copied(),
-        Some(0),
-        "a periodic summary after the calls returned: {periodic:?}"
+        Some(missed_exit),
+        "a periodic summary after the calls returned ({missed_exit} exits skipped): {periodic:?}"
     );
 
-    let last = final_summary(&objs);
     let connect = connect_map(last);
-    assert_eq!(connect["entries"], 0, "{connect}");
+    assert_eq!(connect["entries"], missed_exit, "{connect}");
     assert_eq!(connect["capacity"], 16384, "{connect}");
     assert_eq!(connect["lru"], true, "{connect}");
     assert_eq!(connect["full_failures"], 0, "{connect}");
@@ -167,5 +186,9 @@ fn connect_map_entries_are_the_calls_in_flight() {
     let mine = events(&objs, "connect")
         .filter(|e| e["errno"] == libc::EINPROGRESS)
         .count();
-    assert_eq!(mine, N, "connect events for the blocked calls");
+    assert_eq!(
+        mine as u64,
+        N as u64 - missed_enter - missed_exit,
+        "connect events for the blocked calls ({missed_enter} entries and {missed_exit} exits skipped)"
+    );
 }

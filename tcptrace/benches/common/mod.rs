@@ -566,19 +566,20 @@ tracepoint:syscalls:sys_exit_connect
 
 /// A command running bpftrace on [`BPFTRACE_FLOOR`], the marker on `port`.
 pub fn bpftrace_floor(bin: &str, port: u16) -> Command {
-    let path = std::env::temp_dir().join(format!("tcptrace-floor-{}.bt", std::process::id()));
-    std::fs::write(&path, BPFTRACE_FLOOR).expect("write bpftrace script");
-    let mut cmd = Command::new(bin);
-    cmd.arg(&path).arg(port.to_string());
-    cmd
+    bpftrace_script(bin, "floor", BPFTRACE_FLOOR, &port.to_string())
 }
 
 /// A command running bpftrace on [`BPFTRACE_CONNECT`] with `threshold_ns`.
 pub fn bpftrace_connect(bin: &str, threshold_ns: u64) -> Command {
-    let path = std::env::temp_dir().join(format!("tcptrace-bench-{}.bt", std::process::id()));
-    std::fs::write(&path, BPFTRACE_CONNECT).expect("write bpftrace script");
+    bpftrace_script(bin, "connect", BPFTRACE_CONNECT, &threshold_ns.to_string())
+}
+
+/// bpftrace running `script` (written to a temporary file) with `$1 = arg`.
+fn bpftrace_script(bin: &str, name: &str, script: &str, arg: &str) -> Command {
+    let path = std::env::temp_dir().join(format!("tcptrace-{name}-{}.bt", std::process::id()));
+    std::fs::write(&path, script).expect("write bpftrace script");
     let mut cmd = Command::new(bin);
-    cmd.arg(&path).arg(threshold_ns.to_string());
+    cmd.arg(&path).arg(arg);
     cmd
 }
 
