@@ -39,7 +39,6 @@ impl CounterMaps {
     fn take(ebpf: &mut aya::Ebpf, rst_slot_names: Vec<String>) -> Result<Self> {
         let maps = crate::mapstats::StateMaps::take(ebpf)?;
         let syn = crate::syn::SynMaps::take(ebpf)?;
-        let programs = crate::progstats::ProgramStats::new(ebpf);
         let mut take = |name: &str| -> Result<PerCpuArray<MapData, u64>> {
             let map = ebpf
                 .take_map(name)
@@ -53,7 +52,8 @@ impl CounterMaps {
             rst_sent: take(maps::RST_SENT)?,
             rst_slot_names,
             syn,
-            programs,
+            // Filled once every program is loaded (`session`).
+            programs: crate::progstats::ProgramStats::default(),
             maps,
         })
     }

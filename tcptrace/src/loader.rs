@@ -23,15 +23,10 @@ pub struct Loaded {
     pub rst_slot_names: Vec<String>,
 }
 
-/// Checks privileges, loads the programs and attaches every hook that can be.
+/// Checks privileges, loads the programs and attaches every hook that can
+/// be, all before returning (`tcptrace check`).
 pub fn load(mode: AttachMode, config: Config) -> Result<Loaded> {
-    load_only(mode, config, &[])
-}
-
-/// [`load`], restricted to the hooks named in `only` unless it is empty
-/// (the hidden `--bench-hooks`).
-pub fn load_only(mode: AttachMode, config: Config, only: &[String]) -> Result<Loaded> {
-    let (mut loaded, rest) = load_staged(mode, config, only)?;
+    let (mut loaded, rest) = load_staged(mode, config, &[])?;
     let more = rest.attach(&mut loaded.ebpf);
     loaded.hooks.extend(more);
     ensure_any_attached(&loaded.hooks)?;
@@ -42,7 +37,8 @@ pub fn load_only(mode: AttachMode, config: Config, only: &[String]) -> Result<Lo
 /// tracepoints (connect() among them), so events flow within milliseconds
 /// of start; [`Rest::attach`] attaches the others, which wait for aya's
 /// parse of the kernel BTF and for the verifier, while the caller already
-/// reads events.
+/// reads events. Only the hooks named in `only` when it is not empty (the
+/// hidden `--bench-hooks`).
 pub fn load_staged(mode: AttachMode, config: Config, only: &[String]) -> Result<(Loaded, Rest)> {
     let started = Instant::now();
     kernel::check_privileges()?;

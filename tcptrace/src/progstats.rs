@@ -8,6 +8,7 @@ use std::os::fd::{AsFd, AsRawFd as _, BorrowedFd};
 use aya::{programs::ProgramFd, Ebpf};
 
 /// Clones of the fds of every loaded program, by name.
+#[derive(Default)]
 pub struct ProgramStats {
     progs: Vec<(String, ProgramFd)>,
 }

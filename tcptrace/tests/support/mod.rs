@@ -2,11 +2,13 @@
 //! do something, read back what tcptrace reported.
 #![allow(dead_code)]
 
+mod netns;
+pub use netns::enter_private_netns;
+
 use std::{
     collections::HashMap,
     io::{BufRead as _, BufReader},
     net::{SocketAddr, TcpListener},
-    os::fd::AsRawFd as _,
     process::{Child, Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
@@ -203,30 +205,6 @@ pub fn thread_netns() -> u64 {
     std::fs::metadata("/proc/thread-self/ns/net")
         .expect("netns")
         .ino()
-}
-
-/// Moves the calling thread into a new network namespace with lo up.
-pub fn enter_private_netns() {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
-    let sock = std::net::UdpSocket::bind("0.0.0.0:0").expect("socket in the new netns");
-    // SAFETY: ifreq is plain data; the ioctls read/write it in place.
-    unsafe {
-        let mut ifr: libc::ifreq = std::mem::zeroed();
-        for (i, b) in b"lo\0".iter().enumerate() {
-            ifr.ifr_name[i] = *b as libc::c_char;
-        }
-        assert_eq!(
-            libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr),
-            0,
-            "SIOCGIFFLAGS lo"
-        );
-        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        assert_eq!(
-            libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr),
-            0,
-            "SIOCSIFFLAGS lo"
-        );
-    }
 }
 
 /// Writes a sysctl of the calling thread's network namespace.
