@@ -367,15 +367,18 @@ fn summary_listener(objs: &[Value], netns: u64, port: u16) -> Option<&Value> {
 /// the `syn_drop` events `drops` (accept queue full at the SYN) and the `listen_overflow` events
 /// `ovf` (third ACKs), or, where no hook saw any of them, from the
 /// namespace's counters alone. `counters` are the scenario's own
-/// ListenOverflows and ListenDrops deltas. Third-ACK overflows with
-/// `outcome` ghost add `ghost_connections`; nothing else may appear.
+/// ListenOverflows, ListenDrops and TCPReqQFullDoCookies deltas. Third-ACK
+/// overflows with `outcome` ghost add `ghost_connections`; SYNs answered
+/// with cookies (a backlog this small bounds the SYN queue too, so timing
+/// decides whether any are) add an informational `syn_queue_full`; nothing
+/// else may appear.
 fn accept_queue_findings(
     objs: &[Value],
     netns: u64,
     (addr, port): (IpAddr, u16),
     drops: &[&Value],
     ovf: &[&Value],
-    (overflows, listen_drops): (u64, u64),
+    (overflows, listen_drops, cookies): (u64, u64, u64),
 ) -> Vec<String> {
     let found = findings_in(objs, netns);
     let ghosts = ovf.iter().filter(|e| e["outcome"] == "ghost").count() as u64;
@@ -383,7 +386,19 @@ fn accept_queue_findings(
     if ghosts > 0 {
         want.push("ghost_connections".into());
     }
+    if cookies > 0 {
+        want.push("syn_queue_full".into());
+    }
     assert_eq!(finding_ids(&found), want, "{found:#?}");
+    if cookies > 0 {
+        let c = the_finding(&found, "syn_queue_full");
+        assert_eq!(c["severity"], "info", "{c}");
+        assert_eq!(c["evidence"]["cookies_sent"], cookies, "{c}");
+        assert_eq!(
+            c["evidence"]["counters"]["TCPReqQFullDoCookies"], cookies,
+            "{c}"
+        );
+    }
 
     let f = the_finding(&found, "accept_queue_overflow");
     assert_eq!(f["severity"], "critical");
@@ -531,7 +546,11 @@ fn accept_queue_full_at_syn(v6: bool) {
         (host, port),
         &dropped,
         &ovf,
-        (overflows, drops),
+        (
+            overflows,
+            drops,
+            delta(&before, &after, "TCPReqQFullDoCookies"),
+        ),
     );
     if !syn_drop {
         return;
@@ -710,19 +729,22 @@ fn third_ack_overflow(v6: bool, abort: bool) {
     let ovf = in_netns(&objs, "listen_overflow", netns);
     let listen_drops = delta(&before, &after, "ListenDrops");
     assert_eq!(listen_drops, overflows);
+    let cookies = delta(&before, &after, "TCPReqQFullDoCookies");
     let ids = accept_queue_findings(
         &objs,
         netns,
         (server_ip, port),
         &[],
         &ovf,
-        (overflows, listen_drops),
+        (overflows, listen_drops, cookies),
     );
-    let want: &[&str] = if overflow && !abort {
-        &["accept_queue_overflow", "ghost_connections"]
-    } else {
-        &["accept_queue_overflow"]
-    };
+    let mut want = vec!["accept_queue_overflow"];
+    if overflow && !abort {
+        want.push("ghost_connections");
+    }
+    if cookies > 0 {
+        want.push("syn_queue_full");
+    }
     assert_eq!(ids, want);
     let found = findings_in(&objs, netns);
     let f = the_finding(&found, "accept_queue_overflow");
