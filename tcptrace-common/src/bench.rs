@@ -2,7 +2,9 @@
 //! `getppid()` syscall that emits synthetic connect records for one process,
 //! so the ring buffer → userspace pipeline can be driven at millions of
 //! events per second. tcptrace loads and attaches it only under the hidden
-//! `--bench-flood` flag; normal runs never load it.
+//! `--bench-flood` flag; normal runs never load it. And empty programs on
+//! the connect() syscall tracepoints (`--bench-floor`): what attaching
+//! anything there costs, the floor under every tracer of those tracepoints.
 
 /// Name of the `Array<u32>` configuring the source: `[tgid, records per call]`.
 pub const FLOOD_MAP: &str = "BENCH_FLOOD";
@@ -10,3 +12,9 @@ pub const FLOOD_MAP: &str = "BENCH_FLOOD";
 pub const FLOOD_PROGRAM: &str = "bench_flood";
 /// Upper bound on records per getppid() call.
 pub const MAX_PER_CALL: u32 = 256;
+/// Names of the empty programs on `syscalls:sys_enter_connect` and
+/// `syscalls:sys_exit_connect`.
+pub const FLOOR_PROGRAMS: [(&str, &str); 2] = [
+    ("bench_floor_enter", "sys_enter_connect"),
+    ("bench_floor_exit", "sys_exit_connect"),
+];

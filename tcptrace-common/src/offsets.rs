@@ -42,10 +42,14 @@ pub struct KernelOffsets {
     pub skc_v6_rcv_saddr: u32,
     /// `net.ns.inum` (offset of `ns` plus `ns_common.inum`)
     pub net_ns_inum: u32,
-    pub _pad: u32,
+    /// `sk_buff.head`, `.network_header`, `.transport_header`: the headers
+    /// of a segment, for every hook that reads or captures one.
+    pub skb_head: u32,
+    pub skb_network_header: u32,
+    pub skb_transport_header: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 72);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 80);
 
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for KernelOffsets {}

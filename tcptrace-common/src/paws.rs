@@ -190,10 +190,7 @@ pub struct PawsOffsets {
     pub req_ts_recent: u32,
     /// `tcp_request_sock.snt_isn`
     pub treq_snt_isn: u32,
-    /// `sk_buff.head`, `.transport_header`, `.network_header`, `.cb`
-    pub skb_head: u32,
-    pub skb_transport_header: u32,
-    pub skb_network_header: u32,
+    /// `sk_buff.cb` (the skb's header offsets are in `KernelOffsets`)
     pub skb_cb: u32,
     /// `tcp:tcp_receive_reset` field `skaddr`
     pub tp_receive_reset_skaddr: u32,
@@ -231,9 +228,6 @@ impl PawsOffsets {
         tw_ts_recent_stamp: 0,
         req_ts_recent: 0,
         treq_snt_isn: 0,
-        skb_head: 0,
-        skb_transport_header: 0,
-        skb_network_header: 0,
         skb_cb: 0,
         tp_receive_reset_skaddr: 0,
         tp_send_reset_reason: 0,
@@ -249,7 +243,7 @@ impl PawsOffsets {
     };
 }
 
-const _: () = assert!(size_of::<PawsOffsets>() == 120);
+const _: () = assert!(size_of::<PawsOffsets>() == 108);
 
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for PawsOffsets {}

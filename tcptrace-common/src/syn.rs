@@ -169,12 +169,6 @@ pub struct SynOffsets {
     pub net_max_syn_backlog: u32,
     /// `net.ipv4.sysctl_tcp_abort_on_overflow`
     pub net_abort_on_overflow: u32,
-    /// `sk_buff.head`
-    pub skb_head: u32,
-    /// `sk_buff.network_header`
-    pub skb_network_header: u32,
-    /// `sk_buff.transport_header`
-    pub skb_transport_header: u32,
     /// `request_sock.num_retrans`
     pub req_num_retrans: u32,
     /// enum tcp_synack_type values.
@@ -195,7 +189,7 @@ pub struct SynOffsets {
     pub reason_listen_overflow: u32,
 }
 
-const _: () = assert!(size_of::<SynOffsets>() == 96);
+const _: () = assert!(size_of::<SynOffsets>() == 84);
 
 /// TCP states as the kernel numbers them (include/net/tcp_states.h, stable ABI).
 pub const TCP_ESTABLISHED: i32 = 1;

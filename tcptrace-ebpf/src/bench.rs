@@ -1,5 +1,6 @@
-//! Bench-only event source, see `tcptrace_common::bench`. Attached only by
-//! the hidden `--bench-flood` flag; never loaded in normal runs.
+//! Bench-only programs, see `tcptrace_common::bench`: an event source
+//! (hidden `--bench-flood`) and empty programs on the connect() syscall
+//! tracepoints (hidden `--bench-floor`); never loaded in normal runs.
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
@@ -44,5 +45,15 @@ pub fn bench_flood(_ctx: TracePointContext) -> u32 {
         ev.latency_ns = i as u64;
         send(EventKind::Connect, &ev);
     }
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_connect")]
+pub fn bench_floor_enter(_ctx: TracePointContext) -> u32 {
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_connect")]
+pub fn bench_floor_exit(_ctx: TracePointContext) -> u32 {
     0
 }

@@ -1,11 +1,16 @@
-//! connect() on TCP sockets: syscall tracepoints sys_enter_connect /
-//! sys_exit_connect, present on every kernel.
+//! connect() on TCP sockets. Where the kernel allows BPF trampolines,
+//! fentry/fexit on `inet_stream_connect`, which gets the socket and the
+//! kernel's copy of the address as arguments; elsewhere the syscall
+//! tracepoints sys_enter_connect / sys_exit_connect, present on every kernel
+//! (the socket is found through the task's fd table). Both sets share the
+//! in-flight map, so a call that starts under one and ends under the other
+//! while userspace swaps them is counted once.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
-    macros::{map, tracepoint},
+    macros::{fentry, fexit, map, tracepoint},
     maps::LruHashMap,
-    programs::TracePointContext,
+    programs::{FEntryContext, FExitContext, TracePointContext},
 };
 use tcptrace_common::{
     event::{AF_INET, AF_INET6},
@@ -16,7 +21,7 @@ use tcptrace_common::{
 use crate::{
     emit::{header, now, passes_threshold, record_latency, send},
     filter,
-    kernel::{sock_flow, sock_netns, tcp_sock_of_fd},
+    kernel::{read, sock_flow, sock_netns, tcp_sock_of_fd, tcp_sock_of_socket},
     maps::{count, map_full},
 };
 
@@ -25,14 +30,14 @@ use crate::{
 pub struct ConnectStart {
     start_ns: u64,
     sk: u64,
-    /// Destination from the syscall's sockaddr.
+    /// Destination from the call's sockaddr.
     flow: Flow,
 }
 
 /// In-flight connect() calls keyed by pid_tgid; every entry is removed at
-/// syscall exit, so the map only holds threads inside connect() right now.
-/// LRU: an entry whose exit the kernel skipped (program recursion) and whose
-/// thread then died is recycled instead of filling the map.
+/// return, so the map only holds threads inside connect() right now.
+/// LRU: an entry whose return the kernel skipped (program recursion) and
+/// whose thread then died is recycled instead of filling the map.
 #[map(name = "CONNECT_STATE")]
 static CONNECT_STATE: LruHashMap<u64, ConnectStart> = LruHashMap::with_max_entries(16384, 0);
 
@@ -41,6 +46,43 @@ static CONNECT_STATE: LruHashMap<u64, ConnectStart> = LruHashMap::with_max_entri
 const ENTER_FD: usize = 16;
 const ENTER_ADDR: usize = 24;
 const EXIT_RET: usize = 16;
+
+/// The destination in a sockaddr's first 16 bytes (family, port, and the
+/// IPv4 address; an IPv6 address is at byte 8 and read by the caller), or
+/// None for families other than AF_INET and AF_INET6.
+#[inline(always)]
+fn destination(sa: &[u8; 16]) -> Option<Flow> {
+    let family = u16::from_ne_bytes([sa[0], sa[1]]);
+    if family != AF_INET && family != AF_INET6 {
+        return None;
+    }
+    let mut flow = Flow {
+        family,
+        // sockaddr_in and sockaddr_in6 both keep the port at byte 2.
+        dport: u16::from_be_bytes([sa[2], sa[3]]),
+        ..Flow::default()
+    };
+    if family == AF_INET {
+        flow.daddr[..4].copy_from_slice(&sa[4..8]);
+    }
+    Some(flow)
+}
+
+/// Starts timing a connect() on TCP socket `sk` to `flow`.
+#[inline(always)]
+fn track(sk: u64, flow: Flow) {
+    let start = ConnectStart {
+        start_ns: now(),
+        sk,
+        flow,
+    };
+    if CONNECT_STATE
+        .insert(bpf_get_current_pid_tgid(), start, 0)
+        .is_err()
+    {
+        map_full(StateMap::Connect);
+    }
+}
 
 #[tracepoint(category = "syscalls", name = "sys_enter_connect")]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
@@ -67,57 +109,89 @@ fn try_sys_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
             return Ok(());
         }
     };
-    let family = u16::from_ne_bytes([sa[0], sa[1]]);
-    if (family != AF_INET && family != AF_INET6) || !filter::current_task_allowed() {
+    let Some(mut flow) = destination(&sa) else {
+        return Ok(());
+    };
+    if !filter::current_task_allowed() {
         return Ok(());
     }
     let Some(sk) = tcp_sock_of_fd(fd)? else {
         return Ok(());
     };
-    let mut flow = Flow {
-        family,
-        // sockaddr_in and sockaddr_in6 both keep the port at byte 2.
-        dport: u16::from_be_bytes([sa[2], sa[3]]),
-        ..Flow::default()
-    };
-    // The address is at byte 4 (v4) or 8 (v6).
-    if family == AF_INET {
-        flow.daddr[..4].copy_from_slice(&sa[4..8]);
-    } else {
+    if flow.family == AF_INET6 {
         flow.daddr =
             unsafe { bpf_probe_read_user((uaddr + 8) as *const [u8; 16]) }.map_err(|e| e as i64)?;
     }
-    let start = ConnectStart {
-        start_ns: now(),
-        sk,
-        flow,
-    };
-    if CONNECT_STATE
-        .insert(bpf_get_current_pid_tgid(), start, 0)
-        .is_err()
-    {
-        map_full(StateMap::Connect);
-    }
+    track(sk, flow);
     Ok(())
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_connect")]
 pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
-    if try_sys_exit_connect(&ctx).is_err() {
+    let result = unsafe { ctx.read_at::<i64>(EXIT_RET) }.map_err(|e| e as i64);
+    if result.and_then(finish).is_err() {
         count(Stat::ReadFailed);
     }
     0
 }
 
-fn try_sys_exit_connect(ctx: &TracePointContext) -> Result<(), i64> {
+/// `inet_stream_connect(struct socket *sock, struct sockaddr *uaddr, int
+/// addr_len, int flags)`: connect() on every TCP socket, whether it came
+/// through the syscall, io_uring or a kernel caller.
+#[fentry(function = "inet_stream_connect")]
+pub fn connect_fentry(ctx: FEntryContext) -> i32 {
+    if try_connect_fentry(ctx.arg(0), ctx.arg(1)).is_err() {
+        count(Stat::ReadFailed);
+    }
+    0
+}
+
+fn try_connect_fentry(socket: u64, uaddr: u64) -> Result<(), i64> {
+    // The kernel's copy of the address (a sockaddr_storage for the syscall).
+    let sa: [u8; 16] = read(uaddr, 0)?;
+    let Some(mut flow) = destination(&sa) else {
+        return Ok(());
+    };
+    if !filter::current_task_allowed() {
+        return Ok(());
+    }
+    let Some(sk) = tcp_sock_of_socket(socket)? else {
+        return Ok(());
+    };
+    if flow.family == AF_INET6 {
+        flow.daddr = read(uaddr, 8)?;
+    }
+    track(sk, flow);
+    Ok(())
+}
+
+#[fexit(function = "inet_stream_connect")]
+pub fn connect_fexit(ctx: FExitContext) -> i32 {
+    // The function returns int; sign-extend what the trampoline saved.
+    if finish(ctx.ret::<i32>().unwrap_or(0) as i64).is_err() {
+        count(Stat::ReadFailed);
+    }
+    0
+}
+
+/// Ends the connect() of the current thread with return value `ret`: the
+/// histogram, and an event when the call failed or was slow.
+fn finish(ret: i64) -> Result<(), i64> {
     const ENOTSOCK: i32 = 88;
+    const EINTR: i32 = 4;
+    // Restart codes (ERESTARTSYS..ERESTART_RESTARTBLOCK) never reach
+    // userspace: an interrupted connect() returns EINTR there, or restarts.
+    const RESTART: core::ops::RangeInclusive<i32> = 512..=516;
     let key = bpf_get_current_pid_tgid();
     let Some(start) = (unsafe { CONNECT_STATE.get(key) }).copied() else {
         return Ok(());
     };
     let _ = CONNECT_STATE.remove(key);
-    let ret: i64 = unsafe { ctx.read_at(EXIT_RET) }.map_err(|e| e as i64)?;
-    let errno = if ret < 0 { -ret as i32 } else { 0 };
+    let errno = match ret {
+        0.. => 0,
+        _ if RESTART.contains(&(-ret as i32)) => EINTR,
+        _ => -ret as i32,
+    };
     if errno == ENOTSOCK {
         return Ok(());
     }

@@ -46,8 +46,6 @@ pub fn sock_flow(sk: u64) -> Result<Flow, i64> {
 /// a TCP socket (SOCK_STREAM with protocol IPPROTO_TCP).
 #[inline(always)]
 pub fn tcp_sock_of_fd(fd: i64) -> Result<Option<u64>, i64> {
-    const SOCK_STREAM: i16 = 1;
-    const IPPROTO_TCP: u16 = 6;
     if fd < 0 {
         return Ok(None);
     }
@@ -63,7 +61,14 @@ pub fn tcp_sock_of_fd(fd: i64) -> Result<Option<u64>, i64> {
     if file == 0 {
         return Ok(None);
     }
-    let socket: u64 = read(file, global!(OFFSETS.file_private_data))?;
+    tcp_sock_of_socket(read(file, global!(OFFSETS.file_private_data))?)
+}
+
+/// The `struct sock` of a `struct socket`, if it is a TCP socket.
+#[inline(always)]
+pub fn tcp_sock_of_socket(socket: u64) -> Result<Option<u64>, i64> {
+    const SOCK_STREAM: i16 = 1;
+    const IPPROTO_TCP: u16 = 6;
     let sock_type: i16 = read(socket, global!(OFFSETS.socket_type))?;
     if sock_type != SOCK_STREAM {
         return Ok(None);

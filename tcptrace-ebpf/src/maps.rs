@@ -49,7 +49,9 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     skc_v6_daddr: 0,
     skc_v6_rcv_saddr: 0,
     net_ns_inum: 0,
-    _pad: 0,
+    skb_head: 0,
+    skb_network_header: 0,
+    skb_transport_header: 0,
 };
 
 #[unsafe(no_mangle)]

@@ -2,17 +2,23 @@
 //! [`Packet`], through the skb's `head` and header offsets.
 
 use aya_ebpf::helpers::bpf_probe_read_kernel_buf;
-use tcptrace_common::packet::{Packet, PACKET_BYTES};
+use tcptrace_common::{
+    event::{AF_INET, AF_INET6},
+    packet::{Packet, PACKET_BYTES},
+    Flow,
+};
 
-use crate::kernel::read;
+use crate::{kernel::read, maps::global};
 
-/// Offsets of `sk_buff.head`, `.network_header`, `.transport_header`
-/// (from the calling family's offsets global).
-#[derive(Clone, Copy)]
-pub struct SkbOffsets {
-    pub head: u32,
-    pub network_header: u32,
-    pub transport_header: u32,
+/// Where the headers of `skb` start: (`head`, network header offset,
+/// transport header offset).
+#[inline(always)]
+pub fn headers(skb: u64) -> Result<(u64, u16, u16), i64> {
+    Ok((
+        read(skb, global!(OFFSETS.skb_head))?,
+        read(skb, global!(OFFSETS.skb_network_header))?,
+        read(skb, global!(OFFSETS.skb_transport_header))?,
+    ))
 }
 
 /// Fills `out` with the headers of `skb`; `out.len` stays 0 when there is no
@@ -22,19 +28,17 @@ pub struct SkbOffsets {
 /// the allocation); the length comes from the header offsets and the TCP
 /// data offset.
 #[inline(always)]
-pub fn capture(skb: u64, off: SkbOffsets, out: &mut Packet) {
+pub fn capture(skb: u64, out: &mut Packet) {
     out.len = 0;
     out._pad = [0; 6];
-    if skb == 0 || capture_len(skb, off, out).is_err() {
+    if skb == 0 || capture_len(skb, out).is_err() {
         out.len = 0;
     }
 }
 
 #[inline(always)]
-fn capture_len(skb: u64, off: SkbOffsets, out: &mut Packet) -> Result<(), i64> {
-    let head: u64 = read(skb, off.head)?;
-    let nh: u16 = read(skb, off.network_header)?;
-    let th: u16 = read(skb, off.transport_header)?;
+fn capture_len(skb: u64, out: &mut Packet) -> Result<(), i64> {
+    let (head, nh, th) = headers(skb)?;
     if head == 0 || th <= nh {
         return Err(-1);
     }
@@ -61,12 +65,33 @@ fn capture_len(skb: u64, off: SkbOffsets, out: &mut Packet) -> Result<(), i64> {
 /// The destination port of a received segment (the local port), from its
 /// TCP header; 0 when unreadable.
 #[inline(always)]
-pub fn local_port(skb: u64, off: SkbOffsets) -> u16 {
-    let Ok(head) = read::<u64>(skb, off.head) else {
-        return 0;
-    };
-    let Ok(th) = read::<u16>(skb, off.transport_header) else {
+pub fn local_port(skb: u64) -> u16 {
+    let Ok((head, _, th)) = headers(skb) else {
         return 0;
     };
     read::<[u8; 2]>(head + th as u64, 2).map_or(0, u16::from_be_bytes)
+}
+
+/// The 4-tuple of a received segment, local side (its destination) first.
+#[inline(always)]
+pub fn segment_flow(skb: u64) -> Result<Flow, i64> {
+    let (head, nh, th) = headers(skb)?;
+    let ip = head + nh as u64;
+    let version: u8 = read(ip, 0)?;
+    let mut flow = Flow::default();
+    if version >> 4 == 6 {
+        flow.family = AF_INET6;
+        flow.daddr = read(ip, 8)?;
+        flow.saddr = read(ip, 24)?;
+    } else {
+        flow.family = AF_INET;
+        let src: [u8; 4] = read(ip, 12)?;
+        let dst: [u8; 4] = read(ip, 16)?;
+        flow.daddr[..4].copy_from_slice(&src);
+        flow.saddr[..4].copy_from_slice(&dst);
+    }
+    let ports: [u8; 4] = read(head + th as u64, 0)?;
+    flow.dport = u16::from_be_bytes([ports[0], ports[1]]);
+    flow.sport = u16::from_be_bytes([ports[2], ports[3]]);
+    Ok(flow)
 }

@@ -24,7 +24,6 @@ use aya_ebpf::{
     },
 };
 use tcptrace_common::{
-    event::{AF_INET, AF_INET6},
     paws::{
         tcp_state, PawsEvent, PawsOffsets, PawsSite, RstEvent, RstVerdict, NO_REASON, PAWS_OLD_ACK,
         PAWS_RST, PAWS_TS_RECENT_UNKNOWN, RST_SENT_SLOTS, RST_SEQ_INFERRED,
@@ -38,7 +37,7 @@ use crate::{
     filter,
     kernel::{read, sock_flow, sock_netns},
     maps::{bump, count, map_full, EVENTS, LOST},
-    packet::{capture, local_port, SkbOffsets},
+    packet::{capture, headers, local_port, segment_flow},
 };
 
 #[unsafe(no_mangle)]
@@ -166,14 +165,8 @@ fn parse_tcp_header(th: u64) -> Result<TcpHdr, i64> {
 /// The TCP header of an skb whose transport header is set.
 #[inline(always)]
 fn skb_tcp_header(skb: u64) -> Result<TcpHdr, i64> {
-    tcp_header(skb_header(skb, off!(skb_transport_header))?)
-}
-
-#[inline(always)]
-fn skb_header(skb: u64, which: u32) -> Result<u64, i64> {
-    let head: u64 = read(skb, off!(skb_head))?;
-    let at: u16 = read(skb, which)?;
-    Ok(head + at as u64)
+    let (head, _, th) = headers(skb)?;
+    tcp_header(head + th as u64)
 }
 
 /// `ktime_get_seconds()` as the kernel compares it (32-bit).
@@ -228,15 +221,6 @@ fn sock_state(sk: u64) -> Result<u8, i64> {
     read(sk, off!(skc_state))
 }
 
-#[inline(always)]
-fn skb_offsets() -> SkbOffsets {
-    SkbOffsets {
-        head: off!(skb_head),
-        network_header: off!(skb_network_header),
-        transport_header: off!(skb_transport_header),
-    }
-}
-
 /// The segment behind a PAWS reject: its skb and what its header said.
 #[derive(Clone, Copy)]
 struct Segment {
@@ -276,7 +260,7 @@ fn send_paws(
         (*ev).state = state;
         (*ev).flags = flags;
         (*ev)._pad = 0;
-        capture(seg.skb, skb_offsets(), &mut (*ev).packet);
+        capture(seg.skb, &mut (*ev).packet);
     }
     commit(slot);
 }
@@ -306,7 +290,7 @@ fn send_rst(
     // An accepted RST has unhashed the socket by the time fexit reads it
     // (local port 0): the segment still names it.
     if flow.sport == 0 && skb != 0 {
-        flow.sport = local_port(skb, skb_offsets());
+        flow.sport = local_port(skb);
     }
     if !filter::allows(&header, &flow) {
         return Ok(());
@@ -327,7 +311,7 @@ fn send_rst(
         (*ev).state = state;
         (*ev).flags = flags;
         (*ev)._pad = [0; 5];
-        capture(skb, skb_offsets(), &mut (*ev).packet);
+        capture(skb, &mut (*ev).packet);
     }
     commit(slot);
     Ok(())
@@ -905,30 +889,6 @@ pub fn kfree_skb_timewait(ctx: BtfTracePointContext) -> i32 {
     done(try_kfree_timewait(skb, reason, sk))
 }
 
-/// The 4-tuple of a received segment, local side first.
-#[inline(always)]
-fn packet_flow(skb: u64, h: &TcpHdr) -> Result<Flow, i64> {
-    let ip = skb_header(skb, off!(skb_network_header))?;
-    let first: u8 = read(ip, 0)?;
-    let mut flow = Flow {
-        sport: h.dport,
-        dport: h.sport,
-        ..Flow::default()
-    };
-    if first >> 4 == 6 {
-        flow.family = AF_INET6;
-        flow.daddr = read(ip, 8)?;
-        flow.saddr = read(ip, 24)?;
-    } else {
-        flow.family = AF_INET;
-        let src: [u8; 4] = read(ip, 12)?;
-        let dst: [u8; 4] = read(ip, 16)?;
-        flow.daddr[..4].copy_from_slice(&src);
-        flow.saddr[..4].copy_from_slice(&dst);
-    }
-    Ok(flow)
-}
-
 /// SYN-RECV in the fallback (kernels whose `tcp_check_req` sets a drop
 /// reason): the skb is freed against the listener, so the flow comes from
 /// the packet and the request's `ts_recent` is not known.
@@ -947,7 +907,7 @@ fn try_kfree_syn_recv(skb: u64, reason: u32, listener: u64) -> Result<(), i64> {
     }
     send_paws(
         listener,
-        packet_flow(skb, &h)?,
+        segment_flow(skb)?,
         PawsSite::SynRecv,
         tcp_state::NEW_SYN_RECV,
         Segment {

@@ -32,7 +32,7 @@ use crate::{
     filter,
     kernel::{read, sock_flow, sock_netns},
     maps::{bump, count, global, map_full, EVENTS, LOST},
-    packet::{capture, SkbOffsets},
+    packet::{capture, segment_flow},
 };
 
 #[unsafe(no_mangle)]
@@ -46,9 +46,6 @@ pub static SYN_OFFSETS: SynOffsets = SynOffsets {
     net_syncookies: 0,
     net_max_syn_backlog: 0,
     net_abort_on_overflow: 0,
-    skb_head: 0,
-    skb_network_header: 0,
-    skb_transport_header: 0,
     req_num_retrans: 0,
     synack_cookie: 0,
     synack_fastopen: 0,
@@ -182,41 +179,6 @@ fn queue_state(sk: u64) -> QueueState {
         s.max_syn_backlog = read::<i32>(net, off!(net_max_syn_backlog)).unwrap_or(0) as u32;
     }
     s
-}
-
-#[inline(always)]
-fn skb_offsets() -> SkbOffsets {
-    SkbOffsets {
-        head: off!(skb_head),
-        network_header: off!(skb_network_header),
-        transport_header: off!(skb_transport_header),
-    }
-}
-
-/// The 4-tuple of a received segment: local = its destination.
-#[inline(always)]
-fn skb_flow(skb: u64) -> Result<Flow, i64> {
-    let head: u64 = read(skb, off!(skb_head))?;
-    let nh: u16 = read(skb, off!(skb_network_header))?;
-    let th: u16 = read(skb, off!(skb_transport_header))?;
-    let ip = head + nh as u64;
-    let version: u8 = read(ip, 0)?;
-    let mut flow = Flow::default();
-    if version >> 4 == 6 {
-        flow.family = AF_INET6;
-        flow.daddr = read(ip, 8)?;
-        flow.saddr = read(ip, 24)?;
-    } else {
-        flow.family = tcptrace_common::event::AF_INET;
-        let src: [u8; 4] = read(ip, 12)?;
-        let dst: [u8; 4] = read(ip, 16)?;
-        flow.daddr[..4].copy_from_slice(&src);
-        flow.saddr[..4].copy_from_slice(&dst);
-    }
-    let ports: [u8; 4] = read(head + th as u64, 0)?;
-    flow.dport = u16::from_be_bytes([ports[0], ports[1]]);
-    flow.sport = u16::from_be_bytes([ports[2], ports[3]]);
-    Ok(flow)
 }
 
 #[inline(always)]
@@ -432,12 +394,12 @@ fn try_dropped(s: &SynSlot) -> Result<(), i64> {
     } else {
         SynDropCause::Other
     };
-    let flow = skb_flow(s.skb)?;
+    let flow = segment_flow(s.skb)?;
     let Some(ev) = event(EventKind::SynDrop, s.sk, &flow, st) else {
         return Ok(());
     };
     ev.cause = cause as u8;
-    capture(s.skb, skb_offsets(), &mut ev.packet);
+    capture(s.skb, &mut ev.packet);
     let max_syn = st.max_syn_backlog as i64;
     if st.syncookies == 0 && max_syn - (st.syn_queue as i64) < (max_syn >> 2) {
         ev.flags |= flags::LAST_QUARTER;
@@ -540,11 +502,11 @@ fn recv_sock_exit(child: u64) {
 }
 
 fn overflowed(sk: u64, skb: u64, state: &QueueState) -> Result<(), i64> {
-    let flow = skb_flow(skb)?;
+    let flow = segment_flow(skb)?;
     let Some(ev) = event(EventKind::ListenOverflow, sk, &flow, state) else {
         return Ok(());
     };
-    capture(skb, skb_offsets(), &mut ev.packet);
+    capture(skb, &mut ev.packet);
     if state.abort_on_overflow == 0 {
         let key = ghost_key(ev.header.netns, &flow);
         if GHOSTS.insert(key, GhostInfo { last_ns: now() }, 0).is_err() {

@@ -75,15 +75,16 @@ enum Cmd {
 
 /// The workload thread: private netns, pinned, a listener and one
 /// connected socket. Answers each command with the elapsed nanoseconds.
-/// BPF programs on the connect() syscall tracepoints loaded before a session
-/// starts: another tracer (another user's tcptrace or bpftrace) running
-/// during the session adds its cost to every figure, "none" included.
+/// BPF programs on the connect() path loaded before a session starts:
+/// another tracer (another user's tcptrace or bpftrace) running during the
+/// session adds its cost to every figure, "none" included.
 fn connect_programs() -> usize {
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
         .filter(|p| {
-            p.name_as_str()
-                .is_some_and(|n| n.contains("conne") || n.starts_with("tracepoint_"))
+            p.name_as_str().is_some_and(|n| {
+                n.contains("conne") || n.starts_with("tracepoint_") || n.starts_with("bench_floor")
+            })
         })
         .count()
 }
@@ -274,6 +275,9 @@ enum Tracer {
 
 /// Name of [`Tracer::Floor`] in the report.
 const FLOOR: &str = "bpftrace[empty programs]";
+/// tcptrace's own empty programs on the same tracepoints (`--bench-floor`):
+/// the floor where bpftrace is absent (the VM kernels).
+const TCPTRACE_FLOOR: &str = "tcptrace[empty programs]";
 
 impl Tracer {
     fn name(&self) -> String {
@@ -294,6 +298,7 @@ impl Tracer {
                     [flag, hooks] if flag == "--bench-hooks" => {
                         n.push_str(&format!("[{hooks} only]"));
                     }
+                    [flag] if flag == "--bench-floor" => return TCPTRACE_FLOOR.into(),
                     _ => n.push_str(&format!("[{}]", extra.join(" "))),
                 }
                 n
@@ -435,6 +440,23 @@ fn main() {
         );
         tracers.push(Tracer::Floor(bin.clone()));
         tracers.push(Tracer::Bpftrace(bin));
+    } else {
+        // No bpftrace (the VM kernels): connect() alone under each mode
+        // (fentry/fexit, or the syscall tracepoints under `--attach
+        // kprobe`), against empty programs on those tracepoints, a floor
+        // that bpftrace's script cannot go below.
+        for m in modes.split(',').filter(|m| !m.is_empty()) {
+            tracers.push(Tracer::Tcptrace(
+                m.to_owned(),
+                vec!["--bench-hooks".into(), "connect".into()],
+                None,
+            ));
+        }
+        tracers.push(Tracer::Tcptrace(
+            "auto".into(),
+            vec!["--bench-floor".into()],
+            None,
+        ));
     }
 
     let (cmd_tx, cmd_rx) = mpsc::channel();

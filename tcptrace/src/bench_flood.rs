@@ -1,12 +1,13 @@
 //! Bench-only switches (`cargo xtask bench`), hidden from `--help`: an event
 //! source that floods the ring buffer with synthetic records for one process,
 //! a sink that decodes and summarises every event without printing it, and
-//! a choice of hooks.
+//! a choice of hooks, and empty programs on the connect() syscall tracepoints
+//! in place of every hook.
 //! Normal runs never load the source program.
 
 use anyhow::{bail, Context as _, Result};
 use aya::{maps::Array, programs::TracePoint, Ebpf};
-use tcptrace_common::bench::{FLOOD_MAP, FLOOD_PROGRAM, MAX_PER_CALL};
+use tcptrace_common::bench::{FLOOD_MAP, FLOOD_PROGRAM, FLOOR_PROGRAMS, MAX_PER_CALL};
 
 #[derive(Debug, Default, clap::Args)]
 pub struct BenchArgs {
@@ -20,6 +21,17 @@ pub struct BenchArgs {
     /// compare with a peer tracer running the same hooks.
     #[arg(long, hide = true, value_delimiter = ',')]
     pub bench_hooks: Vec<String>,
+    /// Bench only: no hook, empty programs on the connect() syscall
+    /// tracepoints instead (the floor under any tracer there).
+    #[arg(long, hide = true, conflicts_with = "bench_hooks")]
+    pub bench_floor: bool,
+}
+
+impl BenchArgs {
+    /// The hooks to attach: every one (`None`), or only these.
+    pub fn only_hooks(&self) -> Option<&[String]> {
+        (self.bench_floor || !self.bench_hooks.is_empty()).then_some(self.bench_hooks.as_slice())
+    }
 }
 
 fn parse_flood(s: &str) -> Result<(u32, u32), String> {
@@ -32,9 +44,22 @@ fn parse_flood(s: &str) -> Result<(u32, u32), String> {
     Ok((pid, n))
 }
 
-/// Configures and attaches the flood source when asked.
-/// The link lives as long as `ebpf`.
+/// Configures and attaches the flood source and the floor programs when
+/// asked. The links live as long as `ebpf`.
 pub fn attach(ebpf: &mut Ebpf, args: &BenchArgs) -> Result<()> {
+    if args.bench_floor {
+        for (name, tracepoint) in FLOOR_PROGRAMS {
+            let prog: &mut TracePoint = ebpf
+                .program_mut(name)
+                .with_context(|| format!("program {name} missing from the object"))?
+                .try_into()?;
+            prog.load()
+                .with_context(|| format!("loading bench program {name}"))?;
+            prog.attach("syscalls", tracepoint)
+                .with_context(|| format!("attaching {name} to syscalls:{tracepoint}"))?;
+        }
+        eprintln!("tcptrace: bench floor: empty programs on the connect() syscall tracepoints");
+    }
     let Some((pid, n)) = args.bench_flood else {
         return Ok(());
     };

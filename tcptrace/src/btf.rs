@@ -378,7 +378,9 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets> {
         skc_v6_daddr: off("sock_common", "skc_v6_daddr")?,
         skc_v6_rcv_saddr: off("sock_common", "skc_v6_rcv_saddr")?,
         net_ns_inum: off("net", "ns.inum")?,
-        _pad: 0,
+        skb_head: off("sk_buff", "head")?,
+        skb_network_header: off("sk_buff", "network_header")?,
+        skb_transport_header: off("sk_buff", "transport_header")?,
     })
 }
 

@@ -119,11 +119,11 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
     let (
         Loaded {
             mut ebpf,
-            mut hooks,
+            hooks,
             rst_slot_names,
         },
         rest,
-    ) = loader::load_staged(args.attach, config, &args.bench.bench_hooks)?;
+    ) = loader::load_staged(args.attach, config, args.bench.only_hooks())?;
     crate::bench_flood::attach(&mut ebpf, &args.bench)?;
     let mut counters = CounterMaps::take(&mut ebpf, rst_slot_names)?;
     let ring = ebpf
@@ -136,8 +136,8 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
     // The other hooks attach on a blocking thread while the first ones'
     // events are already shown.
     let mut attaching = tokio::task::spawn_blocking(move || {
-        let more = rest.attach(&mut ebpf);
-        (ebpf, more)
+        let hooks = rest.attach(&mut ebpf, hooks);
+        (ebpf, hooks)
     });
 
     let boot_offset = crate::kernel::boot_to_unix_offset_ns();
@@ -169,7 +169,7 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
     // A recording starts with every hook's status, so its events wait in
     // the ring buffer until the attach is done.
     let show_early = record.is_none();
-    let (ebpf, more) = loop {
+    let (ebpf, hooks) = loop {
         tokio::select! {
             joined = &mut attaching => break joined.context("attaching hooks")?,
             guard = ring.readable_mut(), if show_early => {
@@ -183,8 +183,9 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
             }
         }
     };
-    hooks.extend(more);
-    loader::ensure_any_attached(&hooks)?;
+    if !args.bench.bench_floor {
+        loader::ensure_any_attached(&hooks)?;
+    }
     // Every program is loaded now: watch all of them for kernel skips.
     counters.programs = crate::progstats::ProgramStats::new(&ebpf);
     for status in &hooks {

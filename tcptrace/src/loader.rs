@@ -26,9 +26,9 @@ pub struct Loaded {
 /// Checks privileges, loads the programs and attaches every hook that can
 /// be, all before returning (`tcptrace check`).
 pub fn load(mode: AttachMode, config: Config) -> Result<Loaded> {
-    let (mut loaded, rest) = load_staged(mode, config, &[])?;
-    let more = rest.attach(&mut loaded.ebpf);
-    loaded.hooks.extend(more);
+    let (mut loaded, rest) = load_staged(mode, config, None)?;
+    let early = std::mem::take(&mut loaded.hooks);
+    loaded.hooks = rest.attach(&mut loaded.ebpf, early);
     ensure_any_attached(&loaded.hooks)?;
     Ok(loaded)
 }
@@ -37,9 +37,13 @@ pub fn load(mode: AttachMode, config: Config) -> Result<Loaded> {
 /// tracepoints (connect() among them), so events flow within milliseconds
 /// of start; [`Rest::attach`] attaches the others, which wait for aya's
 /// parse of the kernel BTF and for the verifier, while the caller already
-/// reads events. Only the hooks named in `only` when it is not empty (the
-/// hidden `--bench-hooks`).
-pub fn load_staged(mode: AttachMode, config: Config, only: &[String]) -> Result<(Loaded, Rest)> {
+/// reads events. Only the hooks named in `only` when it is given (the
+/// hidden `--bench-hooks` and `--bench-floor`).
+pub fn load_staged(
+    mode: AttachMode,
+    config: Config,
+    only: Option<&[String]>,
+) -> Result<(Loaded, Rest)> {
     let started = Instant::now();
     kernel::check_privileges()?;
     kernel::raise_memlock();
@@ -74,7 +78,7 @@ pub fn load_staged(mode: AttachMode, config: Config, only: &[String]) -> Result<
         .context("loading the tcptrace eBPF object")?;
     let object_loaded = started.elapsed();
     let mut specs = hooks::table(&btf);
-    if !only.is_empty() {
+    if let Some(only) = only {
         specs.retain(|s| only.iter().any(|o| o == s.name));
     }
     let mut off = Vec::new();
@@ -95,6 +99,10 @@ pub fn load_staged(mode: AttachMode, config: Config, only: &[String]) -> Result<
     let syms = KernelSymbols::lazy();
     let (early, later): (Vec<_>, Vec<_>) = specs.into_iter().partition(HookSpec::plain_tracepoints);
     let hooks = hooks::attach_all(&mut ebpf, None, &syms, &early, mode);
+    let upgrades = early
+        .into_iter()
+        .filter(|s| !s.upgrade.is_empty())
+        .collect();
     log::debug!(
         "first hooks attached in {:?} (BTF read at {btf_read:?}, object loaded at {object_loaded:?})",
         started.elapsed()
@@ -109,6 +117,7 @@ pub fn load_staged(mode: AttachMode, config: Config, only: &[String]) -> Result<
         },
         Rest {
             specs: later,
+            upgrades,
             off,
             aya_btf_job,
             syms,
@@ -121,6 +130,9 @@ pub fn load_staged(mode: AttachMode, config: Config, only: &[String]) -> Result<
 /// The hooks [`load_staged`] left to attach.
 pub struct Rest {
     specs: Vec<HookSpec>,
+    /// Hooks attached early whose fentry targets may replace their
+    /// tracepoints ([`hooks::upgrade`]).
+    upgrades: Vec<HookSpec>,
     /// Hooks already known to be off, with why.
     off: Vec<HookStatus>,
     aya_btf_job: std::thread::JoinHandle<Option<aya::Btf>>,
@@ -131,13 +143,21 @@ pub struct Rest {
 
 impl Rest {
     /// Attaches the remaining hooks to `ebpf` (the object [`load_staged`]
-    /// returned) and says where each ended up.
-    pub fn attach(self, ebpf: &mut Ebpf) -> Vec<HookStatus> {
+    /// returned), moves early hooks onto fentry where they can, and says
+    /// where every hook ended up, the `early` ones first.
+    pub fn attach(self, ebpf: &mut Ebpf, mut early: Vec<HookStatus>) -> Vec<HookStatus> {
         // A panicked parse is the same as no BTF: fentry and tp_btf hooks
         // then say "no kernel BTF".
         let aya_btf = self.aya_btf_job.join().ok().flatten();
-        let mut statuses =
-            hooks::attach_all(ebpf, aya_btf.as_ref(), &self.syms, &self.specs, self.mode);
+        let later = hooks::attach_all(ebpf, aya_btf.as_ref(), &self.syms, &self.specs, self.mode);
+        // After the other hooks: a kernel that refuses fentry is known by now.
+        for spec in &self.upgrades {
+            if let Some(status) = early.iter_mut().find(|s| s.hook == spec.name) {
+                hooks::upgrade(ebpf, aya_btf.as_ref(), &self.syms, spec, self.mode, status);
+            }
+        }
+        let mut statuses = early;
+        statuses.extend(later);
         statuses.extend(self.off);
         log::debug!("every hook attached in {:?}", self.started.elapsed());
         // The parsed BTF and symbols are not needed again: free them and give

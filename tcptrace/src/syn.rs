@@ -88,9 +88,6 @@ pub fn offsets(btf: &KernelBtf) -> Result<SynOffsets> {
         net_syncookies: off("net", "ipv4.sysctl_tcp_syncookies")?,
         net_max_syn_backlog: off("net", "ipv4.sysctl_max_syn_backlog")?,
         net_abort_on_overflow: off("net", "ipv4.sysctl_tcp_abort_on_overflow")?,
-        skb_head: off("sk_buff", "head")?,
-        skb_network_header: off("sk_buff", "network_header")?,
-        skb_transport_header: off("sk_buff", "transport_header")?,
         req_num_retrans: off("request_sock", "num_retrans")?,
         synack_cookie: enum_value(btf, "tcp_synack_type", "TCP_SYNACK_COOKIE")?
             .context("enum tcp_synack_type has no TCP_SYNACK_COOKIE")?,

@@ -19,6 +19,14 @@ fn tid() -> u64 {
 fn every_loopback_connect_is_reported_exactly_once() {
     const N: usize = 25;
     let tracer = Tracer::start(&[]);
+    // fentry where the VM matrix asks for it (the kernel allows trampolines
+    // there), the syscall tracepoints otherwise.
+    let mechanism = tracer.mechanism("connect");
+    match attach_mode().as_str() {
+        "fentry" if required("connect") => assert_eq!(mechanism.as_deref(), Some("fentry")),
+        "kprobe" | "tracepoint" => assert_eq!(mechanism.as_deref(), Some("tracepoint")),
+        _ => assert!(mechanism.is_some(), "{:?}", tracer.attach_report),
+    }
     let (l, addr) = listener("127.0.0.1:0");
     let worker = thread::spawn(move || {
         let held: Vec<TcpStream> = (0..N)
@@ -46,6 +54,74 @@ fn every_loopback_connect_is_reported_exactly_once() {
     let summary = final_summary(&objs);
     assert_eq!(summary["lost_total"], 0);
     assert!(summary["histograms"]["connect"]["count"].as_u64().unwrap() >= N as u64);
+}
+
+/// connect() calls made while tcptrace starts, one every millisecond: where
+/// the connect hook moves from the syscall tracepoints to fentry during the
+/// start, no call may be reported twice, and every call made after tcptrace
+/// said it is tracing is reported.
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn connects_during_start_are_reported_once() {
+    use std::{
+        collections::HashMap,
+        sync::{
+            atomic::{AtomicBool, Ordering},
+            Arc,
+        },
+        time::Duration,
+    };
+    // Bounds the worker to about 20 s even if the tracer never starts.
+    const MAX: usize = 20_000;
+    let (l, addr) = listener("127.0.0.1:0");
+    let tracing = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let (tracing, stop) = (tracing.clone(), stop.clone());
+        thread::spawn(move || {
+            // Local port -> (calls made, calls made after `tracing;`); a port
+            // may come back once its connection is closed.
+            let mut made: HashMap<u64, (u64, u64)> = HashMap::new();
+            for _ in 0..MAX {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let after = tracing.load(Ordering::Relaxed);
+                let s = TcpStream::connect(addr).expect("connect");
+                let (_peer, _) = l.accept().expect("accept");
+                let port = u64::from(s.local_addr().expect("local address").port());
+                let entry = made.entry(port).or_default();
+                entry.0 += 1;
+                entry.1 += u64::from(after);
+                thread::sleep(Duration::from_millis(1));
+            }
+            (made, tid())
+        })
+    };
+    let tracer = Tracer::start(&[]);
+    tracing.store(true, Ordering::Relaxed);
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let (made, worker_tid) = worker.join().expect("worker");
+    let objs = tracer.stop();
+    let mut reported: HashMap<u64, u64> = HashMap::new();
+    for e in events(&objs, "connect").filter(|e| e["tid"] == worker_tid) {
+        *reported
+            .entry(e["sport"].as_u64().expect("sport"))
+            .or_default() += 1;
+    }
+    let after: u64 = made.values().map(|m| m.1).sum();
+    assert!(after > 0, "no connect() after tcptrace started");
+    for (port, &(calls, calls_after)) in &made {
+        let seen = reported.get(port).copied().unwrap_or(0);
+        assert!(
+            (calls_after..=calls).contains(&seen),
+            "port {port}: {calls} calls ({calls_after} after start), {seen} reported"
+        );
+    }
+    for port in reported.keys() {
+        assert!(made.contains_key(port), "port {port} reported but not used");
+    }
 }
 
 /// A private netns whose ephemeral range holds `RANGE` ports, all taken by
@@ -168,6 +244,8 @@ fn nothing_stays_attached_after_sigterm() {
     const OURS: &[&str] = &[
         "sys_enter_connect",
         "sys_exit_connect",
+        "connect_fentry",
+        "connect_fexit",
         "hash_connect_fentry",
         "hash_connect_fexit",
         "hash_connect_kprobe",

@@ -6,36 +6,46 @@ use std::fmt::Write as _;
 use crate::bench_report::Verdict;
 
 const HOTPATH: &str = "\
-**Hot path.** Per connect(), tcptrace runs two programs on the syscall \
-tracepoints: at entry one user read of the sockaddr, a walk from the task's \
-fd table to the `struct sock` (six kernel reads, so that only TCP sockets \
-are counted) and an insert into an LRU hash map keyed by thread; at exit a \
-lookup and delete, a per-CPU histogram increment and, only when the call \
-failed or was slow, the 4-tuple, netns, cgroup and comm read into a \
-104-byte record reserved in the ring buffer. Records do not wake the \
-reader one by one: every record is submitted with `BPF_RB_NO_WAKEUP`, a \
-wake-up is forced only when the unread data crosses a multiple of \
-256 KiB, and the reader polls every 5 ms while events flow (backing off \
-to 40 ms when idle); `eisconn_paced` shows what a wake-up per event costs \
-the traced call (bpftrace's perf-buffer output wakes its reader for every \
-event). Where every call is an event, tcptrace is a fraction of bpftrace. \
-Where calls produce no event (`loopback`, `synflood`: successful or \
-in-progress connects under the threshold) the cost is dominated by the \
-syscall tracepoints themselves: `bpftrace[empty programs]`, two empty \
-programs on the same tracepoints, already adds most of what the full \
-script adds, so no tracer built on these tracepoints can add less than \
-that floor, and half of bpftrace's figure lies below it. tcptrace's own \
-work on that path (the fd walk, the map insert and delete, the histogram) \
-is the difference between its figure and the floor. With every hook this \
-kernel allows, tcptrace also runs on every TCP state change (listener \
-owners), every freed socket buffer (kfree_skb by drop reason) and every \
-reset, and reports each RST the loopback close produces (an accepted-RST \
-event per connection): more work than the script does. What would cut \
-below the floor: fentry/fexit on the connect path where the kernel allows \
-BPF trampolines (`inet_stream_connect` has the socket as an argument: no \
-syscall tracepoint and no fd walk; not this host, which refuses fentry), \
-and per-task storage instead of the per-thread hash map \
-(`BPF_MAP_TYPE_TASK_STORAGE`, which needs BTF-typed programs).";
+**Hot path.** Per connect(), tcptrace runs two programs. Where the kernel \
+allows BPF trampolines they are fentry/fexit on `inet_stream_connect`, \
+which gets the socket and the kernel's copy of the address: at entry one \
+read of the address, three reads to check the socket is TCP and an insert \
+into an LRU hash map keyed by thread, and no cost on any other syscall. \
+Elsewhere (this host refuses fentry) they run on the syscall tracepoints: \
+at entry one user read of the sockaddr, a walk from the task's fd table \
+to the `struct sock` (six kernel reads, so that only TCP sockets are \
+counted) and the same insert. At exit, either way: a lookup and delete, a \
+per-CPU histogram increment and, only when the call failed or was slow, \
+the 4-tuple, netns, cgroup and comm read into a 104-byte record reserved \
+in the ring buffer. The syscall tracepoints attach first, so events flow \
+at once; fentry/fexit replace them once attached, and both share the \
+in-flight map, so a call that straddles the swap is counted once. \
+Records do not wake the reader one by one: every record is submitted with \
+`BPF_RB_NO_WAKEUP`, a wake-up is forced only when the unread data crosses \
+a multiple of 256 KiB, and the reader polls every 5 ms while events flow \
+(backing off to 40 ms when idle); `eisconn_paced` shows what a wake-up \
+per event costs the traced call (bpftrace's perf-buffer output wakes its \
+reader for every event). Where every call is an event, tcptrace is a \
+fraction of bpftrace. Where calls produce no event (`loopback`, \
+`synflood`: successful or in-progress connects under the threshold) the \
+cost on this host is dominated by the syscall tracepoints themselves: \
+`bpftrace[empty programs]`, two empty programs on the same tracepoints, \
+already adds most of what the full script adds, so no tracer built on \
+these tracepoints can add less than that floor, and half of bpftrace's \
+figure lies below it. tcptrace's own work on that path (the fd walk, the \
+map insert and delete, the histogram) is the difference between its \
+figure and the floor. With every hook this kernel allows, tcptrace also \
+runs on every TCP state change (listener owners), every freed socket \
+buffer (kfree_skb by drop reason) and every reset, and reports each RST \
+the loopback close produces (an accepted-RST event per connection): more \
+work than the script does. The VM sections measure the connect hook on \
+fentry/fexit against the same hook on the syscall tracepoints and against \
+empty programs there (bpftrace is not in the VMs; its script cannot cost \
+less than those empty programs), under emulation, where only ratios \
+between rows of one VM mean anything. What would cut further: per-task \
+storage instead of the per-thread hash map (`BPF_MAP_TYPE_TASK_STORAGE`, \
+whose map definition needs BTF types that the aya-ebpf release used here \
+cannot declare).";
 
 const STARTUP: &str = "\
 **Start-up.** tcptrace reads the kernel BTF for struct offsets and \

@@ -116,6 +116,14 @@ const SAME_HOOKS: &str = "tcptrace[connect only]";
 /// bpftrace with empty programs on the connect() tracepoints.
 const FLOOR: &str = "bpftrace[empty programs]";
 
+/// In the VM kernels: tcptrace's connect hook alone on fentry/fexit, the
+/// same hook on the syscall tracepoints (`--attach kprobe` keeps connect
+/// there), and tcptrace's empty programs on those tracepoints (hidden
+/// `--bench-floor`), the floor under bpftrace's script.
+const VM_FENTRY_CONNECT: &str = "tcptrace-fentry[connect only]";
+const VM_TP_CONNECT: &str = "tcptrace-kprobe[connect only]";
+const VM_FLOOR: &str = "tcptrace[empty programs]";
+
 /// Targets and how this run measured against them.
 pub struct Verdict {
     /// Which target: `hotpath`, `startup`, `attach`, `pipeline`, `record`.
@@ -252,6 +260,43 @@ fn verdicts(run: &Run) -> Vec<Verdict> {
         });
     }
     out
+}
+
+/// In a VM kernel (BPF trampolines): the connect hook alone on fentry/fexit,
+/// on the syscall tracepoints, and empty programs on those tracepoints.
+/// bpftrace's script runs programs there, so where calls produce no event
+/// its cost is that floor plus its own work.
+fn vm_connect_table(s: &mut String, vm: &Place) {
+    let rows: Vec<String> = workloads(vm)
+        .iter()
+        .filter_map(|w| {
+            let fentry = added(vm, w, VM_FENTRY_CONNECT)?.1;
+            let tp = added(vm, w, VM_TP_CONNECT)?.1;
+            let floor = added(vm, w, VM_FLOOR)?.1;
+            Some(format!(
+                "| {w} | {} | {} | {} | {} | {} |",
+                added_ns(fentry),
+                added_ns(tp),
+                added_ns(floor),
+                fmt_ratio(ratio(fentry, tp)),
+                fmt_ratio(ratio(fentry, floor))
+            ))
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "
+The connect hook alone, ns added per call (medians):
+
+| workload | on fentry/fexit | on the syscall tracepoints | empty programs on those tracepoints | fentry ÷ tracepoints | fentry ÷ empty programs |
+|---|---|---|---|---|---|"
+    );
+    for r in rows {
+        let _ = writeln!(s, "{r}");
+    }
 }
 
 fn hotpath_tables(s: &mut String, p: &Place, emulated: bool) {
@@ -573,11 +618,12 @@ pub fn render(run: &Run) -> String {
     if !vms.is_empty() {
         let _ = writeln!(
             s,
-            "\n## Hot path per hook in the VM kernels\n\nThe same workloads under QEMU with TCG (no KVM): every instruction is emulated, so absolute nanoseconds mean nothing; only ratios between tracers measured in the same VM do. tcptrace runs with every hook required to attach by one mechanism: `--attach fentry` (fentry/fexit where the hook has function targets) and `--attach kprobe` (kprobe/kretprobe); hooks on stable tracepoints use them in both. The last column compares each tracer's added cost with `--attach kprobe`'s. The hook lists show what each run attached: a hook that cannot use fentry on a kernel (6.1: a function with more than six arguments) is absent from that kernel's fentry run, not replaced by a kprobe."
+            "\n## Hot path per hook in the VM kernels\n\nThe same workloads under QEMU with TCG (no KVM): every instruction is emulated, so absolute nanoseconds mean nothing; only ratios between tracers measured in the same VM do. tcptrace runs with every hook required to attach by one mechanism: `--attach fentry` (fentry/fexit where the hook has function targets) and `--attach kprobe` (kprobe/kretprobe); hooks on stable tracepoints use them in both. The last column compares each tracer's added cost with `--attach kprobe`'s. The hook lists show what each run attached: a hook that cannot use fentry on a kernel (6.1: a function with more than six arguments) is absent from that kernel's fentry run, not replaced by a kprobe. The connect hook runs on fentry/fexit (`inet_stream_connect`) under `--attach fentry` and on the syscall tracepoints under `--attach kprobe` (a kretprobe would cost more than they do); `[connect only]` rows run that hook alone, and `tcptrace[empty programs]` (hidden `--bench-floor`) attaches two empty programs to the connect() syscall tracepoints instead of any hook: the floor under any tracer there, bpftrace's script included, which is not installed in these VMs."
         );
         for p in vms {
             let _ = writeln!(s, "\n### {}", p.name);
             hotpath_tables(&mut s, p, true);
+            vm_connect_table(&mut s, p);
             attach_lines(&mut s, p);
             for l in p
                 .lines

@@ -1,8 +1,18 @@
-//! connect() syscall: enter/exit tracepoints, on every kernel.
+//! connect(): the syscall tracepoints on every kernel, replaced by
+//! fentry/fexit on `inet_stream_connect` where the kernel allows BPF
+//! trampolines (no syscall tracepoint on every task's syscalls, no fd walk).
 
-use super::{HookSpec, TpTarget};
+use super::{FnTarget, HookSpec, TpTarget};
 
 pub fn spec() -> HookSpec {
+    // fentry only: a kretprobe costs more than the syscall tracepoints.
+    let function = |fentry, ret| FnTarget {
+        function: "inet_stream_connect",
+        fentry,
+        kprobe: "",
+        ret,
+        optional: false,
+    };
     HookSpec {
         name: "connect",
         about: "connect() on TCP sockets: latency and errno",
@@ -18,7 +28,10 @@ pub fn spec() -> HookSpec {
                 program: "sys_exit_connect",
             },
         ],
-        functions: Vec::new(),
+        upgrade: vec![
+            function("connect_fentry", false),
+            function("connect_fexit", true),
+        ],
         ..HookSpec::default()
     }
 }

@@ -104,6 +104,10 @@ pub struct HookSpec {
     /// mechanism they use.
     pub companions: Vec<TpTarget>,
     pub fallback: Fallback,
+    /// fentry/fexit targets that take over from `tracepoints` where the
+    /// kernel allows BPF trampolines (`--attach auto|fentry`): cheaper than
+    /// the tracepoints, which attach first so that events flow at once.
+    pub upgrade: Vec<FnTarget>,
     /// Set when the hook cannot run on this kernel at all, with why.
     pub unavailable: Option<String>,
 }
@@ -245,6 +249,34 @@ fn attach_hook(
         }
     }
     status
+}
+
+/// Moves a hook attached through its tracepoints onto its fentry/fexit
+/// `upgrade` targets where the mode and the kernel allow it. The programs of
+/// both share their state, so a call in flight during the swap is counted
+/// once. On failure the tracepoints stay and the status says why.
+pub fn upgrade(
+    ebpf: &mut Ebpf,
+    aya_btf: Option<&Btf>,
+    syms: &KernelSymbols,
+    spec: &HookSpec,
+    mode: AttachMode,
+    status: &mut HookStatus,
+) {
+    if spec.upgrade.is_empty()
+        || status.mechanism != Some(Mechanism::Tracepoint)
+        || !matches!(mode, AttachMode::Auto | AttachMode::Fentry)
+    {
+        return;
+    }
+    match attach_functions(ebpf, aya_btf, syms, &spec.upgrade, Mechanism::Fentry) {
+        Ok(notes) => {
+            unload(ebpf, spec.tracepoints.iter().map(|t| t.program));
+            status.mechanism = Some(Mechanism::Fentry);
+            status.notes = notes;
+        }
+        Err(e) => status.notes.push(format!("fentry: {e:#}")),
+    }
 }
 
 impl TpTarget {

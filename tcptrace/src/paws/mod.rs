@@ -85,9 +85,6 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<PawsOffsets> {
         tw_ts_recent_stamp: off("tcp_timewait_sock", "tw_ts_recent_stamp")?,
         req_ts_recent: off("request_sock", "ts_recent")?,
         treq_snt_isn: off("tcp_request_sock", "snt_isn")?,
-        skb_head: off("sk_buff", "head")?,
-        skb_transport_header: off("sk_buff", "transport_header")?,
-        skb_network_header: off("sk_buff", "network_header")?,
         skb_cb: off("sk_buff", "cb")?,
         tcb_end_seq: off("tcp_skb_cb", "end_seq")?,
         tp_receive_reset_skaddr: tracepoint_field("tcp", "tcp_receive_reset", "skaddr")?

@@ -36,6 +36,9 @@ pub fn required(hook: &str) -> bool {
 
 pub struct Tracer {
     child: Child,
+    /// Reads stdout as tcptrace writes it (a full pipe would stall it) and
+    /// returns all of it once tcptrace exits.
+    stdout: std::thread::JoinHandle<String>,
     /// stderr lines up to "tracing;" (the attach report).
     pub attach_report: Vec<String>,
     /// With [`Tracer::start_pcap`]: the directory holding the recording and
@@ -81,6 +84,12 @@ impl Tracer {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn tcptrace");
+        let mut stdout = child.stdout.take().expect("stdout");
+        let stdout = std::thread::spawn(move || {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut stdout, &mut text).expect("read tcptrace stdout");
+            text
+        });
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -107,6 +116,7 @@ impl Tracer {
         }
         Tracer {
             child,
+            stdout,
             attach_report,
             pcap_dir: None,
         }
@@ -128,14 +138,15 @@ impl Tracer {
     }
 
     /// Stops tcptrace with `signal` and returns every JSON object it printed.
-    pub fn stop_with(self, signal: nix::sys::signal::Signal) -> Vec<Value> {
+    pub fn stop_with(mut self, signal: nix::sys::signal::Signal) -> Vec<Value> {
         // Let the last events reach the ring buffer reader.
         std::thread::sleep(Duration::from_millis(300));
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal)
             .expect("signal tcptrace");
-        let out = self.child.wait_with_output().expect("wait tcptrace");
-        assert!(out.status.success(), "tcptrace exited with {}", out.status);
-        let objs: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        let status = self.child.wait().expect("wait tcptrace");
+        assert!(status.success(), "tcptrace exited with {status}");
+        let stdout = self.stdout.join().expect("stdout reader");
+        let objs: Vec<Value> = stdout
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
             .collect();
