@@ -68,9 +68,27 @@ fn destination(sa: &[u8; 16]) -> Option<Flow> {
     Some(flow)
 }
 
-/// Starts timing a connect() on TCP socket `sk` to `flow`.
+/// Starts timing a connect() whose sockaddr begins with `sa`, if it is to
+/// an IPv4 or IPv6 address, from a task the filter allows, on a TCP socket
+/// (`tcp_sock` finds it); `v6_daddr` reads an IPv6 destination address.
 #[inline(always)]
-fn track(sk: u64, flow: Flow) {
+fn start(
+    sa: &[u8; 16],
+    tcp_sock: impl FnOnce() -> Result<Option<u64>, i64>,
+    v6_daddr: impl FnOnce() -> Result<[u8; 16], i64>,
+) -> Result<(), i64> {
+    let Some(mut flow) = destination(sa) else {
+        return Ok(());
+    };
+    if !filter::current_task_allowed() {
+        return Ok(());
+    }
+    let Some(sk) = tcp_sock()? else {
+        return Ok(());
+    };
+    if flow.family == AF_INET6 {
+        flow.daddr = v6_daddr()?;
+    }
     let start = ConnectStart {
         start_ns: now(),
         sk,
@@ -82,6 +100,7 @@ fn track(sk: u64, flow: Flow) {
     {
         map_full(StateMap::Connect);
     }
+    Ok(())
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_connect")]
@@ -109,21 +128,11 @@ fn try_sys_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
             return Ok(());
         }
     };
-    let Some(mut flow) = destination(&sa) else {
-        return Ok(());
-    };
-    if !filter::current_task_allowed() {
-        return Ok(());
-    }
-    let Some(sk) = tcp_sock_of_fd(fd)? else {
-        return Ok(());
-    };
-    if flow.family == AF_INET6 {
-        flow.daddr =
-            unsafe { bpf_probe_read_user((uaddr + 8) as *const [u8; 16]) }.map_err(|e| e as i64)?;
-    }
-    track(sk, flow);
-    Ok(())
+    start(
+        &sa,
+        || tcp_sock_of_fd(fd),
+        || unsafe { bpf_probe_read_user((uaddr + 8) as *const [u8; 16]) }.map_err(|e| e as i64),
+    )
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_connect")]
@@ -149,20 +158,7 @@ pub fn connect_fentry(ctx: FEntryContext) -> i32 {
 fn try_connect_fentry(socket: u64, uaddr: u64) -> Result<(), i64> {
     // The kernel's copy of the address (a sockaddr_storage for the syscall).
     let sa: [u8; 16] = read(uaddr, 0)?;
-    let Some(mut flow) = destination(&sa) else {
-        return Ok(());
-    };
-    if !filter::current_task_allowed() {
-        return Ok(());
-    }
-    let Some(sk) = tcp_sock_of_socket(socket)? else {
-        return Ok(());
-    };
-    if flow.family == AF_INET6 {
-        flow.daddr = read(uaddr, 8)?;
-    }
-    track(sk, flow);
-    Ok(())
+    start(&sa, || tcp_sock_of_socket(socket), || read(uaddr, 8))
 }
 
 #[fexit(function = "inet_stream_connect")]
