@@ -26,7 +26,6 @@ pub mod maps {
     pub const HISTOGRAMS: &str = "HISTOGRAMS";
     pub const LOST: &str = "LOST";
     pub const STATS: &str = "STATS";
-    pub const CONNECT_STATE: &str = "CONNECT_STATE";
     pub const PORT_SEARCH_STATE: &str = "PORT_SEARCH_STATE";
     pub const SYN_ANSWERED: &str = "SYN_ANSWERED";
     pub const SYN_LISTENERS: &str = "SYN_LISTENERS";

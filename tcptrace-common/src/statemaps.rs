@@ -5,11 +5,16 @@
 /// Per-CPU array of insert failures, indexed by [`StateMap`].
 pub const FULL_MAP: &str = "STATE_MAP_FULL";
 
+/// Per-CPU array (one slot) of connect() calls in flight, added to at entry
+/// and taken from at return: the connect state lives in task storage, which
+/// cannot be walked. Per-CPU values wrap; their sum is the count.
+pub const CONNECT_IN_FLIGHT: &str = "CONNECT_IN_FLIGHT";
+
 /// A state map. The discriminant indexes [`FULL_MAP`].
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StateMap {
-    /// connect() calls in flight, by thread.
+    /// connect() calls in flight, in each thread's task storage.
     Connect = 0,
     /// Ephemeral port searches in flight, by thread.
     PortSearch = 1,
@@ -50,10 +55,16 @@ impl StateMap {
         }
     }
 
+    /// Kept in task storage: one value per thread, freed with it, so there
+    /// is no capacity to fill; entries are counted in [`CONNECT_IN_FLIGHT`].
+    pub const fn per_task(self) -> bool {
+        matches!(self, StateMap::Connect)
+    }
+
     /// The map's name in the object file.
     pub const fn map_name(self) -> &'static str {
         match self {
-            StateMap::Connect => "CONNECT_STATE",
+            StateMap::Connect => "CONNECT_TASK",
             StateMap::PortSearch => "PORT_SEARCH_STATE",
             StateMap::PawsValidating => "PAWS_VALIDATING",
             StateMap::PawsValidateCalls => "PAWS_VALIDATE_CALLS",

@@ -3,13 +3,13 @@
 //! kernel's copy of the address as arguments; elsewhere the syscall
 //! tracepoints sys_enter_connect / sys_exit_connect, present on every kernel
 //! (the socket is found through the task's fd table). Both sets share the
-//! in-flight map, so a call that starts under one and ends under the other
+//! in-flight state, so a call that starts under one and ends under the other
 //! while userspace swaps them is counted once.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    helpers::bpf_probe_read_user,
     macros::{fentry, fexit, map, tracepoint},
-    maps::LruHashMap,
+    maps::PerCpuArray,
     programs::{FEntryContext, FExitContext, TracePointContext},
 };
 use tcptrace_common::{
@@ -22,7 +22,7 @@ use crate::{
     emit::{header, now, passes_threshold, record_latency, send},
     filter,
     kernel::{read, sock_flow, sock_netns, tcp_sock_of_fd, tcp_sock_of_socket},
-    maps::{count, map_full},
+    maps::{count, map_full, TaskStorage},
 };
 
 /// A connect() in flight on one thread.
@@ -34,12 +34,30 @@ pub struct ConnectStart {
     flow: Flow,
 }
 
-/// In-flight connect() calls keyed by pid_tgid; every entry is removed at
-/// return, so the map only holds threads inside connect() right now.
-/// LRU: an entry whose return the kernel skipped (program recursion) and
-/// whose thread then died is recycled instead of filling the map.
-#[map(name = "CONNECT_STATE")]
-static CONNECT_STATE: LruHashMap<u64, ConnectStart> = LruHashMap::with_max_entries(16384, 0);
+/// The connect() in flight on each thread (`start_ns` 0 when none): task
+/// storage, so entry and return reach it without a hash lookup. A call whose
+/// return the kernel skipped (program recursion) leaves its value set, and
+/// the thread's next connect() overwrites it.
+#[unsafe(link_section = ".maps")]
+#[unsafe(export_name = "CONNECT_TASK")]
+static CONNECT_TASK: TaskStorage<ConnectStart> = TaskStorage::new();
+
+/// Calls in flight (see `statemaps::CONNECT_IN_FLIGHT`): task storage
+/// cannot be walked from userspace.
+#[map(name = "CONNECT_IN_FLIGHT")]
+static CONNECT_IN_FLIGHT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Adds `delta` (wrapping) to this CPU's in-flight count. Like every
+/// per-CPU counter here it is not atomic (the BPF target has no atomic
+/// add in `core`): only a program preempted between its read and its write
+/// (syscall tracepoints are preemptible on 7.x) by another on the same CPU
+/// could lose an update.
+#[inline(always)]
+fn in_flight(delta: u64) {
+    if let Some(slot) = CONNECT_IN_FLIGHT.get_ptr_mut(0) {
+        unsafe { *slot = (*slot).wrapping_add(delta) };
+    }
+}
 
 // Offsets into the syscall tracepoints' records (stable since syscall
 // tracepoints exist: 8 bytes of common fields, the syscall nr, then longs).
@@ -89,16 +107,21 @@ fn start(
     if flow.family == AF_INET6 {
         flow.daddr = v6_daddr()?;
     }
-    let start = ConnectStart {
-        start_ns: now(),
-        sk,
-        flow,
-    };
-    if CONNECT_STATE
-        .insert(bpf_get_current_pid_tgid(), start, 0)
-        .is_err()
-    {
+    let Some(slot) = CONNECT_TASK.current(true) else {
         map_full(StateMap::Connect);
+        return Ok(());
+    };
+    // SAFETY: the kernel's pointer to this thread's value, valid until the
+    // program returns; only this thread's programs use it.
+    unsafe {
+        if (*slot).start_ns == 0 {
+            in_flight(1);
+        }
+        *slot = ConnectStart {
+            start_ns: now(),
+            sk,
+            flow,
+        };
     }
     Ok(())
 }
@@ -178,11 +201,16 @@ fn finish(ret: i64) -> Result<(), i64> {
     // Restart codes (ERESTARTSYS..ERESTART_RESTARTBLOCK) never reach
     // userspace: an interrupted connect() returns EINTR there, or restarts.
     const RESTART: core::ops::RangeInclusive<i32> = 512..=516;
-    let key = bpf_get_current_pid_tgid();
-    let Some(start) = (unsafe { CONNECT_STATE.get(key) }).copied() else {
+    let Some(slot) = CONNECT_TASK.current(false) else {
         return Ok(());
     };
-    let _ = CONNECT_STATE.remove(key);
+    // SAFETY: as in `start`.
+    let start = unsafe { *slot };
+    if start.start_ns == 0 {
+        return Ok(());
+    }
+    unsafe { (*slot).start_ns = 0 };
+    in_flight(u64::MAX);
     let errno = match ret {
         0.. => 0,
         _ if RESTART.contains(&(-ret as i32)) => EINTR,

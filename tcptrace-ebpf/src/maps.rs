@@ -1,6 +1,8 @@
 //! Maps and read-only globals shared by every hook family.
 
 use aya_ebpf::{
+    bindings::{bpf_map_type, BPF_F_NO_PREALLOC, BPF_LOCAL_STORAGE_GET_F_CREATE},
+    helpers::{bpf_get_current_task_btf, bpf_task_storage_get},
     macros::map,
     maps::{PerCpuArray, RingBuf},
 };
@@ -29,6 +31,54 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT, 
 /// `StateMap` (the total is `Stat::StateMapFull`).
 #[map(name = "STATE_MAP_FULL")]
 pub static STATE_MAP_FULL: PerCpuArray<u64> = PerCpuArray::with_max_entries(StateMap::COUNT, 0);
+
+/// A task storage map (`BPF_MAP_TYPE_TASK_STORAGE`): one value per thread,
+/// reached from the task itself (no hash, no insert or delete), freed with
+/// the thread. Declared the BTF way (a `.maps` section entry whose member
+/// types carry the map's type, key, value and flags), since the kernel takes
+/// the key and value types of local storage from the object's BTF.
+#[repr(C)]
+pub struct TaskStorage<T> {
+    r#type: *const [i32; bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE as usize],
+    key: *const i32,
+    value: *const T,
+    map_flags: *const [i32; BPF_F_NO_PREALLOC as usize],
+}
+
+// SAFETY: the members are never dereferenced; only their BTF types matter.
+unsafe impl<T> Sync for TaskStorage<T> {}
+
+impl<T> TaskStorage<T> {
+    pub const fn new() -> Self {
+        Self {
+            r#type: core::ptr::null(),
+            key: core::ptr::null(),
+            value: core::ptr::null(),
+            map_flags: core::ptr::null(),
+        }
+    }
+
+    /// The current thread's value, created zeroed first when `create`. None
+    /// when it has none (and not `create`), or the kernel refused (no
+    /// memory, or the storage busy on this CPU).
+    #[inline(always)]
+    pub fn current(&self, create: bool) -> Option<*mut T> {
+        let flags = if create {
+            u64::from(BPF_LOCAL_STORAGE_GET_F_CREATE)
+        } else {
+            0
+        };
+        let value = unsafe {
+            bpf_task_storage_get(
+                core::ptr::from_ref(self).cast_mut().cast(),
+                bpf_get_current_task_btf(),
+                core::ptr::null_mut(),
+                flags,
+            )
+        };
+        (!value.is_null()).then_some(value.cast())
+    }
+}
 
 #[unsafe(no_mangle)]
 pub static OFFSETS: KernelOffsets = KernelOffsets {

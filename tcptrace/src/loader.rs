@@ -68,8 +68,10 @@ pub fn load_staged(
     let rst_slot_names = paws::rst_slot_names(&btf, paws_offsets.tp_send_reset_reason != 0);
     // The object relocates no kernel types (offsets come as globals), so it
     // loads without aya's BTF (which the loader would otherwise parse here).
+    // Task storage has no userspace type in aya; the programs alone use it.
     let mut ebpf = EbpfLoader::new()
         .btf(None)
+        .allow_unsupported_maps()
         .override_global(globals::OFFSETS, &offsets, true)
         .override_global(globals::CONFIG, &config, true)
         .override_global(globals::SYN_OFFSETS, &syn_offsets, true)

@@ -2,8 +2,9 @@
 //! against capacity, and inserts that failed, per map. Read at every summary
 //! (and recorder snapshot) so a map that fills up is seen, not guessed.
 //!
-//! Entries are counted by walking the keys (`BPF_MAP_GET_NEXT_KEY`), at most
-//! about twice the capacity of syscalls per map. A walk that was expensive
+//! Entries of hash maps are counted by walking the keys
+//! (`BPF_MAP_GET_NEXT_KEY`), at most about twice the capacity of syscalls per
+//! map; those of per-task storage, which cannot be walked, by the programs. A walk that was expensive
 //! (a nearly full map) is reused for ten times its own duration, so frequent
 //! snapshots never spend more than a tenth of a core on it.
 
@@ -19,7 +20,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use aya::maps::{Map, MapData, PerCpuArray};
 use serde_json::{json, Value};
-use tcptrace_common::statemaps::{StateMap, FULL_MAP};
+use tcptrace_common::statemaps::{StateMap, CONNECT_IN_FLIGHT, FULL_MAP};
 
 /// One state map at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -27,6 +28,7 @@ pub struct MapFill {
     /// Short name (`StateMap::name`).
     pub name: String,
     pub entries: u64,
+    /// 0 for per-task storage, which has no fixed capacity.
     pub capacity: u64,
     /// Least recently used entries are evicted when full (instead of new
     /// inserts failing).
@@ -47,13 +49,23 @@ impl MapFill {
     }
 }
 
-/// A state map's fd (a duplicate, independent of who owns the map) and shape.
+/// A state map and where its entries are counted.
 struct Handle {
     map: StateMap,
-    fd: OwnedFd,
-    key_size: usize,
-    capacity: u32,
-    lru: bool,
+    source: Source,
+}
+
+enum Source {
+    /// A hash map's fd (a duplicate, independent of who owns the map) and
+    /// shape.
+    Keys {
+        fd: OwnedFd,
+        key_size: usize,
+        capacity: u32,
+        lru: bool,
+    },
+    /// Per-task storage: no capacity; the programs count what they hold.
+    Counted(PerCpuArray<MapData, u64>),
 }
 
 struct Walked {
@@ -71,11 +83,21 @@ pub struct StateMaps {
 
 impl StateMaps {
     /// Call before other readers take maps out of `ebpf`: the hash maps are
-    /// only borrowed (their fds duplicated); the failure counters are taken.
+    /// only borrowed (their fds duplicated); the counters are taken.
     pub fn take(ebpf: &mut aya::Ebpf) -> Result<Self> {
         let handles = StateMap::ALL
             .iter()
             .map(|&m| {
+                if m.per_task() {
+                    let counts = ebpf.take_map(CONNECT_IN_FLIGHT).with_context(|| {
+                        format!("map {CONNECT_IN_FLIGHT} missing from the object")
+                    })?;
+                    let counts = PerCpuArray::try_from(counts).context(CONNECT_IN_FLIGHT)?;
+                    return Ok(Handle {
+                        map: m,
+                        source: Source::Counted(counts),
+                    });
+                }
                 let name = m.map_name();
                 let map = ebpf
                     .map(name)
@@ -93,10 +115,12 @@ impl StateMaps {
                     .with_context(|| format!("map {name}: duplicating its fd"))?;
                 Ok(Handle {
                     map: m,
-                    fd,
-                    key_size: info.key_size() as usize,
-                    capacity: info.max_entries(),
-                    lru,
+                    source: Source::Keys {
+                        fd,
+                        key_size: info.key_size() as usize,
+                        capacity: info.max_entries(),
+                        lru,
+                    },
                 })
             })
             .collect::<Result<_>>()?;
@@ -124,11 +148,15 @@ impl StateMaps {
                     .with_context(|| format!("reading {FULL_MAP}"))?
                     .iter()
                     .sum();
+                let (capacity, lru) = match &h.source {
+                    Source::Keys { capacity, lru, .. } => (u64::from(*capacity), *lru),
+                    Source::Counted(_) => (0, false),
+                };
                 Ok(MapFill {
                     name: h.map.name().to_owned(),
                     entries,
-                    capacity: u64::from(h.capacity),
-                    lru: h.lru,
+                    capacity,
+                    lru,
                     full_failures,
                 })
             })
@@ -146,9 +174,19 @@ impl StateMaps {
         let entries = self
             .handles
             .iter()
-            .map(|h| {
-                count_keys(h.fd.as_fd(), h.key_size, h.capacity)
-                    .with_context(|| format!("counting the entries of {}", h.map.map_name()))
+            .map(|h| match &h.source {
+                Source::Keys {
+                    fd,
+                    key_size,
+                    capacity,
+                    ..
+                } => count_keys(fd.as_fd(), *key_size, *capacity)
+                    .with_context(|| format!("counting the entries of {}", h.map.map_name())),
+                Source::Counted(counts) => Ok(counts
+                    .get(&0, 0)
+                    .with_context(|| format!("reading {CONNECT_IN_FLIGHT}"))?
+                    .iter()
+                    .fold(0u64, |sum, n| sum.wrapping_add(*n))),
             })
             .collect::<Result<Vec<_>>>()?;
         *last = Some(Walked {
@@ -223,11 +261,15 @@ pub fn render_text(maps: &[MapFill], out: &mut String) {
     if maps.is_empty() {
         return;
     }
-    let all_lru = maps.iter().all(|m| m.lru);
+    let all_lru = maps.iter().filter(|m| m.capacity > 0).all(|m| m.lru);
     let parts: Vec<String> = maps
         .iter()
         .map(|m| {
-            let mut p = format!("{} {}/{}", m.name, m.entries, m.capacity);
+            let mut p = if m.capacity == 0 {
+                format!("{} {} (per task)", m.name, m.entries)
+            } else {
+                format!("{} {}/{}", m.name, m.entries, m.capacity)
+            };
             if m.lru && !all_lru {
                 p.push_str(" (LRU)");
             }
@@ -301,7 +343,7 @@ mod tests {
     #[test]
     fn compact_line_and_warnings() {
         let maps = [
-            fill("connect", 3, 16384, true, 0),
+            fill("connect", 3, 0, false, 0),
             fill("port_search", 0, 16384, false, 2),
             fill("syn_ghosts", 6554, 8192, true, 0),
         ];
@@ -310,7 +352,7 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
             lines[0],
-            "state maps: connect 3/16384 (LRU)  port_search 0/16384!  syn_ghosts 6554/8192 (LRU)!"
+            "state maps: connect 3 (per task)  port_search 0/16384!  syn_ghosts 6554/8192 (LRU)!"
         );
         assert_eq!(
             lines[1],
@@ -329,14 +371,15 @@ mod tests {
         let mut out = String::new();
         render_text(
             &[
-                fill("connect", 0, 16384, true, 0),
+                fill("connect", 2, 0, false, 0),
+                fill("port_search", 0, 16384, true, 0),
                 fill("syn_ghosts", 1, 8192, true, 0),
             ],
             &mut out,
         );
         assert_eq!(
             out,
-            "state maps (LRU): connect 0/16384  syn_ghosts 1/8192\n"
+            "state maps (LRU): connect 2 (per task)  port_search 0/16384  syn_ghosts 1/8192\n"
         );
         let mut none = String::new();
         render_text(&[], &mut none);

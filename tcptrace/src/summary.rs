@@ -231,7 +231,7 @@ mod tests {
         let s = Summary::default();
         let k = KernelCounters {
             maps: vec![crate::mapstats::MapFill {
-                name: "connect".into(),
+                name: "port_search".into(),
                 entries: 15000,
                 capacity: 16384,
                 lru: true,
@@ -241,11 +241,11 @@ mod tests {
         };
         let text = s.render_text(&k, "summary");
         assert!(
-            text.contains("state maps (LRU): connect 15000/16384!\n"),
+            text.contains("state maps (LRU): port_search 15000/16384!\n"),
             "{text}"
         );
         assert!(
-            text.contains("WARNING: state map connect is 91% full"),
+            text.contains("WARNING: state map port_search is 91% full"),
             "{text}"
         );
         let j = s.to_json(&k, false);
