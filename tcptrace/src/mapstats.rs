@@ -304,8 +304,14 @@ pub fn render_text(maps: &[MapFill], out: &mut String) {
         if m.full_failures > 0 {
             let _ = writeln!(
                 out,
-                "WARNING: state map {}: {} inserts failed (map full): those events were not tracked",
-                m.name, m.full_failures
+                "WARNING: state map {}: {} inserts failed ({}): those events were not tracked",
+                m.name,
+                m.full_failures,
+                if m.capacity == 0 {
+                    "task storage not allocated"
+                } else {
+                    "map full"
+                }
             );
         }
     }
