@@ -37,8 +37,8 @@ these tracepoints can add less than that floor, and half of bpftrace's \
 figure lies below it. tcptrace's own work on that path (the fd walk, the \
 task-storage write and read, the histogram) is the difference between its \
 figure and the floor; the task storage replaced an LRU hash map keyed by \
-thread (an insert at entry, a lookup and a delete at exit), about 100 ns \
-per call on this host (`tcptrace@hashmap` rows). With every hook this kernel allows, tcptrace also \
+thread (an insert at entry, a lookup and a delete at exit), about 85 ns \
+per call on this host (`eisconn`, `tcptrace@hashmap` rows). With every hook this kernel allows, tcptrace also \
 runs on every TCP state change (listener owners), every freed socket \
 buffer (kfree_skb by drop reason) and every reset, and reports each RST \
 the loopback close produces (an accepted-RST event per connection): more \
