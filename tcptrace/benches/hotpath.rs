@@ -4,8 +4,8 @@
 //! Workloads (one pinned thread in a private network namespace):
 //! - `eisconn`: connect() again on a connected TCP socket. The kernel fails it
 //!   fast with EISCONN, and every tracer still runs its whole connect path
-//!   (tcptrace: fd walk, state map insert/delete, histogram, one event per
-//!   failure; bpftrace: map insert/delete, histogram, one printf).
+//!   (tcptrace: fd walk, task-storage write and read, histogram, one event
+//!   per failure; bpftrace: map insert/delete, histogram, one printf).
 //! - `loopback`: a real connect()/accept()/RST close on loopback; below the
 //!   print threshold, so only histograms are updated. Only connect() is
 //!   timed.

@@ -1,7 +1,7 @@
 //! Bench-only switches (`cargo xtask bench`), hidden from `--help`: an event
 //! source that floods the ring buffer with synthetic records for one process,
-//! a sink that decodes and summarises every event without printing it, and
-//! a choice of hooks, and empty programs on the connect() syscall tracepoints
+//! a sink that decodes and summarises every event without printing it, a
+//! choice of hooks, and empty programs on the connect() syscall tracepoints
 //! in place of every hook.
 //! Normal runs never load the source program.
 

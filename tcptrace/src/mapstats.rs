@@ -4,9 +4,10 @@
 //!
 //! Entries of hash maps are counted by walking the keys
 //! (`BPF_MAP_GET_NEXT_KEY`), at most about twice the capacity of syscalls per
-//! map; those of per-task storage, which cannot be walked, by the programs. A walk that was expensive
-//! (a nearly full map) is reused for ten times its own duration, so frequent
-//! snapshots never spend more than a tenth of a core on it.
+//! map; those of per-task storage, which cannot be walked, by the programs.
+//! A walk that was expensive (a nearly full map) is reused for ten times its
+//! own duration, so frequent snapshots never spend more than a tenth of a
+//! core on it.
 
 use std::{
     cell::RefCell,

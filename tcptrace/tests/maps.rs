@@ -145,12 +145,19 @@ fn connect_map_entries_are_the_calls_in_flight() {
     thread::sleep(Duration::from_millis(1200));
     let objs = tracer.stop();
 
-    // Programs the kernel skipped (recursion, 7.x syscall tracepoints): a
-    // skipped entry leaves no map entry, a skipped exit leaves its entry
-    // behind; each loses that call's event. Only this test connects here.
+    // Programs the kernel skipped (recursion: 7.x syscall tracepoints and
+    // fentry run preemptible): a skipped entry leaves no state, a skipped
+    // exit leaves its state behind; each loses that call's event. Only this
+    // test connects here.
     let last = final_summary(&objs);
-    let missed = |prog: &str| last["missed"][prog].as_u64().unwrap_or(0);
-    let (missed_enter, missed_exit) = (missed("sys_enter_connect"), missed("sys_exit_connect"));
+    let missed = |progs: [&str; 2]| {
+        progs
+            .iter()
+            .map(|p| last["missed"][*p].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    let missed_enter = missed(["sys_enter_connect", "connect_fentry"]);
+    let missed_exit = missed(["sys_exit_connect", "connect_fexit"]);
     let held = N as u64 - missed_enter;
 
     let summaries: Vec<&Value> = objs.iter().filter(|o| o["kind"] == "summary").collect();
