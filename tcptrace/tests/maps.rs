@@ -150,14 +150,7 @@ fn connect_map_entries_are_the_calls_in_flight() {
     // exit leaves its state behind; each loses that call's event. Only this
     // test connects here.
     let last = final_summary(&objs);
-    let missed = |progs: [&str; 2]| {
-        progs
-            .iter()
-            .map(|p| last["missed"][*p].as_u64().unwrap_or(0))
-            .sum::<u64>()
-    };
-    let missed_enter = missed(["sys_enter_connect", "connect_fentry"]);
-    let missed_exit = missed(["sys_exit_connect", "connect_fexit"]);
+    let (missed_enter, missed_exit) = connect_skips(last);
     let held = N as u64 - missed_enter;
 
     let summaries: Vec<&Value> = objs.iter().filter(|o| o["kind"] == "summary").collect();

@@ -524,15 +524,8 @@ fn bytes_per_event_on_10000_loopback_connects() {
     // that CPU (7.x syscall tracepoints and fentry run preemptible): tcptrace
     // counts those skips, and together with the events they must account
     // for every connect() exactly.
-    let missed: u64 = [
-        "sys_enter_connect",
-        "sys_exit_connect",
-        "connect_fentry",
-        "connect_fexit",
-    ]
-    .iter()
-    .filter_map(|p| counters["missed"][*p].as_u64())
-    .sum();
+    let (missed_enter, missed_exit) = support::connect_skips(counters);
+    let missed = missed_enter + missed_exit;
     let seen: Vec<usize> = results
         .iter()
         .map(|(t, _)| connects_of(&objs, *t).len())

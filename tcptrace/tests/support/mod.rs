@@ -198,6 +198,23 @@ pub fn loaded_tcptrace_programs(names: &[&str]) -> std::collections::BTreeSet<u3
         .collect()
 }
 
+/// connect() programs the kernel skipped (another run of the same program
+/// preempted on that CPU: 7.x syscall tracepoints and fentry run
+/// preemptible), as reported in `summary`: (entry skips, return skips),
+/// whichever mechanism the hook used.
+pub fn connect_skips(summary: &Value) -> (u64, u64) {
+    let missed = |progs: [&str; 2]| {
+        progs
+            .iter()
+            .map(|p| summary["missed"][*p].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    (
+        missed(["sys_enter_connect", "connect_fentry"]),
+        missed(["sys_exit_connect", "connect_fexit"]),
+    )
+}
+
 /// The final summary object.
 pub fn final_summary(objs: &[Value]) -> &Value {
     objs.iter()
