@@ -260,11 +260,20 @@ mod tests {
         use crate::event::tests::{raw_paws, raw_rst};
         use tcptrace_common::paws::{PawsSite, RstVerdict};
         let mut s = Summary::default();
-        // Two hosts behind 10.0.0.3 (clocks far apart), one host at 10.0.0.4.
+        // 10.0.0.3 reuses a TIME_WAIT 4-tuple (one clock proven: stamps of
+        // two connections say nothing about hosts), 10.0.0.4 sends a stale
+        // segment, 10.0.0.5 two clocks on one connection.
         for raw in [
             raw_paws(PawsSite::TimeWait, [10, 0, 0, 3], 100_000, 1_500_000_020, 0),
             raw_paws(PawsSite::TimeWait, [10, 0, 0, 3], 100_001, 1_500_000_020, 0),
             raw_paws(PawsSite::Established, [10, 0, 0, 4], 7_000, 8_000, 0),
+            raw_paws(
+                PawsSite::Established,
+                [10, 0, 0, 5],
+                100_000,
+                1_500_000_000,
+                0,
+            ),
             raw_rst(RstVerdict::Ignored, 5),
             raw_rst(RstVerdict::Accepted, 1000),
         ] {
@@ -275,22 +284,25 @@ mod tests {
             ..KernelCounters::default()
         };
         let j = s.to_json(&k, true);
-        assert_eq!(j["paws"]["rejects"], 3);
+        assert_eq!(j["paws"]["rejects"], 4);
         assert_eq!(j["paws"]["by_site"]["time_wait"], 2);
         let top = &j["paws"]["top_peers"];
         assert_eq!(top[0]["peer"], "10.0.0.3");
         assert_eq!(top[0]["rejects"], 2);
-        assert_eq!(top[0]["clocks"], 2);
+        assert_eq!(top[0]["clocks"], 1);
         assert_eq!(top[0]["flows"], 1);
-        assert_eq!(top[1]["peer"], "10.0.0.4");
-        assert_eq!(top[1]["clocks"], 1);
+        assert_eq!(top[1]["peer"], "10.0.0.5");
+        assert_eq!(top[1]["clocks"], 2);
+        assert_eq!(top[2]["peer"], "10.0.0.4");
+        assert_eq!(top[2]["clocks"], 1);
+        assert_eq!(top[2]["reordered"], 0);
         assert_eq!(j["rst_received"]["by_verdict"]["ignored"], 1);
         assert_eq!(j["rst_received"]["top_peers"][0]["accepted"], 1);
         assert_eq!(j["rst_sent"]["total"], 5);
         assert_eq!(j["rst_sent"]["by_reason"]["NO_SOCKET"], 4);
         let text = s.render_text(&k, "summary");
         assert!(
-            text.contains("paws rejects: 3 (established=1, time_wait=2)"),
+            text.contains("paws rejects: 4 (established=2, time_wait=2)"),
             "{text}"
         );
         assert!(text.contains("(NAT?)"), "{text}");

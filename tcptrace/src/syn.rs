@@ -683,6 +683,9 @@ pub(crate) mod tests {
 
     #[test]
     fn resolves_offsets_on_this_kernel() {
+        // A fresh host may not have tracefs mounted yet: tcptrace mounts it
+        // before it resolves offsets, and so does this test.
+        crate::kernel::ensure_filesystems().expect("tracefs");
         let btf = KernelBtf::from_sys().expect("kernel BTF");
         let o = offsets(&btf).expect("SYN offsets");
         assert!(o.sk_max_ack_backlog > 0 && o.sk_ack_backlog > 0);

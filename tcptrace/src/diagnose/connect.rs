@@ -151,12 +151,8 @@ fn finding(
         });
     }
     for s in &d.saddrs {
-        if let Some((ns, peer, n, clocks)) = paws_.time_wait_rejects(*s, k.dport) {
-            let id = if clocks >= 2 {
-                "paws_nat_clocks"
-            } else {
-                "paws_stale_timestamps"
-            };
+        if let Some((ns, peer, n)) = paws_.time_wait_rejects(*s, k.dport) {
+            let id = "paws_time_wait_reuse";
             causes.push(
                 json!({"id": id, "subject": paws::subject(ns, peer), "time_wait_rejects": n}),
             );
@@ -295,8 +291,11 @@ mod tests {
         let mut events = vec![conn(0, 1_020_000_000, 0)];
         events.push(ev("paws_reject", 0, json!({"site": "time_wait", "tsval": 100, "ts_recent": 1_500_000_000u64, "daddr": "10.0.0.9", "dport": 41000, "sport": 8080})));
         let f = run(&events, HostView::default());
-        assert_eq!(ids(&f), ["paws_nat_clocks", "slow_connect"]);
-        assert_eq!(f[1].evidence["server_side"][0]["id"], "paws_nat_clocks");
+        assert_eq!(ids(&f), ["paws_time_wait_reuse", "slow_connect"]);
+        assert_eq!(
+            f[1].evidence["server_side"][0]["id"],
+            "paws_time_wait_reuse"
+        );
     }
 
     #[test]

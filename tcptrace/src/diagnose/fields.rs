@@ -40,10 +40,6 @@ impl Stamp {
             None => Cow::Owned(crate::output::json::wall_time(self.unix_ns as u64, 0)),
         }
     }
-
-    pub fn ms(&self) -> i64 {
-        self.unix_ns.div_euclid(1_000_000)
-    }
 }
 
 /// How many times something was seen, and when first and last.

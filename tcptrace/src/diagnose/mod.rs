@@ -430,7 +430,7 @@ pub mod tests {
             (
                 "S5",
                 include_str!("testdata/s5_paws_time_wait.jsonl"),
-                &[("paws_nat_clocks", Severity::Warning, 3)],
+                &[("paws_time_wait_reuse", Severity::Warning, 3)],
             ),
             (
                 "S6",
@@ -454,7 +454,7 @@ pub mod tests {
         assert_eq!(f[1].evidence["synack_retransmits_after_overflow"], 2);
         let f =
             session::offline(include_str!("testdata/s5_paws_time_wait.jsonl").as_bytes()).unwrap();
-        assert_eq!(f[0].evidence["clocks"], 2);
+        assert_eq!(f[0].evidence["clocks"], 1);
         assert_eq!(f[0].evidence["peer"], "fd77::3");
     }
 

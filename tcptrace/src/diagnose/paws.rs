@@ -1,18 +1,11 @@
-//! PAWS rules (RFC 7323): rejects from one address that carry several
-//! timestamp clocks (several hosts behind a NAT or load balancer), and
-//! repeated rejects of stale timestamps from one peer. Events:
-//! `paws_reject` (`site`, `tsval`, `ts_recent`; `daddr` is the peer).
-//!
-//! Clock estimate: every timestamp seen from a peer address (the rejected
-//! `tsval`, and the `ts_recent` it lost to, which that address sent
-//! earlier) is put on a clock. A clock remembers its highest value and
-//! when it was seen. A value belongs to a clock when it is at most
-//! [`SLACK`] ticks below that value, or above it by no more than the
-//! milliseconds elapsed since plus [`SLACK`] (timestamp clocks tick at
-//! most once per millisecond in practice: Linux uses 1 kHz). Anything else
-//! starts another clock. One host keeps one clock towards one server
-//! address, so two clocks behind one address are two hosts. `syn_sent`
-//! rejects compare against our own clock and are left out.
+//! PAWS rules (RFC 7323), read from what each reject compares (see
+//! [`crate::paws::clocks`]): SYNs rejected by TIME_WAIT sockets because a
+//! client reused a 4-tuple (`paws_time_wait_reuse`), two timestamp clocks
+//! on one connection (`paws_nat_clocks`), and repeated stale timestamps
+//! from one clock (`paws_stale_timestamps`). Old pure ACKs and reordering
+//! are counted in the evidence and never make a finding. Events:
+//! `paws_reject` (`site`, `tsval`, `ts_recent`, `old_ack`; `daddr` is the
+//! peer).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -20,6 +13,7 @@ use std::{
 };
 
 use serde_json::{json, Value};
+use tcptrace_common::paws::PawsSite;
 
 use super::{
     evidence::Evidence,
@@ -27,52 +21,19 @@ use super::{
     system::Needs,
     Context, Finding, Severity,
 };
+use crate::paws::clocks::{PeerClocks, Reading};
 
-/// Reordering and recording slack, in timestamp ticks (about a minute at 1 kHz).
-pub const SLACK: i64 = 1 << 16;
-const MAX_CLOCKS: usize = 32;
 const MAX_PEERS: usize = 4096;
-/// Rejects from one single-clock peer that make a finding.
+/// Rejects on open connections from one peer that make a finding: a few
+/// are old duplicates.
 pub const STALE_MIN: u64 = 3;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Clock {
-    hi: u32,
-    hi_ms: i64,
-}
-
-/// The timestamp clocks seen behind one address.
-#[derive(Clone, Debug, Default)]
-pub struct Clocks(Vec<Clock>);
-
-impl Clocks {
-    pub fn observe(&mut self, v: u32, ms: i64) {
-        for c in &mut self.0 {
-            let d = i64::from(v.wrapping_sub(c.hi) as i32);
-            if d <= 0 {
-                if d >= -SLACK {
-                    return;
-                }
-            } else if d <= (ms - c.hi_ms).max(0) + SLACK {
-                c.hi = v;
-                c.hi_ms = c.hi_ms.max(ms);
-                return;
-            }
-        }
-        if self.0.len() < MAX_CLOCKS {
-            self.0.push(Clock { hi: v, hi_ms: ms });
-        }
-    }
-
-    pub fn count(&self) -> usize {
-        self.0.len()
-    }
-}
 
 #[derive(Clone, Debug, Default)]
 pub struct Peer {
     pub by_site: BTreeMap<String, Span>,
-    pub clocks: Clocks,
+    pub clocks: PeerClocks,
+    /// When the rejects of each reading were seen.
+    pub spans: BTreeMap<Reading, Span>,
     pub local_ports: BTreeMap<u16, u64>,
     pub peer_ports: BTreeSet<u16>,
     /// First reject: (tsval, ts_recent).
@@ -89,6 +50,17 @@ impl Peer {
     fn site(&self, s: &str) -> u64 {
         self.by_site.get(s).map_or(0, |s| s.count)
     }
+
+    fn span(&self, readings: &[Reading]) -> Span {
+        readings
+            .iter()
+            .filter_map(|r| self.spans.get(r))
+            .fold(Span::default(), |a, s| a.merge(s))
+    }
+}
+
+fn site_of(name: &str) -> Option<PawsSite> {
+    PawsSite::ALL.into_iter().find(|s| s.name() == name)
 }
 
 #[derive(Clone, Debug, Default)]
@@ -99,30 +71,25 @@ pub struct Paws {
 
 impl Paws {
     pub fn observe(&mut self, ev: Ev<'_>, netns: u64, at: Option<&Stamp>) {
-        let (Some(peer), Some(site), Some(tsval)) =
+        let (Some(peer), Some(site_name), Some(tsval)) =
             (ev.ip("daddr"), ev.str("site"), ev.u64("tsval"))
         else {
+            return;
+        };
+        let (Some(site), Ok(tsval32)) = (site_of(site_name), u32::try_from(tsval)) else {
             return;
         };
         let Some(p) = capped_insert(&mut self.by_peer, (netns, peer), MAX_PEERS) else {
             self.untracked += 1;
             return;
         };
-        p.by_site.entry(site.to_owned()).or_default().add(at);
+        p.by_site.entry(site_name.to_owned()).or_default().add(at);
         let ts_recent = ev.u64("ts_recent");
         p.sample.get_or_insert((tsval, ts_recent));
-        if site != "syn_sent" {
-            let ms = at.map_or(0, Stamp::ms);
-            if let Some(r) = ts_recent
-                .filter(|&r| r != 0)
-                .and_then(|r| u32::try_from(r).ok())
-            {
-                p.clocks.observe(r, ms);
-            }
-            if let Ok(v) = u32::try_from(tsval) {
-                p.clocks.observe(v, ms);
-            }
-        }
+        let recent32 = ts_recent.and_then(|r| u32::try_from(r).ok());
+        let old_ack = ev.flag("old_ack").unwrap_or(false);
+        let reading = p.clocks.observe(site, tsval32, recent32, old_ack);
+        p.spans.entry(reading).or_default().add(at);
         if let Some(lp) = ev.u16("sport") {
             if let Some(n) = capped_insert(&mut p.local_ports, lp, 64) {
                 *n += 1;
@@ -141,18 +108,21 @@ impl Paws {
 
     /// TIME_WAIT rejects of SYNs from `peer` to local `port`: the server
     /// side of a slow connect() on this host.
-    pub fn time_wait_rejects(&self, peer: IpAddr, port: u16) -> Option<(u64, IpAddr, u64, usize)> {
+    pub fn time_wait_rejects(&self, peer: IpAddr, port: u16) -> Option<(u64, IpAddr, u64)> {
         self.by_peer.iter().find_map(|((ns, a), p)| {
-            (*a == peer && p.local_ports.contains_key(&port) && p.site("time_wait") > 0)
-                .then(|| (*ns, *a, p.site("time_wait"), p.clocks.count()))
+            (*a == peer && p.local_ports.contains_key(&port) && p.clocks.time_wait > 0)
+                .then_some((*ns, *a, p.clocks.time_wait))
         })
     }
 
     pub fn findings(&self, ctx: &Context<'_>, out: &mut Vec<Finding>) {
         for (&(ns, peer), p) in &self.by_peer {
-            if p.clocks.count() >= 2 {
+            if p.clocks.time_wait > 0 {
+                time_wait(ctx, ns, peer, p, out);
+            }
+            if p.clocks.second_clock >= STALE_MIN {
                 nat(ctx, ns, peer, p, out);
-            } else if p.all().count >= STALE_MIN {
+            } else if p.clocks.on_connections() >= STALE_MIN {
                 stale(ctx, ns, peer, p, out);
             }
         }
@@ -178,7 +148,8 @@ fn evidence(ctx: &Context<'_>, ns: u64, peer: IpAddr, p: &Peer) -> Evidence {
         .set("peer", peer.to_string())
         .set("rejects", p.all().count)
         .set("rejects_by_site", Value::Object(sites))
-        .set("clocks", p.clocks.count() as u64)
+        .set("clocks", p.clocks.clocks())
+        .set("reordered", p.clocks.reordered)
         .set("local_ports", Value::Array(ports))
         .set("peer_ports", p.peer_ports.len() as u64);
     if let Some((tsval, recent)) = p.sample {
@@ -197,57 +168,67 @@ fn evidence(ctx: &Context<'_>, ns: u64, peer: IpAddr, p: &Peer) -> Evidence {
     e
 }
 
-fn nat(ctx: &Context<'_>, ns: u64, peer: IpAddr, p: &Peer, out: &mut Vec<Finding>) {
-    let e = evidence(ctx, ns, peer, p);
-    let clocks = p.clocks.count();
-    let tw = p.site("time_wait");
+/// A client reused a 4-tuple this host still held in TIME_WAIT, with a
+/// timestamp below that of the connection before.
+fn time_wait(ctx: &Context<'_>, ns: u64, peer: IpAddr, p: &Peer, out: &mut Vec<Finding>) {
+    let n = p.clocks.time_wait;
     let mut advice = Vec::new();
-    match ctx.host.tw_recycle(ns) {
-        Some(1) => advice.push(
+    if ctx.host.tw_recycle(ns) == Some(1) {
+        advice.push(
             "This kernel still has net.ipv4.tcp_tw_recycle and it is on: it drops SYNs from any host behind one address whose timestamp is older than the last one seen from that address. Set net.ipv4.tcp_tw_recycle=0. Do not turn tcp_timestamps off for this: recycle is the culprit.".to_owned(),
-        ),
-        Some(_) => advice.push(
-            "net.ipv4.tcp_tw_recycle is off on this kernel: keep it off, it breaks clients behind NAT. Do not turn tcp_timestamps off either.".to_owned(),
-        ),
-        None => {}
-    }
-    if tw > 0 {
-        advice.push(format!(
-            "Several hosts share {peer} (NAT, SNAT on a load balancer, a proxy pool) and each has its own timestamp clock. When one of them opens a connection with a source port whose 4-tuple this host still holds in TIME_WAIT from another, the SYN carries an older timestamp than the one stored, the kernel answers with a bare ACK instead of a SYN-ACK, and the client gets through only on a SYN retransmission (1 s or more later) or not at all."
-        ));
-        advice.push(
-            "Fix it where the address is shared: give the NAT/load balancer a larger source-port pool or more addresses so 4-tuples are not reused within 60 s, or keep connections open (pooling) instead of churning them.".into(),
-        );
-        advice.push(
-            "Let the clients close first where the protocol allows (HTTP keep-alive with client-side close), so TIME_WAIT stays on the clients and not on this server.".into(),
-        );
-        advice.push(
-            "Turning net.ipv4.tcp_timestamps off removes the check, but also PAWS protection against wrapped sequence numbers and RTT measurement: a last resort.".into(),
         );
     }
-    if p.site("established") + p.site("syn_recv") > 0 {
-        advice.push(format!(
-            "Rejects on open connections with several clocks mean segments from different hosts behind {peer} arrive on one 4-tuple: the NAT reused a mapping while a connection was still open. Check its port allocation and idle timeouts."
-        ));
-    }
+    advice.push(format!(
+        "This host closed those connections first, so it holds their 4-tuples in TIME_WAIT for 60 s; {peer} opened new connections from the same source ports before that ran out. Their timestamps were lower than the old connections' last ones, so the kernel answered each SYN with a bare ACK instead of a SYN-ACK: the client gets through only when it resends the SYN (milliseconds later if it answers the ACK with a RST, a second or more if that is lost or filtered), or not at all."
+    ));
+    advice.push(format!(
+        "Timestamps need not increase across connections: several hosts behind {peer} (NAT, a load balancer's SNAT) each have their own clock, and Linux clients may start each connection on its own offset. One host is enough for this; it is not a sign of several."
+    ));
+    advice.push(
+        "Let the clients close first where the protocol allows (HTTP keep-alive with client-side close): TIME_WAIT then stays on the clients, which may reuse it safely with net.ipv4.tcp_tw_reuse=1 (the default 2 allows it on loopback only).".into(),
+    );
+    advice.push(
+        "Or stop reusing the 4-tuple within 60 s: a wider ip_local_port_range on the clients, a larger source-port pool or more addresses on the NAT, connection pooling instead of churning connections.".into(),
+    );
+    advice.push(
+        "Turning net.ipv4.tcp_timestamps off removes the check, but also PAWS protection against wrapped sequence numbers and RTT measurement: a last resort.".into(),
+    );
+    let span = p.span(&[Reading::TimeWaitReuse]);
     let mut f = Finding::new(
-        "paws_nat_clocks",
+        "paws_time_wait_reuse",
         Severity::Warning,
         subject(ns, peer),
-        &p.all(),
+        &span,
     );
     f.summary = format!(
-        "{} PAWS rejects from {peer} carry {clocks} distinct timestamp clocks: several hosts share that address (NAT or load balancer){}.",
-        p.all().count,
-        if tw > 0 { ", and their SYNs collide with TIME_WAIT connections on this host" } else { "" }
+        "{n} SYNs from {peer} reused a 4-tuple this host holds in TIME_WAIT and were rejected by PAWS (timestamp below the old connection's last): this host closes first and the client reuses source ports within 60 s."
     );
-    f.evidence = e.0;
+    f.evidence = evidence(ctx, ns, peer, p).0;
     f.advice = advice;
     out.push(f);
 }
 
+fn nat(ctx: &Context<'_>, ns: u64, peer: IpAddr, p: &Peer, out: &mut Vec<Finding>) {
+    let mut f = Finding::new(
+        "paws_nat_clocks",
+        Severity::Warning,
+        subject(ns, peer),
+        &p.span(&[Reading::SecondClock]),
+    );
+    f.summary = format!(
+        "{} segments from {peer} were rejected by PAWS with timestamps far behind their own connection's last one: two timestamp clocks on one connection, so several hosts share one NAT mapping (or the peer's clock jumped back).",
+        p.clocks.second_clock
+    );
+    f.evidence = evidence(ctx, ns, peer, p).0;
+    f.advice = vec![
+        format!("Segments from different hosts behind {peer} arrive on one 4-tuple: the NAT or load balancer reused a mapping while a connection was still open. Check its port allocation and idle timeouts (they must outlive the connections behind them)."),
+        format!("If only one host is behind {peer}, its timestamp clock went backwards during the connection (VM restore or migration, a device rewriting timestamps)."),
+        "Dropped segments are retransmitted in vain and the connection stalls until it times out.".into(),
+    ];
+    out.push(f);
+}
+
 fn stale(ctx: &Context<'_>, ns: u64, peer: IpAddr, p: &Peer, out: &mut Vec<Finding>) {
-    let e = evidence(ctx, ns, peer, p);
     let mut advice = vec![
         format!("Segments from {peer} with timestamps older than the last one seen on their connection are dropped (PAWS). A few are old duplicates and harmless; a steady stream means a middlebox replaying or duplicating segments, or a peer whose timestamp clock went backwards (reboot, VM migration or restore, a device rewriting timestamps)."),
         "Dropped data is retransmitted and the connection stalls meanwhile: look at the path to this peer (load balancer, WAN optimiser, IPS) and at the peer's clock.".into(),
@@ -261,13 +242,13 @@ fn stale(ctx: &Context<'_>, ns: u64, peer: IpAddr, p: &Peer, out: &mut Vec<Findi
         "paws_stale_timestamps",
         Severity::Warning,
         subject(ns, peer),
-        &p.all(),
+        &p.span(&[Reading::Stale, Reading::SecondClock]),
     );
     f.summary = format!(
         "{} segments from {peer} were dropped by PAWS (timestamp older than the connection's last), from one clock.",
-        p.all().count
+        p.clocks.on_connections()
     );
-    f.evidence = e.0;
+    f.evidence = evidence(ctx, ns, peer, p).0;
     f.advice = advice;
     out.push(f);
 }
@@ -277,43 +258,23 @@ mod tests {
     use super::super::{evidence::HostView, system::Sysctls, tests::*};
     use super::*;
 
-    fn reject(sec: u32, site: &str, tsval: u64, ts_recent: Option<u64>, dport: u16) -> Value {
+    fn reject(sec: u32, site: &str, tsval: u64, ts_recent: Option<u64>, old_ack: bool) -> Value {
         ev(
             "paws_reject",
             sec,
             json!({"site": site, "state": "TIME_WAIT", "tsval": tsval, "tsecr": 0, "ts_recent": ts_recent,
-                   "old_ack": false, "rst": false, "daddr": "10.77.0.3", "dport": dport, "sport": 8050}),
+                   "old_ack": old_ack, "rst": false, "daddr": "10.77.0.3", "dport": 40002, "sport": 8050}),
         )
     }
 
     #[test]
-    fn clocks() {
-        let mut c = Clocks::default();
-        c.observe(5_000_000, 0);
-        c.observe(4_999_000, 0); // reordered
-        c.observe(5_600_000, 600_000); // ten minutes later
-        assert_eq!(c.count(), 1);
-        c.observe(u32::MAX - 5, 0);
-        c.observe(10, 100); // wrapped
-        assert_eq!(c.count(), 2);
-        let mut c = Clocks::default();
-        c.observe(1_000_000, 0);
-        c.observe(1_200_000, 10_000); // 200 s ahead after 10 s: another host
-        assert_eq!(c.count(), 2);
-    }
-
-    #[test]
-    fn time_wait_rejects_with_two_clocks_are_nat() {
-        let events: Vec<Value> = (0..3)
-            .map(|i| {
-                reject(
-                    i,
-                    "time_wait",
-                    100_000 + u64::from(i),
-                    Some(1_500_000_020),
-                    40002,
-                )
-            })
+    fn time_wait_rejects_are_4_tuple_reuse_not_hosts() {
+        // Unrelated stamps, as one Linux client with per-connection offsets
+        // or several hosts would send: the same finding, one clock proven.
+        let events: Vec<Value> = [100_000, 3_000_000_000, 42]
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| reject(i as u32, "time_wait", v, Some(1_500_000_020), false))
             .collect();
         let (start, now) = host(
             Sysctls {
@@ -329,24 +290,30 @@ mod tests {
                 now: Some(&now),
             },
         );
-        assert_eq!(ids(&f), ["paws_nat_clocks"]);
+        assert_eq!(ids(&f), ["paws_time_wait_reuse"]);
         let n = &f[0];
         assert_eq!(n.count, 3);
-        assert_eq!(n.evidence["clocks"], 2);
+        assert_eq!(n.evidence["clocks"], 1);
         assert_eq!(n.evidence["rejects_by_site"]["time_wait"], 3);
         assert_eq!(n.evidence["counters"]["PAWSTimewait"], 3);
         assert!(n.evidence.get("tcp_tw_recycle").is_none());
+        assert!(n.summary.contains("closes first"), "{}", n.summary);
         let all = n.advice.join("\n");
-        assert!(
-            all.contains("bare ACK") && all.contains("source-port pool"),
-            "{all}"
-        );
+        for want in [
+            "bare ACK",
+            "tcp_tw_reuse",
+            "close first",
+            "ip_local_port_range",
+            "not a sign of several",
+        ] {
+            assert!(all.contains(want), "{want}: {all}");
+        }
         assert!(!all.contains("tcp_tw_recycle"), "{all}");
     }
 
     #[test]
     fn on_old_kernels_the_advice_is_tw_recycle_off() {
-        let events = vec![reject(0, "time_wait", 100_000, Some(1_500_000_020), 40002)];
+        let events = vec![reject(0, "time_wait", 100_000, Some(1_500_000_020), false)];
         let (start, now) = host(
             Sysctls {
                 tcp_timestamps: Some(1),
@@ -362,7 +329,7 @@ mod tests {
                 now: Some(&now),
             },
         );
-        assert_eq!(ids(&f), ["paws_nat_clocks"]);
+        assert_eq!(ids(&f), ["paws_time_wait_reuse"]);
         assert_eq!(f[0].evidence["tcp_tw_recycle"], 1);
         assert!(
             f[0].advice[0].contains("tcp_tw_recycle=0"),
@@ -376,16 +343,91 @@ mod tests {
     fn one_clock_stale_segments() {
         // Established: 1000 ticks behind ts_recent, same clock.
         let events: Vec<Value> = (0..3)
-            .map(|i| reject(i, "established", 999_000, Some(1_000_010), 40001))
+            .map(|i| reject(i, "established", 999_000, Some(1_000_010), false))
             .collect();
         let f = run(&events, HostView::default());
         assert_eq!(ids(&f), ["paws_stale_timestamps"]);
         assert_eq!(f[0].evidence["clocks"], 1);
+        assert_eq!(f[0].count, 3);
         // Below the threshold: old duplicates, no finding.
         assert!(run(&events[..2], HostView::default()).is_empty());
         // Missing tsval: ignored.
         let mut v = events[0].clone();
         v.as_object_mut().unwrap().remove("tsval");
         assert!(run(&[v.clone(), v.clone(), v], HostView::default()).is_empty());
+    }
+
+    #[test]
+    fn reordering_and_old_acks_never_make_a_finding() {
+        // The 7.2 VM's healthy loopback run: old pure ACKs 4 ticks behind,
+        // on connections with unrelated offsets; and reordered data.
+        let events: Vec<Value> = (0..6)
+            .map(|i| {
+                let base = 1_000_000 * u64::from(i + 1);
+                reject(i, "established", base - 4, Some(base), i % 2 == 0)
+            })
+            .collect();
+        let f = run(&events, HostView::default());
+        assert!(f.is_empty(), "{f:#?}");
+    }
+
+    #[test]
+    fn two_clocks_on_one_connection_are_a_shared_mapping() {
+        let events: Vec<Value> = (0..3)
+            .map(|i| {
+                reject(
+                    i,
+                    "established",
+                    100_000 + u64::from(i),
+                    Some(1_500_000_000),
+                    false,
+                )
+            })
+            .collect();
+        let f = run(&events, HostView::default());
+        assert_eq!(ids(&f), ["paws_nat_clocks"]);
+        assert_eq!(f[0].evidence["clocks"], 2);
+        assert_eq!(f[0].count, 3);
+        assert!(
+            f[0].advice[0].contains("reused a mapping"),
+            "{:?}",
+            f[0].advice
+        );
+    }
+
+    /// The summary and the findings count clocks with one estimator: the
+    /// same stream gives the same number.
+    #[test]
+    fn summary_and_finding_count_the_same_clocks() {
+        use crate::{event::tests::raw_paws, summary::Summary};
+        let stream = [
+            (PawsSite::TimeWait, 100_000, 1_500_000_020),
+            (PawsSite::TimeWait, 3_000_000_000, 1_500_000_020),
+            (PawsSite::Established, 7_000, 8_000),
+            (PawsSite::Established, 100_000, 1_500_000_000),
+            (PawsSite::Established, 100_001, 1_500_000_000),
+            (PawsSite::Established, 100_002, 1_500_000_000),
+        ];
+        let mut summary = Summary::default();
+        let mut events = Vec::new();
+        for (i, (site, tsval, recent)) in stream.into_iter().enumerate() {
+            let e =
+                crate::event::decode(&raw_paws(site, [10, 77, 0, 3], tsval, recent, 0)).unwrap();
+            summary.observe(&e);
+            events.push(reject(
+                i as u32,
+                site.name(),
+                tsval.into(),
+                Some(recent.into()),
+                false,
+            ));
+        }
+        let j = summary.to_json(&crate::summary::KernelCounters::default(), true);
+        let f = run(&events, HostView::default());
+        assert_eq!(ids(&f), ["paws_nat_clocks", "paws_time_wait_reuse"]);
+        for f in &f {
+            assert_eq!(f.evidence["clocks"], j["paws"]["top_peers"][0]["clocks"]);
+        }
+        assert_eq!(j["paws"]["top_peers"][0]["clocks"], 2);
     }
 }

@@ -2,6 +2,7 @@
 //! (struct offsets from BTF, drop-reason values by name, tracepoint field
 //! offsets from tracefs) and the summary's per-peer view.
 
+pub mod clocks;
 pub mod stats;
 
 use std::fs;
