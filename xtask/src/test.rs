@@ -22,9 +22,29 @@ pub struct VmArgs {
     /// Only these test executables (e.g. `connect`, `tcptrace` for unit tests).
     #[arg(long = "test")]
     pub tests: Vec<String>,
+    /// Only the tests whose names contain this (passed to each test executable).
+    #[arg(long, value_parser = test_name)]
+    pub filter: Option<String>,
+    /// Run each test executable this many times in a row in the guest; the
+    /// VM fails if any run fails (to hunt flaky tests).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub repeat: u32,
     /// Per-VM time limit in seconds.
     #[arg(long, default_value_t = 900)]
     pub timeout: u64,
+}
+
+/// A test-name filter goes into the guest's shell script: only the
+/// characters of Rust test paths.
+fn test_name(s: &str) -> Result<String, String> {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    {
+        Ok(s.to_owned())
+    } else {
+        Err("a test name filter has only letters, digits, '_' and ':'".into())
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -168,18 +188,32 @@ fn finish(tally: Tally) -> Result<()> {
 }
 
 /// The script /init runs in each VM: every test executable with the ignored
-/// scenarios included, then `tcptrace check` for the record.
-fn guest_script(tests: &[(String, std::path::PathBuf)], attach: &str) -> String {
+/// scenarios included (`repeat` times, each run numbered in the log), then
+/// `tcptrace check` for the record.
+fn guest_script(
+    tests: &[(String, std::path::PathBuf)],
+    attach: &str,
+    filter: Option<&str>,
+    repeat: u32,
+) -> String {
     let mut s = format!(
         "export TCPTRACE_BIN=/bin/tcptrace TCPTRACE_ATTACH={attach} TCPTRACE_REQUIRE=all RUST_BACKTRACE=1\n\
          rc=0\n"
     );
+    // Test names are Rust identifiers: nothing to quote.
+    let filter = filter.unwrap_or_default();
     for (name, _) in tests {
         // Tests of host tools (tshark reading our pcapng) run on the host only.
-        let _ = writeln!(
-            s,
-            "/tests/{name} --include-ignored --test-threads=1 --skip tshark || rc=1"
-        );
+        let run =
+            format!("/tests/{name} {filter} --include-ignored --test-threads=1 --skip tshark");
+        if repeat == 1 {
+            let _ = writeln!(s, "{run} || rc=1");
+        } else {
+            let _ = writeln!(
+                s,
+                "for i in $(seq {repeat}); do echo \"repeat: {name} run $i of {repeat}\"; {run} || {{ rc=1; echo \"repeat: {name} FAILED in run $i\"; }}; done"
+            );
+        }
     }
     let _ = writeln!(
         s,
@@ -230,7 +264,7 @@ fn matrix(args: &VmArgs, tally: &mut Tally) -> Result<()> {
                     scope.spawn(move || {
                         modes
                             .iter()
-                            .map(|mode| run_one(name, kernel, mode, tests, tcptrace, args.timeout))
+                            .map(|mode| run_one(name, kernel, mode, tests, tcptrace, args))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -254,10 +288,11 @@ fn run_one(
     mode: &str,
     tests: &[(String, std::path::PathBuf)],
     tcptrace: &std::path::Path,
-    timeout: u64,
+    args: &VmArgs,
 ) -> (String, Result<(), String>) {
     let what = format!("VM {name} ({}) --attach {mode}", kernel.release);
-    let mut job = vm::Job::new(guest_script(tests, mode), Duration::from_secs(timeout));
+    let script = guest_script(tests, mode, args.filter.as_deref(), args.repeat);
+    let mut job = vm::Job::new(script, Duration::from_secs(args.timeout));
     job.files
         .push((tcptrace.to_path_buf(), "/bin/tcptrace".into()));
     for (test, path) in tests {

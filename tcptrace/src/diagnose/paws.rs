@@ -110,8 +110,11 @@ impl Paws {
     /// side of a slow connect() on this host.
     pub fn time_wait_rejects(&self, peer: IpAddr, port: u16) -> Option<(u64, IpAddr, u64)> {
         self.by_peer.iter().find_map(|((ns, a), p)| {
-            (*a == peer && p.local_ports.contains_key(&port) && p.clocks.time_wait > 0)
-                .then_some((*ns, *a, p.clocks.time_wait))
+            (*a == peer && p.local_ports.contains_key(&port) && p.clocks.time_wait > 0).then_some((
+                *ns,
+                *a,
+                p.clocks.time_wait,
+            ))
         })
     }
 
