@@ -280,6 +280,160 @@ fn time_wait(family: Family) {
     );
 }
 
+/// Whether `prog` is on PATH (the VM's busybox image has neither curl nor
+/// nft: real-client scenarios run on the host).
+fn have(prog: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {prog}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// S5 as it happens in production: ONE client host behind SNAT (nft in the
+/// client namespace maps every connection to source port 40000), a server
+/// that closes first (so it holds TIME_WAIT), 20 fetches with curl. Where
+/// Linux offsets timestamps per 4-tuple (6.18), each new connection leaves
+/// from another private port with an unrelated clock and lands on the
+/// server's TIME_WAIT 4-tuple: PAWS rejects about half the time. They are
+/// reported exactly, as 4-tuple reuse, and never as several hosts.
+fn time_wait_behind_snat(family: Family) {
+    const FETCHES: u32 = 20;
+    const PORT: u16 = 8055;
+    if !have("curl") || !have("nft") {
+        eprintln!("curl or nft not installed here: skipped (runs on the host)");
+        return;
+    }
+    let lab = Lab::new(family);
+    let listener = lab.listen(PORT);
+    listener.set_nonblocking(false).expect("blocking listener");
+    let client_ip = match family {
+        Family::V4 => "10.77.0.2",
+        Family::V6 => "fd77::2",
+    };
+    let (table, addr) = match family {
+        Family::V4 => ("ip", client_ip.to_owned()),
+        Family::V6 => ("ip6", format!("[{client_ip}]")),
+    };
+    let rules = format!(
+        "table {table} tcptrace_snat {{\n chain post {{\n  type nat hook postrouting priority 100;\n  oifname \"vc\" tcp dport {PORT} snat to {addr}:40000\n }}\n}}\n"
+    );
+    let mut nft = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.client_ns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("nft");
+    std::io::Write::write_all(nft.stdin.as_mut().expect("nft stdin"), rules.as_bytes())
+        .expect("nft rules");
+    drop(nft.stdin.take());
+    assert!(nft.wait().expect("nft").success(), "nft rules: {rules}");
+
+    let (tracer, on) = tracer_for("paws_time_wait");
+    let before = lab.server_netstat();
+    // The server answers each request and closes first. Fetches the NAT
+    // could not map (its own TIME_WAIT clash) never arrive: accept with a
+    // deadline.
+    listener
+        .set_nonblocking(true)
+        .expect("nonblocking listener");
+    let server = thread::spawn(move || {
+        use std::io::Write as _;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut served = 0u32;
+        while served < FETCHES && std::time::Instant::now() < deadline {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    s.set_nonblocking(false).expect("blocking stream");
+                    s.set_read_timeout(Some(Duration::from_secs(2)))
+                        .expect("timeout");
+                    let mut buf = [0u8; 1024];
+                    let _ = s.read(&mut buf);
+                    let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                    served += 1;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+        served
+    });
+    let url = match family {
+        Family::V4 => format!("http://{}:{PORT}/", lab.server_ip),
+        Family::V6 => format!("http://[{}]:{PORT}/", lab.server_ip),
+    };
+    let mut fetched = 0;
+    for _ in 0..FETCHES {
+        let ok = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.client_ns,
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+            ])
+            .args(["--max-time", "3", &url])
+            .status()
+            .is_ok_and(|s| s.success());
+        fetched += u32::from(ok);
+    }
+    thread::sleep(Duration::from_millis(100));
+    let after = lab.server_netstat();
+    let objs = tracer.stop();
+    let served = server.join().expect("server");
+    eprintln!("{fetched} of {FETCHES} fetches completed, {served} served");
+    assert!(fetched > 0, "no fetch got through the NAT");
+
+    let counter = if after.contains_key("PAWSTimewait") {
+        "PAWSTimewait"
+    } else {
+        "PAWSEstab"
+    };
+    let rejects = delta(&before, &after, counter);
+    eprintln!("{counter} +{rejects}");
+    if !on {
+        lab_findings(&objs, &lab, &[]);
+        eprintln!("paws_time_wait unavailable: kernel counters checked only");
+        return;
+    }
+    let paws = in_ns(&objs, "paws_reject", lab.server_netns_inode());
+    assert_eq!(
+        paws.len() as u64,
+        rejects,
+        "events == {counter} delta: {paws:?}"
+    );
+    for e in &paws {
+        assert_eq!(e["site"], "time_wait", "{e}");
+        assert_eq!(e["dport"], 40000, "{e}");
+        assert_eq!(e["daddr"], client_ip, "{e}");
+    }
+    // One host: never `paws_nat_clocks`, whatever its clocks did.
+    if rejects == 0 {
+        lab_findings(&objs, &lab, &[]);
+        return;
+    }
+    let found = lab_findings(&objs, &lab, &["paws_time_wait_reuse"]);
+    let f = the_finding(&found, "paws_time_wait_reuse");
+    let e = &f["evidence"];
+    let netns = lab.server_netns_inode();
+    assert_eq!(f["subject"], format!("peer {client_ip} netns {netns}"));
+    assert_eq!(f["count"], rejects, "{f}");
+    assert_eq!(
+        e["rejects_by_site"],
+        serde_json::json!({ "time_wait": rejects }),
+        "{e}"
+    );
+    assert_eq!(e["clocks"], 1, "{e}");
+    assert_eq!(e["counters"][counter], rejects, "{e}");
+    assert_eq!(
+        e["local_ports"],
+        serde_json::json!([{"port": PORT, "count": rejects}]),
+        "{e}"
+    );
+}
+
 /// S6: RSTs with an exact, an in-window inexact and out-of-window sequence
 /// numbers: accepted, challenge_ack, ignored — one event each.
 fn rst_verdicts(family: Family) {
@@ -577,6 +731,16 @@ scenario!(
 );
 scenario!(s5_paws_time_wait_reuse_v4, time_wait, Family::V4);
 scenario!(s5_paws_time_wait_reuse_v6, time_wait, Family::V6);
+scenario!(
+    s5_paws_time_wait_behind_snat_v4,
+    time_wait_behind_snat,
+    Family::V4
+);
+scenario!(
+    s5_paws_time_wait_behind_snat_v6,
+    time_wait_behind_snat,
+    Family::V6
+);
 scenario!(s6_rst_verdicts_v4, rst_verdicts, Family::V4);
 scenario!(s6_rst_verdicts_v6, rst_verdicts, Family::V6);
 scenario!(s7_paws_syn_recv_v4, syn_recv, Family::V4);

@@ -26,6 +26,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("zstd", "kernel module decompression"),
     ("iproute2", "network namespaces in scenarios"),
     ("tshark", "checks tcptrace's pcapng output in tests"),
+    ("curl", "real HTTP client in scenario tests"),
+    ("nftables", "SNAT in a client namespace in scenario tests"),
     (
         "bpftrace",
         "cargo xtask bench: the peer tracer measured in the same run",
