@@ -12,6 +12,7 @@ use chrono::DateTime;
 use clap::Args;
 
 use crate::{
+    escape::Escaped,
     event::decode,
     filter::FilterArgs,
     output::json::wall_time,
@@ -257,12 +258,14 @@ fn info(files: &[PathBuf]) -> Result<()> {
         }
         let m = &r.meta;
         writeln!(out, "file:        {}", path.display())?;
+        // The header is whatever the file says: escape its strings.
         writeln!(
             out,
             "host:        {} (kernel {})",
-            m.hostname, m.kernel_release
+            Escaped(&m.hostname),
+            Escaped(&m.kernel_release)
         )?;
-        writeln!(out, "tcptrace:    {}", m.tcptrace_version)?;
+        writeln!(out, "tcptrace:    {}", Escaped(&m.tcptrace_version))?;
         writeln!(
             out,
             "started:     {} (file {} of the run)",
@@ -281,12 +284,16 @@ fn info(files: &[PathBuf]) -> Result<()> {
             writeln!(
                 out,
                 "hook:        {:<12} {}",
-                h.hook,
-                h.mechanism.as_deref().unwrap_or("UNAVAILABLE")
+                Escaped(&h.hook),
+                Escaped(h.mechanism.as_deref().unwrap_or("UNAVAILABLE"))
             )?;
         }
         if !m.filter.is_empty() {
-            writeln!(out, "filter:      {} (applied in the kernel)", m.filter)?;
+            writeln!(
+                out,
+                "filter:      {} (applied in the kernel)",
+                Escaped(&m.filter)
+            )?;
         }
         let ending = match r.ending {
             Ending::Clean => "closed cleanly".to_owned(),

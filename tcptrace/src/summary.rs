@@ -117,7 +117,11 @@ impl Summary {
         }
         out.push('\n');
         if !k.missed.is_empty() {
-            let per: Vec<String> = k.missed.iter().map(|(p, n)| format!("{p}={n}")).collect();
+            let per: Vec<String> = k
+                .missed
+                .iter()
+                .map(|(p, n)| format!("{}={n}", crate::escape::Escaped(p)))
+                .collect();
             let _ = writeln!(
                 out,
                 "programs skipped by the kernel (another BPF program was running on that CPU): {} ({})",
