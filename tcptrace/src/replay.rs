@@ -37,10 +37,10 @@ pub struct ReplayArgs {
     pub json: bool,
     /// Start at this time: RFC 3339 (2024-05-01T10:00:00Z) or a duration
     /// after the recording started (30s, 5m).
-    #[arg(long, value_name = "T", value_parser = parse_time)]
+    #[arg(long, value_name = "T", allow_hyphen_values = true, value_parser = parse_time)]
     pub since: Option<TimeArg>,
     /// Stop before this time (same forms as --since).
-    #[arg(long, value_name = "T", value_parser = parse_time)]
+    #[arg(long, value_name = "T", allow_hyphen_values = true, value_parser = parse_time)]
     pub until: Option<TimeArg>,
     /// Write the packets of events that carry them to a pcapng file.
     #[arg(long, value_name = "OUT")]
@@ -62,6 +62,14 @@ pub enum TimeArg {
 }
 
 pub fn parse_time(s: &str) -> Result<TimeArg, String> {
+    // RFC 3339 times never start with '-' (years before 0 are not ours).
+    if s.starts_with('-') {
+        return Err(format!(
+            "times cannot be negative: use an RFC 3339 time (2024-05-01T10:00:00Z) or a \
+             duration after the recording started ({})",
+            crate::cli::DURATION_FORM
+        ));
+    }
     if let Ok(d) = humantime::parse_duration(s) {
         return Ok(TimeArg::After(d));
     }
@@ -336,6 +344,12 @@ mod tests {
             Ok(TimeArg::Wall(1_700_000_000_500_000_000))
         );
         assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
+        assert_eq!(
+            parse_time("-5s").unwrap_err(),
+            "times cannot be negative: use an RFC 3339 time (2024-05-01T10:00:00Z) or a \
+             duration after the recording started (a duration is a positive number with a \
+             unit (us, ms, s, m, h), e.g. 30s or 500ms)"
+        );
         let meta = Metadata {
             boot_offset_ns: 1_700_000_000_000_000_000,
             start_boot_ns: 5_000,

@@ -444,5 +444,14 @@ mod tests {
         assert_eq!(r.filter.port, Some(80));
         assert!(Cli::try_parse_from(["tcptrace", "replay"]).is_err());
         assert!(Cli::try_parse_from(["tcptrace", "replay", "f", "--since", "soon"]).is_err());
+        let err = Cli::try_parse_from(["tcptrace", "replay", "f", "--until", "-5s"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "error: invalid value '-5s' for '--until <T>': times cannot be negative"
+            ),
+            "{err}"
+        );
     }
 }
