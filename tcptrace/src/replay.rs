@@ -18,7 +18,7 @@ use crate::{
     output::json::wall_time,
     record::{
         fmt_bytes,
-        format::{counters_since, zero_counters, Item, MarkerKind, Metadata},
+        format::{counters_since, zero_counters, Item, MarkerKind, Metadata, StopReason},
         reader::{Ending, Reader},
     },
     sink::Printer,
@@ -150,6 +150,14 @@ fn ending_note(path: &std::path::Path, r: &Reader<impl std::io::Read>) {
             "tcptrace: {}: no end block (recorder stopped abruptly): read all {} blocks",
             path.display(),
             r.blocks
+        ),
+        Ending::Stopped { reason, records } => eprintln!(
+            "tcptrace: {}: recording stopped: {} after {records} events: read all of them",
+            path.display(),
+            reason.map_or(
+                "for a reason this tcptrace does not know",
+                StopReason::describe
+            )
         ),
         Ending::Clean | Ending::Open => {}
     }
@@ -308,6 +316,13 @@ fn info(files: &[PathBuf]) -> Result<()> {
             Ending::Unclosed => "not closed (recorder stopped abruptly)".to_owned(),
             Ending::Truncated { offset } => format!("cut inside a block at byte {offset}"),
             Ending::Open => "open".to_owned(),
+            Ending::Stopped { reason, records } => format!(
+                "stopped: {} after {records} events",
+                reason.map_or(
+                    "for a reason this tcptrace does not know",
+                    StopReason::describe
+                )
+            ),
         };
         writeln!(
             out,
