@@ -66,6 +66,14 @@ pub struct LiveArgs {
 pub const DURATION_FORM: &str =
     "a duration is a positive number with a unit (us, ms, s, m, h), e.g. 30s or 500ms";
 
+/// `-5s`, `-.5s`: a minus sign before a number (`--json`, a flag given
+/// where the value should be, is not "negative").
+pub fn is_negative(s: &str) -> bool {
+    s.strip_prefix('-')
+        .and_then(|r| r.chars().next())
+        .is_some_and(|c| c.is_ascii_digit() || c == '.')
+}
+
 /// A duration argument. Its flags take values starting with `-`
 /// (`allow_hyphen_values`) so that `--duration -5s` reaches this parser
 /// and gets this one-line explanation, not clap's "unexpected argument".
@@ -73,7 +81,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    if s.starts_with('-') {
+    if is_negative(s) {
         return Err(format!("durations cannot be negative: {DURATION_FORM}"));
     }
     humantime::parse_duration(s).map_err(|_| DURATION_FORM.to_owned())
@@ -173,6 +181,12 @@ mod tests {
             "error: invalid value '-5s' for '--duration <DURATION>': durations cannot be \
              negative: a duration is a positive number with a unit (us, ms, s, m, h), \
              e.g. 30s or 500ms"
+        );
+        // A flag where the value belongs is not called negative.
+        assert_eq!(
+            first_line(&["--duration", "--json"]),
+            "error: invalid value '--json' for '--duration <DURATION>': a duration is a \
+             positive number with a unit (us, ms, s, m, h), e.g. 30s or 500ms"
         );
         // Zero still means "off" for --interval, and other values parse.
         assert_eq!(

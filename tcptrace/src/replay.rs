@@ -63,7 +63,7 @@ pub enum TimeArg {
 
 pub fn parse_time(s: &str) -> Result<TimeArg, String> {
     // RFC 3339 times never start with '-' (years before 0 are not ours).
-    if s.starts_with('-') {
+    if crate::cli::is_negative(s) {
         return Err(format!(
             "times cannot be negative: use an RFC 3339 time (2024-05-01T10:00:00Z) or a \
              duration after the recording started ({})",
