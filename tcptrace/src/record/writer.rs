@@ -173,7 +173,7 @@ impl FileWriter {
                     return Ok(Written::Full);
                 }
                 if let Err(e) = self.rotate_files() {
-                    return self.failed(e);
+                    return self.failed(e, "rotating");
                 }
                 if let Some((boot_ns, counters)) = &self.last_counters {
                     let mut with_base = block.clone();
@@ -192,7 +192,7 @@ impl FileWriter {
             }
         }
         if let Err(e) = self.write(&framed) {
-            return self.failed(e);
+            return self.failed(e, "writing");
         }
         self.blocks += 1;
         self.records += block.len() as u64;
@@ -203,14 +203,14 @@ impl FileWriter {
         Ok(Written::Ok)
     }
 
-    /// A write failed: a full disk stops the recording (the caller reports
-    /// it), anything else is an error naming the file.
-    fn failed(&mut self, e: io::Error) -> Result<Written> {
+    /// Writing or rotating failed: a full disk stops the recording (the
+    /// caller reports it), anything else is an error naming the file.
+    fn failed(&mut self, e: io::Error, doing: &str) -> Result<Written> {
         if reserve::is_disk_full(&e) {
             self.stop(StopReason::DiskFull)?;
             return Ok(Written::Stopped(StopReason::DiskFull));
         }
-        Err(e).with_context(|| format!("writing {}", self.path.display()))
+        Err(e).with_context(|| format!("{doing} {}", self.path.display()))
     }
 
     /// FILE.N-1 → FILE.N, …, FILE → FILE.1, then a fresh FILE. Errors are
