@@ -41,14 +41,14 @@ pub struct LiveArgs {
     #[arg(long)]
     pub json: bool,
     /// Print a summary this often (e.g. 1s, 500ms); 0 disables periodic summaries.
-    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_duration, default_value = "1s")]
     pub interval: Duration,
     /// Stop after this long (e.g. 30s, 5m).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// Only print successful calls at least this slow (failures always print);
     /// histograms still count every call.
-    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_duration, default_value = "0s")]
     pub min_latency: Duration,
     /// How function hooks attach: fentry/fexit where allowed, else kprobe.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
@@ -62,12 +62,29 @@ pub struct LiveArgs {
     pub bench: crate::bench_flood::BenchArgs,
 }
 
+/// What a duration is, for every error about one.
+pub const DURATION_FORM: &str =
+    "a duration is a positive number with a unit (us, ms, s, m, h), e.g. 30s or 500ms";
+
+/// `-5s`, `-.5s`: a minus sign before a number (`--json`, a flag given
+/// where the value should be, is not "negative").
+pub fn is_negative(s: &str) -> bool {
+    s.strip_prefix('-')
+        .and_then(|r| r.chars().next())
+        .is_some_and(|c| c.is_ascii_digit() || c == '.')
+}
+
+/// A duration argument. Its flags take values starting with `-`
+/// (`allow_hyphen_values`) so that `--duration -5s` reaches this parser
+/// and gets this one-line explanation, not clap's "unexpected argument".
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{e} (use a number with a unit: 500ms, 1s, 2m)"))
+    if is_negative(s) {
+        return Err(format!("durations cannot be negative: {DURATION_FORM}"));
+    }
+    humantime::parse_duration(s).map_err(|_| DURATION_FORM.to_owned())
 }
 
 #[cfg(test)]
@@ -126,6 +143,60 @@ mod tests {
                 json: false
             })
         ));
+    }
+
+    /// The first line of clap's error, which is all it prints besides usage.
+    fn first_line(args: &[&str]) -> String {
+        let err = parse(args).unwrap_err().to_string();
+        err.lines().next().unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn negative_and_invalid_durations_say_what_a_duration_is() {
+        assert_eq!(
+            first_line(&["--duration", "-5s"]),
+            "error: invalid value '-5s' for '--duration <DURATION>': durations cannot be \
+             negative: a duration is a positive number with a unit (us, ms, s, m, h), \
+             e.g. 30s or 500ms"
+        );
+        assert_eq!(
+            first_line(&["--interval", "-1"]),
+            "error: invalid value '-1' for '--interval <INTERVAL>': durations cannot be \
+             negative: a duration is a positive number with a unit (us, ms, s, m, h), \
+             e.g. 30s or 500ms"
+        );
+        assert_eq!(
+            first_line(&["--min-latency", "5"]),
+            "error: invalid value '5' for '--min-latency <MIN_LATENCY>': a duration is a \
+             positive number with a unit (us, ms, s, m, h), e.g. 30s or 500ms"
+        );
+        assert_eq!(
+            first_line(&["diagnose", "--duration", "-10s"]),
+            "error: invalid value '-10s' for '--duration <DURATION>': durations cannot be \
+             negative: a duration is a positive number with a unit (us, ms, s, m, h), \
+             e.g. 30s or 500ms"
+        );
+        assert_eq!(
+            first_line(&["record", "-o", "f", "--duration", "-5s"]),
+            "error: invalid value '-5s' for '--duration <DURATION>': durations cannot be \
+             negative: a duration is a positive number with a unit (us, ms, s, m, h), \
+             e.g. 30s or 500ms"
+        );
+        // A flag where the value belongs is not called negative.
+        assert_eq!(
+            first_line(&["--duration", "--json"]),
+            "error: invalid value '--json' for '--duration <DURATION>': a duration is a \
+             positive number with a unit (us, ms, s, m, h), e.g. 30s or 500ms"
+        );
+        // Zero still means "off" for --interval, and other values parse.
+        assert_eq!(
+            parse(&["--interval", "0"]).unwrap().live.interval,
+            Duration::ZERO
+        );
+        assert_eq!(
+            parse(&["--duration", "1h"]).unwrap().live.duration,
+            Some(Duration::from_secs(3600))
+        );
     }
 
     #[test]

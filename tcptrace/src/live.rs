@@ -237,6 +237,11 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
                         eprintln!("tcptrace: {} reached --max-size: stopping", rec.path().display());
                         break;
                     }
+                    // The writer said why on stderr already; stop as at
+                    // --max-size, the final summary counts what was lost.
+                    if rec.stopped().is_some() {
+                        break;
+                    }
                 }
             }
             _ = sigint.recv() => break,
@@ -251,6 +256,7 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
         &mut owners,
         recorder.as_mut(),
     )?;
+    printer.summary.recording = recorder.as_ref().and_then(Recorder::stopped);
     summarize(&counters, &mut printer, recorder.as_mut(), true)?;
     if let Some(rec) = recorder {
         rec.finish()?;

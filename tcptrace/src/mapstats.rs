@@ -23,6 +23,8 @@ use aya::maps::{Map, MapData, PerCpuArray};
 use serde_json::{json, Value};
 use tcptrace_common::statemaps::{StateMap, CONNECT_IN_FLIGHT, FULL_MAP};
 
+use crate::escape::Escaped;
+
 /// One state map at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MapFill {
@@ -267,9 +269,9 @@ pub fn render_text(maps: &[MapFill], out: &mut String) {
         .iter()
         .map(|m| {
             let mut p = if m.capacity == 0 {
-                format!("{} {} (per task)", m.name, m.entries)
+                format!("{} {} (per task)", Escaped(&m.name), m.entries)
             } else {
-                format!("{} {}/{}", m.name, m.entries, m.capacity)
+                format!("{} {}/{}", Escaped(&m.name), m.entries, m.capacity)
             };
             if m.lru && !all_lru {
                 p.push_str(" (LRU)");
@@ -291,7 +293,7 @@ pub fn render_text(maps: &[MapFill], out: &mut String) {
             let _ = writeln!(
                 out,
                 "WARNING: state map {} is {}% full ({}/{}): {}",
-                m.name,
+                Escaped(&m.name),
                 m.percent(),
                 m.entries,
                 m.capacity,
@@ -306,7 +308,7 @@ pub fn render_text(maps: &[MapFill], out: &mut String) {
             let _ = writeln!(
                 out,
                 "WARNING: state map {}: {} inserts failed ({}): those events were not tracked",
-                m.name,
+                Escaped(&m.name),
                 m.full_failures,
                 if m.capacity == 0 {
                     "task storage not allocated"

@@ -18,7 +18,10 @@ use tcptrace_common::{
     EventKind,
 };
 
-use crate::event::{Detail, Event};
+use crate::{
+    escape::escaped,
+    event::{Detail, Event},
+};
 
 const SHB: u32 = 0x0A0D_0D0A;
 const IDB: u32 = 0x0000_0001;
@@ -42,12 +45,13 @@ pub fn carries_packet(kind: EventKind) -> bool {
 }
 
 /// The packet an event carries and the comment naming the kernel's verdict,
-/// or None for events without captured bytes.
+/// or None for events without captured bytes. Wireshark shows comments as
+/// text: anything in one that came from the traced system is escaped.
 pub fn packet(ev: &Event) -> Option<(&[u8], String)> {
     if ev.packet.is_empty() || !carries_packet(ev.kind) {
         return None;
     }
-    Some((&ev.packet, comment(ev)?))
+    Some((&ev.packet, escaped(&comment(ev)?)))
 }
 
 fn endpoint(addr: IpAddr, port: u16) -> String {

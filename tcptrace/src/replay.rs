@@ -12,12 +12,13 @@ use chrono::DateTime;
 use clap::Args;
 
 use crate::{
+    escape::Escaped,
     event::decode,
     filter::FilterArgs,
     output::json::wall_time,
     record::{
         fmt_bytes,
-        format::{counters_since, zero_counters, Item, MarkerKind, Metadata},
+        format::{counters_since, zero_counters, Item, MarkerKind, Metadata, StopReason},
         reader::{Ending, Reader},
     },
     sink::Printer,
@@ -36,10 +37,10 @@ pub struct ReplayArgs {
     pub json: bool,
     /// Start at this time: RFC 3339 (2024-05-01T10:00:00Z) or a duration
     /// after the recording started (30s, 5m).
-    #[arg(long, value_name = "T", value_parser = parse_time)]
+    #[arg(long, value_name = "T", allow_hyphen_values = true, value_parser = parse_time)]
     pub since: Option<TimeArg>,
     /// Stop before this time (same forms as --since).
-    #[arg(long, value_name = "T", value_parser = parse_time)]
+    #[arg(long, value_name = "T", allow_hyphen_values = true, value_parser = parse_time)]
     pub until: Option<TimeArg>,
     /// Write the packets of events that carry them to a pcapng file.
     #[arg(long, value_name = "OUT")]
@@ -61,6 +62,14 @@ pub enum TimeArg {
 }
 
 pub fn parse_time(s: &str) -> Result<TimeArg, String> {
+    // RFC 3339 times never start with '-' (years before 0 are not ours).
+    if crate::cli::is_negative(s) {
+        return Err(format!(
+            "times cannot be negative: use an RFC 3339 time (2024-05-01T10:00:00Z) or a \
+             duration after the recording started ({})",
+            crate::cli::DURATION_FORM
+        ));
+    }
     if let Ok(d) = humantime::parse_duration(s) {
         return Ok(TimeArg::After(d));
     }
@@ -141,6 +150,14 @@ fn ending_note(path: &std::path::Path, r: &Reader<impl std::io::Read>) {
             "tcptrace: {}: no end block (recorder stopped abruptly): read all {} blocks",
             path.display(),
             r.blocks
+        ),
+        Ending::Stopped { reason, records } => eprintln!(
+            "tcptrace: {}: recording stopped: {} after {records} events: read all of them",
+            path.display(),
+            reason.map_or(
+                "for a reason this tcptrace does not know",
+                StopReason::describe
+            )
         ),
         Ending::Clean | Ending::Open => {}
     }
@@ -257,12 +274,14 @@ fn info(files: &[PathBuf]) -> Result<()> {
         }
         let m = &r.meta;
         writeln!(out, "file:        {}", path.display())?;
+        // The header is whatever the file says: escape its strings.
         writeln!(
             out,
             "host:        {} (kernel {})",
-            m.hostname, m.kernel_release
+            Escaped(&m.hostname),
+            Escaped(&m.kernel_release)
         )?;
-        writeln!(out, "tcptrace:    {}", m.tcptrace_version)?;
+        writeln!(out, "tcptrace:    {}", Escaped(&m.tcptrace_version))?;
         writeln!(
             out,
             "started:     {} (file {} of the run)",
@@ -281,18 +300,29 @@ fn info(files: &[PathBuf]) -> Result<()> {
             writeln!(
                 out,
                 "hook:        {:<12} {}",
-                h.hook,
-                h.mechanism.as_deref().unwrap_or("UNAVAILABLE")
+                Escaped(&h.hook),
+                Escaped(h.mechanism.as_deref().unwrap_or("UNAVAILABLE"))
             )?;
         }
         if !m.filter.is_empty() {
-            writeln!(out, "filter:      {} (applied in the kernel)", m.filter)?;
+            writeln!(
+                out,
+                "filter:      {} (applied in the kernel)",
+                Escaped(&m.filter)
+            )?;
         }
         let ending = match r.ending {
             Ending::Clean => "closed cleanly".to_owned(),
             Ending::Unclosed => "not closed (recorder stopped abruptly)".to_owned(),
             Ending::Truncated { offset } => format!("cut inside a block at byte {offset}"),
             Ending::Open => "open".to_owned(),
+            Ending::Stopped { reason, records } => format!(
+                "stopped: {} after {records} events",
+                reason.map_or(
+                    "for a reason this tcptrace does not know",
+                    StopReason::describe
+                )
+            ),
         };
         writeln!(
             out,
@@ -329,6 +359,12 @@ mod tests {
             Ok(TimeArg::Wall(1_700_000_000_500_000_000))
         );
         assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
+        assert_eq!(
+            parse_time("-5s").unwrap_err(),
+            "times cannot be negative: use an RFC 3339 time (2024-05-01T10:00:00Z) or a \
+             duration after the recording started (a duration is a positive number with a \
+             unit (us, ms, s, m, h), e.g. 30s or 500ms)"
+        );
         let meta = Metadata {
             boot_offset_ns: 1_700_000_000_000_000_000,
             start_boot_ns: 5_000,

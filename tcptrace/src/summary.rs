@@ -45,6 +45,19 @@ fn stat_name(s: Stat) -> &'static str {
     }
 }
 
+/// A recording that stopped before the run did (a full disk): shown in
+/// every summary from then on, so no loss is silent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordingStop {
+    pub file: String,
+    /// JSON name of the reason: `disk_full`.
+    pub reason: &'static str,
+    /// The error: "no space left on device".
+    pub why: &'static str,
+    pub events_written: u64,
+    pub events_not_written: u64,
+}
+
 /// What the event stream showed so far.
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
@@ -56,6 +69,8 @@ pub struct Summary {
     /// PAWS rejects and received RSTs per peer.
     pub paws: PawsStats,
     pub syn: crate::syn::SynSummary,
+    /// Set by the live run once its recording stopped early.
+    pub recording: Option<RecordingStop>,
 }
 
 impl Summary {
@@ -117,7 +132,11 @@ impl Summary {
         }
         out.push('\n');
         if !k.missed.is_empty() {
-            let per: Vec<String> = k.missed.iter().map(|(p, n)| format!("{p}={n}")).collect();
+            let per: Vec<String> = k
+                .missed
+                .iter()
+                .map(|(p, n)| format!("{}={n}", crate::escape::Escaped(p)))
+                .collect();
             let _ = writeln!(
                 out,
                 "programs skipped by the kernel (another BPF program was running on that CPU): {} ({})",
@@ -131,6 +150,16 @@ impl Summary {
         }
         if self.decode_errors > 0 {
             let _ = writeln!(out, "undecodable records: {}", self.decode_errors);
+        }
+        if let Some(r) = &self.recording {
+            let _ = writeln!(
+                out,
+                "recording: stopped writing {}: {}: {} events written, {} not written",
+                crate::escape::Escaped(&r.file),
+                r.why,
+                r.events_written,
+                r.events_not_written
+            );
         }
         out
     }
@@ -192,6 +221,19 @@ impl Summary {
         if let (Value::Object(v), Value::Object(p)) = (&mut v, self.paws.to_json(&k.rst_sent)) {
             v.extend(p);
         }
+        // Only when it happened: summaries of every other run stay as they were.
+        if let (Value::Object(v), Some(r)) = (&mut v, &self.recording) {
+            v.insert(
+                "recording".into(),
+                json!({
+                    "file": r.file,
+                    "stopped": r.reason,
+                    "error": r.why,
+                    "events_written": r.events_written,
+                    "events_not_written": r.events_not_written,
+                }),
+            );
+        }
         v
     }
 }
@@ -200,6 +242,37 @@ impl Summary {
 mod tests {
     use super::*;
     use crate::event::{decode, tests::raw_latency};
+
+    #[test]
+    fn a_stopped_recording_is_in_text_and_json_only_when_it_happened() {
+        let k = KernelCounters::default();
+        let mut s = Summary::default();
+        let quiet_text = s.render_text(&k, "summary");
+        let quiet = s.to_json(&k, true);
+        assert!(!quiet_text.contains("recording"), "{quiet_text}");
+        assert!(quiet.get("recording").is_none(), "{quiet}");
+        s.recording = Some(RecordingStop {
+            file: "/mnt/run.rec".into(),
+            reason: "disk_full",
+            why: "no space left on device",
+            events_written: 4000,
+            events_not_written: 123,
+        });
+        let text = s.render_text(&k, "summary");
+        assert!(
+            text.ends_with(
+                "recording: stopped writing /mnt/run.rec: no space left on device: \
+                 4000 events written, 123 not written\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            s.to_json(&k, true)["recording"],
+            json!({"file": "/mnt/run.rec", "stopped": "disk_full",
+                   "error": "no space left on device",
+                   "events_written": 4000, "events_not_written": 123})
+        );
+    }
 
     #[test]
     fn counts_errors_by_kind_and_errno() {

@@ -500,7 +500,7 @@ impl SynSummary {
         );
         for (id, s, c) in self.rows(k) {
             let owner = if s.pid != 0 {
-                format!("{}[{}]", s.comm, s.pid)
+                format!("{}[{}]", crate::escape::Escaped(&s.comm), s.pid)
             } else {
                 "?".into()
             };
@@ -754,5 +754,22 @@ pub(crate) mod tests {
             text.contains("accept_queue_full=3 syn_queue_full=1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn listener_owner_names_are_escaped() {
+        let mut ev = crate::event::decode(&raw_syn(EventKind::ListenOverflow, 0, 0)).unwrap();
+        ev.comm = "srv\x1b[2J\u{9b}".into();
+        let mut s = SynSummary::default();
+        s.observe(&ev);
+        let mut text = String::new();
+        s.render_text(&SynKernelCounters::default(), &mut text);
+        assert!(text.contains(r" srv\x1b[2J\u{9b}[7]: "), "{text}");
+        assert!(
+            !text.trim_end().chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        let (_, listeners) = s.to_json(&SynKernelCounters::default());
+        assert_eq!(listeners[0]["comm"], "srv\x1b[2J\u{9b}");
     }
 }

@@ -23,6 +23,8 @@ use std::{fmt::Write as _, net::IpAddr};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use crate::escape::Escaped;
+
 use self::{
     evidence::HostView,
     fields::{Ev, Span},
@@ -99,33 +101,37 @@ impl Finding {
         })
     }
 
+    /// The finding for a person. Summary, subject, advice and evidence
+    /// strings quote names the traced system chose (task names, /proc
+    /// comm): every one is escaped, so none can reach the terminal raw.
     pub fn render_text(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "  [{}] {} — {}",
             self.severity.name(),
             self.id,
-            self.subject
+            Escaped(&self.subject)
         );
-        let _ = writeln!(out, "    {}", self.summary);
+        let _ = writeln!(out, "    {}", Escaped(&self.summary));
         let mut seen = format!("    count {}", self.count);
         if let (Some(f), Some(l)) = (&self.first_seen, &self.last_seen) {
-            let _ = write!(seen, ", first {f}, last {l}");
+            let _ = write!(seen, ", first {}, last {}", Escaped(f), Escaped(l));
         }
         let _ = writeln!(out, "{seen}");
+        // Non-string values print as JSON, whose strings serde escapes.
         let ev: Vec<String> = self
             .evidence
             .iter()
             .map(|(k, v)| match v {
-                Value::String(s) => format!("{k}={s}"),
-                v => format!("{k}={v}"),
+                Value::String(s) => format!("{}={}", Escaped(k), Escaped(s)),
+                v => format!("{}={v}", Escaped(k)),
             })
             .collect();
         if !ev.is_empty() {
             let _ = writeln!(out, "    evidence: {}", ev.join(" "));
         }
         for a in &self.advice {
-            let _ = writeln!(out, "    - {a}");
+            let _ = writeln!(out, "    - {}", Escaped(a));
         }
     }
 }
@@ -486,5 +492,35 @@ pub mod tests {
         assert!(j["advice"].as_array().is_some_and(|a| !a.is_empty()));
         let text = render_text(&f);
         assert!(text.contains("accept_queue_overflow"), "{text}");
+    }
+
+    #[test]
+    fn finding_text_escapes_names_from_the_host() {
+        let evil = "\x1b]0;pwned\x07\x1b[2J";
+        let mut f = Finding::new(
+            "accept_queue_overflow",
+            Severity::Critical,
+            format!("listener {evil}"),
+            &Span::default(),
+        );
+        f.summary = format!("{evil} (pid 7) does not accept()");
+        f.evidence.insert("comm".into(), json!(evil));
+        f.evidence
+            .insert("processes".into(), json!([{"comm": evil}]));
+        f.advice.push(format!("look at {evil}\nnow"));
+        let text = render_text(&[f.clone()]);
+        assert_eq!(
+            text,
+            concat!(
+                "findings: 1\n",
+                "  [critical] accept_queue_overflow — listener \\x1b]0;pwned\\x07\\x1b[2J\n",
+                "    \\x1b]0;pwned\\x07\\x1b[2J (pid 7) does not accept()\n",
+                "    count 0\n",
+                "    evidence: comm=\\x1b]0;pwned\\x07\\x1b[2J processes=[{\"comm\":\"\\u001b]0;pwned\\u0007\\u001b[2J\"}]\n",
+                "    - look at \\x1b]0;pwned\\x07\\x1b[2J\\nnow\n",
+            )
+        );
+        // JSON keeps the name itself; serde escapes it.
+        assert_eq!(f.to_json()["evidence"]["comm"], evil);
     }
 }

@@ -19,7 +19,12 @@ use crate::{cli::LiveArgs, filter::FilterArgs, hooks::AttachMode};
 #[derive(Debug, Args)]
 pub struct DiagnoseArgs {
     /// How long to watch (e.g. 10s, 2m).
-    #[arg(long, value_parser = crate::cli::parse_duration, default_value = "10s")]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        value_parser = crate::cli::parse_duration,
+        default_value = "10s"
+    )]
     pub duration: Duration,
     /// Print findings as JSON Lines (objects of kind "finding").
     #[arg(long)]

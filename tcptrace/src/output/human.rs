@@ -7,6 +7,7 @@ use tcptrace_common::paws::{PawsSite, RstVerdict};
 use tcptrace_common::EventKind;
 
 use crate::{
+    escape::Escaped,
     event::{errno_name, Detail, Event, PawsDetail, RstDetail},
     hist::fmt_ns,
     output::json::wall_time,
@@ -68,7 +69,7 @@ impl Human {
             "{clock:<16} {:<17} {:<7} {:<16} {local:<22} {peer:<22} {:>8} {result}",
             ev.kind.name(),
             ev.pid,
-            ev.comm,
+            Escaped(&ev.comm),
             latency.map(fmt_ns).unwrap_or_else(|| "-".into()),
         )
     }
@@ -137,6 +138,21 @@ mod tests {
         assert!(line.ends_with("EADDRNOTAVAIL probed=7"), "{line}");
         assert_eq!(line.find("port_search"), HEADER.find("KIND"));
         assert_eq!(line.find("127.0.0.1"), HEADER.find("LOCAL"));
+    }
+
+    #[test]
+    fn task_names_are_escaped() {
+        let h = Human { color: false };
+        let mut ev = decode(&raw_latency(EventKind::Connect, 2, 111)).unwrap();
+        ev.comm = "\x1b[31mEVIL\x1b[2J\x07".into();
+        let line = h.line(&ev, 0);
+        assert!(line.contains(r" \x1b[31mEVIL\x1b[2J\x07 "), "{line}");
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        // Colour codes are still ours to send: only the name is escaped.
+        let h = Human { color: true };
+        let line = h.line(&ev, 0);
+        assert!(line.contains(r"\x1b[31mEVIL"), "{line}");
+        assert!(line.ends_with("\x1b[31mECONNREFUSED\x1b[0m"), "{line:?}");
     }
 
     #[test]

@@ -147,7 +147,11 @@ impl PawsStats {
         let sent: Vec<&(String, u64)> = rst_sent.iter().filter(|(_, n)| *n > 0).collect();
         if !sent.is_empty() {
             let total: u64 = sent.iter().map(|(_, n)| n).sum();
-            let per: Vec<String> = sent.iter().map(|(r, n)| format!("{r}={n}")).collect();
+            // Names as the (possibly recorded, so untrusted) counters carry them.
+            let per: Vec<String> = sent
+                .iter()
+                .map(|(r, n)| format!("{}={n}", crate::escape::Escaped(r)))
+                .collect();
             let _ = writeln!(out, "rst sent: {total} ({})", per.join(", "));
         }
         if self.untracked > 0 {

@@ -2,7 +2,7 @@
 //! people; this module is the one implementation both sides use).
 //!
 //! ```text
-//! file    = header block* [end-block]
+//! file    = header block* [end-block | stopped-block]
 //! header  = magic "TCPTRREC" | version u16 | flags u16 | meta_len u32 | metadata (JSON) | crc32 u32
 //! block   = type u8 | codec u8 | reserved u16 | stored_len u32 | raw_len u32 | records u32 | crc32 u32 | payload
 //! ```
@@ -47,6 +47,44 @@ const ZSTD_LEVEL: i32 = 3;
 pub mod block_type {
     pub const EVENTS: u8 = 1;
     pub const END: u8 = 2;
+    /// The recorder stopped before it could write everything: why, and how
+    /// much the file holds. Readers from before it skip it as unknown and
+    /// see a file without an end block.
+    pub const STOPPED: u8 = 3;
+}
+
+/// Why a recorder stopped writing early (the stopped block's reason code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// A write failed with ENOSPC (or EDQUOT).
+    DiskFull = 1,
+}
+
+impl StopReason {
+    pub fn from_u64(v: u64) -> Option<Self> {
+        (v == Self::DiskFull as u64).then_some(Self::DiskFull)
+    }
+
+    /// For people: "disk full (no space left on device)".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::DiskFull => "disk full (no space left on device)",
+        }
+    }
+
+    /// The error behind it, as strerror words it.
+    pub fn error_text(self) -> &'static str {
+        match self {
+            Self::DiskFull => "no space left on device",
+        }
+    }
+
+    /// Its name in JSON (`recording.stopped`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::DiskFull => "disk_full",
+        }
+    }
 }
 
 pub mod codec {
@@ -951,6 +989,21 @@ pub fn encode_end(records: u64, blocks: u64) -> Vec<u8> {
 pub fn decode_end(payload: &[u8]) -> Result<(u64, u64)> {
     let mut c = Cursor::new(payload);
     Ok((c.varint()?, c.varint()?))
+}
+
+/// Payload of the stopped block: reason code, then records and events
+/// blocks in the file, as in the end block.
+pub fn encode_stopped(reason: StopReason, records: u64, blocks: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_varint(&mut out, reason as u64);
+    out.extend(encode_end(records, blocks));
+    out
+}
+
+/// The reason (None for a code this build does not know), records, blocks.
+pub fn decode_stopped(payload: &[u8]) -> Result<(Option<StopReason>, u64, u64)> {
+    let mut c = Cursor::new(payload);
+    Ok((StopReason::from_u64(c.varint()?), c.varint()?, c.varint()?))
 }
 
 #[cfg(test)]

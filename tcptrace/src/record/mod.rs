@@ -9,6 +9,7 @@
 
 pub mod format;
 pub mod reader;
+pub mod reserve;
 pub mod writer;
 
 use std::{
@@ -33,11 +34,15 @@ use tcptrace_common::{
 };
 
 use self::{
-    format::{Block, HookInfo, Marker, MarkerKind, Metadata, BLOCK_TARGET},
+    format::{Block, HookInfo, Marker, MarkerKind, Metadata, StopReason, BLOCK_TARGET},
     writer::{FileWriter, Written},
 };
 use crate::{
-    cli::LiveArgs, filter::FilterArgs, hooks::HookStatus, summary::KernelCounters, syn::OwnerLookup,
+    cli::LiveArgs,
+    filter::FilterArgs,
+    hooks::HookStatus,
+    summary::{KernelCounters, RecordingStop},
+    syn::OwnerLookup,
 };
 
 #[derive(Debug, Args)]
@@ -169,6 +174,10 @@ pub fn fmt_bytes(n: u64) -> String {
 struct Shared {
     bytes: AtomicU64,
     full: AtomicBool,
+    /// Records written to files (final once `stopped` is set).
+    written: AtomicU64,
+    /// Set once a full disk stopped the writer.
+    stopped: AtomicBool,
 }
 
 /// The status line on stderr: rewritten every second on a terminal, one
@@ -202,7 +211,10 @@ impl Recorder {
         let shared = Arc::new(Shared {
             bytes: AtomicU64::new(file.total_bytes),
             full: AtomicBool::new(false),
+            written: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
         });
+        let path = args.output.clone();
         // A few blocks of slack; if the disk is slower than the events the
         // loop waits, the ring buffer fills and the kernel counts lost events.
         let (tx, rx) = sync_channel::<Block>(4);
@@ -211,10 +223,25 @@ impl Recorder {
             .name("recorder".into())
             .spawn(move || -> Result<()> {
                 for block in rx {
-                    if file.write_block(&block)? == Written::Full {
-                        sh.full.store(true, Ordering::Relaxed);
-                    }
+                    let written = file.write_block(&block)?;
                     sh.bytes.store(file.total_bytes, Ordering::Relaxed);
+                    sh.written.store(file.total_records, Ordering::Relaxed);
+                    match written {
+                        Written::Ok => {}
+                        Written::Full => sh.full.store(true, Ordering::Relaxed),
+                        // Said at once, from here: the live loop only
+                        // looks once a second.
+                        Written::Stopped(reason) => {
+                            if !sh.stopped.swap(true, Ordering::Release) {
+                                eprintln!(
+                                    "tcptrace: {}: {}: recording stopped after {} events",
+                                    path.display(),
+                                    reason.error_text(),
+                                    file.total_records
+                                );
+                            }
+                        }
+                    }
                 }
                 file.finish()
             })
@@ -290,6 +317,22 @@ impl Recorder {
         self.shared.full.load(Ordering::Relaxed)
     }
 
+    /// Once a full disk stopped the writer: what the summary says about it.
+    /// Every event handed over since the stop counts as not written.
+    pub fn stopped(&self) -> Option<RecordingStop> {
+        if !self.shared.stopped.load(Ordering::Acquire) {
+            return None;
+        }
+        let written = self.shared.written.load(Ordering::Relaxed);
+        Some(RecordingStop {
+            file: self.path.display().to_string(),
+            reason: StopReason::DiskFull.name(),
+            why: StopReason::DiskFull.error_text(),
+            events_written: written,
+            events_not_written: self.events.saturating_sub(written),
+        })
+    }
+
     pub fn path(&self) -> &std::path::Path {
         &self.path
     }
@@ -347,7 +390,8 @@ impl Recorder {
         self.status.last_time = now;
     }
 
-    /// Writes what is left and closes the file cleanly (end block).
+    /// Writes what is left and closes the file cleanly (end block). A
+    /// recording a full disk stopped is an error: not every event is in it.
     pub fn finish(mut self) -> Result<()> {
         let flushed = self.flush();
         let stopped = self.stop_writer();
@@ -355,6 +399,15 @@ impl Recorder {
             eprintln!();
         }
         flushed.and(stopped)?;
+        if let Some(s) = self.stopped() {
+            bail!(
+                "recording to {} stopped: {}: {} events written, {} not written",
+                s.file,
+                s.why,
+                s.events_written,
+                s.events_not_written
+            );
+        }
         eprintln!(
             "tcptrace: recorded {} events to {} ({})",
             self.events,
@@ -444,5 +497,14 @@ mod tests {
         assert_eq!(r.filter.port, Some(80));
         assert!(Cli::try_parse_from(["tcptrace", "replay"]).is_err());
         assert!(Cli::try_parse_from(["tcptrace", "replay", "f", "--since", "soon"]).is_err());
+        let err = Cli::try_parse_from(["tcptrace", "replay", "f", "--until", "-5s"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "error: invalid value '-5s' for '--until <T>': times cannot be negative"
+            ),
+            "{err}"
+        );
     }
 }

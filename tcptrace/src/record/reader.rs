@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use super::format::{self, block_type, Block, Metadata, BLOCK_HEADER, HEADER_FIXED};
+use super::format::{self, block_type, Block, Metadata, StopReason, BLOCK_HEADER, HEADER_FIXED};
 
 /// How the file ended, known once [`Reader::next_block`] returned `None`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +24,13 @@ pub enum Ending {
     /// The file stops inside a block at this offset: the recorder was killed
     /// while writing it; everything before it was read.
     Truncated { offset: u64 },
+    /// The recorder stopped writing early and said why (a stopped block);
+    /// the file holds `records` events, all read. `None`: a reason this
+    /// build does not know.
+    Stopped {
+        reason: Option<StopReason>,
+        records: u64,
+    },
 }
 
 pub struct Reader<R: Read> {
@@ -137,9 +144,16 @@ impl<R: Read> Reader<R> {
                     self.records += block.len() as u64;
                     return Ok(Some(block));
                 }
-                block_type::END => {
-                    let (records, _) = format::decode_end(&raw)
-                        .with_context(|| format!("end block at byte {at} is corrupt"))?;
+                block_type::END | block_type::STOPPED => {
+                    let (reason, records) = if bh.kind == block_type::END {
+                        let (records, _) = format::decode_end(&raw)
+                            .with_context(|| format!("end block at byte {at} is corrupt"))?;
+                        (None, records)
+                    } else {
+                        let (reason, records, _) = format::decode_stopped(&raw)
+                            .with_context(|| format!("stopped block at byte {at} is corrupt"))?;
+                        (Some(reason), records)
+                    };
                     if records != self.records {
                         bail!(
                             "end block at byte {at} counts {records} records, the file holds {}",
@@ -150,7 +164,10 @@ impl<R: Read> Reader<R> {
                     if read_up_to(&mut self.input, &mut probe)? != 0 {
                         bail!("data after the end block at byte {}", self.offset);
                     }
-                    self.ending = Ending::Clean;
+                    self.ending = match reason {
+                        None => Ending::Clean,
+                        Some(reason) => Ending::Stopped { reason, records },
+                    };
                     return Ok(None);
                 }
                 // Block types added later within this format version carry
@@ -165,7 +182,7 @@ impl<R: Read> Reader<R> {
 mod tests {
     use super::*;
     use crate::record::format::{
-        encode_block, encode_end, encode_header, frame, tests::sample_block,
+        encode_block, encode_end, encode_header, encode_stopped, frame, tests::sample_block,
     };
 
     fn sample_file(blocks: usize, end: bool) -> Vec<u8> {
@@ -232,6 +249,58 @@ mod tests {
         assert_eq!(
             read_all(&bytes[..header_len]).unwrap(),
             (0, Ending::Unclosed)
+        );
+    }
+
+    #[test]
+    fn stopped_file_says_why_and_reads_whole() {
+        let mut bytes = sample_file(2, false);
+        let records = 20 + 1 + 27 + 1;
+        bytes.extend(
+            frame(
+                block_type::STOPPED,
+                0,
+                &encode_stopped(StopReason::DiskFull, records, 2),
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            read_all(&bytes).unwrap(),
+            (
+                records,
+                Ending::Stopped {
+                    reason: Some(StopReason::DiskFull),
+                    records
+                }
+            )
+        );
+        // A reason from a newer writer still reads.
+        let mut newer = sample_file(2, false);
+        let mut payload = encode_stopped(StopReason::DiskFull, records, 2);
+        payload[0] = 9;
+        newer.extend(frame(block_type::STOPPED, 0, &payload).unwrap());
+        assert_eq!(
+            read_all(&newer).unwrap().1,
+            Ending::Stopped {
+                reason: None,
+                records
+            }
+        );
+        let mut wrong = sample_file(2, false);
+        wrong.extend(
+            frame(
+                block_type::STOPPED,
+                0,
+                &encode_stopped(StopReason::DiskFull, 5, 2),
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            error(&wrong),
+            format!(
+                "end block at byte {} counts 5 records, the file holds {records}",
+                sample_file(2, false).len()
+            )
         );
     }
 

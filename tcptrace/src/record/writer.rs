@@ -1,17 +1,22 @@
 //! Writing recording files: header, one `write` per block (so a killed
 //! recorder leaves whole blocks only, plus at most one cut-off block the
-//! reader ignores), size limit and rotation.
+//! reader ignores), size limit and rotation, and a full disk: the writer
+//! stops and closes the file with a stopped block saying so (room for it is
+//! kept allocated, see [`super::reserve`]).
 
 use std::{
     fs::{self, File, OpenOptions},
-    io::Write as _,
+    io::{self, Seek as _, SeekFrom, Write as _},
     os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
 };
 
 use anyhow::{Context as _, Result};
 
-use super::format::{self, block_type, Block, Marker, MarkerKind, Metadata};
+use super::{
+    format::{self, block_type, Block, Marker, MarkerKind, Metadata, StopReason},
+    reserve::{self, RESERVE},
+};
 use crate::summary::KernelCounters;
 
 /// Creates (or truncates) a file only its owner can read: recordings and
@@ -38,13 +43,15 @@ pub fn rotated(path: &Path, n: u32) -> PathBuf {
 }
 
 /// Room kept for the end block so a closed file stays within `--max-size`.
-const END_RESERVE: u64 = 64;
+const END_RESERVE: u64 = RESERVE;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Written {
     Ok,
     /// `--max-size` reached without `--rotate`: nothing more is written.
     Full,
+    /// The disk is full: this block and every later one are not written.
+    Stopped(StopReason),
 }
 
 pub struct FileWriter {
@@ -59,9 +66,15 @@ pub struct FileWriter {
     records: u64,
     /// Bytes written over all files.
     pub total_bytes: u64,
+    /// Records written over all files.
+    pub total_records: u64,
     /// The newest counters written, the baseline of a rotated file.
     last_counters: Option<(u64, KernelCounters)>,
     full: bool,
+    /// Where the space allocated for the current file ends; None once
+    /// fallocate proved unsupported here.
+    reserved_to: Option<u64>,
+    stopped: Option<StopReason>,
 }
 
 impl FileWriter {
@@ -76,26 +89,76 @@ impl FileWriter {
             blocks: 0,
             records: 0,
             total_bytes: 0,
+            total_records: 0,
             last_counters: None,
             full: false,
+            reserved_to: Some(0),
+            stopped: None,
         };
         let header = format::encode_header(&w.meta)?;
-        w.write(&header)?;
+        w.write(&header)
+            .with_context(|| format!("writing {}", w.path.display()))?;
         Ok(w)
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.file
-            .write_all(bytes)
-            .with_context(|| format!("writing {}", self.path.display()))?;
+    /// Appends `bytes`, first allocating them and the reserve behind them.
+    /// An ENOSPC from either comes back as is (see [`reserve::is_disk_full`]).
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if let Some(to) = self.reserved_to {
+            let want = bytes.len() as u64 + RESERVE;
+            match reserve::allocate(&self.file, self.size, want) {
+                Ok(()) => self.reserved_to = Some(to.max(self.size + want)),
+                Err(e) if reserve::is_disk_full(&e) => return Err(e),
+                // EOPNOTSUPP and the like: plain writes from now on.
+                Err(_) => self.reserved_to = None,
+            }
+        }
+        self.file.write_all(bytes)?;
         self.size += bytes.len() as u64;
         self.total_bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// The disk is full: drop whatever a failed write left of its block,
+    /// close the file with a stopped block in the reserved room (written
+    /// without a new allocation), and write nothing more.
+    fn stop(&mut self, reason: StopReason) -> Result<()> {
+        self.stopped = Some(reason);
+        let path = self.path.display().to_string();
+        self.file
+            .set_len(self.size)
+            .and_then(|()| self.file.seek(SeekFrom::Start(self.size)))
+            .with_context(|| format!("cutting {path} back to its last whole block"))?;
+        // A file whose header did not fit holds nothing worth closing.
+        if self.size > 0 {
+            let stopped = format::frame(
+                block_type::STOPPED,
+                0,
+                &format::encode_stopped(reason, self.records, self.blocks),
+            )?;
+            match self.file.write_all(&stopped) {
+                Ok(()) => {
+                    self.size += stopped.len() as u64;
+                    self.total_bytes += stopped.len() as u64;
+                }
+                // No reserve here (no fallocate): the reader sees the
+                // file end after its last whole block.
+                Err(_) => {
+                    let _ = self.file.set_len(self.size);
+                }
+            }
+        }
+        let _ = self.file.sync_all();
+        reserve::release(&self.file, self.size, self.reserved_to.unwrap_or(0));
         Ok(())
     }
 
     /// Writes one block with a single write call, rotating or stopping first
     /// when it would take the file past `--max-size`.
     pub fn write_block(&mut self, block: &Block) -> Result<Written> {
+        if let Some(reason) = self.stopped {
+            return Ok(Written::Stopped(reason));
+        }
         if self.full {
             return Ok(Written::Full);
         }
@@ -109,7 +172,9 @@ impl FileWriter {
                     self.full = true;
                     return Ok(Written::Full);
                 }
-                self.rotate_files()?;
+                if let Err(e) = self.rotate_files() {
+                    return self.failed(e, "rotating");
+                }
                 if let Some((boot_ns, counters)) = &self.last_counters {
                     let mut with_base = block.clone();
                     with_base.markers.insert(
@@ -126,52 +191,75 @@ impl FileWriter {
                 }
             }
         }
-        self.write(&framed)?;
+        if let Err(e) = self.write(&framed) {
+            return self.failed(e, "writing");
+        }
         self.blocks += 1;
         self.records += block.len() as u64;
+        self.total_records += block.len() as u64;
         if let Some(m) = block.markers.last() {
             self.last_counters = Some((m.boot_ns, m.counters.clone()));
         }
         Ok(Written::Ok)
     }
 
-    /// FILE.N-1 → FILE.N, …, FILE → FILE.1, then a fresh FILE.
-    fn rotate_files(&mut self) -> Result<()> {
+    /// Writing or rotating failed: a full disk stops the recording (the
+    /// caller reports it), anything else is an error naming the file.
+    fn failed(&mut self, e: io::Error, doing: &str) -> Result<Written> {
+        if reserve::is_disk_full(&e) {
+            self.stop(StopReason::DiskFull)?;
+            return Ok(Written::Stopped(StopReason::DiskFull));
+        }
+        Err(e).with_context(|| format!("{doing} {}", self.path.display()))
+    }
+
+    /// FILE.N-1 → FILE.N, …, FILE → FILE.1, then a fresh FILE. Errors are
+    /// returned raw for [`FileWriter::failed`] (a full disk shows here too).
+    fn rotate_files(&mut self) -> io::Result<()> {
         self.finish_file()?;
         for n in (1..self.rotate).rev() {
             let from = rotated(&self.path, n);
             if from.exists() {
-                fs::rename(&from, rotated(&self.path, n + 1))
-                    .with_context(|| format!("rotating {}", from.display()))?;
+                fs::rename(&from, rotated(&self.path, n + 1))?;
             }
         }
-        fs::rename(&self.path, rotated(&self.path, 1))
-            .with_context(|| format!("rotating {}", self.path.display()))?;
-        self.file = create_private(&self.path)?;
+        fs::rename(&self.path, rotated(&self.path, 1))?;
+        self.file = create_private(&self.path).map_err(io::Error::other)?;
         self.size = 0;
         self.blocks = 0;
         self.records = 0;
+        self.reserved_to = self.reserved_to.map(|_| 0);
         self.meta.file_sequence += 1;
         self.meta.start_boot_ns = crate::record::boot_now_ns();
-        let header = format::encode_header(&self.meta)?;
+        let header = format::encode_header(&self.meta).map_err(io::Error::other)?;
         self.write(&header)
     }
 
-    fn finish_file(&mut self) -> Result<()> {
+    /// The end block, written into the reserved room, then the reserve
+    /// given back.
+    fn finish_file(&mut self) -> io::Result<()> {
         let end = format::frame(
             block_type::END,
             0,
             &format::encode_end(self.records, self.blocks),
-        )?;
-        self.write(&end)?;
-        self.file
-            .sync_all()
-            .with_context(|| format!("syncing {}", self.path.display()))
+        )
+        .map_err(io::Error::other)?;
+        self.file.write_all(&end)?;
+        self.size += end.len() as u64;
+        self.total_bytes += end.len() as u64;
+        self.file.sync_all()?;
+        reserve::release(&self.file, self.size, self.reserved_to.unwrap_or(0));
+        Ok(())
     }
 
-    /// Writes the end block: the recording was closed cleanly.
+    /// Writes the end block: the recording was closed cleanly. A writer
+    /// stopped by a full disk closed its file already.
     pub fn finish(mut self) -> Result<()> {
+        if self.stopped.is_some() {
+            return Ok(());
+        }
         self.finish_file()
+            .with_context(|| format!("closing {}", self.path.display()))
     }
 }
 
