@@ -53,6 +53,13 @@ impl<W: Write> Printer<W> {
         self
     }
 
+    /// Tells the diagnosis which hooks attached.
+    pub fn set_hooks(&mut self, hooks: &[crate::hooks::HookStatus]) {
+        if let Some(d) = &mut self.diag {
+            d.set_hooks(hooks.into());
+        }
+    }
+
     /// Also writes every event that carries packet bytes to a pcapng file.
     pub fn with_pcap(mut self, path: Option<&Path>) -> Result<Self> {
         if let Some(path) = path {

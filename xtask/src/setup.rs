@@ -27,6 +27,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "network namespaces in scenarios"),
     ("tshark", "checks tcptrace's pcapng output in tests"),
     (
+        "nginx",
+        "a real master/worker server in the diagnosis scenarios",
+    ),
+    (
         "bpftrace",
         "cargo xtask bench: the peer tracer measured in the same run",
     ),

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::{
     evidence::HostView,
+    hookset::HookSet,
     render_text,
     system::{HostSnapshot, Needs, Scope, Snapshotter},
     Context, Engine, Finding,
@@ -112,6 +113,7 @@ pub fn offline(input: impl std::io::BufRead) -> anyhow::Result<Vec<Finding>> {
         summary: summary.as_ref(),
         host: HostView::default(),
         counters: Scope::Needed,
+        hooks: &HookSet::default(),
     }))
 }
 
@@ -147,6 +149,8 @@ pub struct Session {
     printed: HashMap<String, u64>,
     /// `tcptrace diagnose`: nothing but the findings, at the end.
     only_findings: bool,
+    /// Which hooks attached (live), for advice and skip accounting.
+    hooks: HookSet,
 }
 
 impl Session {
@@ -161,6 +165,7 @@ impl Session {
             scope,
             printed: HashMap::new(),
             only_findings,
+            hooks: HookSet::default(),
         }
     }
 
@@ -174,7 +179,13 @@ impl Session {
             scope: Scope::Needed,
             printed: HashMap::new(),
             only_findings: false,
+            hooks: HookSet::default(),
         }
+    }
+
+    /// The hooks of this run, once attached.
+    pub fn set_hooks(&mut self, hooks: HookSet) {
+        self.hooks = hooks;
     }
 
     /// Whether events are printed (not in `tcptrace diagnose`).
@@ -211,6 +222,7 @@ impl Session {
                 now: view.map(|v| &v.now),
             },
             counters: self.scope,
+            hooks: &self.hooks,
         })
     }
 
@@ -321,6 +333,7 @@ mod tests {
             scope: Scope::Needed,
             printed: HashMap::new(),
             only_findings: only,
+            hooks: HookSet::default(),
         }
     }
 
