@@ -2,7 +2,9 @@
 //! do something, read back what tcptrace reported.
 #![allow(dead_code)]
 
+mod diagnose;
 mod netns;
+pub use diagnose::{worker, Diagnose};
 pub use netns::enter_private_netns;
 
 use std::{
