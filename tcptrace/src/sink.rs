@@ -53,10 +53,10 @@ impl<W: Write> Printer<W> {
         self
     }
 
-    /// Tells the diagnosis which hooks attached.
-    pub fn set_hooks(&mut self, hooks: &[crate::hooks::HookStatus]) {
+    /// Tells the diagnosis which hooks attached (live, or in a recording).
+    pub fn set_hook_set(&mut self, hooks: crate::diagnose::hookset::HookSet) {
         if let Some(d) = &mut self.diag {
-            d.set_hooks(hooks.into());
+            d.set_hooks(hooks);
         }
     }
 

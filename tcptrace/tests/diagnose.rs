@@ -9,14 +9,16 @@ mod support;
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
-use support::*;
+use support::{
+    diagnose::{worker, Diagnose},
+    *,
+};
 
 /// A narrow ephemeral range, all held by connections to one destination:
 /// the next connect() fails with EADDRNOTAVAIL, and diagnose must say which

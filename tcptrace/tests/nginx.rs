@@ -16,7 +16,10 @@ use std::{
 };
 
 use serde_json::Value;
-use support::*;
+use support::{
+    diagnose::{worker, Diagnose},
+    *,
+};
 
 /// nginx's binary, if installed.
 fn nginx_bin() -> Option<PathBuf> {

@@ -40,6 +40,10 @@ impl HookSet {
         let mut known = false;
         let mut total = 0u64;
         for h in self.0.iter().filter(|h| names.contains(&h.name.as_str())) {
+            // Programs unknown (an older recording): so are the skips.
+            if h.programs.is_empty() {
+                return None;
+            }
             known = true;
             for p in &h.programs {
                 let n = missed.and_then(|m| m.get(p)).and_then(Value::as_u64);
@@ -108,6 +112,21 @@ pub fn at_least(n: u64, skipped: Option<u64>) -> String {
         format!("at least {n}")
     } else {
         n.to_string()
+    }
+}
+
+impl From<&[crate::record::format::HookInfo]> for HookSet {
+    fn from(hooks: &[crate::record::format::HookInfo]) -> Self {
+        Self(
+            hooks
+                .iter()
+                .map(|h| HookState {
+                    name: h.hook.clone(),
+                    attached: h.mechanism.is_some(),
+                    programs: h.programs.clone(),
+                })
+                .collect(),
+        )
     }
 }
 

@@ -2,9 +2,8 @@
 //! do something, read back what tcptrace reported.
 #![allow(dead_code)]
 
-mod diagnose;
+pub mod diagnose;
 mod netns;
-pub use diagnose::{worker, Diagnose};
 pub use netns::enter_private_netns;
 
 use std::{
