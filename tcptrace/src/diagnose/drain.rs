@@ -28,12 +28,16 @@ pub struct Verdict<'a> {
 }
 
 impl<'a> Verdict<'a> {
-    /// The holders of the listener on `port` in `netns`, plus `owner` (the
-    /// event's pid or the recorded owner) when it was read.
+    /// The holders of the listener on `port` in `netns`; without a scan of
+    /// its holders (older snapshots), `owner` (the event's pid or the
+    /// recorded owner) stands for them. An owner that no longer holds the
+    /// socket is not a holder.
     pub fn read(ctx: &Context<'a>, netns: u64, port: u16, owner: Option<u32>) -> Self {
         let h = &ctx.host;
         let mut pids: Vec<u32> = h.listener_holders(netns, port).to_vec();
-        pids.extend(owner);
+        if pids.is_empty() {
+            pids.extend(owner);
+        }
         pids.sort_unstable();
         pids.dedup();
         let holders: Vec<Proc<'a>> = pids

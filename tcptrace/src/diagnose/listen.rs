@@ -867,6 +867,15 @@ mod tests {
             "{:?}",
             a.advice
         );
+        // An event pid that does not hold the socket (a stale owner) is not
+        // listed as a holder.
+        let mut stale = events.clone();
+        for e in &mut stale {
+            e["pid"] = json!(99);
+        }
+        let f = run(&stale, hv);
+        assert_eq!(f[0].evidence["holders_total"], 3);
+        assert_eq!(f[0].evidence["pid"], 32);
     }
 
     #[test]
