@@ -101,13 +101,23 @@ impl<'a> Verdict<'a> {
     }
 }
 
-/// `comm (pid N)`; comm is data from the traced system, printed as is.
+/// `comm (pid N)`. comm is data from the traced system (any process may
+/// set it): control characters are escaped so it cannot forge a line.
 pub fn who(pid: u32, comm: &str) -> String {
     if comm.is_empty() {
-        format!("pid {pid}")
-    } else {
-        format!("{comm} (pid {pid})")
+        return format!("pid {pid}");
     }
+    let safe: String = comm
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    format!("{safe} (pid {pid})")
 }
 
 fn names(ps: &[Proc<'_>]) -> String {
@@ -281,6 +291,13 @@ mod tests {
             v.summary_clause(),
             "nginx (pid 11) is out of file descriptors (accept() fails with EMFILE)"
         );
+    }
+
+    #[test]
+    fn comm_is_data() {
+        assert_eq!(who(7, "evil\n- fix"), "evil\\n- fix (pid 7)");
+        assert_eq!(who(7, ""), "pid 7");
+        assert_eq!(who(7, "nginx"), "nginx (pid 7)");
     }
 
     #[test]

@@ -325,6 +325,16 @@ fn accept_queue(ctx: &Context<'_>, k: &Key, l: &Listener, out: &mut Vec<Finding>
     if let Some(n) = skipped.filter(|&n| n > 0) {
         advice.push(hookset::skip_advice(&ACCEPT_HOOKS, n));
     }
+    // SYN-stage overflows are seen one by one only by syn_drop: without it
+    // the events here are third-ACK overflows, the counter has them all.
+    if ctx.hooks.attached("syn_drop") == Some(false) {
+        let d = h.delta(k.netns, "ListenOverflows");
+        advice.push(format!(
+            "The syn_drop hook did not attach on this kernel: SYNs dropped because this accept queue was full are not among the {} events here{}.",
+            span.count,
+            d.map_or(String::new(), |d| format!(" (ListenOverflows, which counts both, grew by {d} in this namespace)")),
+        ));
+    }
     let mut f = Finding::new(
         "accept_queue_overflow",
         Severity::Critical,
@@ -980,6 +990,11 @@ mod tests {
             f[0].summary.contains("overflowed 3 times"),
             "{}",
             f[0].summary
+        );
+        assert!(
+            f[0].advice.iter().any(|s| s.starts_with("The syn_drop hook did not attach on this kernel: SYNs dropped because this accept queue was full are not among the 3 events here.")),
+            "{:?}",
+            f[0].advice
         );
         assert!(
             !f[0].advice.iter().any(|s| s.contains("skipped")),
