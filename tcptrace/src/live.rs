@@ -188,6 +188,7 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
     }
     // Every program is loaded now: watch all of them for kernel skips.
     counters.programs = crate::progstats::ProgramStats::new(&ebpf);
+    printer.set_hook_set(crate::diagnose::hookset::HookSet::from(hooks.as_slice()));
     for status in &hooks {
         eprintln!("tcptrace: {}", loader::describe(status));
     }

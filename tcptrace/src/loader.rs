@@ -93,6 +93,7 @@ pub fn load_staged(
                     about: s.about,
                     mechanism: None,
                     notes: vec![format!("kernel BTF lacks what it reads: {e:#}")],
+                    programs: s.programs(),
                 });
             }
             !syn

@@ -177,6 +177,10 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     )
     .with_pcap(args.pcap.as_deref())?
     .with_diagnosis(crate::diagnose::session::Session::offline());
+    // The findings weigh which hooks the live run attached, as it did.
+    printer.set_hook_set(crate::diagnose::hookset::HookSet::from(
+        first.meta.hooks.as_slice(),
+    ));
     printer.begin()?;
     let mut counters = Counters::default();
     let mut final_host: Option<String> = None;

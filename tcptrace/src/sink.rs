@@ -53,6 +53,13 @@ impl<W: Write> Printer<W> {
         self
     }
 
+    /// Tells the diagnosis which hooks attached (live, or in a recording).
+    pub fn set_hook_set(&mut self, hooks: crate::diagnose::hookset::HookSet) {
+        if let Some(d) = &mut self.diag {
+            d.set_hooks(hooks);
+        }
+    }
+
     /// Also writes every event that carries packet bytes to a pcapng file.
     pub fn with_pcap(mut self, path: Option<&Path>) -> Result<Self> {
         if let Some(path) = path {

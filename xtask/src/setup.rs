@@ -29,6 +29,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("curl", "real HTTP client in scenario tests"),
     ("nftables", "SNAT in a client namespace in scenario tests"),
     (
+        "nginx",
+        "a real master/worker server in the diagnosis scenarios",
+    ),
+    (
         "bpftrace",
         "cargo xtask bench: the peer tracer measured in the same run",
     ),

@@ -78,6 +78,13 @@ impl<'a> HostView<'a> {
         self.now?.processes.get(&pid)
     }
 
+    /// Every process holding the listener on `port` (lowest pid first).
+    pub fn listener_holders(&self, ino: u64, port: u16) -> &'a [u32] {
+        self.now
+            .and_then(|n| n.listener_holders.get(&owner_key(ino, port)))
+            .map_or(&[], Vec::as_slice)
+    }
+
     pub fn listener_owner(&self, ino: u64, port: u16) -> Option<u32> {
         self.now?
             .listener_owners

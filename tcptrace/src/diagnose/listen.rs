@@ -12,10 +12,12 @@ use std::{
 use serde_json::{json, Value};
 
 use super::{
+    drain::{self, Verdict},
     endpoint,
     evidence::Evidence,
     fields::{capped_insert, top, Ev, Span, Stamp},
-    system::{Needs, ProcessInfo},
+    hookset,
+    system::Needs,
     Context, Finding, Severity,
 };
 
@@ -195,26 +197,29 @@ pub fn subject(k: &Key) -> String {
     format!("listener {} netns {}", endpoint(k.addr, k.port), k.netns)
 }
 
-fn owner(
-    ctx: &Context<'_>,
-    k: &Key,
-    l: &Listener,
-) -> (Option<u32>, Option<String>, Option<ProcessInfo>) {
-    let pid = l.pid.or_else(|| ctx.host.listener_owner(k.netns, k.port));
-    let proc_ = pid.and_then(|p| ctx.host.process(p)).cloned();
+/// The listener's owner: the pid its events carry (the listen() caller),
+/// else the lowest pid holding the socket now, with its comm.
+fn owner(ctx: &Context<'_>, k: &Key, l: &Listener) -> Option<(u32, Option<String>)> {
+    let pid = l.pid.or_else(|| ctx.host.listener_owner(k.netns, k.port))?;
     let comm = l
         .comm
         .clone()
-        .or_else(|| proc_.as_ref().map(|p| p.comm.clone()));
-    (pid, comm, proc_)
+        .or_else(|| ctx.host.process(pid).map(|p| p.comm.clone()));
+    Some((pid, comm))
 }
 
-fn who(pid: Option<u32>, comm: Option<&str>) -> String {
-    match (pid, comm) {
-        (Some(p), Some(c)) => format!("{c} (pid {p})"),
-        (Some(p), None) => format!("pid {p}"),
-        _ => "the listening process".into(),
+/// The hooks whose events the accept-queue finding counts.
+const ACCEPT_HOOKS: [&str; 2] = ["syn_drop", "listen_overflow"];
+
+/// Skips and unattached hooks behind a finding, into its evidence.
+fn hook_evidence(ctx: &Context<'_>, e: &mut Evidence, hooks: &[&str]) -> Option<u64> {
+    let skipped = ctx.hooks.skipped(hooks, ctx.summary);
+    let off = ctx.hooks.not_attached(hooks);
+    e.opt("skipped", skipped);
+    if !off.is_empty() {
+        e.set("hooks_not_attached", off);
     }
+    skipped
 }
 
 fn top_peers(l: &Listener) -> Value {
@@ -229,43 +234,6 @@ fn distinct_peers(l: &Listener) -> u64 {
     l.peers.len() as u64 + u64::from(l.peers_untracked > 0)
 }
 
-/// Process limits and CLOSE_WAIT pile-up: evidence and advice shared by the
-/// event-based and counter-based accept-queue findings.
-fn drain_advice(
-    e: &mut Evidence,
-    advice: &mut Vec<String>,
-    who_: &str,
-    port: u16,
-    proc_: Option<&ProcessInfo>,
-    close_wait: Option<u64>,
-) -> bool {
-    let mut at_limit = false;
-    if let Some(p) = proc_ {
-        e.opt("open_fds", p.open_fds)
-            .opt("nofile_soft", p.nofile_soft)
-            .opt("nofile_hard", p.nofile_hard)
-            .set("at_fd_limit", p.at_fd_limit());
-        if p.at_fd_limit() {
-            at_limit = true;
-            advice.push(format!(
-                "{who_} has {} open files, its RLIMIT_NOFILE soft limit ({}): accept() fails with EMFILE, so it stops draining the accept queue although its threads look alive. Raise the limit (LimitNOFILE= in its systemd unit, ulimit -n; hard limit {}) and look for leaked descriptors.",
-                p.open_fds.unwrap_or(0),
-                p.nofile_soft.unwrap_or(0),
-                p.nofile_hard.map_or("unlimited".into(), |h| h.to_string()),
-            ));
-        }
-    }
-    if let Some(cw) = close_wait {
-        e.set("close_wait_on_port", cw);
-        if cw >= CLOSE_WAIT_PILE {
-            advice.push(format!(
-                "{cw} connections on port {port} are in CLOSE_WAIT: their peers closed but {who_} never called close() on them — it is stuck or leaking sockets (each one also holds a file descriptor)."
-            ));
-        }
-    }
-    at_limit
-}
-
 fn accept_queue(ctx: &Context<'_>, k: &Key, l: &Listener, out: &mut Vec<Finding>) {
     let overflows = l.overflows();
     let span = l.accept_full.merge(&overflows);
@@ -273,8 +241,8 @@ fn accept_queue(ctx: &Context<'_>, k: &Key, l: &Listener, out: &mut Vec<Finding>
         return;
     }
     let h = &ctx.host;
-    let (pid, comm, proc_) = owner(ctx, k, l);
-    let who_ = who(pid, comm.as_deref());
+    let owner = owner(ctx, k, l);
+    let verdict = Verdict::read(ctx, k.netns, k.port, owner.as_ref().map(|o| o.0));
     let somaxconn = h.sysctl(k.netns, |s| s.somaxconn);
     let now = h.listener(k.netns, k.port, k.addr);
     let mut e = Evidence::default();
@@ -287,8 +255,6 @@ fn accept_queue(ctx: &Context<'_>, k: &Key, l: &Listener, out: &mut Vec<Finding>
         .opt("backlog_seen", l.backlog_seen)
         .opt("backlog_now", now.map(|n| n.backlog))
         .opt("somaxconn", somaxconn)
-        .opt("pid", pid)
-        .opt("comm", comm.clone())
         .set("distinct_peers", distinct_peers(l))
         .set("top_peers", top_peers(l));
     let capped = match (l.backlog_max, somaxconn) {
@@ -305,15 +271,21 @@ fn accept_queue(ctx: &Context<'_>, k: &Key, l: &Listener, out: &mut Vec<Finding>
     );
     let mut advice = Vec::new();
     let close_wait = h.port_states(k.netns, k.port).map(|p| p.close_wait);
-    let at_limit = drain_advice(
+    let explained = drain::advise(
         &mut e,
         &mut advice,
-        &who_,
+        &verdict,
+        owner.clone(),
         k.port,
-        proc_.as_ref(),
         close_wait,
     );
-    if !at_limit {
+    let who_ = match (verdict.primary(owner.as_ref().map(|o| o.0)), &owner) {
+        (Some((p, i)), _) => drain::who(p, &i.comm),
+        (None, Some((p, c))) => drain::who(*p, c.as_deref().unwrap_or("")),
+        (None, None) => "the listening process".into(),
+    };
+    let skipped = hook_evidence(ctx, &mut e, &ACCEPT_HOOKS);
+    if !explained {
         advice.push(format!(
             "{who_} does not call accept() as fast as connections arrive: look for blocked or saturated worker threads or event loop (thread dumps, CPU, slow downstream calls) and compare its accept rate with the connection rate."
         ));
@@ -350,17 +322,31 @@ fn accept_queue(ctx: &Context<'_>, k: &Key, l: &Listener, out: &mut Vec<Finding>
         (Some(s), Some(m)) => format!(" (backlog {s}/{m})"),
         _ => String::new(),
     };
+    if let Some(n) = skipped.filter(|&n| n > 0) {
+        advice.push(hookset::skip_advice(&ACCEPT_HOOKS, n));
+    }
+    // SYN-stage overflows are seen one by one only by syn_drop: without it
+    // the events here are third-ACK overflows, the counter has them all.
+    if ctx.hooks.attached("syn_drop") == Some(false) {
+        let d = h.delta(k.netns, "ListenOverflows");
+        advice.push(format!(
+            "The syn_drop hook did not attach on this kernel: SYNs dropped because this accept queue was full are not among the {} events here{}.",
+            span.count,
+            d.map_or(String::new(), |d| format!(" (ListenOverflows, which counts both, grew by {d} in this namespace)")),
+        ));
+    }
     let mut f = Finding::new(
         "accept_queue_overflow",
         Severity::Critical,
         subject(k),
         &span,
     );
+    let clause = verdict.summary_clause();
     f.summary = format!(
         "Accept queue of {} overflowed {} times{backlog}: {who_} is not accepting connections fast enough{}.",
         endpoint(k.addr, k.port),
-        span.count,
-        if at_limit { " — it is out of file descriptors (accept() fails with EMFILE)" } else { "" },
+        hookset::at_least(span.count, skipped),
+        if clause.is_empty() { String::new() } else { format!(" — {clause}") },
     );
     f.evidence = e.0;
     f.advice = advice;
@@ -396,10 +382,11 @@ fn ghosts(ctx: &Context<'_>, k: &Key, l: &Listener, out: &mut Vec<Finding>) {
             ctx.host
                 .deltas(k.netns, &["ListenOverflows", "TCPSynRetrans"]),
         );
+    let skipped = hook_evidence(ctx, &mut e, &["listen_overflow"]);
     let mut f = Finding::new("ghost_connections", Severity::Warning, subject(k), &span);
     f.summary = format!(
         "{} third ACKs to {} found the accept queue full with tcp_abort_on_overflow=0: the clients believe they are connected, the server keeps only a request and resends its SYN-ACK.",
-        span.count,
+        hookset::at_least(span.count, skipped),
         endpoint(k.addr, k.port)
     );
     f.advice = vec![
@@ -407,6 +394,9 @@ fn ghosts(ctx: &Context<'_>, k: &Key, l: &Listener, out: &mut Vec<Finding>) {
         "Fix the accept queue drain first (see accept_queue_overflow for this listener).".into(),
         "net.ipv4.tcp_abort_on_overflow=1 makes such clients fail at once with ECONNRESET instead of hanging — better for clients that retry elsewhere, worse when overflows are short bursts the default rides out.".into(),
     ];
+    if let Some(n) = skipped.filter(|&n| n > 0) {
+        f.advice.push(hookset::skip_advice(&["listen_overflow"], n));
+    }
     f.evidence = e.0;
     out.push(f);
 }
@@ -452,13 +442,14 @@ fn syn_queue(
                 &["TCPReqQFullDrop", "TCPReqQFullDoCookies", "ListenDrops"],
             ),
         );
+    let skipped = hook_evidence(ctx, &mut e, &["syn_drop"]);
     let mut advice = Vec::new();
     let (severity, summary);
     if span.count > 0 {
         severity = Severity::Critical;
         summary = format!(
             "{} SYNs to {} were dropped because the SYN queue was full and SYN cookies are off{}.",
-            span.count,
+            hookset::at_least(span.count, skipped),
             endpoint(k.addr, k.port),
             if peers as usize >= FLOOD_PEERS {
                 format!(" — from {peers} distinct peers, a SYN flood")
@@ -503,6 +494,9 @@ fn syn_queue(
         advice.push(
             "If this is not an attack, raise the listener's backlog and net.core.somaxconn so the SYN queue holds the burst.".into(),
         );
+    }
+    if let Some(n) = skipped.filter(|&n| n > 0) {
+        advice.push(hookset::skip_advice(&["syn_drop"], n));
     }
     let span = if span.count == 0 {
         Span {
@@ -599,24 +593,25 @@ fn counter_only(ctx: &Context<'_>, ls: &Listeners, out: &mut Vec<Finding>) {
                 .unwrap_or_default();
             listeners.sort_by_key(|l| std::cmp::Reverse(l.backlog));
             for l in listeners.into_iter().take(5) {
-                let pid = h.listener_owner(ino, l.port);
-                let p = pid.and_then(|p| h.process(p));
+                let owner = h
+                    .listener_owner(ino, l.port)
+                    .map(|p| (p, h.process(p).map(|i| i.comm.clone())));
+                let verdict = Verdict::read(ctx, ino, l.port, owner.as_ref().map(|o| o.0));
                 let mut le = Evidence::default();
                 le.set("addr", l.addr.to_string())
                     .set("port", l.port)
-                    .set("backlog_now", l.backlog)
-                    .opt("pid", pid)
-                    .opt("comm", p.map(|p| p.comm.clone()));
-                let who_ = who(pid, p.map(|p| p.comm.as_str()));
+                    .set("backlog_now", l.backlog);
                 let cw = h.port_states(ino, l.port).map(|s| s.close_wait);
-                if drain_advice(&mut le, &mut advice, &who_, l.port, p, cw) {
-                    starved.push(format!("{who_} on port {}", l.port));
+                if drain::advise(&mut le, &mut advice, &verdict, owner, l.port, cw) {
+                    starved.push(format!("on port {}, {}", l.port, verdict.summary_clause()));
                 }
                 busy.push(Value::Object(le.0));
             }
             e.set("listeners_with_waiting_connections", Value::Array(busy));
+            let skipped = hook_evidence(ctx, &mut e, &ACCEPT_HOOKS);
             advice.push(
-                "Run tcptrace on a kernel where the syn_drop/listen_overflow hooks attach (tcptrace check) to name the listener and peers; meanwhile `ss -lnt` shows Recv-Q (waiting) against Send-Q (accept queue size).".into(),
+                ctx.hooks
+                    .counters_advice(&ACCEPT_HOOKS, skipped, "these overflows"),
             );
             advice.push(
                 "A listener whose process does not accept() fast enough overflows: check its threads, its file descriptor limit, and its listen() backlog against net.core.somaxconn.".into(),
@@ -635,10 +630,7 @@ fn counter_only(ctx: &Context<'_>, ls: &Listeners, out: &mut Vec<Finding>) {
                 if starved.is_empty() {
                     String::new()
                 } else {
-                    format!(
-                        "; {} is out of file descriptors, so accept() fails with EMFILE",
-                        starved.join(", ")
-                    )
+                    format!("; {}", starved.join("; "))
                 }
             );
             f.evidence = e.0;
@@ -659,6 +651,7 @@ fn counter_only(ctx: &Context<'_>, ls: &Listeners, out: &mut Vec<Finding>) {
                         &["TCPReqQFullDrop", "TCPReqQFullDoCookies", "ListenDrops"],
                     ),
                 );
+            let skipped = hook_evidence(ctx, &mut e, &["syn_drop"]);
             let (sev, count, summary, advice) = if qfull > 0 {
                 (
                     Severity::Critical,
@@ -667,6 +660,7 @@ fn counter_only(ctx: &Context<'_>, ls: &Listeners, out: &mut Vec<Finding>) {
                     vec![
                         "Turn SYN cookies on: net.ipv4.tcp_syncookies=1.".to_owned(),
                         "Raise the listener's backlog and net.core.somaxconn for legitimate bursts; many distinct sources mean a SYN flood.".to_owned(),
+                        ctx.hooks.counters_advice(&["syn_drop"], skipped, "these SYN drops"),
                     ],
                 )
             } else {
@@ -698,6 +692,7 @@ fn counter_only(ctx: &Context<'_>, ls: &Listeners, out: &mut Vec<Finding>) {
 mod tests {
     use super::super::{
         evidence::HostView,
+        hookset::{HookSet, HookState},
         system::{
             owner_key, HostSnapshot, Listener as SysListener, NetnsSnapshot, PortStates,
             ProcessInfo, Scope, Sysctls,
@@ -763,9 +758,249 @@ mod tests {
                 open_fds: Some(fds),
                 nofile_soft: Some(1024),
                 nofile_hard: Some(4096),
+                state: Some("S".into()),
             },
         );
         (start, now)
+    }
+
+    /// An nginx-like host: master 30 called listen() on :8080 (the events
+    /// carry its pid), workers 31 and 32 inherited the socket; worker 32
+    /// has `worker` as open files and state.
+    fn prefork_host(worker_fds: u64, worker_state: &str) -> (HostSnapshot, HostSnapshot) {
+        let (start, mut now) = listener_host(40, 0, 4096);
+        now.listener_owners.insert(owner_key(NS, 8080), 30);
+        now.listener_holders
+            .insert(owner_key(NS, 8080), vec![30, 31, 32]);
+        let proc_ = |fds: u64, soft: u64, state: &str| ProcessInfo {
+            comm: "nginx".into(),
+            open_fds: Some(fds),
+            nofile_soft: Some(soft),
+            nofile_hard: Some(soft),
+            state: Some(state.into()),
+        };
+        now.processes.insert(30, proc_(7, 20000, "S"));
+        now.processes.insert(31, proc_(9, 16, "S"));
+        now.processes
+            .insert(32, proc_(worker_fds, 16, worker_state));
+        (start, now)
+    }
+
+    fn run_ctx(
+        events: &[Value],
+        hv: HostView<'_>,
+        summary: Option<&Value>,
+        hooks: &HookSet,
+    ) -> Vec<Finding> {
+        let mut e = Engine::default();
+        for v in events {
+            e.observe(v);
+        }
+        e.evaluate(&Context {
+            summary,
+            host: hv,
+            counters: Scope::All,
+            hooks,
+        })
+    }
+
+    fn hooks(syn_drop: bool, listen_overflow: bool) -> HookSet {
+        let h = |name: &str, attached: bool, prog: &str| HookState {
+            name: name.into(),
+            attached,
+            programs: vec![prog.into()],
+        };
+        HookSet(vec![
+            h("syn_drop", syn_drop, "conn_request4_fentry"),
+            h(
+                "listen_overflow",
+                listen_overflow,
+                "kfree_skb_listen_overflow",
+            ),
+        ])
+    }
+
+    #[test]
+    fn the_worker_at_its_fd_limit_is_named_not_the_master() {
+        let events: Vec<Value> = (0..4)
+            .map(|i| {
+                let mut v = overflow(i, 0, Some("ghost"));
+                v["pid"] = json!(30);
+                v["comm"] = json!("nginx");
+                v
+            })
+            .collect();
+        let (start, now) = prefork_host(16, "S");
+        let hv = HostView {
+            start: Some(&start),
+            now: Some(&now),
+        };
+        let f = run(&events, hv);
+        let a = &f[0];
+        assert_eq!(a.id, "accept_queue_overflow");
+        assert_eq!(a.evidence["pid"], 32);
+        assert_eq!(a.evidence["open_fds"], 16);
+        assert_eq!(a.evidence["nofile_soft"], 16);
+        assert_eq!(a.evidence["at_fd_limit"], true);
+        let holders = a.evidence["holders"].as_array().unwrap();
+        let got: Vec<(u64, bool, u64)> = holders
+            .iter()
+            .map(|h| {
+                (
+                    h["pid"].as_u64().unwrap(),
+                    h["at_fd_limit"].as_bool().unwrap(),
+                    h["nofile_soft"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, [(30, false, 20000), (31, false, 16), (32, true, 16)]);
+        assert_eq!(a.evidence["holders_total"], 3);
+        assert!(
+            a.summary.ends_with(
+                "nginx (pid 32) is out of file descriptors (accept() fails with EMFILE)."
+            ),
+            "{}",
+            a.summary
+        );
+        assert!(
+            a.advice[0].contains("RLIMIT_NOFILE soft limit (16)"),
+            "{:?}",
+            a.advice
+        );
+        assert!(
+            a.advice[0].contains("worker_rlimit_nofile"),
+            "{:?}",
+            a.advice
+        );
+        assert!(
+            !a.advice.iter().any(|s| s.contains("blocked")),
+            "{:?}",
+            a.advice
+        );
+        // An event pid that does not hold the socket (a stale owner) is not
+        // listed as a holder.
+        let mut stale = events.clone();
+        for e in &mut stale {
+            e["pid"] = json!(99);
+        }
+        let f = run(&stale, hv);
+        assert_eq!(f[0].evidence["holders_total"], 3);
+        assert_eq!(f[0].evidence["pid"], 32);
+    }
+
+    #[test]
+    fn a_stopped_worker_is_named() {
+        let (start, now) = prefork_host(9, "T");
+        let hv = HostView {
+            start: Some(&start),
+            now: Some(&now),
+        };
+        // Counter-only form (no listener event).
+        let f = run(&[], hv);
+        let a = &f[0];
+        assert_eq!(a.evidence["source"], "counters");
+        let l = &a.evidence["listeners_with_waiting_connections"][0];
+        assert_eq!(l["pid"], 32);
+        assert_eq!(l["state"], "T");
+        assert_eq!(l["holders"][2]["state"], "T");
+        assert!(
+            a.summary.contains(
+                "on port 8080, nginx (pid 32), which holds the listening socket, is stopped"
+            ),
+            "{}",
+            a.summary
+        );
+        assert!(a.advice[0].contains("kill -CONT 32"), "{:?}", a.advice);
+    }
+
+    #[test]
+    fn counter_advice_names_only_hooks_that_did_not_attach() {
+        let (start, now) = listener_host(40, 0, 4096);
+        let hv = HostView {
+            start: Some(&start),
+            now: Some(&now),
+        };
+        let summary = json!({"kind": "summary", "missed": {}});
+        let f = run_ctx(&[], hv, Some(&summary), &hooks(false, true));
+        let a = &f[0];
+        assert_eq!(a.evidence["hooks_not_attached"], json!(["syn_drop"]));
+        assert_eq!(a.evidence["skipped"], 0);
+        let hook_lines: Vec<&String> = a.advice.iter().filter(|s| s.contains("attach")).collect();
+        assert_eq!(hook_lines.len(), 1, "{:?}", a.advice);
+        assert!(
+            hook_lines[0].starts_with("The syn_drop hook did not attach"),
+            "{hook_lines:?}"
+        );
+        assert!(
+            !a.advice.iter().any(|s| s.contains("listen_overflow")),
+            "{:?}",
+            a.advice
+        );
+        // Both attached: none is blamed.
+        let f = run_ctx(&[], hv, Some(&summary), &hooks(true, true));
+        assert!(f[0].evidence.get("hooks_not_attached").is_none());
+        assert!(
+            !f[0].advice.iter().any(|s| s.contains("did not attach")),
+            "{:?}",
+            f[0].advice
+        );
+    }
+
+    #[test]
+    fn skipped_programs_make_counts_lower_bounds() {
+        let events: Vec<Value> = (0..3).map(|i| overflow(i, 0, Some("ghost"))).collect();
+        let summary =
+            json!({"kind": "summary", "missed": {"kfree_skb_listen_overflow": 6, "unrelated": 50}});
+        let f = run_ctx(
+            &events,
+            HostView::default(),
+            Some(&summary),
+            &hooks(false, true),
+        );
+        assert_eq!(ids(&f), ["accept_queue_overflow", "ghost_connections"]);
+        let (a, g) = (&f[0], &f[1]);
+        assert_eq!(a.evidence["skipped"], 6);
+        assert_eq!(g.evidence["skipped"], 6);
+        assert!(
+            a.summary.contains("overflowed at least 3 times"),
+            "{}",
+            a.summary
+        );
+        assert!(
+            g.summary.starts_with("at least 3 third ACKs"),
+            "{}",
+            g.summary
+        );
+        assert!(
+            a.advice.iter().any(|s| s
+                .contains("skipped the programs of the syn_drop/listen_overflow hooks 6 times")),
+            "{:?}",
+            a.advice
+        );
+        // No skips: exact counts.
+        let summary = json!({"kind": "summary", "missed": {"unrelated": 50}});
+        let f = run_ctx(
+            &events,
+            HostView::default(),
+            Some(&summary),
+            &hooks(false, true),
+        );
+        assert_eq!(f[0].evidence["skipped"], 0);
+        assert!(
+            f[0].summary.contains("overflowed 3 times"),
+            "{}",
+            f[0].summary
+        );
+        assert!(
+            f[0].advice.iter().any(|s| s.starts_with("The syn_drop hook did not attach on this kernel: SYNs dropped because this accept queue was full are not among the 3 events here.")),
+            "{:?}",
+            f[0].advice
+        );
+        assert!(
+            !f[0].advice.iter().any(|s| s.contains("skipped")),
+            "{:?}",
+            f[0].advice
+        );
     }
 
     #[test]
@@ -922,6 +1157,7 @@ mod tests {
             summary: Some(&summary),
             host: HostView::default(),
             counters: Scope::All,
+            hooks: &Default::default(),
         };
         let f = e.evaluate(&ctx);
         assert_eq!(ids(&f), ["syn_queue_full"]);
@@ -942,6 +1178,7 @@ mod tests {
                 now: Some(&now),
             },
             counters: Scope::All,
+            hooks: &Default::default(),
         };
         assert!(Engine::default().evaluate(&ctx).is_empty());
     }
@@ -963,7 +1200,7 @@ mod tests {
         assert!(f[0].advice.iter().any(|s| s.contains("EMFILE")));
         assert!(
             f[0].summary
-                .contains("api (pid 31) on port 8080 is out of file descriptors"),
+                .contains("on port 8080, api (pid 31) is out of file descriptors"),
             "{}",
             f[0].summary
         );
@@ -975,14 +1212,16 @@ mod tests {
             .evaluate(&Context {
                 summary: None,
                 host: hv,
-                counters: Scope::Needed
+                counters: Scope::Needed,
+                hooks: &Default::default(),
             })
             .is_empty());
         assert!(e
             .evaluate(&Context {
                 summary: None,
                 host: hv,
-                counters: Scope::Netns(NS + 1)
+                counters: Scope::Netns(NS + 1),
+                hooks: &Default::default(),
             })
             .is_empty());
         // Nor when they did not move.

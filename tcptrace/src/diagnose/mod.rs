@@ -9,8 +9,11 @@
 //! modules; docs/diagnosis.md lists every finding.
 
 pub mod connect;
+pub mod drain;
 pub mod evidence;
 pub mod fields;
+pub mod holders;
+pub mod hookset;
 pub mod listen;
 pub mod paws;
 pub mod ports;
@@ -166,6 +169,8 @@ pub struct Context<'a> {
     /// Namespaces whose counters may raise a finding on their own (no
     /// events): all, one (`--netns`), or none (other filters, replay).
     pub counters: Scope,
+    /// Which hooks attached and their programs; empty when unknown.
+    pub hooks: &'a hookset::HookSet,
 }
 
 impl Context<'_> {
@@ -276,6 +281,7 @@ pub fn diagnose<'a>(
         summary,
         host,
         counters: Scope::Needed,
+        hooks: &hookset::HookSet(Vec::new()),
     })
 }
 
@@ -311,6 +317,7 @@ pub mod tests {
             summary: None,
             host,
             counters: Scope::All,
+            hooks: &hookset::HookSet(Vec::new()),
         })
     }
 

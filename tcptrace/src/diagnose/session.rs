@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::{
     evidence::HostView,
+    hookset::HookSet,
     render_text,
     system::{HostSnapshot, Needs, Scope, Snapshotter},
     Context, Engine, Finding,
@@ -117,6 +118,7 @@ pub fn offline(input: impl std::io::BufRead) -> anyhow::Result<Vec<Finding>> {
         summary: summary.as_ref(),
         host: HostView::default(),
         counters: Scope::Needed,
+        hooks: &HookSet::default(),
     }))
 }
 
@@ -152,6 +154,8 @@ pub struct Session {
     printed: HashMap<String, u64>,
     /// `tcptrace diagnose`: nothing but the findings, at the end.
     only_findings: bool,
+    /// Which hooks attached (live), for advice and skip accounting.
+    hooks: HookSet,
 }
 
 impl Session {
@@ -166,6 +170,7 @@ impl Session {
             scope,
             printed: HashMap::new(),
             only_findings,
+            hooks: HookSet::default(),
         }
     }
 
@@ -179,7 +184,13 @@ impl Session {
             scope: Scope::Needed,
             printed: HashMap::new(),
             only_findings: false,
+            hooks: HookSet::default(),
         }
+    }
+
+    /// The hooks of this run, once attached.
+    pub fn set_hooks(&mut self, hooks: HookSet) {
+        self.hooks = hooks;
     }
 
     /// Whether events are printed (not in `tcptrace diagnose`).
@@ -216,6 +227,7 @@ impl Session {
                 now: view.map(|v| &v.now),
             },
             counters: self.scope,
+            hooks: &self.hooks,
         })
     }
 
@@ -326,6 +338,7 @@ mod tests {
             scope: Scope::Needed,
             printed: HashMap::new(),
             only_findings: only,
+            hooks: HookSet::default(),
         }
     }
 

@@ -309,12 +309,20 @@ pub struct ProcessInfo {
     /// RLIMIT_NOFILE soft and hard limits; `None` for unlimited or unreadable.
     pub nofile_soft: Option<u64>,
     pub nofile_hard: Option<u64>,
+    /// Scheduler state letter from /proc/PID/stat (R, S, D, T...).
+    pub state: Option<String>,
 }
 
 impl ProcessInfo {
     /// True when the next open()/accept() fails with EMFILE.
     pub fn at_fd_limit(&self) -> bool {
         matches!((self.open_fds, self.nofile_soft), (Some(n), Some(l)) if n >= l)
+    }
+
+    /// True when stopped (T: SIGSTOP/SIGTSTP; t: a tracer): it runs no
+    /// code, so it accepts nothing until resumed.
+    pub fn stopped(&self) -> bool {
+        matches!(self.state.as_deref(), Some("T" | "t"))
     }
 }
 
@@ -341,8 +349,11 @@ pub struct HostSnapshot {
     /// Sysctls and sockets of the namespaces of interest.
     pub netns: BTreeMap<u64, NetnsSnapshot>,
     pub processes: BTreeMap<u32, ProcessInfo>,
-    /// (netns, listening port) → pid holding that listener.
+    /// (netns, listening port) → pid holding that listener (the lowest).
     pub listener_owners: BTreeMap<String, u32>,
+    /// (netns, listening port) → every pid holding that listener, lowest
+    /// first (bounded, see `holders::MAX_HOLDERS`).
+    pub listener_holders: BTreeMap<String, Vec<u32>>,
     /// Every namespace reachable when this snapshot was taken (a baseline
     /// uses it to tell namespaces created later, whose counters start at 0).
     pub known_netns: BTreeSet<u64>,
@@ -623,10 +634,17 @@ impl Snapshotter {
         }
         wanted.retain(|inode, _| *inode != 0);
         let mut pids = needs.pids.clone();
-        for (pid, ino_port) in self.socket_owners(&wanted) {
-            snap.listener_owners
-                .insert(owner_key(ino_port.0, ino_port.1), pid);
-            pids.insert(pid);
+        let inodes: BTreeSet<u64> = wanted.keys().copied().collect();
+        for (inode, holders) in super::holders::scan(&self.proc(), &inodes) {
+            let Some(&(ino, port)) = wanted.get(&inode) else {
+                continue;
+            };
+            let key = owner_key(ino, port);
+            if let Some(&first) = holders.first() {
+                snap.listener_owners.insert(key.clone(), first);
+            }
+            pids.extend(holders.iter().copied());
+            snap.listener_holders.insert(key, holders);
         }
         for pid in pids {
             if let Some(p) = self.process(pid) {
@@ -660,39 +678,6 @@ impl Snapshotter {
         snap
     }
 
-    /// Processes holding these socket inodes (one pass over /proc/*/fd).
-    fn socket_owners<T: Copy>(&self, wanted: &BTreeMap<u64, T>) -> Vec<(u32, T)> {
-        let mut out = Vec::new();
-        if wanted.is_empty() {
-            return out;
-        }
-        let mut left: BTreeSet<u64> = wanted.keys().copied().collect();
-        let mut pids = numeric_dirs(&self.proc());
-        pids.sort();
-        for (pid, dir) in pids {
-            let Ok(rd) = fs::read_dir(dir.join("fd")) else {
-                continue;
-            };
-            for e in rd.filter_map(Result::ok) {
-                let Ok(target) = fs::read_link(e.path()) else {
-                    continue;
-                };
-                let inode = target
-                    .to_str()
-                    .and_then(|s| s.strip_prefix("socket:["))
-                    .and_then(|s| s.strip_suffix(']'))
-                    .and_then(|s| s.parse::<u64>().ok());
-                if let Some(inode) = inode.filter(|i| left.remove(i)) {
-                    out.push((pid, wanted[&inode]));
-                }
-            }
-            if left.is_empty() {
-                break;
-            }
-        }
-        out
-    }
-
     pub fn process(&self, pid: u32) -> Option<ProcessInfo> {
         let dir = self.proc().join(pid.to_string());
         let comm = fs::read_to_string(dir.join("comm")).ok()?;
@@ -702,11 +687,15 @@ impl Snapshotter {
         let (nofile_soft, nofile_hard) = fs::read_to_string(dir.join("limits"))
             .map(|t| parse_nofile(&t))
             .unwrap_or((None, None));
+        let state = fs::read_to_string(dir.join("stat"))
+            .ok()
+            .and_then(|t| super::holders::parse_stat_state(&t));
         Some(ProcessInfo {
             comm: comm.trim().to_owned(),
             open_fds,
             nofile_soft,
             nofile_hard,
+            state,
         })
     }
 }

@@ -121,6 +121,26 @@ impl HookSpec {
             && self.companions.is_empty()
             && matches!(self.fallback, Fallback::None)
     }
+
+    /// Every program this hook may run, under any mechanism.
+    pub fn programs(&self) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = Vec::new();
+        let fns = self.functions.iter().chain(&self.upgrade);
+        out.extend(fns.flat_map(|t| [t.fentry, t.kprobe]));
+        let tps = self.tracepoints.iter().chain(&self.companions);
+        out.extend(tps.map(|t| t.program));
+        if let Fallback::Tracepoints {
+            tp_btf,
+            tracepoints,
+        } = &self.fallback
+        {
+            out.extend(tp_btf.iter().map(|t| t.program));
+            out.extend(tracepoints.iter().map(|t| t.program));
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 /// Where one hook ended up.
@@ -132,6 +152,9 @@ pub struct HookStatus {
     pub mechanism: Option<Mechanism>,
     /// Targets attached, and targets or mechanisms that failed with why.
     pub notes: Vec<String>,
+    /// Every program the hook may run (the diagnosis sums their kernel skips).
+    #[serde(skip)]
+    pub programs: Vec<&'static str>,
 }
 
 impl HookStatus {
@@ -175,6 +198,7 @@ fn attach_hook(
         about: spec.about,
         mechanism: None,
         notes: Vec::new(),
+        programs: spec.programs(),
     };
     if let Some(why) = &spec.unavailable {
         status.notes.push(why.clone());

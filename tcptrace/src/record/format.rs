@@ -124,6 +124,9 @@ pub struct HookInfo {
     pub hook: String,
     pub mechanism: Option<String>,
     pub notes: Vec<String>,
+    /// Every program the hook may run (the diagnosis sums their skips);
+    /// empty in recordings made before it was stored.
+    pub programs: Vec<String>,
 }
 
 /// When and why kernel counters were stored.

@@ -142,6 +142,7 @@ pub fn metadata(hooks: &[HookStatus], filter: &FilterArgs, boot_offset_ns: i64) 
                 hook: h.hook.to_owned(),
                 mechanism: h.mechanism.map(|m| m.to_string()),
                 notes: h.notes.clone(),
+                programs: h.programs.iter().map(|p| (*p).to_owned()).collect(),
             })
             .collect(),
         filter: filter.describe(),

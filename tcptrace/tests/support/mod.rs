@@ -2,6 +2,7 @@
 //! do something, read back what tcptrace reported.
 #![allow(dead_code)]
 
+pub mod diagnose;
 mod netns;
 pub use netns::enter_private_netns;
 
