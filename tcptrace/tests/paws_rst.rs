@@ -335,11 +335,16 @@ fn time_wait_behind_snat(family: Family) {
     listener
         .set_nonblocking(true)
         .expect("nonblocking listener");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fetching = std::sync::Arc::clone(&done);
     let server = thread::spawn(move || {
-        use std::io::Write as _;
+        use std::{io::Write as _, sync::atomic::Ordering};
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let mut served = 0u32;
-        while served < FETCHES && std::time::Instant::now() < deadline {
+        while served < FETCHES
+            && !fetching.load(Ordering::Relaxed)
+            && std::time::Instant::now() < deadline
+        {
             match listener.accept() {
                 Ok((mut s, _)) => {
                     s.set_nonblocking(false).expect("blocking stream");
@@ -374,11 +379,12 @@ fn time_wait_behind_snat(family: Family) {
                 "-o",
                 "/dev/null",
             ])
-            .args(["--max-time", "3", &url])
+            .args(["--max-time", "2", &url])
             .status()
             .is_ok_and(|s| s.success());
         fetched += u32::from(ok);
     }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
     thread::sleep(Duration::from_millis(100));
     let after = lab.server_netstat();
     let objs = tracer.stop();
