@@ -1098,11 +1098,10 @@ impl Interference {
     /// Stops the load and bpftrace; returns the syscalls the load made.
     fn stop(mut self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
-        let calls = std::mem::take(&mut self.load)
+        std::mem::take(&mut self.load)
             .into_iter()
             .map(|t| t.join().expect("load thread"))
-            .sum();
-        calls
+            .sum()
     }
 }
 
