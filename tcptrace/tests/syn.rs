@@ -1233,10 +1233,12 @@ fn ghosts_under_interference(attach: &str) -> InterferenceRun {
     // Evidence for a count that does not match: the retransmits per ghost
     // (1, 2, ... each), and those seen in any namespace.
     eprintln!(
-        "{attach}: retransmits by port {per_port:?}; in every netns {}; lost {}; stats {}",
+        "{attach}: retransmits by port {per_port:?}; in every netns {}; lost {}; stats {}; \
+         undecodable records {}",
         events(&objs, "synack_retransmit").count(),
         summary["lost"],
-        summary["stats"]
+        summary["stats"],
+        summary["decode_errors"]
     );
     let missed = &summary["missed"];
     let skips = programs
