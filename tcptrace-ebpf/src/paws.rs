@@ -584,14 +584,39 @@ pub fn validate_kretprobe(ctx: RetProbeContext) -> u32 {
 /// the RST was accepted.
 #[tracepoint(category = "tcp", name = "tcp_receive_reset")]
 pub fn receive_reset_mark(ctx: TracePointContext) -> u32 {
-    let at = off!(tp_receive_reset_skaddr) as usize;
-    let Ok(sk) = (unsafe { ctx.read_at::<u64>(at) }) else {
-        return 0;
-    };
-    if let Some(v) = VALIDATING.get_ptr_mut(sk) {
-        unsafe { (*v).reset = 1 };
+    if let Ok(sk) = receive_reset_sk(&ctx) {
+        mark_reset(sk);
     }
     0
+}
+
+/// tp_btf twin: tcp_receive_reset(struct sock *sk), the same on every
+/// supported kernel. Attached instead of the tracepoint where the kernel has
+/// its BTF: tp_btf programs are not skipped when another tracer's program
+/// runs on the CPU.
+#[btf_tracepoint(function = "tcp_receive_reset")]
+pub fn receive_reset_mark_btf(ctx: BtfTracePointContext) -> i32 {
+    mark_reset(ctx.arg(0));
+    0
+}
+
+/// `skaddr` of a `tcp:tcp_receive_reset` record.
+#[inline(always)]
+fn receive_reset_sk(ctx: &TracePointContext) -> Result<u64, i64> {
+    let at = off!(tp_receive_reset_skaddr) as usize;
+    // SAFETY: `at` is the offset of the u64 `skaddr` field in this kernel's
+    // record format (read from tracefs at load); read_at bounds the read
+    // with bpf_probe_read_kernel.
+    unsafe { ctx.read_at::<u64>(at) }.map_err(|e| e as i64)
+}
+
+#[inline(always)]
+fn mark_reset(sk: u64) {
+    if let Some(v) = VALIDATING.get_ptr_mut(sk) {
+        // SAFETY: a pointer into a live map value of this map's type; the
+        // socket is locked by its caller, so no other program writes it.
+        unsafe { (*v).reset = 1 };
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -839,25 +864,31 @@ pub fn kfree_skb_validate(ctx: BtfTracePointContext) -> i32 {
 /// a reason, so `tcp_reset` (this tracepoint) is what shows them.
 #[tracepoint(category = "tcp", name = "tcp_receive_reset")]
 pub fn receive_reset_emit(ctx: TracePointContext) -> u32 {
-    let result = (|| -> Result<(), i64> {
-        let at = off!(tp_receive_reset_skaddr) as usize;
-        let sk = unsafe { ctx.read_at::<u64>(at) }.map_err(|e| e as i64)?;
-        let state = sock_state(sk)?;
-        if state == tcp_state::SYN_SENT {
-            return Ok(());
-        }
-        let window = receive_window(sk)?;
-        send_rst(
-            sk,
-            0,
-            state,
-            RstVerdict::Accepted,
-            window[0],
-            window,
-            RST_SEQ_INFERRED,
-        )
-    })();
-    done(result) as u32
+    done(receive_reset_sk(&ctx).and_then(try_receive_reset_emit)) as u32
+}
+
+/// tp_btf twin of [`receive_reset_emit`]: tcp_receive_reset(struct sock *sk).
+#[btf_tracepoint(function = "tcp_receive_reset")]
+pub fn receive_reset_emit_btf(ctx: BtfTracePointContext) -> i32 {
+    done(try_receive_reset_emit(ctx.arg(0)))
+}
+
+#[inline(always)]
+fn try_receive_reset_emit(sk: u64) -> Result<(), i64> {
+    let state = sock_state(sk)?;
+    if state == tcp_state::SYN_SENT {
+        return Ok(());
+    }
+    let window = receive_window(sk)?;
+    send_rst(
+        sk,
+        0,
+        state,
+        RstVerdict::Accepted,
+        window[0],
+        window,
+        RST_SEQ_INFERRED,
+    )
 }
 
 #[inline(always)]
@@ -972,8 +1003,34 @@ pub fn send_reset_count(ctx: TracePointContext) -> u32 {
     let reason = if at == 0 {
         0
     } else {
+        // SAFETY: `at` is the offset of the u32 `reason` field in this
+        // kernel's record format (tracefs, read at load); read_at bounds
+        // the read with bpf_probe_read_kernel.
         unsafe { ctx.read_at::<u32>(at as usize) }.unwrap_or(0)
     };
-    bump(&RST_SENT, reason.min(RST_SENT_SLOTS - 1));
+    count_reset_sent(reason);
     0
+}
+
+/// tp_btf twin for kernels before 6.10: tcp_send_reset(const struct sock
+/// *sk, const struct sk_buff *skb), no reason (slot 0).
+#[btf_tracepoint(function = "tcp_send_reset")]
+pub fn send_reset_count_btf(_ctx: BtfTracePointContext) -> i32 {
+    count_reset_sent(0);
+    0
+}
+
+/// tp_btf twin for 6.10+: tcp_send_reset(sk, skb, enum sk_rst_reason
+/// reason). A separate program because the verifier refuses a read of an
+/// argument the tracepoint does not pass, even on a path never taken;
+/// userspace picks the one matching this kernel's `btf_trace_tcp_send_reset`.
+#[btf_tracepoint(function = "tcp_send_reset")]
+pub fn send_reset_reason_btf(ctx: BtfTracePointContext) -> i32 {
+    count_reset_sent(ctx.arg::<u64>(2) as u32);
+    0
+}
+
+#[inline(always)]
+fn count_reset_sent(reason: u32) {
+    bump(&RST_SENT, reason.min(RST_SENT_SLOTS - 1));
 }

@@ -10,12 +10,22 @@
 //! Overflows on the third ACK: `tcp_v{4,6}_syn_recv_sock` returning NULL while
 //! the accept queue is full, or (kernels with the drop reason
 //! TCP_LISTEN_OVERFLOW) skb:kfree_skb with that reason.
+//!
+//! Every tracepoint program has a tp_btf twin reading the tracepoint's typed
+//! arguments (`*_btf`): userspace attaches the twin where the kernel has the
+//! tracepoint's BTF, because plain tracepoints share the per-CPU recursion
+//! guard with every other tracer's programs and are skipped whenever one of
+//! them runs on that CPU; tp_btf programs are guarded per program. Both
+//! produce the same records.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid},
-    macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
+    macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe, map, tracepoint},
     maps::{LruHashMap, LruPerCpuHashMap, PerCpuArray},
-    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
+    programs::{
+        BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext,
+        TracePointContext,
+    },
 };
 use tcptrace_common::{
     event::AF_INET6,
@@ -561,20 +571,43 @@ pub fn syn_recv_sock_kretprobe(ctx: RetProbeContext) -> u32 {
 /// from a stable tracepoint. `rx_sk` is the listener.
 #[tracepoint(category = "skb", name = "kfree_skb")]
 pub fn kfree_skb_listen_overflow(ctx: TracePointContext) -> u32 {
-    if try_kfree_skb(&ctx).is_err() {
+    done(try_kfree_skb_tp(&ctx)) as u32
+}
+
+/// tp_btf twin: kfree_skb(skb, location, reason, rx_sk) (rx_sk 6.11+;
+/// userspace attaches it only where the tracepoint passes four arguments).
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn kfree_skb_listen_overflow_btf(ctx: BtfTracePointContext) -> i32 {
+    done(try_kfree_skb(
+        ctx.arg(0),
+        ctx.arg::<u64>(2) as u32,
+        ctx.arg(3),
+    ))
+}
+
+#[inline(always)]
+fn done(result: Result<(), i64>) -> i32 {
+    if result.is_err() {
         count(Stat::ReadFailed);
     }
     0
 }
 
-fn try_kfree_skb(ctx: &TracePointContext) -> Result<(), i64> {
+fn try_kfree_skb_tp(ctx: &TracePointContext) -> Result<(), i64> {
     let reason: u32 = tp_read(ctx, off!(tp_kfree_reason))?;
     if reason != off!(reason_listen_overflow) {
         return Ok(());
     }
-    let sk: u64 = tp_read(ctx, off!(tp_kfree_rx_sk))?;
-    let skb: u64 = tp_read(ctx, off!(tp_kfree_skbaddr))?;
-    if sk == 0 {
+    try_kfree_skb(
+        tp_read(ctx, off!(tp_kfree_skbaddr))?,
+        reason,
+        tp_read(ctx, off!(tp_kfree_rx_sk))?,
+    )
+}
+
+#[inline(always)]
+fn try_kfree_skb(skb: u64, reason: u32, sk: u64) -> Result<(), i64> {
+    if reason != off!(reason_listen_overflow) || sk == 0 {
         return Ok(());
     }
     let state = queue_state(sk);
@@ -588,15 +621,23 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Result<(), i64> {
 
 #[tracepoint(category = "tcp", name = "tcp_retransmit_synack")]
 pub fn retransmit_synack(ctx: TracePointContext) -> u32 {
-    if try_retransmit_synack(&ctx).is_err() {
-        count(Stat::ReadFailed);
-    }
-    0
+    let args = || -> Result<(u64, u64), i64> {
+        Ok((
+            tp_read(&ctx, off!(tp_rtx_skaddr))?,
+            tp_read(&ctx, off!(tp_rtx_req))?,
+        ))
+    };
+    done(args().and_then(|(sk, req)| try_retransmit_synack(sk, req))) as u32
 }
 
-fn try_retransmit_synack(ctx: &TracePointContext) -> Result<(), i64> {
-    let sk: u64 = tp_read(ctx, off!(tp_rtx_skaddr))?;
-    let req: u64 = tp_read(ctx, off!(tp_rtx_req))?;
+/// tp_btf twin: tcp_retransmit_synack(const struct sock *sk, const struct
+/// request_sock *req), the same on every supported kernel.
+#[btf_tracepoint(function = "tcp_retransmit_synack")]
+pub fn retransmit_synack_btf(ctx: BtfTracePointContext) -> i32 {
+    done(try_retransmit_synack(ctx.arg(0), ctx.arg(1)))
+}
+
+fn try_retransmit_synack(sk: u64, req: u64) -> Result<(), i64> {
     // A request sock starts with sock_common: local address and port, peer.
     let flow = sock_flow(req)?;
     let state = queue_state(sk);
@@ -621,16 +662,28 @@ fn try_retransmit_synack(ctx: &TracePointContext) -> Result<(), i64> {
 
 #[tracepoint(category = "sock", name = "inet_sock_set_state")]
 pub fn sock_set_state(ctx: TracePointContext) -> u32 {
-    if try_sock_set_state(&ctx).is_err() {
-        count(Stat::ReadFailed);
-    }
-    0
+    let args = || -> Result<(u64, i32, i32), i64> {
+        Ok((
+            tp_read(&ctx, off!(tp_state_skaddr))?,
+            tp_read(&ctx, off!(tp_state_oldstate))?,
+            tp_read(&ctx, off!(tp_state_newstate))?,
+        ))
+    };
+    done(args().and_then(|(sk, old, new)| try_sock_set_state(sk, old, new))) as u32
 }
 
-fn try_sock_set_state(ctx: &TracePointContext) -> Result<(), i64> {
-    let sk: u64 = tp_read(ctx, off!(tp_state_skaddr))?;
-    let old: i32 = tp_read(ctx, off!(tp_state_oldstate))?;
-    let new: i32 = tp_read(ctx, off!(tp_state_newstate))?;
+/// tp_btf twin: inet_sock_set_state(const struct sock *sk, const int
+/// oldstate, const int newstate), the same on every supported kernel.
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn sock_set_state_btf(ctx: BtfTracePointContext) -> i32 {
+    done(try_sock_set_state(
+        ctx.arg(0),
+        ctx.arg::<u64>(1) as i32,
+        ctx.arg::<u64>(2) as i32,
+    ))
+}
+
+fn try_sock_set_state(sk: u64, old: i32, new: i32) -> Result<(), i64> {
     if new == TCP_LISTEN {
         let pid_tgid = bpf_get_current_pid_tgid();
         let owner = Owner {

@@ -14,7 +14,8 @@ use crate::{
     paws,
 };
 
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcptrace"));
+pub(crate) static OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcptrace"));
 
 pub struct Loaded {
     pub ebpf: Ebpf,
@@ -100,7 +101,9 @@ pub fn load_staged(
         });
     }
     let syms = KernelSymbols::lazy();
-    let (early, later): (Vec<_>, Vec<_>) = specs.into_iter().partition(HookSpec::plain_tracepoints);
+    // Hooks whose tracepoints go on as tp_btf wait for aya's BTF parse.
+    let (early, later): (Vec<_>, Vec<_>) =
+        specs.into_iter().partition(|s| s.plain_tracepoints(mode));
     let hooks = hooks::attach_all(&mut ebpf, None, &syms, &early, mode);
     let upgrades = early
         .into_iter()

@@ -1,6 +1,14 @@
 //! connect(): the syscall tracepoints on every kernel, replaced by
 //! fentry/fexit on `inet_stream_connect` where the kernel allows BPF
 //! trampolines (no syscall tracepoint on every task's syscalls, no fd walk).
+//!
+//! The syscall tracepoints stay plain tracepoints: they are not BTF
+//! tracepoints, so they have no tp_btf form (the raw `sys_enter`/`sys_exit`
+//! tp_btf hooks exist but run for every syscall of every task). Like every
+//! plain tracepoint they are skipped while another tracer's BPF program runs
+//! on the CPU; fentry, where the kernel allows it, is not.
+
+use tcptrace_common::programs;
 
 use super::{FnTarget, HookSpec, TpTarget};
 
@@ -17,16 +25,8 @@ pub fn spec() -> HookSpec {
         name: "connect",
         about: "connect() on TCP sockets: latency and errno",
         tracepoints: vec![
-            TpTarget {
-                category: "syscalls",
-                name: "sys_enter_connect",
-                program: "sys_enter_connect",
-            },
-            TpTarget {
-                category: "syscalls",
-                name: "sys_exit_connect",
-                program: "sys_exit_connect",
-            },
+            TpTarget::plain("syscalls", "sys_enter_connect", programs::SYS_ENTER_CONNECT),
+            TpTarget::plain("syscalls", "sys_exit_connect", programs::SYS_EXIT_CONNECT),
         ],
         upgrade: vec![
             function("connect_fentry", false),

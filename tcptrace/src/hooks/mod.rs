@@ -1,6 +1,15 @@
 //! The attach table: every hook tcptrace knows, the kernel targets behind it,
 //! and the mechanism chosen for each on this kernel (tracepoint, fentry/fexit,
 //! kprobe/kretprobe), with the reason whenever one cannot be used.
+//!
+//! Every stable tracepoint with a BTF form is attached as tp_btf where the
+//! kernel allows it, the plain tracepoint staying as the fallback: plain
+//! tracepoint and kprobe programs share the per-CPU recursion guard
+//! (`bpf_prog_active`), so the kernel skips them whenever any other BPF
+//! program (another tracer's) runs on that CPU, e.g. a busy bpftrace on
+//! `raw_syscalls:sys_enter` interrupted by the softirq that overflows an
+//! accept queue. tp_btf (and fentry) programs have a guard of their own.
+//! Syscall tracepoints have no tp_btf form and stay plain.
 
 mod connect;
 mod paws;
@@ -28,7 +37,8 @@ pub enum AttachMode {
     Auto,
     Fentry,
     Kprobe,
-    /// Only the tracepoint fallbacks of function hooks (drop reasons).
+    /// Only the tracepoint fallbacks of function hooks (drop reasons), and
+    /// plain tracepoints rather than their tp_btf form for tracepoint hooks.
     Tracepoint,
 }
 
@@ -38,8 +48,9 @@ pub enum Mechanism {
     Tracepoint,
     Fentry,
     Kprobe,
-    /// BTF-typed tracepoints (with plain tracepoints beside them): the
-    /// fallback of function hooks.
+    /// BTF-typed tracepoints: the tracepoints of tracepoint hooks where the
+    /// kernel has their BTF, and the drop-reason fallback of function hooks
+    /// (with plain tracepoints beside them where these have no BTF form).
     TpBtf,
 }
 
@@ -70,7 +81,82 @@ pub struct FnTarget {
 pub struct TpTarget {
     pub category: &'static str,
     pub name: &'static str,
+    /// The plain tracepoint program.
     pub program: &'static str,
+    /// Its tp_btf twin, tried first.
+    pub typed: Typed,
+}
+
+/// The tp_btf form of a tracepoint target: the same tracepoint, its typed
+/// arguments, the same records, and a recursion guard of its own.
+#[derive(Clone, Debug, Default)]
+pub enum Typed {
+    /// None: syscall tracepoints are not BTF tracepoints (the raw
+    /// `sys_enter`/`sys_exit` ones are, but run for every syscall).
+    #[default]
+    None,
+    /// A tp_btf program reading the first `args` arguments of the
+    /// tracepoint's `TP_PROTO`.
+    Program { program: &'static str, args: usize },
+    /// This kernel's BTF rules it out (set by [`table`]), with why.
+    Unavailable(String),
+}
+
+impl TpTarget {
+    /// A tracepoint with no tp_btf form.
+    pub const fn plain(category: &'static str, name: &'static str, program: &'static str) -> Self {
+        Self {
+            category,
+            name,
+            program,
+            typed: Typed::None,
+        }
+    }
+
+    /// A tracepoint attached as tp_btf (`typed`, reading `args` arguments)
+    /// where the kernel allows it, else as `program`.
+    pub const fn typed(
+        category: &'static str,
+        name: &'static str,
+        program: &'static str,
+        typed: &'static str,
+        args: usize,
+    ) -> Self {
+        Self {
+            category,
+            name,
+            program,
+            typed: Typed::Program {
+                program: typed,
+                args,
+            },
+        }
+    }
+
+    /// Every program this target may load.
+    fn programs(&self) -> impl Iterator<Item = &'static str> {
+        let typed = match self.typed {
+            Typed::Program { program, .. } => Some(program),
+            _ => None,
+        };
+        [self.program].into_iter().chain(typed)
+    }
+
+    /// Rules out the tp_btf form where this kernel's BTF has no
+    /// `btf_trace_<name>` or passes fewer arguments than the program reads.
+    fn resolve(&mut self, btf: &KernelBtf) {
+        let Typed::Program { args, .. } = self.typed else {
+            return;
+        };
+        self.typed = match btf.tracepoint_args(self.name) {
+            None => Typed::Unavailable(format!("no btf_trace_{} in kernel BTF", self.name)),
+            Some(n) if n < args => Typed::Unavailable(format!(
+                "{} passes {n} arguments on this kernel, the program reads {args}",
+                self.name
+            )),
+            Some(_) => return,
+        };
+    }
 }
 
 /// A BTF-typed tracepoint (`tp_btf/<name>`) and its program.
@@ -113,13 +199,30 @@ pub struct HookSpec {
 }
 
 impl HookSpec {
-    /// Whether the hook needs only plain tracepoints: no function target, no
-    /// fallback, so neither the kernel BTF nor the verifier's BTF checks.
-    pub fn plain_tracepoints(&self) -> bool {
+    /// Whether the hook needs only plain tracepoints under `mode`: no
+    /// function target, no fallback, no tp_btf form this kernel could take,
+    /// so neither the kernel BTF nor the verifier's BTF checks.
+    pub fn plain_tracepoints(&self, mode: AttachMode) -> bool {
         !self.tracepoints.is_empty()
             && self.functions.is_empty()
             && self.companions.is_empty()
             && matches!(self.fallback, Fallback::None)
+            && (mode == AttachMode::Tracepoint
+                || !self
+                    .tracepoints
+                    .iter()
+                    .any(|t| matches!(t.typed, Typed::Program { .. })))
+    }
+
+    fn tracepoint_targets_mut(&mut self) -> impl Iterator<Item = &mut TpTarget> {
+        let fallback = match &mut self.fallback {
+            Fallback::Tracepoints { tracepoints, .. } => Some(tracepoints.iter_mut()),
+            _ => None,
+        };
+        self.tracepoints
+            .iter_mut()
+            .chain(self.companions.iter_mut())
+            .chain(fallback.into_iter().flatten())
     }
 
     /// Every program this hook may run, under any mechanism.
@@ -168,6 +271,11 @@ pub fn table(btf: &KernelBtf) -> Vec<HookSpec> {
     let mut specs = vec![connect::spec(), port_search::spec(btf)];
     specs.extend(syn::specs(btf));
     specs.extend(paws::specs(btf));
+    for spec in &mut specs {
+        for t in spec.tracepoint_targets_mut() {
+            t.resolve(btf);
+        }
+    }
     specs
 }
 
@@ -210,16 +318,14 @@ fn attach_hook(
     let use_tracepoints = !spec.tracepoints.is_empty()
         && (spec.functions.is_empty() || matches!(mode, AttachMode::Auto | AttachMode::Tracepoint));
     if use_tracepoints {
-        match attach_tracepoints(ebpf, &spec.tracepoints) {
-            Ok(()) => {
-                status.mechanism = Some(Mechanism::Tracepoint);
-                status.notes.push(
-                    spec.tracepoints
-                        .iter()
-                        .map(|t| format!("{}:{}", t.category, t.name))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                );
+        match attach_tracepoints(ebpf, aya_btf, &spec.tracepoints, mode) {
+            Ok(attached) => {
+                status.mechanism = Some(if attached.all_typed {
+                    Mechanism::TpBtf
+                } else {
+                    Mechanism::Tracepoint
+                });
+                status.notes.push(attached.notes.join(", "));
                 return status;
             }
             Err(e) => status.notes.push(format!("tracepoint: {e:#}")),
@@ -242,13 +348,13 @@ fn attach_hook(
                 Fallback::Tracepoints {
                     tp_btf,
                     tracepoints,
-                } => attach_fallback(ebpf, aya_btf, tp_btf, tracepoints),
+                } => attach_fallback(ebpf, aya_btf, tp_btf, tracepoints, mode),
             }
         } else {
             attach_functions(ebpf, aya_btf, syms, &spec.functions, mech).and_then(|mut notes| {
-                attach_tracepoints(ebpf, &spec.companions)
-                    .map(|()| {
-                        notes.extend(spec.companions.iter().map(TpTarget::label));
+                attach_tracepoints(ebpf, aya_btf, &spec.companions, mode)
+                    .map(|attached| {
+                        notes.extend(attached.notes);
                         notes
                     })
                     .inspect_err(|_| {
@@ -295,17 +401,11 @@ pub fn upgrade(
     }
     match attach_functions(ebpf, aya_btf, syms, &spec.upgrade, Mechanism::Fentry) {
         Ok(notes) => {
-            unload(ebpf, spec.tracepoints.iter().map(|t| t.program));
+            unload(ebpf, spec.tracepoints.iter().flat_map(TpTarget::programs));
             status.mechanism = Some(Mechanism::Fentry);
             status.notes = notes;
         }
         Err(e) => status.notes.push(format!("fentry: {e:#}")),
-    }
-}
-
-impl TpTarget {
-    fn label(&self) -> String {
-        format!("{}:{}", self.category, self.name)
     }
 }
 
@@ -315,6 +415,7 @@ fn attach_fallback(
     aya_btf: Option<&Btf>,
     tp_btf: &[BtfTpTarget],
     tracepoints: &[TpTarget],
+    mode: AttachMode,
 ) -> Result<Vec<String>> {
     let btf = aya_btf.ok_or_else(|| anyhow!("no kernel BTF"))?;
     for (i, t) in tp_btf.iter().enumerate() {
@@ -329,19 +430,66 @@ fn attach_fallback(
             return Err(e.context(format!("tp_btf/{}", t.name)));
         }
     }
-    if let Err(e) = attach_tracepoints(ebpf, tracepoints) {
-        unload(ebpf, tp_btf.iter().map(|t| t.program));
-        return Err(e);
-    }
+    let attached = match attach_tracepoints(ebpf, aya_btf, tracepoints, mode) {
+        Ok(attached) => attached,
+        Err(e) => {
+            unload(ebpf, tp_btf.iter().map(|t| t.program));
+            return Err(e);
+        }
+    };
     Ok(tp_btf
         .iter()
         .map(|t| format!("tp_btf/{} ({})", t.name, t.program))
-        .chain(tracepoints.iter().map(TpTarget::label))
+        .chain(attached.notes)
         .collect())
 }
 
-fn attach_tracepoints(ebpf: &mut Ebpf, targets: &[TpTarget]) -> Result<()> {
+/// What [`attach_tracepoints`] attached.
+struct Attached {
+    /// One per target: `tp_btf/<name>`, or `<category>:<name>` with why its
+    /// tp_btf form was not used.
+    notes: Vec<String>,
+    /// Every target went on as tp_btf.
+    all_typed: bool,
+}
+
+/// Attaches every target, each as tp_btf where it has that form, the kernel
+/// allows it and `mode` is not `tracepoint`, else as a plain tracepoint; or
+/// none of them.
+fn attach_tracepoints(
+    ebpf: &mut Ebpf,
+    aya_btf: Option<&Btf>,
+    targets: &[TpTarget],
+    mode: AttachMode,
+) -> Result<Attached> {
+    let mut attached = Attached {
+        notes: Vec::new(),
+        all_typed: !targets.is_empty(),
+    };
     for (i, t) in targets.iter().enumerate() {
+        let label = format!("{}:{}", t.category, t.name);
+        let typed = match (&t.typed, aya_btf) {
+            (Typed::None, _) => Err(None),
+            (Typed::Unavailable(why), _) => Err(Some(why.clone())),
+            (Typed::Program { .. }, _) if mode == AttachMode::Tracepoint => {
+                Err(Some("not with --attach tracepoint".to_owned()))
+            }
+            (Typed::Program { .. }, None) => Err(Some("no kernel BTF".to_owned())),
+            (Typed::Program { program: typed, .. }, Some(btf)) => {
+                attach_typed(ebpf, btf, t.name, typed).map_err(|e| {
+                    unload(ebpf, [*typed]);
+                    Some(format!("{e:#}"))
+                })
+            }
+        };
+        let why_plain = match typed {
+            Ok(()) => {
+                attached.notes.push(format!("tp_btf/{}", t.name));
+                continue;
+            }
+            Err(why) => why,
+        };
+        attached.all_typed = false;
         let result = (|| -> Result<()> {
             let prog: &mut TracePoint = program(ebpf, t.program)?.try_into()?;
             prog.load()?;
@@ -349,10 +497,27 @@ fn attach_tracepoints(ebpf: &mut Ebpf, targets: &[TpTarget]) -> Result<()> {
             Ok(())
         })();
         if let Err(e) = result {
-            unload(ebpf, targets[..=i].iter().map(|t| t.program));
-            return Err(e.context(format!("{}:{}", t.category, t.name)));
+            unload(ebpf, targets[..=i].iter().flat_map(TpTarget::programs));
+            return Err(e.context(match why_plain {
+                Some(why) => format!("{label} (tp_btf: {why})"),
+                None => label,
+            }));
         }
+        attached.notes.push(match why_plain {
+            Some(why) => format!("{label} (tp_btf: {why})"),
+            None => label,
+        });
     }
+    Ok(attached)
+}
+
+/// Loads and attaches the tp_btf program `prog` on tracepoint `name`.
+fn attach_typed(ebpf: &mut Ebpf, btf: &Btf, name: &str, prog: &str) -> Result<()> {
+    let p: &mut BtfTracePoint = program(ebpf, prog)?.try_into()?;
+    p.load(name, btf)
+        .with_context(|| format!("loading {prog} on tp_btf/{name}"))?;
+    p.attach()
+        .with_context(|| format!("attaching {prog} to tp_btf/{name}"))?;
     Ok(())
 }
 
@@ -540,5 +705,143 @@ fn unload<'a>(ebpf: &mut Ebpf, names: impl IntoIterator<Item = &'a str>) {
                 _ => Ok(()),
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use aya_obj::{Object, ProgramSection};
+    use tcptrace_common::programs;
+
+    use super::*;
+
+    fn sections() -> HashMap<String, ProgramSection> {
+        let obj = Object::parse(crate::loader::OBJECT).expect("embedded object parses");
+        obj.programs
+            .into_iter()
+            .map(|(name, p)| (name, p.section))
+            .collect()
+    }
+
+    fn is_tracepoint(s: &ProgramSection) -> bool {
+        matches!(s, ProgramSection::TracePoint)
+    }
+
+    fn is_tp_btf(s: &ProgramSection) -> bool {
+        matches!(s, ProgramSection::BtfTracePoint)
+    }
+
+    /// Every tracepoint program the shared names list, and its tp_btf twin,
+    /// is in the embedded object with the section its mechanism loads.
+    #[test]
+    fn program_names_match_the_object() {
+        let sections = sections();
+        let pairs = [
+            (programs::RETRANSMIT_SYNACK, programs::RETRANSMIT_SYNACK_BTF),
+            (programs::SOCK_SET_STATE, programs::SOCK_SET_STATE_BTF),
+            (
+                programs::KFREE_SKB_LISTEN_OVERFLOW,
+                programs::KFREE_SKB_LISTEN_OVERFLOW_BTF,
+            ),
+            (
+                programs::RECEIVE_RESET_MARK,
+                programs::RECEIVE_RESET_MARK_BTF,
+            ),
+            (
+                programs::RECEIVE_RESET_EMIT,
+                programs::RECEIVE_RESET_EMIT_BTF,
+            ),
+            (programs::SEND_RESET_COUNT, programs::SEND_RESET_COUNT_BTF),
+            (programs::SEND_RESET_COUNT, programs::SEND_RESET_REASON_BTF),
+        ];
+        for (plain, typed) in pairs {
+            let s = sections
+                .get(plain)
+                .unwrap_or_else(|| panic!("{plain} missing"));
+            assert!(is_tracepoint(s), "{plain}: {s:?}");
+            let s = sections
+                .get(typed)
+                .unwrap_or_else(|| panic!("{typed} missing"));
+            assert!(is_tp_btf(s), "{typed}: {s:?}");
+        }
+        for plain in [programs::SYS_ENTER_CONNECT, programs::SYS_EXIT_CONNECT] {
+            assert!(sections.get(plain).is_some_and(is_tracepoint), "{plain}");
+        }
+    }
+
+    /// The attach table for this kernel names only programs of the object,
+    /// each of the kind it is attached as; every tracepoint target with a
+    /// BTF form has its tp_btf twin available on this kernel (6.18).
+    #[test]
+    fn attach_table_matches_the_object() {
+        let sections = sections();
+        let btf = KernelBtf::from_sys().expect("kernel BTF");
+        let check = |name: &str, want: fn(&ProgramSection) -> bool| {
+            let s = sections
+                .get(name)
+                .unwrap_or_else(|| panic!("{name} missing from the object"));
+            assert!(want(s), "{name}: {s:?}");
+        };
+        let mut typed = 0;
+        for mut spec in table(&btf) {
+            for t in &spec.functions {
+                check(t.fentry, |s| {
+                    matches!(
+                        s,
+                        ProgramSection::FEntry { .. } | ProgramSection::FExit { .. }
+                    )
+                });
+                if !t.kprobe.is_empty() {
+                    check(t.kprobe, |s| {
+                        matches!(s, ProgramSection::KProbe | ProgramSection::KRetProbe)
+                    });
+                }
+            }
+            if let Fallback::Tracepoints { tp_btf, .. } = &spec.fallback {
+                for t in tp_btf {
+                    check(t.program, is_tp_btf);
+                }
+            }
+            for t in spec.tracepoint_targets_mut() {
+                check(t.program, is_tracepoint);
+                match &t.typed {
+                    Typed::Program { program, .. } => {
+                        check(program, is_tp_btf);
+                        typed += 1;
+                    }
+                    Typed::Unavailable(why) => panic!("{}: tp_btf unavailable: {why}", t.name),
+                    Typed::None => assert_eq!(t.category, "syscalls", "{}", t.name),
+                }
+            }
+        }
+        // synack_retrans, listen_owner, rst_sent, receive_reset (x2), and
+        // kfree_skb for listen_overflow where the drop reason exists.
+        assert!(typed >= 5, "{typed}");
+    }
+
+    #[test]
+    fn typed_forms_follow_the_kernel_btf() {
+        let btf = KernelBtf::from_sys().expect("kernel BTF");
+        let mut t = TpTarget::typed("tcp", "tcp_receive_reset", "a", "b", 1);
+        t.resolve(&btf);
+        assert!(matches!(t.typed, Typed::Program { .. }));
+        let mut t = TpTarget::typed("tcp", "tcp_receive_reset", "a", "b", 5);
+        t.resolve(&btf);
+        assert!(
+            matches!(&t.typed, Typed::Unavailable(w) if w.contains("passes 1 arguments")),
+            "{:?}",
+            t.typed
+        );
+        let mut t = TpTarget::typed("x", "no_such_tracepoint", "a", "b", 1);
+        t.resolve(&btf);
+        assert!(matches!(&t.typed, Typed::Unavailable(w) if w.contains("btf_trace_no_such")));
+        let spec = HookSpec {
+            tracepoints: vec![TpTarget::typed("tcp", "tcp_receive_reset", "a", "b", 1)],
+            ..HookSpec::default()
+        };
+        assert!(!spec.plain_tracepoints(AttachMode::Auto));
+        assert!(spec.plain_tracepoints(AttachMode::Tracepoint));
     }
 }

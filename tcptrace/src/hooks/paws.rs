@@ -5,6 +5,8 @@
 //! 6.11+), tp_btf on `kfree_skb` is the fallback. Which fallback a kernel
 //! supports is read from its BTF, never from its version number.
 
+use tcptrace_common::programs;
+
 use super::{BtfTpTarget, Fallback, FnTarget, HookSpec, TpTarget};
 use crate::{btf::KernelBtf, paws};
 
@@ -63,12 +65,30 @@ impl Reasons {
     }
 }
 
-fn receive_reset(program: &'static str) -> TpTarget {
-    TpTarget {
-        category: "tcp",
-        name: "tcp_receive_reset",
-        program,
-    }
+/// tcp:tcp_receive_reset, tp_btf tcp_receive_reset(struct sock *sk) where
+/// the kernel has it.
+fn receive_reset(program: &'static str, typed: &'static str) -> TpTarget {
+    TpTarget::typed("tcp", "tcp_receive_reset", program, typed, 1)
+}
+
+/// tcp:tcp_send_reset, and the tp_btf program matching this kernel's
+/// signature: (sk, skb) before 6.10, (sk, skb, reason) since.
+fn send_reset(btf: &KernelBtf) -> TpTarget {
+    let (typed, args) = if btf
+        .tracepoint_args("tcp_send_reset")
+        .is_some_and(|n| n >= 3)
+    {
+        (programs::SEND_RESET_REASON_BTF, 3)
+    } else {
+        (programs::SEND_RESET_COUNT_BTF, 2)
+    };
+    TpTarget::typed(
+        "tcp",
+        "tcp_send_reset",
+        programs::SEND_RESET_COUNT,
+        typed,
+        args,
+    )
 }
 
 pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
@@ -103,12 +123,18 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
                     "challenge_ack_kprobe",
                 ),
             ],
-            companions: vec![receive_reset("receive_reset_mark")],
+            companions: vec![receive_reset(
+                programs::RECEIVE_RESET_MARK,
+                programs::RECEIVE_RESET_MARK_BTF,
+            )],
             fallback: reasons.fallback(
                 &["TCP_RFC7323_PAWS", "TCP_RESET", "TCP_OLD_SEQUENCE"],
                 Ok(()),
                 "kfree_skb_validate",
-                vec![receive_reset("receive_reset_emit")],
+                vec![receive_reset(
+                    programs::RECEIVE_RESET_EMIT,
+                    programs::RECEIVE_RESET_EMIT_BTF,
+                )],
             ),
             ..HookSpec::default()
         },
@@ -171,11 +197,7 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
         HookSpec {
             name: "rst_sent",
             about: "RSTs this host sends, by reason (6.10+)",
-            tracepoints: vec![TpTarget {
-                category: "tcp",
-                name: "tcp_send_reset",
-                program: "send_reset_count",
-            }],
+            tracepoints: vec![send_reset(btf)],
             ..HookSpec::default()
         },
     ];

@@ -1,6 +1,8 @@
 //! SYN family: unanswered SYNs at a listener, accept-queue overflows on the
 //! third ACK, SYN-ACK retransmits, and the owners of listening sockets.
 
+use tcptrace_common::programs;
+
 use super::{FnTarget, HookSpec, TpTarget};
 use crate::btf::KernelBtf;
 
@@ -83,11 +85,14 @@ fn listen_overflow(btf: &KernelBtf) -> HookSpec {
         about: "accept queue full on the third ACK: reset or ghost connection",
         // skb:kfree_skb carries the verdict as a drop reason on 6.15+.
         tracepoints: if crate::syn::kfree_skb_fallback(btf) {
-            vec![TpTarget {
-                category: "skb",
-                name: "kfree_skb",
-                program: "kfree_skb_listen_overflow",
-            }]
+            // tp_btf kfree_skb(skb, location, reason, rx_sk).
+            vec![TpTarget::typed(
+                "skb",
+                "kfree_skb",
+                programs::KFREE_SKB_LISTEN_OVERFLOW,
+                programs::KFREE_SKB_LISTEN_OVERFLOW_BTF,
+                4,
+            )]
         } else {
             Vec::new()
         },
@@ -116,22 +121,26 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
         HookSpec {
             name: "synack_retrans",
             about: "SYN-ACK retransmits, linked to an earlier accept-queue overflow",
-            tracepoints: vec![TpTarget {
-                category: "tcp",
-                name: "tcp_retransmit_synack",
-                program: "retransmit_synack",
-            }],
+            tracepoints: vec![TpTarget::typed(
+                "tcp",
+                "tcp_retransmit_synack",
+                programs::RETRANSMIT_SYNACK,
+                programs::RETRANSMIT_SYNACK_BTF,
+                2,
+            )],
             functions: Vec::new(),
             ..HookSpec::default()
         },
         HookSpec {
             name: "listen_owner",
             about: "which process called listen(); ends ghost links on ESTABLISHED",
-            tracepoints: vec![TpTarget {
-                category: "sock",
-                name: "inet_sock_set_state",
-                program: "sock_set_state",
-            }],
+            tracepoints: vec![TpTarget::typed(
+                "sock",
+                "inet_sock_set_state",
+                programs::SOCK_SET_STATE,
+                programs::SOCK_SET_STATE_BTF,
+                3,
+            )],
             functions: Vec::new(),
             ..HookSpec::default()
         },

@@ -77,9 +77,15 @@ impl Tracer {
 
     /// Like [`Tracer::start_with`], printing a summary every `interval`.
     pub fn start_every(interval: &str, pre: &[&str], extra: &[&str]) -> Tracer {
+        Self::start_attach(&attach_mode(), interval, pre, extra)
+    }
+
+    /// Like [`Tracer::start_every`] with `--attach attach` instead of
+    /// [`attach_mode`] (e.g. `tracepoint` to compare plain tracepoints).
+    pub fn start_attach(attach: &str, interval: &str, pre: &[&str], extra: &[&str]) -> Tracer {
         let mut child = Command::new(tcptrace_bin())
             .args(pre)
-            .args(["--json", "--interval", interval, "--attach", &attach_mode()])
+            .args(["--json", "--interval", interval, "--attach", attach])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
