@@ -231,7 +231,7 @@ impl HookSpec {
         let fns = self.functions.iter().chain(&self.upgrade);
         out.extend(fns.flat_map(|t| [t.fentry, t.kprobe]));
         let tps = self.tracepoints.iter().chain(&self.companions);
-        out.extend(tps.map(|t| t.program));
+        out.extend(tps.flat_map(|t| t.programs()));
         if let Fallback::Tracepoints {
             tp_btf,
             tracepoints,
