@@ -6,11 +6,10 @@ mod support;
 
 use std::{
     ffi::CString,
-    io::{BufRead as _, BufReader, Read as _},
     net::{SocketAddr, TcpStream},
     os::unix::ffi::OsStrExt as _,
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Child, Command, ExitStatus},
     sync::{
         atomic::{AtomicBool, Ordering},
         mpsc, Arc,
@@ -21,7 +20,7 @@ use std::{
 
 use nix::sys::signal::{kill, Signal};
 use serde_json::Value;
-use support::{attach_mode, tcptrace_bin};
+use support::{attach_mode, tcptrace_bin, Spawned};
 
 /// A running tcptrace with any arguments (the support `Tracer` always
 /// asks for JSON; these tests read the text view too).
@@ -34,43 +33,13 @@ struct Run {
 impl Run {
     /// Starts `tcptrace ARGS…` and waits until it traces.
     fn start(args: &[&str]) -> Run {
-        let mut child = Command::new(tcptrace_bin())
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn tcptrace");
-        let mut out = child.stdout.take().expect("stdout");
-        // Drained all along so tcptrace never blocks on a full pipe.
-        let stdout = thread::spawn(move || {
-            let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            s
-        });
-        let err = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("[tcptrace] {line}");
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.contains("tracing;") => break,
-                Ok(_) => {}
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("tcptrace did not start");
-                }
-            }
-        }
+        let mut cmd = Command::new(tcptrace_bin());
+        cmd.args(args);
+        let s = Spawned::until_tracing(cmd, "tcptrace");
         Run {
-            child,
-            stdout,
-            stderr: rx,
+            child: s.child,
+            stdout: s.stdout,
+            stderr: s.stderr,
         }
     }
 

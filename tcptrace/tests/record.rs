@@ -7,20 +7,20 @@
 mod support;
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
+    io::Write as _,
     net::{SocketAddr, TcpListener, TcpStream},
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, Output},
     sync::mpsc,
     thread::{self, JoinHandle},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use chrono::{DateTime, SecondsFormat};
 use nix::sys::signal::{kill, Signal};
 use serde_json::Value;
-use support::{attach_mode, tcptrace_bin};
+use support::{attach_mode, tcptrace_bin, Spawned};
 
 fn tid() -> u64 {
     // SAFETY: gettid has no preconditions.
@@ -58,47 +58,17 @@ struct Recorder {
 
 impl Recorder {
     fn start(file: &Path, extra: &[&str]) -> Recorder {
-        let mut child = Command::new(tcptrace_bin())
-            .arg("record")
+        let mut cmd = Command::new(tcptrace_bin());
+        cmd.arg("record")
             .arg("-o")
             .arg(file)
             .args(["--attach", &attach_mode()])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn tcptrace record");
-        let mut out = child.stdout.take().expect("stdout");
-        // Drain stdout all along so the recorder never blocks on a full pipe.
-        let stdout = thread::spawn(move || {
-            let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            s
-        });
-        let err = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("[tcptrace record] {line}");
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.contains("tracing;") => break,
-                Ok(_) => {}
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("tcptrace record did not start");
-                }
-            }
-        }
+            .args(extra);
+        let s = Spawned::until_tracing(cmd, "tcptrace record");
         Recorder {
-            child,
-            stdout,
-            stderr: rx,
+            child: s.child,
+            stdout: s.stdout,
+            stderr: s.stderr,
         }
     }
 

@@ -35,6 +35,66 @@ pub fn required(hook: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// A tcptrace process started by a test: stdout drained all along (a full
+/// pipe would stall it), stderr echoed and forwarded line by line.
+pub struct Spawned {
+    pub child: Child,
+    /// All of stdout, once tcptrace exits.
+    pub stdout: std::thread::JoinHandle<String>,
+    /// stderr lines after `tracing;`.
+    pub stderr: mpsc::Receiver<String>,
+    /// stderr lines before `tracing;` (the attach report).
+    pub before_tracing: Vec<String>,
+}
+
+impl Spawned {
+    /// Starts `cmd` (a tcptrace command line) and waits until it says
+    /// `tracing;`; its stderr lines are echoed behind `[label]`.
+    pub fn until_tracing(mut cmd: Command, label: &str) -> Spawned {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {label}: {e}"));
+        let mut out = child.stdout.take().expect("stdout");
+        let stdout = std::thread::spawn(move || {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut out, &mut text).expect("read tcptrace stdout");
+            text
+        });
+        let err = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        let tag = label.to_owned();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[{tag}] {line}");
+                // A receiver gone: keep draining so tcptrace never blocks.
+                let _ = tx.send(line);
+            }
+        });
+        let mut before_tracing = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains("tracing;") => break,
+                Ok(line) => before_tracing.push(line),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("{label} did not start: {before_tracing:?}");
+                }
+            }
+        }
+        Spawned {
+            child,
+            stdout,
+            stderr: rx,
+            before_tracing,
+        }
+    }
+}
+
 pub struct Tracer {
     child: Child,
     /// Reads stdout as tcptrace writes it (a full pipe would stall it) and
@@ -83,48 +143,15 @@ impl Tracer {
     /// Like [`Tracer::start_every`] with `--attach attach` instead of
     /// [`attach_mode`] (e.g. `tracepoint` to compare plain tracepoints).
     pub fn start_attach(attach: &str, interval: &str, pre: &[&str], extra: &[&str]) -> Tracer {
-        let mut child = Command::new(tcptrace_bin())
-            .args(pre)
+        let mut cmd = Command::new(tcptrace_bin());
+        cmd.args(pre)
             .args(["--json", "--interval", interval, "--attach", attach])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn tcptrace");
-        let mut stdout = child.stdout.take().expect("stdout");
-        let stdout = std::thread::spawn(move || {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut stdout, &mut text).expect("read tcptrace stdout");
-            text
-        });
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("[tcptrace] {line}");
-                if tx.send(line).is_err() {
-                    // Keep draining so tcptrace never blocks on stderr.
-                }
-            }
-        });
-        let mut attach_report = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line.contains("tracing;") => break,
-                Ok(line) => attach_report.push(line),
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("tcptrace did not start: {attach_report:?}");
-                }
-            }
-        }
+            .args(extra);
+        let s = Spawned::until_tracing(cmd, "tcptrace");
         Tracer {
-            child,
-            stdout,
-            attach_report,
+            child: s.child,
+            stdout: s.stdout,
+            attach_report: s.before_tracing,
             pcap_dir: None,
         }
     }
