@@ -816,9 +816,10 @@ mod tests {
                 }
             }
         }
-        // synack_retrans, listen_owner, rst_sent, receive_reset (x2), and
-        // kfree_skb for listen_overflow where the drop reason exists.
-        assert!(typed >= 5, "{typed}");
+        // synack_retrans, listen_owner, rst_sent, receive_reset on every
+        // kernel (x2 where the drop-reason fallback exists, 6.11+), and
+        // kfree_skb for listen_overflow where its drop reason does (6.15+).
+        assert!(typed >= 4, "{typed}");
     }
 
     #[test]
