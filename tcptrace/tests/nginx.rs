@@ -222,6 +222,24 @@ fn own_nofile_soft() -> u64 {
 /// EMFILE, the accept queue (backlog 2) overflows. The finding must name
 /// the worker at its limit, list master and worker with their limits, and
 /// point at worker_rlimit_nofile; nginx itself logs EMFILE.
+/// `clients` connect to nginx on `port`, one every 30 ms; after their first
+/// tries and one round of SYN retransmissions, those still in SYN-SENT are
+/// closed, so no later retransmission moves `ListenOverflows` once counted.
+fn overflow(nginx: Nginx, port: u16, clients: usize) -> Run {
+    let before = netstat();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let clients = connect_many(addr, clients, Duration::from_millis(30));
+    thread::sleep(Duration::from_millis(1600));
+    let clients = keep_connected(clients);
+    thread::sleep(Duration::from_millis(200));
+    let overflows = netstat()["ListenOverflows"] - before["ListenOverflows"];
+    Run {
+        nginx,
+        _clients: clients,
+        overflows,
+    }
+}
+
 #[test]
 #[ignore = "needs root and BPF: run by cargo xtask test"]
 fn nginx_worker_at_its_fd_limit_is_named() {
@@ -232,20 +250,8 @@ fn nginx_worker_at_its_fd_limit_is_named() {
     };
     let w = worker(move |_release| {
         let nginx = Nginx::start(&bin, PORT, Some(16));
-        let before = netstat();
-        let addr: SocketAddr = format!("127.0.0.1:{PORT}").parse().expect("addr");
         // 6 fit under the worker's limit, 3 in the queue, the rest overflow.
-        let clients = connect_many(addr, 16, Duration::from_millis(30));
-        // First tries and one round of SYN retransmissions.
-        thread::sleep(Duration::from_millis(1600));
-        let clients = keep_connected(clients);
-        thread::sleep(Duration::from_millis(200));
-        let overflows = netstat()["ListenOverflows"] - before["ListenOverflows"];
-        Run {
-            nginx,
-            _clients: clients,
-            overflows,
-        }
+        overflow(nginx, PORT, 16)
     });
     let d = Diagnose::start("6s", w.netns);
     let (run, findings) = w.finish(d);
@@ -326,18 +332,7 @@ fn nginx_stopped_worker_is_named() {
             assert!(Instant::now() < deadline, "worker not stopped");
             thread::sleep(Duration::from_millis(10));
         }
-        let before = netstat();
-        let addr: SocketAddr = format!("127.0.0.1:{PORT}").parse().expect("addr");
-        let clients = connect_many(addr, 8, Duration::from_millis(30));
-        thread::sleep(Duration::from_millis(1600));
-        let clients = keep_connected(clients);
-        thread::sleep(Duration::from_millis(200));
-        let overflows = netstat()["ListenOverflows"] - before["ListenOverflows"];
-        Run {
-            nginx,
-            _clients: clients,
-            overflows,
-        }
+        overflow(nginx, PORT, 8)
     });
     let d = Diagnose::start("6s", w.netns);
     let (run, findings) = w.finish(d);
