@@ -610,11 +610,12 @@ fn try_kfree_skb(skb: u64, reason: u32, sk: u64) -> Result<(), i64> {
     if reason != off!(reason_listen_overflow) || sk == 0 {
         return Ok(());
     }
-    let state = queue_state(sk);
-    if state.backlog <= state.backlog_max {
-        return Ok(());
-    }
-    overflowed(sk, skb, &state)
+    // The kernel's reason is the verdict: the queue may have been drained
+    // since its check (accept() or close() on another CPU), so it is not
+    // read again here. A child that could not be allocated gets the same
+    // reason (not counted in ListenOverflows); the client is a ghost either
+    // way.
+    overflowed(sk, skb, &queue_state(sk))
 }
 
 // ---- SYN-ACK retransmits ---------------------------------------------------
