@@ -9,6 +9,7 @@ mod event;
 mod filter;
 mod hist;
 mod hooks;
+mod host;
 mod kernel;
 mod live;
 mod loader;
