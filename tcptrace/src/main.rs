@@ -23,6 +23,7 @@ mod replay;
 mod sink;
 mod summary;
 mod syn;
+mod tracefs;
 
 use std::process::ExitCode;
 
