@@ -4,6 +4,7 @@ mod bench_flood;
 mod btf;
 mod cli;
 mod diagnose;
+mod endpoint;
 mod escape;
 mod event;
 mod filter;

@@ -17,7 +17,7 @@ use tcptrace_common::{
     syn::{flags, ListenerCounters, ListenerKey, SynAnswer, SynDropCause, SynEvent, SynOffsets},
 };
 
-use crate::{btf::KernelBtf, event::Event, hist::fmt_ns, tracefs};
+use crate::{btf::KernelBtf, endpoint::endpoint, event::Event, hist::fmt_ns, tracefs};
 
 // ---- offsets ---------------------------------------------------------------
 
@@ -515,13 +515,6 @@ impl SynSummary {
             })
             .collect();
         (answered, json!(listeners))
-    }
-}
-
-fn endpoint(a: IpAddr, port: u16) -> String {
-    match a {
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
-        IpAddr::V4(a) => format!("{a}:{port}"),
     }
 }
 

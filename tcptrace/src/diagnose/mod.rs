@@ -149,13 +149,13 @@ pub fn render_text(findings: &[Finding]) -> String {
     out
 }
 
-/// `addr:port`, with brackets for IPv6.
+/// `addr:port`, with brackets for IPv6; `*:port` for an unknown address.
 pub fn endpoint(addr: Option<IpAddr>, port: u16) -> String {
-    match addr {
-        Some(IpAddr::V6(a)) => format!("[{a}]:{port}"),
-        Some(a) => format!("{a}:{port}"),
-        None => format!("*:{port}"),
+    crate::endpoint::Endpoint {
+        addr,
+        port: Some(port),
     }
+    .to_string()
 }
 
 /// What the rules see besides the events.
