@@ -4,11 +4,13 @@ mod bench_flood;
 mod btf;
 mod cli;
 mod diagnose;
+mod endpoint;
 mod escape;
 mod event;
 mod filter;
 mod hist;
 mod hooks;
+mod host;
 mod kernel;
 mod live;
 mod loader;
@@ -22,6 +24,7 @@ mod replay;
 mod sink;
 mod summary;
 mod syn;
+mod tracefs;
 
 use std::process::ExitCode;
 

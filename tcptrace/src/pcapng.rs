@@ -10,8 +10,6 @@
 
 use std::io::{self, Write};
 
-use std::net::IpAddr;
-
 use tcptrace_common::{
     paws::{PawsSite, RstVerdict},
     syn::SynDropCause,
@@ -19,6 +17,7 @@ use tcptrace_common::{
 };
 
 use crate::{
+    endpoint::endpoint,
     escape::escaped,
     event::{Detail, Event},
 };
@@ -52,13 +51,6 @@ pub fn packet(ev: &Event) -> Option<(&[u8], String)> {
         return None;
     }
     Some((&ev.packet, escaped(&comment(ev)?)))
-}
-
-fn endpoint(addr: IpAddr, port: u16) -> String {
-    match addr {
-        IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
-    }
 }
 
 /// One line saying what the kernel did with the packet.

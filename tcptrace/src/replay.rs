@@ -18,7 +18,7 @@ use crate::{
     output::json::wall_time,
     record::{
         fmt_bytes,
-        format::{counters_since, zero_counters, Item, MarkerKind, Metadata, StopReason},
+        format::{Item, MarkerKind, Metadata, StopReason},
         reader::{Ending, Reader},
     },
     sink::Printer,
@@ -132,7 +132,7 @@ struct Counters {
 impl Counters {
     fn since_base(&self, k: &KernelCounters) -> KernelCounters {
         match &self.base {
-            Some(b) => counters_since(k, b),
+            Some(b) => k.since(b),
             None => k.clone(),
         }
     }
@@ -249,7 +249,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         .clone()
         .or_else(|| counters.last.clone())
         .or_else(|| counters.base.clone())
-        .unwrap_or_else(zero_counters);
+        .unwrap_or_else(KernelCounters::zero);
     printer.set_recorded_host_view(final_host.as_deref());
     printer.summary(&counters.since_base(&end), true)?;
     if let (Some(n), Some(path)) = (printer.packets(), &args.pcap) {

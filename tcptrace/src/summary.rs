@@ -1,6 +1,8 @@
 //! The periodic and final summary: kernel histograms and counters, plus what
 //! userspace saw in the event stream (errors by errno).
 
+pub mod delta;
+
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde_json::{json, Value};

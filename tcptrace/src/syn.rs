@@ -6,10 +6,9 @@ use std::{
     fmt::Write as _,
     fs,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    path::{Path, PathBuf},
 };
 
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{Context as _, Result};
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use serde_json::{json, Value};
 use tcptrace_common::{
@@ -18,52 +17,9 @@ use tcptrace_common::{
     syn::{flags, ListenerCounters, ListenerKey, SynAnswer, SynDropCause, SynEvent, SynOffsets},
 };
 
-use crate::{btf::KernelBtf, event::Event, hist::fmt_ns};
+use crate::{btf::KernelBtf, endpoint::endpoint, event::Event, hist::fmt_ns, tracefs};
 
 // ---- offsets ---------------------------------------------------------------
-
-/// Where tracefs keeps event formats on this host.
-fn tracefs_events() -> PathBuf {
-    let modern = Path::new("/sys/kernel/tracing/events");
-    if modern.exists() {
-        modern.to_owned()
-    } else {
-        PathBuf::from("/sys/kernel/debug/tracing/events")
-    }
-}
-
-/// Field name → offset in a tracepoint's record, from its format file.
-pub fn parse_format(text: &str) -> HashMap<String, u32> {
-    text.lines()
-        .filter_map(|line| {
-            let line = line.trim();
-            let decl = line.strip_prefix("field:")?.split(';').next()?;
-            let name = decl.split_whitespace().last()?;
-            let name = name.split('[').next()?.trim_start_matches('*');
-            let offset = line
-                .split(';')
-                .find_map(|p| p.trim().strip_prefix("offset:"))?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), offset))
-        })
-        .collect()
-}
-
-/// Offsets of `fields` in tracepoint `category:name`.
-fn tp_fields(category: &str, name: &str, fields: &[&str]) -> Result<Vec<u32>> {
-    let path = tracefs_events().join(category).join(name).join("format");
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let map = parse_format(&text);
-    fields
-        .iter()
-        .map(|f| {
-            map.get(*f)
-                .copied()
-                .ok_or_else(|| anyhow!("{category}:{name} has no field {f}"))
-        })
-        .collect()
-}
 
 fn enum_value(btf: &KernelBtf, enum_name: &str, member: &str) -> Result<Option<u32>> {
     Ok(btf
@@ -96,18 +52,18 @@ pub fn offsets(btf: &KernelBtf) -> Result<SynOffsets> {
         reason_listen_overflow: u32::MAX,
         ..SynOffsets::default()
     };
-    if let Ok(v) = tp_fields(
+    if let Ok(v) = tracefs::field_offsets(
         "sock",
         "inet_sock_set_state",
         &["skaddr", "oldstate", "newstate"],
     ) {
         (o.tp_state_skaddr, o.tp_state_oldstate, o.tp_state_newstate) = (v[0], v[1], v[2]);
     }
-    if let Ok(v) = tp_fields("tcp", "tcp_retransmit_synack", &["skaddr", "req"]) {
+    if let Ok(v) = tracefs::field_offsets("tcp", "tcp_retransmit_synack", &["skaddr", "req"]) {
         (o.tp_rtx_skaddr, o.tp_rtx_req) = (v[0], v[1]);
     }
     if let Some(reason) = listen_overflow_reason(btf) {
-        if let Ok(v) = tp_fields("skb", "kfree_skb", &["skbaddr", "rx_sk", "reason"]) {
+        if let Ok(v) = tracefs::field_offsets("skb", "kfree_skb", &["skbaddr", "rx_sk", "reason"]) {
             (o.tp_kfree_skbaddr, o.tp_kfree_rx_sk, o.tp_kfree_reason) = (v[0], v[1], v[2]);
             o.reason_listen_overflow = reason;
         }
@@ -130,7 +86,7 @@ pub fn listen_overflow_reason(btf: &KernelBtf) -> Option<u32> {
 /// kernel has the drop reason and the tracepoint names the listener.
 pub fn kfree_skb_fallback(btf: &KernelBtf) -> bool {
     listen_overflow_reason(btf).is_some()
-        && tp_fields("skb", "kfree_skb", &["skbaddr", "rx_sk", "reason"]).is_ok()
+        && tracefs::field_offsets("skb", "kfree_skb", &["skbaddr", "rx_sk", "reason"]).is_ok()
 }
 
 // ---- decoding --------------------------------------------------------------
@@ -562,13 +518,6 @@ impl SynSummary {
     }
 }
 
-fn endpoint(a: IpAddr, port: u16) -> String {
-    match a {
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
-        IpAddr::V4(a) => format!("{a}:{port}"),
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -665,20 +614,6 @@ pub(crate) mod tests {
         assert_eq!(line.find("syn_drop"), output::human::HEADER.find("KIND"));
         assert!(h.line(&rtx, 0).ends_with("#2 after_overflow 1.5s ago"));
         assert!(h.line(&ovf, 0).contains(" ghost backlog=5/4"));
-    }
-
-    #[test]
-    fn parses_tracepoint_formats() {
-        let text = "name: kfree_skb\nformat:\n\
-            \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\n\
-            \tfield:void * skbaddr;\toffset:8;\tsize:8;\tsigned:0;\n\
-            \tfield:__u8 saddr[4];\toffset:30;\tsize:4;\tsigned:0;\n\
-            \tfield:enum skb_drop_reason reason;\toffset:36;\tsize:4;\tsigned:0;\n";
-        let m = parse_format(text);
-        assert_eq!(m["skbaddr"], 8);
-        assert_eq!(m["saddr"], 30);
-        assert_eq!(m["reason"], 36);
-        assert_eq!(m["common_type"], 0);
     }
 
     #[test]

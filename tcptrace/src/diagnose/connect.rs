@@ -18,9 +18,9 @@ use super::{
     fields::{capped_insert, top, Ev, Span, Stamp},
     listen::{self, Listeners},
     paws::{self, Paws},
-    system::Needs,
     Context, Finding, Severity,
 };
+use crate::host::Needs;
 
 /// connect() at least this slow went through a SYN retransmission.
 pub const SLOW_NS: u64 = 1_000_000_000;
@@ -228,12 +228,9 @@ fn finding(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{
-        evidence::HostView,
-        system::{Listener as SysListener, Sysctls},
-        tests::*,
-    };
+    use super::super::{evidence::HostView, tests::*};
     use super::*;
+    use crate::host::{Listener as SysListener, Sysctls};
 
     fn conn(sec: u32, latency_ns: u64, errno: i64) -> Value {
         ev(

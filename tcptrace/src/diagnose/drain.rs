@@ -8,7 +8,8 @@
 
 use serde_json::Value;
 
-use super::{evidence::Evidence, listen::CLOSE_WAIT_PILE, system::ProcessInfo, Context};
+use super::{evidence::Evidence, listen::CLOSE_WAIT_PILE, Context};
+use crate::host::ProcessInfo;
 
 /// Holders listed in the evidence (the verdict looks at all of them).
 const MAX_LISTED: usize = 16;

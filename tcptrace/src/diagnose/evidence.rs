@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::system::{
+use crate::host::{
     owner_key, HostSnapshot, Listener, NetnsSnapshot, PortStates, ProcessInfo, Sysctls,
 };
 

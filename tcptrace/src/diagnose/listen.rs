@@ -16,10 +16,9 @@ use super::{
     endpoint,
     evidence::Evidence,
     fields::{capped_insert, top, Ev, Span, Stamp},
-    hookset,
-    system::Needs,
-    Context, Finding, Severity,
+    hookset, Context, Finding, Severity,
 };
+use crate::host::Needs;
 
 /// Listeners tracked one by one.
 const MAX_LISTENERS: usize = 1024;
@@ -693,14 +692,14 @@ mod tests {
     use super::super::{
         evidence::HostView,
         hookset::{HookSet, HookState},
-        system::{
-            owner_key, HostSnapshot, Listener as SysListener, NetnsSnapshot, PortStates,
-            ProcessInfo, Scope, Sysctls,
-        },
         tests::*,
         Context, Engine,
     };
     use super::*;
+    use crate::host::{
+        owner_key, HostSnapshot, Listener as SysListener, NetnsSnapshot, PortStates, ProcessInfo,
+        Scope, Sysctls,
+    };
 
     fn drop_ev(sec: u32, cause: &str, peer: &str) -> Value {
         ev(

@@ -12,14 +12,12 @@ pub mod connect;
 pub mod drain;
 pub mod evidence;
 pub mod fields;
-pub mod holders;
 pub mod hookset;
 pub mod listen;
 pub mod paws;
 pub mod ports;
 pub mod rst;
 pub mod session;
-pub mod system;
 
 use std::{fmt::Write as _, net::IpAddr};
 
@@ -31,8 +29,8 @@ use crate::escape::Escaped;
 use self::{
     evidence::HostView,
     fields::{Ev, Span},
-    system::{Needs, Scope},
 };
+use crate::host::{Needs, Scope};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -151,13 +149,13 @@ pub fn render_text(findings: &[Finding]) -> String {
     out
 }
 
-/// `addr:port`, with brackets for IPv6.
+/// `addr:port`, with brackets for IPv6; `*:port` for an unknown address.
 pub fn endpoint(addr: Option<IpAddr>, port: u16) -> String {
-    match addr {
-        Some(IpAddr::V6(a)) => format!("[{a}]:{port}"),
-        Some(a) => format!("{a}:{port}"),
-        None => format!("*:{port}"),
+    crate::endpoint::Endpoint {
+        addr,
+        port: Some(port),
     }
+    .to_string()
 }
 
 /// What the rules see besides the events.
@@ -290,7 +288,7 @@ pub mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    use system::{HostSnapshot, NetnsSnapshot, Sysctls};
+    use crate::host::{HostSnapshot, NetnsSnapshot, Sysctls};
 
     pub const NS: u64 = 4026532000;
 

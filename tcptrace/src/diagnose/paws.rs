@@ -18,10 +18,12 @@ use tcptrace_common::paws::PawsSite;
 use super::{
     evidence::Evidence,
     fields::{capped_insert, top, Ev, Span, Stamp},
-    system::Needs,
     Context, Finding, Severity,
 };
-use crate::paws::clocks::{PeerClocks, Reading};
+use crate::{
+    host::Needs,
+    paws::clocks::{PeerClocks, Reading},
+};
 
 const MAX_PEERS: usize = 4096;
 /// Rejects on open connections from one peer that make a finding: a few
@@ -258,8 +260,9 @@ fn stale(ctx: &Context<'_>, ns: u64, peer: IpAddr, p: &Peer, out: &mut Vec<Findi
 
 #[cfg(test)]
 mod tests {
-    use super::super::{evidence::HostView, system::Sysctls, tests::*};
+    use super::super::{evidence::HostView, tests::*};
     use super::*;
+    use crate::host::Sysctls;
 
     fn reject(sec: u32, site: &str, tsval: u64, ts_recent: Option<u64>, old_ack: bool) -> Value {
         ev(

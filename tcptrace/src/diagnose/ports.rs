@@ -11,9 +11,9 @@ use super::{
     endpoint,
     evidence::Evidence,
     fields::{capped_insert, top, Ev, Span, Stamp},
-    system::{Needs, DEFAULT_PORT_RANGE},
     Context, Finding, Severity,
 };
+use crate::host::{Needs, DEFAULT_PORT_RANGE};
 
 const EADDRNOTAVAIL: i64 = 99;
 const MAX_NETNS: usize = 256;
@@ -245,12 +245,9 @@ fn finding(ctx: &Context<'_>, ino: u64, n: &NetnsPorts, searches: bool, out: &mu
 
 #[cfg(test)]
 mod tests {
-    use super::super::{
-        evidence::HostView,
-        system::{Holder, HostSnapshot, Sysctls},
-        tests::*,
-    };
+    use super::super::{evidence::HostView, tests::*};
     use super::*;
+    use crate::host::{sockets::Holder, HostSnapshot, Sysctls};
 
     fn connect(sec: u32, errno: i64) -> Value {
         ev(

@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 use super::{
     evidence::Evidence,
     fields::{capped_insert, top, Ev, Span, Stamp},
-    system::Needs,
     Context, Finding, Severity,
 };
+use crate::host::Needs;
 
 const MAX_PEERS: usize = 4096;
 

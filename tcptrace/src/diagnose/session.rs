@@ -7,14 +7,13 @@ use std::{collections::HashMap, io::Write, time::Duration};
 use clap::Args;
 use serde_json::Value;
 
-use super::{
-    evidence::HostView,
-    hookset::HookSet,
-    render_text,
-    system::{HostSnapshot, Needs, Scope, Snapshotter},
-    Context, Engine, Finding,
+use super::{evidence::HostView, hookset::HookSet, render_text, Context, Engine, Finding};
+use crate::{
+    cli::LiveArgs,
+    filter::FilterArgs,
+    hooks::AttachMode,
+    host::{HostSnapshot, Needs, Scope, Snapshotter},
 };
-use crate::{cli::LiveArgs, filter::FilterArgs, hooks::AttachMode};
 
 /// `tcptrace diagnose`: watch, then print only the findings.
 #[derive(Debug, Args)]

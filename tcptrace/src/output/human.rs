@@ -111,16 +111,13 @@ fn rst_result(r: &RstDetail) -> String {
     )
 }
 
+/// Port 0 (not chosen yet) prints as `*`.
 fn endpoint(addr: std::net::IpAddr, port: u16) -> String {
-    let port = if port == 0 {
-        "*".to_owned()
-    } else {
-        port.to_string()
-    };
-    match addr {
-        std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
-        std::net::IpAddr::V4(a) => format!("{a}:{port}"),
+    crate::endpoint::Endpoint {
+        addr: Some(addr),
+        port: (port != 0).then_some(port),
     }
+    .to_string()
 }
 
 #[cfg(test)]

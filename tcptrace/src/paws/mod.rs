@@ -5,45 +5,10 @@
 pub mod clocks;
 pub mod stats;
 
-use std::fs;
-
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{Context as _, Result};
 use tcptrace_common::paws::{PawsOffsets, NO_REASON, RST_SENT_SLOTS};
 
-use crate::btf::KernelBtf;
-
-/// Where tracefs keeps the event formats.
-const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
-
-/// Byte offset of `field` in the record of tracepoint `category:name`, read
-/// from its `format` file; `None` when the tracepoint has no such field.
-pub fn tracepoint_field(category: &str, name: &str, field: &str) -> Result<Option<u32>> {
-    let text = TRACEFS
-        .iter()
-        .find_map(|root| fs::read_to_string(format!("{root}/events/{category}/{name}/format")).ok())
-        .ok_or_else(|| anyhow!("no format for tracepoint {category}:{name} in tracefs"))?;
-    Ok(format_field_offset(&text, field))
-}
-
-/// Parses `field:<type> <name>[<n>];\toffset:<o>;...` lines of a format file.
-pub fn format_field_offset(format: &str, field: &str) -> Option<u32> {
-    format.lines().find_map(|line| {
-        let decl = line.trim().strip_prefix("field:")?;
-        let (decl, rest) = decl.split_once(';')?;
-        let name = decl.split_whitespace().last()?;
-        let name = name.split('[').next()?;
-        if name != field {
-            return None;
-        }
-        rest.trim()
-            .strip_prefix("offset:")?
-            .split(';')
-            .next()?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
+use crate::{btf::KernelBtf, tracefs};
 
 /// `skb_drop_reason` values by short name (without `SKB_DROP_REASON_`).
 pub fn drop_reasons(btf: &KernelBtf) -> Vec<(String, u64)> {
@@ -88,9 +53,10 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<PawsOffsets> {
         treq_snt_isn: off("tcp_request_sock", "snt_isn")?,
         skb_cb: off("sk_buff", "cb")?,
         tcb_end_seq: off("tcp_skb_cb", "end_seq")?,
-        tp_receive_reset_skaddr: tracepoint_field("tcp", "tcp_receive_reset", "skaddr")?
+        tp_receive_reset_skaddr: tracefs::field_offset("tcp", "tcp_receive_reset", "skaddr")?
             .context("tcp:tcp_receive_reset has no skaddr field")?,
-        tp_send_reset_reason: tracepoint_field("tcp", "tcp_send_reset", "reason")?.unwrap_or(0),
+        tp_send_reset_reason: tracefs::field_offset("tcp", "tcp_send_reset", "reason")?
+            .unwrap_or(0),
         reason_paws: r("TCP_RFC7323_PAWS"),
         reason_paws_ack: r("TCP_RFC7323_PAWS_ACK"),
         reason_tw_paws: r("TCP_RFC7323_TW_PAWS"),
@@ -128,21 +94,6 @@ pub fn rst_slot_names(btf: &KernelBtf, has_reason_field: bool) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const FORMAT: &str = "name: tcp_send_reset\nID: 2280\nformat:\n\
-        \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
-        \tfield:const void * skaddr;\toffset:16;\tsize:8;\tsigned:0;\n\
-        \tfield:enum sk_rst_reason reason;\toffset:28;\tsize:4;\tsigned:0;\n\
-        \tfield:__u8 saddr[28];\toffset:32;\tsize:28;\tsigned:0;\n";
-
-    #[test]
-    fn parses_tracepoint_formats() {
-        assert_eq!(format_field_offset(FORMAT, "skaddr"), Some(16));
-        assert_eq!(format_field_offset(FORMAT, "reason"), Some(28));
-        assert_eq!(format_field_offset(FORMAT, "saddr"), Some(32));
-        assert_eq!(format_field_offset(FORMAT, "common_type"), Some(0));
-        assert_eq!(format_field_offset(FORMAT, "missing"), None);
-    }
 
     #[test]
     fn resolves_on_this_kernel() {

@@ -182,7 +182,7 @@ impl<R: Read> Reader<R> {
 mod tests {
     use super::*;
     use crate::record::format::{
-        encode_block, encode_end, encode_header, encode_stopped, frame, tests::sample_block,
+        block::tests::sample_block, encode_block, encode_end, encode_header, encode_stopped, frame,
     };
 
     fn sample_file(blocks: usize, end: bool) -> Vec<u8> {

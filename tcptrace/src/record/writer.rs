@@ -275,7 +275,7 @@ fn frame(block: &Block) -> Result<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::record::{
-        format::tests::sample_block,
+        format::block::tests::sample_block,
         reader::{Ending, Reader},
     };
 

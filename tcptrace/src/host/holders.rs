@@ -82,18 +82,9 @@ pub fn scan(proc: &Path, wanted: &BTreeSet<u64>) -> BTreeMap<u64, Vec<u32>> {
     out
 }
 
-/// The scheduler state letter of `/proc/PID/stat` (R, S, D, T, t, Z...).
-/// comm may hold spaces and parentheses: the state follows the last ')'.
-pub fn parse_stat_state(stat: &str) -> Option<String> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let s = rest.split_whitespace().next()?;
-    (s.len() == 1).then(|| s.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::system::tests::Tree;
-    use super::*;
+    use super::{super::fixture::Tree, *};
 
     #[test]
     fn every_holder_of_a_socket_is_found() {
@@ -117,19 +108,5 @@ mod tests {
         assert!(!got.contains_key(&557));
         assert!(scan(&t.0.join("proc"), &BTreeSet::new()).is_empty());
         assert!(scan(&t.0.join("nonexistent"), &[555].into()).is_empty());
-    }
-
-    #[test]
-    fn state_follows_the_last_parenthesis() {
-        assert_eq!(
-            parse_stat_state("42 (nginx) T 1 42 42 0 -1").as_deref(),
-            Some("T")
-        );
-        assert_eq!(
-            parse_stat_state("42 (a) b) (c) S 1 42").as_deref(),
-            Some("S")
-        );
-        assert_eq!(parse_stat_state("42 (x"), None);
-        assert_eq!(parse_stat_state("42 (x) "), None);
     }
 }

@@ -1,0 +1,131 @@
+//! Network namespaces: finding every one reachable (through a task inside
+//! it or a `/run/netns` mount) and reading one's `net/` directory, from a
+//! thread that enters it where a task's view is not enough.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+use super::{
+    netstat::parse_netstat,
+    sockets::{parse_proc_net_tcp, SockLine},
+    sysctl::Sysctls,
+};
+
+/// How many namespaces one snapshot reads counters for.
+const MAX_NETNS: usize = 512;
+
+/// What was read from one namespace.
+#[derive(Debug, Default)]
+pub(super) struct NetRead {
+    pub netstat: Option<BTreeMap<String, u64>>,
+    pub socks: Vec<SockLine>,
+    pub sockets_read: bool,
+    pub sysctls: Sysctls,
+}
+
+/// How to reach one namespace.
+#[derive(Clone, Debug, Default)]
+pub(super) struct NsAccess {
+    /// A task inside it (its `net/` directory shows the namespace).
+    pub task: Option<PathBuf>,
+    /// A file setns(2) accepts for it.
+    pub ns_file: Option<PathBuf>,
+}
+
+pub(super) fn ns_inode_of_link(path: &Path) -> Option<u64> {
+    let target = fs::read_link(path).ok()?;
+    let s = target.to_str()?;
+    s.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
+}
+
+fn numeric_dirs(dir: &Path) -> Vec<(u32, PathBuf)> {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.filter_map(Result::ok)
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
+        .collect()
+}
+
+/// Every namespace reachable through a task or /run/netns.
+pub(super) fn discover(root: &Path) -> BTreeMap<u64, NsAccess> {
+    let mut out: BTreeMap<u64, NsAccess> = BTreeMap::new();
+    let mut pids = numeric_dirs(&root.join("proc"));
+    pids.sort();
+    for (_, pid_dir) in pids {
+        for (_, task) in numeric_dirs(&pid_dir.join("task")) {
+            let link = task.join("ns/net");
+            let Some(ino) = ns_inode_of_link(&link) else {
+                continue;
+            };
+            let e = out.entry(ino).or_default();
+            if e.task.is_none() {
+                e.task = Some(task.clone());
+                e.ns_file = Some(link);
+            }
+        }
+        if out.len() >= MAX_NETNS {
+            return out;
+        }
+    }
+    for dir in ["run/netns", "var/run/netns"] {
+        let Ok(rd) = fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for e in rd.filter_map(Result::ok) {
+            if let Ok(md) = fs::metadata(e.path()) {
+                out.entry(md.ino())
+                    .or_default()
+                    .ns_file
+                    .get_or_insert(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// Reads a namespace's `net/` directory (`sysctls` left empty): its
+/// counters, and with `sockets` its socket tables (costly on a busy host:
+/// not for baselines).
+pub(super) fn read_net_dir(net: &Path, sockets: bool) -> NetRead {
+    let mut r = NetRead {
+        netstat: fs::read_to_string(net.join("netstat"))
+            .ok()
+            .map(|t| parse_netstat(&t)),
+        ..NetRead::default()
+    };
+    if !sockets {
+        return r;
+    }
+    for f in ["tcp", "tcp6"] {
+        if let Ok(t) = fs::read_to_string(net.join(f)) {
+            r.sockets_read = true;
+            r.socks.extend(parse_proc_net_tcp(&t));
+        }
+    }
+    r
+}
+
+/// Reads a namespace's counters, sockets and sysctls from a thread that
+/// enters it (sysctls under /proc/sys are those of the opener's namespace).
+pub(super) fn read_in_netns(ns_file: &Path, sockets: bool) -> anyhow::Result<NetRead> {
+    use anyhow::Context as _;
+    let file = fs::File::open(ns_file).with_context(|| format!("opening {}", ns_file.display()))?;
+    let handle = std::thread::Builder::new()
+        .name("tcptrace-netns".into())
+        .spawn(move || -> anyhow::Result<NetRead> {
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .context("setns into a network namespace")?;
+            let mut r = read_net_dir(Path::new("/proc/thread-self/net"), sockets);
+            r.sysctls = Sysctls::read(Path::new("/proc/sys"));
+            Ok(r)
+        })
+        .context("starting the namespace reader thread")?;
+    handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("namespace reader thread panicked"))?
+}
