@@ -18,8 +18,8 @@ use crate::{
     event::decode,
     hist,
     loader::{self, Loaded},
+    pipeline::{self, Outputs, Pipeline},
     record::{format::MarkerKind, RecordArgs, Recorder},
-    sink::{self, Outputs, Pipeline},
     summary::KernelCounters,
 };
 
@@ -152,7 +152,7 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
         pcap: record.and_then(|r| r.pcap.as_deref()),
         report_packets: false,
     };
-    let mut printer = sink::build(
+    let mut printer = pipeline::build(
         BufWriter::new(std::io::stdout().lock()),
         &outputs,
         Some(diagnosis),

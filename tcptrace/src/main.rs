@@ -16,6 +16,7 @@ mod mapstats;
 mod output;
 mod paws;
 mod pcapng;
+mod pipeline;
 mod progstats;
 mod record;
 mod replay;

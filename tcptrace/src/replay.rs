@@ -15,12 +15,12 @@ use crate::{
     escape::Escaped,
     event::{decode, json::wall_time},
     filter::FilterArgs,
+    pipeline::{self, Outputs},
     record::{
         fmt_bytes,
         format::{counters_since, zero_counters, Item, MarkerKind, Metadata, StopReason},
         reader::{Ending, Reader},
     },
-    sink::{self, Outputs},
     summary::KernelCounters,
     syn::Owners,
 };
@@ -175,7 +175,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         pcap: args.pcap.as_deref(),
         report_packets: true,
     };
-    let mut printer = sink::build(
+    let mut printer = pipeline::build(
         BufWriter::new(std::io::stdout().lock()),
         &outputs,
         Some(crate::diagnose::session::Session::offline()),

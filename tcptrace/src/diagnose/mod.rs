@@ -34,7 +34,10 @@ use self::{
     system::{Needs, Scope},
     tally::Span,
 };
-use crate::{event::json::EventJson, summary::json::SummaryJson};
+use crate::{
+    event::json::EventJson,
+    summary::json::{FindingJson, SummaryJson},
+};
 use tcptrace_common::EventKind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -102,7 +105,7 @@ impl Finding {
             id: self.id,
             kind: "finding",
             last_seen: self.last_seen.clone(),
-            severity: self.severity,
+            severity: self.severity.name(),
             subject: self.subject.clone(),
             summary: self.summary.clone(),
         }
@@ -141,22 +144,6 @@ impl Finding {
             let _ = writeln!(out, "    - {}", Escaped(a));
         }
     }
-}
-
-/// A finding as JSON Lines print it (fields sorted by name, as always).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct FindingJson {
-    pub advice: Vec<String>,
-    pub count: u64,
-    pub evidence: Map<String, Value>,
-    pub first_seen: Option<String>,
-    pub id: &'static str,
-    /// Always `finding`.
-    pub kind: &'static str,
-    pub last_seen: Option<String>,
-    pub severity: Severity,
-    pub subject: String,
-    pub summary: String,
 }
 
 /// Text block for a summary or `tcptrace diagnose`.

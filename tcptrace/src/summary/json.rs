@@ -3,14 +3,15 @@
 //! `tcptrace diagnose --input`, and handed to the diagnosis rules.
 //!
 //! Fields are declared in the order summaries have always printed them
-//! (sorted by name). When reading a saved stream, missing fields are empty.
+//! (sorted by name). When reading a saved stream, missing fields are empty
+//! (findings are not read back: the rules make them anew).
 
 use std::{collections::BTreeMap, net::IpAddr};
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::{
-    diagnose::FindingJson,
     paws::stats::{PawsJson, RstReceivedJson, RstSentJson},
     syn::{Answered, ListenerJson},
 };
@@ -45,6 +46,24 @@ pub struct SummaryJson {
     pub stats: BTreeMap<String, u64>,
     pub syn_answered: Answered,
     pub untracked_peers_events: u64,
+}
+
+/// A finding as JSON Lines print it, alone (`{"kind":"finding",...}`) and
+/// in the summary's `findings` (docs/diagnosis.md).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FindingJson {
+    pub advice: Vec<String>,
+    pub count: u64,
+    /// The numbers that show it; each rule has its own.
+    pub evidence: Map<String, Value>,
+    pub first_seen: Option<String>,
+    pub id: &'static str,
+    /// Always `finding`.
+    pub kind: &'static str,
+    pub last_seen: Option<String>,
+    pub severity: &'static str,
+    pub subject: String,
+    pub summary: String,
 }
 
 /// Failed calls of one kind with one errno.
