@@ -22,7 +22,7 @@ use tcptrace_common::{
 use crate::{
     btf::KernelBtf,
     event::{
-        json::{EventJson, Outcome},
+        json::{EventJson, Outcome, Owner},
         Event,
     },
     hist::fmt_ns,
@@ -161,7 +161,7 @@ pub struct SynDetail {
     pub since_overflow_ns: u64,
     /// Where pid/comm came from: "listen" (seen calling listen()), "proc"
     /// (holds the socket now), or None when unknown.
-    pub owner: Option<&'static str>,
+    pub owner: Option<Owner>,
 }
 
 fn addr(family: u16, a: &[u8; 16]) -> IpAddr {
@@ -187,7 +187,7 @@ pub fn detail(rec: &SynEvent) -> SynDetail {
         after_overflow: rec.flags & flags::AFTER_OVERFLOW != 0,
         last_quarter: rec.flags & flags::LAST_QUARTER != 0,
         since_overflow_ns: rec.since_overflow_ns,
-        owner: (rec.flags & flags::OWNER_KNOWN != 0).then_some("listen"),
+        owner: (rec.flags & flags::OWNER_KNOWN != 0).then_some(Owner::Listen),
     }
 }
 
@@ -198,7 +198,7 @@ pub fn json_fields(kind: EventKind, d: &SynDetail, v: &mut EventJson<'_>) {
     v.backlog_max = Some(d.backlog_max);
     v.syn_queue = Some(d.syn_queue);
     v.syncookies = Some(d.syncookies);
-    v.owner = Some(d.owner.map(std::borrow::Cow::Borrowed));
+    v.owner = Some(d.owner);
     match kind {
         EventKind::SynDrop => {
             v.cause = Some(d.cause.unwrap_or(SynDropCause::Other));
@@ -299,7 +299,7 @@ impl Owners {
         if let Some((pid, comm)) = found {
             ev.pid = pid;
             ev.comm = comm;
-            d.owner = Some("proc");
+            d.owner = Some(Owner::Proc);
         }
         lookup
     }

@@ -124,6 +124,16 @@ impl Outcome {
     }
 }
 
+/// Where the pid/comm of a SYN-family event came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Owner {
+    /// Seen calling listen().
+    Listen,
+    /// Holds the socket now (found in /proc).
+    Proc,
+}
+
 /// Kernel enums written by their names.
 pub trait Named: Copy + Sized + 'static {
     const ALL: &'static [Self];
@@ -257,7 +267,7 @@ pub struct EventJson<'a> {
     pub outcome: Option<Outcome>,
     /// SYN kinds: `listen`, `proc`, or `null` when unknown.
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
-    pub owner: Option<Option<Cow<'a, str>>>,
+    pub owner: Option<Option<Owner>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub packet_len: Option<usize>,
     /// 0 when unknown.
@@ -312,6 +322,7 @@ pub struct EventJson<'a> {
 
 impl<'a> EventJson<'a> {
     /// The JSON form of a decoded event, its time on the wall clock.
+    #[inline]
     pub fn of(ev: &'a Event, boot_offset_ns: i64) -> Self {
         let e = &ev.endpoints;
         let mut v = Self {
