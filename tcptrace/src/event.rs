@@ -1,4 +1,7 @@
-//! Decoding ring-buffer records into [`Event`], the one type every sink reads.
+//! Decoding ring-buffer records into [`Event`], the one type every sink reads;
+//! [`json`] is its documented JSON form.
+
+pub mod json;
 
 use std::{
     fmt,

@@ -1,7 +1,7 @@
 //! The live run: drain the ring buffer, print events, summarise on a timer
 //! and at exit (Ctrl-C, SIGTERM or --duration).
 
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
@@ -18,8 +18,8 @@ use crate::{
     event::decode,
     hist,
     loader::{self, Loaded},
+    pipeline::{self, Outputs, Pipeline},
     record::{format::MarkerKind, RecordArgs, Recorder},
-    sink::Printer,
     summary::KernelCounters,
 };
 
@@ -110,10 +110,9 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
     // while the programs load.
     let diagnosis = {
         let filter = args.filter.clone();
-        let only_findings = args.diagnose;
         std::thread::Builder::new()
             .name("tcptrace-diag".into())
-            .spawn(move || Session::start(&filter, only_findings))
+            .spawn(move || Session::start(&filter))
             .context("starting the diagnosis baseline thread")?
     };
     let (
@@ -143,19 +142,22 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
     let boot_offset = crate::kernel::boot_to_unix_offset_ns();
     // `record` prints the live view only when asked (--print or --json).
     let show_events = !args.bench.bench_quiet && record.is_none_or(|r| r.print || args.json);
-    let mut printer = Printer::new(
-        BufWriter::new(std::io::stdout().lock()),
-        args.json,
-        boot_offset,
+    let diagnosis = diagnosis
+        .join()
+        .map_err(|_| anyhow::anyhow!("taking the diagnosis baseline panicked"))?;
+    let outputs = Outputs {
+        json: args.json,
         show_events,
-    )
-    .with_pcap(record.and_then(|r| r.pcap.as_deref()))?
-    .with_diagnosis(
-        diagnosis
-            .join()
-            .map_err(|_| anyhow::anyhow!("taking the diagnosis baseline panicked"))?,
-    );
-    printer.begin()?;
+        only_findings: args.diagnose,
+        pcap: record.and_then(|r| r.pcap.as_deref()),
+        report_packets: false,
+    };
+    let mut printer = pipeline::build(
+        BufWriter::new(std::io::stdout().lock()),
+        &outputs,
+        Some(diagnosis),
+        boot_offset,
+    )?;
     let mut owners = crate::syn::Owners::default();
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -188,7 +190,7 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
     }
     // Every program is loaded now: watch all of them for kernel skips.
     counters.programs = crate::progstats::ProgramStats::new(&ebpf);
-    printer.set_hook_set(crate::diagnose::hookset::HookSet::from(hooks.as_slice()));
+    printer.set_hooks(crate::diagnose::hookset::HookSet::from(hooks.as_slice()));
     for status in &hooks {
         eprintln!("tcptrace: {}", loader::describe(status));
     }
@@ -259,6 +261,7 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
     )?;
     printer.summary.recording = recorder.as_ref().and_then(Recorder::stopped);
     summarize(&counters, &mut printer, recorder.as_mut(), true)?;
+    printer.finish()?;
     if let Some(rec) = recorder {
         rec.finish()?;
     }
@@ -270,10 +273,10 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
 
 /// Every record waiting in the ring buffer: to the recording as received,
 /// then decoded into the sinks.
-fn drain<W: Write>(
+fn drain(
     ring: &mut RingBuf<MapData>,
     counters: &CounterMaps,
-    printer: &mut Printer<W>,
+    printer: &mut Pipeline,
     owners: &mut crate::syn::Owners,
     mut recorder: Option<&mut Recorder>,
 ) -> Result<usize> {
@@ -304,21 +307,21 @@ fn drain<W: Write>(
 
 /// Reads the kernel counters and prints a summary; the recording notes
 /// where it was printed and with which counters, so replay prints the same.
-fn summarize<W: Write>(
+fn summarize(
     counters: &CounterMaps,
-    printer: &mut Printer<W>,
+    printer: &mut Pipeline,
     recorder: Option<&mut Recorder>,
     final_: bool,
 ) -> Result<()> {
     let k = counters.read()?;
-    printer.summary(&k, final_)?;
+    let host_view = printer.summary(&k, final_)?;
     if let Some(rec) = recorder {
         let kind = if final_ {
             MarkerKind::Final
         } else {
             MarkerKind::Summary
         };
-        rec.marker(kind, &k, printer.take_host_view());
+        rec.marker(kind, &k, host_view);
     }
     Ok(())
 }

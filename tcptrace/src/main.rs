@@ -18,6 +18,7 @@ mod mapstats;
 mod output;
 mod paws;
 mod pcapng;
+mod pipeline;
 mod progstats;
 mod record;
 mod replay;

@@ -20,7 +20,6 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use aya::maps::{Map, MapData, PerCpuArray};
-use serde_json::{json, Value};
 use tcptrace_common::statemaps::{StateMap, CONNECT_IN_FLIGHT, FULL_MAP};
 
 use crate::escape::Escaped;
@@ -320,17 +319,15 @@ pub fn render_text(maps: &[MapFill], out: &mut String) {
     }
 }
 
-/// `[{"name","entries","capacity","lru","full_failures"}]`.
-pub fn to_json(maps: &[MapFill]) -> Value {
+/// The summary's `maps`: `[{"name","entries","capacity","lru","full_failures"}]`.
+pub fn to_json(maps: &[MapFill]) -> Vec<crate::summary::json::MapJson> {
     maps.iter()
-        .map(|m| {
-            json!({
-                "name": m.name,
-                "entries": m.entries,
-                "capacity": m.capacity,
-                "lru": m.lru,
-                "full_failures": m.full_failures,
-            })
+        .map(|m| crate::summary::json::MapJson {
+            name: m.name.clone(),
+            entries: m.entries,
+            capacity: m.capacity,
+            lru: m.lru,
+            full_failures: m.full_failures,
         })
         .collect()
 }
@@ -338,6 +335,7 @@ pub fn to_json(maps: &[MapFill]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn fill(name: &str, entries: u64, capacity: u64, lru: bool, full_failures: u64) -> MapFill {
         MapFill {
@@ -404,7 +402,7 @@ mod tests {
 
     #[test]
     fn json_fields() {
-        let j = to_json(&[fill("listen_owners", 7, 16384, true, 1)]);
+        let j = json!(to_json(&[fill("listen_owners", 7, 16384, true, 1)]));
         assert_eq!(
             j,
             json!([{"name": "listen_owners", "entries": 7, "capacity": 16384, "lru": true, "full_failures": 1}])

@@ -13,15 +13,14 @@ use clap::Args;
 
 use crate::{
     escape::Escaped,
-    event::decode,
+    event::{decode, json::wall_time},
     filter::FilterArgs,
-    output::json::wall_time,
+    pipeline::{self, Outputs},
     record::{
         fmt_bytes,
         format::{Item, MarkerKind, Metadata, StopReason},
         reader::{Ending, Reader},
     },
-    sink::Printer,
     summary::KernelCounters,
     syn::Owners,
 };
@@ -169,19 +168,23 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     }
     let first = Reader::open(&args.files[0])?;
     let window = Window::new(args.since, args.until, &first.meta);
-    let mut printer = Printer::new(
+    let outputs = Outputs {
+        json: args.json,
+        show_events: true,
+        only_findings: false,
+        pcap: args.pcap.as_deref(),
+        report_packets: true,
+    };
+    let mut printer = pipeline::build(
         BufWriter::new(std::io::stdout().lock()),
-        args.json,
+        &outputs,
+        Some(crate::diagnose::session::Session::offline()),
         first.meta.boot_offset_ns,
-        true,
-    )
-    .with_pcap(args.pcap.as_deref())?
-    .with_diagnosis(crate::diagnose::session::Session::offline());
+    )?;
     // The findings weigh which hooks the live run attached, as it did.
-    printer.set_hook_set(crate::diagnose::hookset::HookSet::from(
+    printer.set_hooks(crate::diagnose::hookset::HookSet::from(
         first.meta.hooks.as_slice(),
     ));
-    printer.begin()?;
     let mut counters = Counters::default();
     let mut final_host: Option<String> = None;
     // Listener owners come from what the live run found, never from this
@@ -227,7 +230,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
                             match m.kind {
                                 MarkerKind::Summary => {
                                     printer.set_recorded_host_view(m.host.as_deref());
-                                    printer.summary(&counters.since_base(&m.counters), false)?
+                                    printer.summary(&counters.since_base(&m.counters), false)?;
                                 }
                                 MarkerKind::Final => {
                                     counters.final_ = Some(m.counters.clone());
@@ -252,10 +255,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         .unwrap_or_else(KernelCounters::zero);
     printer.set_recorded_host_view(final_host.as_deref());
     printer.summary(&counters.since_base(&end), true)?;
-    if let (Some(n), Some(path)) = (printer.packets(), &args.pcap) {
-        eprintln!("tcptrace: wrote {n} packets to {}", path.display());
-    }
-    Ok(())
+    printer.finish()
 }
 
 /// `replay --info`: header and size statistics of each file.

@@ -2,10 +2,10 @@
 //! userspace saw in the event stream (errors by errno).
 
 pub mod delta;
+pub mod json;
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
-use serde_json::{json, Value};
 use tcptrace_common::{EventKind, HistId, Stat};
 
 use crate::{
@@ -13,6 +13,8 @@ use crate::{
     hist::{fmt_ns, Histogram},
     paws::stats::PawsStats,
 };
+
+use self::json::{ErrorCount, HistJson, RecordingJson, SlotJson, SummaryJson};
 
 /// Counters read from the kernel maps at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -166,77 +168,87 @@ impl Summary {
         out
     }
 
-    pub fn to_json(&self, k: &KernelCounters, final_: bool) -> Value {
-        let hists: serde_json::Map<String, Value> = k
+    /// The summary object of JSON Lines (without findings).
+    pub fn to_json(&self, k: &KernelCounters, final_: bool) -> SummaryJson {
+        let histograms = k
             .hists
             .iter()
             .map(|(id, h)| {
-                let slots: Vec<Value> = h
+                let slots = h
                     .slots
                     .iter()
                     .enumerate()
                     .filter(|(_, &c)| c > 0)
-                    .map(|(s, &c)| json!({"low_ns": crate::hist::slot_low(s), "high_ns": crate::hist::slot_high(s), "count": c}))
+                    .map(|(s, &count)| SlotJson {
+                        count,
+                        high_ns: crate::hist::slot_high(s),
+                        low_ns: crate::hist::slot_low(s),
+                    })
                     .collect();
-                let v = json!({
-                    "count": h.total(),
-                    "p50_ns": h.percentile(50.0),
-                    "p90_ns": h.percentile(90.0),
-                    "p99_ns": h.percentile(99.0),
-                    "slots": slots,
-                });
-                (id.name().to_owned(), v)
+                let hist = HistJson {
+                    count: h.total(),
+                    p50_ns: h.percentile(50.0),
+                    p90_ns: h.percentile(90.0),
+                    p99_ns: h.percentile(99.0),
+                    slots,
+                };
+                (id.name().to_owned(), hist)
             })
             .collect();
-        let errors: Vec<Value> = self
+        let errors = self
             .errors
             .iter()
-            .map(|((kind, errno), n)| json!({"kind": kind, "errno": errno, "name": errno_name(*errno), "count": n}))
-            .collect();
-        let lost: serde_json::Map<String, Value> = k
-            .lost
-            .iter()
-            .map(|(kind, n)| (kind.name().to_owned(), json!(n)))
-            .collect();
-        let stats: serde_json::Map<String, Value> = k
-            .stats
-            .iter()
-            .map(|(s, n)| (stat_name(*s).to_owned(), json!(n)))
+            .map(|((kind, errno), n)| ErrorCount {
+                count: *n,
+                errno: *errno,
+                kind: (*kind).to_owned(),
+                name: errno_name(*errno),
+            })
             .collect();
         let (syn_answered, listeners) = self.syn.to_json(&k.syn);
-        let mut v = json!({
-            "kind": "summary",
-            "syn_answered": syn_answered,
-            "listeners": listeners,
-            "final": final_,
-            "histograms": hists,
-            "events": self.events,
-            "errors": errors,
-            "lost": lost,
-            "lost_total": k.lost_total(),
-            "missed": k.missed.iter().map(|(p, n)| (p.clone(), json!(n))).collect::<serde_json::Map<String, Value>>(),
-            "missed_total": k.missed_total(),
-            "stats": stats,
-            "maps": crate::mapstats::to_json(&k.maps),
-            "decode_errors": self.decode_errors,
-        });
-        if let (Value::Object(v), Value::Object(p)) = (&mut v, self.paws.to_json(&k.rst_sent)) {
-            v.extend(p);
+        let paws = self.paws.to_json(&k.rst_sent);
+        SummaryJson {
+            kind: "summary".into(),
+            syn_answered,
+            listeners,
+            final_,
+            findings: None,
+            histograms,
+            events: self
+                .events
+                .iter()
+                .map(|(k, n)| ((*k).to_owned(), *n))
+                .collect(),
+            errors,
+            lost: k
+                .lost
+                .iter()
+                .map(|(kind, n)| (kind.name().to_owned(), *n))
+                .collect(),
+            lost_total: k.lost_total(),
+            missed: Some(k.missed.iter().cloned().collect()),
+            missed_total: k.missed_total(),
+            stats: k
+                .stats
+                .iter()
+                .map(|(s, n)| (stat_name(*s).to_owned(), *n))
+                .collect(),
+            maps: crate::mapstats::to_json(&k.maps),
+            decode_errors: self.decode_errors,
+            paws: paws.paws,
+            rst_received: paws.rst_received,
+            rst_sent: paws.rst_sent,
+            untracked_peers_events: paws.untracked_peers_events,
+            // Only when it happened: summaries of every other run stay as
+            // they were.
+            recording: self.recording.as_ref().map(|r| RecordingJson {
+                file: r.file.clone(),
+                stopped: r.reason.into(),
+                error: r.why.into(),
+                events_written: r.events_written,
+                events_not_written: r.events_not_written,
+            }),
         }
-        // Only when it happened: summaries of every other run stay as they were.
-        if let (Value::Object(v), Some(r)) = (&mut v, &self.recording) {
-            v.insert(
-                "recording".into(),
-                json!({
-                    "file": r.file,
-                    "stopped": r.reason,
-                    "error": r.why,
-                    "events_written": r.events_written,
-                    "events_not_written": r.events_not_written,
-                }),
-            );
-        }
-        v
     }
 }
 
@@ -244,13 +256,14 @@ impl Summary {
 mod tests {
     use super::*;
     use crate::event::{decode, tests::raw_latency};
+    use serde_json::json;
 
     #[test]
     fn a_stopped_recording_is_in_text_and_json_only_when_it_happened() {
         let k = KernelCounters::default();
         let mut s = Summary::default();
         let quiet_text = s.render_text(&k, "summary");
-        let quiet = s.to_json(&k, true);
+        let quiet = json!(s.to_json(&k, true));
         assert!(!quiet_text.contains("recording"), "{quiet_text}");
         assert!(quiet.get("recording").is_none(), "{quiet}");
         s.recording = Some(RecordingStop {
@@ -269,7 +282,7 @@ mod tests {
             "{text}"
         );
         assert_eq!(
-            s.to_json(&k, true)["recording"],
+            json!(s.to_json(&k, true))["recording"],
             json!({"file": "/mnt/run.rec", "stopped": "disk_full",
                    "error": "no space left on device",
                    "events_written": 4000, "events_not_written": 123})
@@ -296,7 +309,7 @@ mod tests {
         let text = s.render_text(&k, "summary");
         assert!(text.contains("EADDRNOTAVAIL  2"), "{text}");
         assert!(text.contains("lost events: 3 (connect=3)"), "{text}");
-        let j = s.to_json(&k, true);
+        let j = json!(s.to_json(&k, true));
         assert_eq!(j["lost_total"], 3);
         assert_eq!(j["histograms"]["port_search"]["count"], 1);
     }
@@ -323,10 +336,10 @@ mod tests {
             text.contains("WARNING: state map port_search is 91% full"),
             "{text}"
         );
-        let j = s.to_json(&k, false);
+        let j = json!(s.to_json(&k, false));
         assert_eq!(j["maps"][0]["entries"], 15000);
         assert_eq!(j["maps"][0]["lru"], true);
-        let empty = s.to_json(&KernelCounters::default(), false);
+        let empty = json!(s.to_json(&KernelCounters::default(), false));
         assert_eq!(empty["maps"], serde_json::json!([]));
     }
 
@@ -358,7 +371,7 @@ mod tests {
             rst_sent: vec![("NO_SOCKET".into(), 4), ("TCP_RFC7323_PAWS".into(), 1)],
             ..KernelCounters::default()
         };
-        let j = s.to_json(&k, true);
+        let j = json!(s.to_json(&k, true));
         assert_eq!(j["paws"]["rejects"], 4);
         assert_eq!(j["paws"]["by_site"]["time_wait"], 2);
         let top = &j["paws"]["top_peers"];

@@ -10,14 +10,24 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use tcptrace_common::{
     event::AF_INET6,
     maps,
     syn::{flags, ListenerCounters, ListenerKey, SynAnswer, SynDropCause, SynEvent, SynOffsets},
+    EventKind,
 };
 
-use crate::{btf::KernelBtf, endpoint::endpoint, event::Event, hist::fmt_ns, tracefs};
+use crate::{
+    btf::KernelBtf,
+    endpoint::endpoint,
+    event::{
+        json::{EventJson, Outcome, Owner},
+        Event,
+    },
+    hist::fmt_ns,
+    tracefs,
+};
 
 // ---- offsets ---------------------------------------------------------------
 
@@ -109,7 +119,7 @@ pub struct SynDetail {
     pub since_overflow_ns: u64,
     /// Where pid/comm came from: "listen" (seen calling listen()), "proc"
     /// (holds the socket now), or None when unknown.
-    pub owner: Option<&'static str>,
+    pub owner: Option<Owner>,
 }
 
 fn addr(family: u16, a: &[u8; 16]) -> IpAddr {
@@ -135,42 +145,33 @@ pub fn detail(rec: &SynEvent) -> SynDetail {
         after_overflow: rec.flags & flags::AFTER_OVERFLOW != 0,
         last_quarter: rec.flags & flags::LAST_QUARTER != 0,
         since_overflow_ns: rec.since_overflow_ns,
-        owner: (rec.flags & flags::OWNER_KNOWN != 0).then_some("listen"),
-    }
-}
-
-/// What happens to the client after an overflow on the third ACK.
-pub fn overflow_outcome(d: &SynDetail) -> &'static str {
-    if d.abort_on_overflow != 0 {
-        "reset"
-    } else {
-        "ghost"
+        owner: (rec.flags & flags::OWNER_KNOWN != 0).then_some(Owner::Listen),
     }
 }
 
 /// Fields of SYN-family events in JSON (beside the common ones).
-pub fn json_fields(ev: &Event, d: &SynDetail, v: &mut Value) {
-    v["listen_addr"] = json!(d.listen_addr.to_string());
-    v["backlog"] = json!(d.backlog);
-    v["backlog_max"] = json!(d.backlog_max);
-    v["syn_queue"] = json!(d.syn_queue);
-    v["syncookies"] = json!(d.syncookies);
-    v["owner"] = json!(d.owner);
-    match ev.kind.name() {
-        "syn_drop" => {
-            v["cause"] = json!(d.cause.map(SynDropCause::name).unwrap_or("other"));
-            v["max_syn_backlog"] = json!(d.max_syn_backlog);
-            v["last_quarter"] = json!(d.last_quarter);
+pub fn json_fields(kind: EventKind, d: &SynDetail, v: &mut EventJson<'_>) {
+    v.listen_addr = Some(d.listen_addr);
+    v.backlog = Some(d.backlog);
+    v.backlog_max = Some(d.backlog_max);
+    v.syn_queue = Some(d.syn_queue);
+    v.syncookies = Some(d.syncookies);
+    v.owner = Some(d.owner);
+    match kind {
+        EventKind::SynDrop => {
+            v.cause = Some(d.cause.unwrap_or(SynDropCause::Other));
+            v.max_syn_backlog = Some(d.max_syn_backlog);
+            v.last_quarter = Some(d.last_quarter);
         }
-        "listen_overflow" => {
-            v["abort_on_overflow"] = json!(d.abort_on_overflow);
-            v["outcome"] = json!(overflow_outcome(d));
+        EventKind::ListenOverflow => {
+            v.abort_on_overflow = Some(d.abort_on_overflow);
+            v.outcome = Some(Outcome::of(d.abort_on_overflow));
         }
         _ => {
-            v["retransmit"] = json!(d.retransmit);
-            v["after_overflow"] = json!(d.after_overflow);
+            v.retransmit = Some(d.retransmit);
+            v.after_overflow = Some(d.after_overflow);
             if d.after_overflow {
-                v["since_overflow_ns"] = json!(d.since_overflow_ns);
+                v.since_overflow_ns = Some(d.since_overflow_ns);
             }
         }
     }
@@ -191,7 +192,7 @@ pub fn human_result(ev: &Event, d: &SynDetail) -> String {
         ),
         "listen_overflow" => format!(
             "{} {queues} abort_on_overflow={}",
-            overflow_outcome(d),
+            Outcome::of(d.abort_on_overflow).name(),
             d.abort_on_overflow
         ),
         _ if d.after_overflow => format!(
@@ -256,7 +257,7 @@ impl Owners {
         if let Some((pid, comm)) = found {
             ev.pid = pid;
             ev.comm = comm;
-            d.owner = Some("proc");
+            d.owner = Some(Owner::Proc);
         }
         lookup
     }
@@ -479,48 +480,86 @@ impl SynSummary {
         }
     }
 
-    pub fn to_json(&self, k: &SynKernelCounters) -> (Value, Value) {
-        let answered = json!({
-            "normal": k.answered[0],
-            "cookie": k.answered[1],
-            "fastopen": k.answered[2],
-        });
-        let listeners: Vec<Value> = self
+    /// The summary's `syn_answered` and `listeners`.
+    pub fn to_json(&self, k: &SynKernelCounters) -> (Answered, Vec<ListenerJson>) {
+        let answered = Answered {
+            normal: k.answered[0],
+            cookie: k.answered[1],
+            fastopen: k.answered[2],
+        };
+        let listeners = self
             .rows(k)
             .into_iter()
-            .map(|(id, s, c)| {
-                json!({
-                    "netns": id.netns,
-                    "addr": id.addr.to_string(),
-                    "port": id.port,
-                    "pid": s.pid,
-                    "comm": s.comm,
-                    "syn_drops": {
-                        "accept_queue_full": s.drops.get("accept_queue_full").copied().unwrap_or(0),
-                        "syn_queue_full": s.drops.get("syn_queue_full").copied().unwrap_or(0),
-                        "other": s.drops.get("other").copied().unwrap_or(0),
-                    },
-                    "listen_overflows": s.overflows,
-                    "synack_retransmits": s.synack_retransmits,
-                    "synack_retransmits_after_overflow": s.retransmits_after_overflow,
-                    "answered": {
-                        "normal": c.answered_normal,
-                        "cookie": c.answered_cookie,
-                        "fastopen": c.answered_fastopen,
-                    },
-                    "backlog": s.backlog,
-                    "backlog_max": s.backlog_max,
-                    "syn_queue": s.syn_queue,
-                })
+            .map(|(id, s, c)| ListenerJson {
+                netns: Some(id.netns),
+                addr: Some(id.addr),
+                port: Some(id.port),
+                pid: s.pid,
+                comm: s.comm,
+                syn_drops: SynDrops {
+                    accept_queue_full: s.drops.get("accept_queue_full").copied().unwrap_or(0),
+                    syn_queue_full: s.drops.get("syn_queue_full").copied().unwrap_or(0),
+                    other: s.drops.get("other").copied().unwrap_or(0),
+                },
+                listen_overflows: s.overflows,
+                synack_retransmits: s.synack_retransmits,
+                synack_retransmits_after_overflow: s.retransmits_after_overflow,
+                answered: Answered {
+                    normal: c.answered_normal,
+                    cookie: c.answered_cookie,
+                    fastopen: c.answered_fastopen,
+                },
+                backlog: s.backlog,
+                backlog_max: s.backlog_max,
+                syn_queue: s.syn_queue,
             })
             .collect();
-        (answered, json!(listeners))
+        (answered, listeners)
     }
+}
+
+/// SYNs answered, by how (the summary's `syn_answered`, and per listener).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Answered {
+    pub cookie: u64,
+    pub fastopen: u64,
+    pub normal: u64,
+}
+
+/// SYNs a listener dropped, by cause.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SynDrops {
+    pub accept_queue_full: u64,
+    pub other: u64,
+    pub syn_queue_full: u64,
+}
+
+/// One listener in the summary's `listeners` (docs/events-syn.md). When
+/// read from a saved stream, fields it lacks are `None` or 0.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ListenerJson {
+    pub addr: Option<IpAddr>,
+    pub answered: Answered,
+    pub backlog: u32,
+    pub backlog_max: u32,
+    pub comm: String,
+    pub listen_overflows: u64,
+    pub netns: Option<u32>,
+    pub pid: u32,
+    pub port: Option<u16>,
+    pub syn_drops: SynDrops,
+    pub syn_queue: u32,
+    pub synack_retransmits: u64,
+    pub synack_retransmits_after_overflow: u64,
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use serde_json::{json, Value};
     use tcptrace_common::{event::AF_INET, EventHeader, EventKind, Flow};
 
     pub fn raw_syn(kind: EventKind, cause: u8, fl: u8) -> Vec<u8> {
@@ -569,7 +608,7 @@ pub(crate) mod tests {
     fn json_and_live_lines_per_kind() {
         use crate::{event::decode, output};
         let drop = decode(&raw_syn(EventKind::SynDrop, 1, flags::OWNER_KNOWN)).unwrap();
-        let v = output::json::event(&drop, 0);
+        let v = serde_json::to_value(EventJson::of(&drop, 0)).unwrap();
         for (k, want) in [
             ("kind", json!("syn_drop")),
             ("cause", json!("accept_queue_full")),
@@ -591,7 +630,7 @@ pub(crate) mod tests {
             assert_eq!(v[k], want, "{k}");
         }
         let ovf = decode(&raw_syn(EventKind::ListenOverflow, 0, 0)).unwrap();
-        let v = output::json::event(&ovf, 0);
+        let v = serde_json::to_value(EventJson::of(&ovf, 0)).unwrap();
         assert_eq!(v["outcome"], "ghost");
         assert_eq!(v["abort_on_overflow"], 0);
         assert_eq!(v["owner"], Value::Null);
@@ -601,7 +640,7 @@ pub(crate) mod tests {
             flags::AFTER_OVERFLOW,
         ))
         .unwrap();
-        let v = output::json::event(&rtx, 0);
+        let v = serde_json::to_value(EventJson::of(&rtx, 0)).unwrap();
         assert_eq!(v["retransmit"], 2);
         assert_eq!(v["after_overflow"], true);
         assert_eq!(v["since_overflow_ns"], 1_500_000_000u64);
@@ -668,6 +707,7 @@ pub(crate) mod tests {
             )],
         };
         let (answered, listeners) = s.to_json(&k);
+        let (answered, listeners) = (json!(answered), json!(listeners));
         assert_eq!(answered["normal"], 9);
         assert_eq!(listeners.as_array().unwrap().len(), 1, "{listeners}");
         let l = &listeners[0];
@@ -705,6 +745,7 @@ pub(crate) mod tests {
             "{text:?}"
         );
         let (_, listeners) = s.to_json(&SynKernelCounters::default());
+        let listeners = json!(listeners);
         assert_eq!(listeners[0]["comm"], "srv\x1b[2J\u{9b}");
     }
 }

@@ -5,7 +5,6 @@
 //! connections rejecting the SYN by PAWS.
 
 use std::{
-    borrow::Cow,
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
 };
@@ -15,11 +14,12 @@ use serde_json::{json, Value};
 use super::{
     endpoint,
     evidence::Evidence,
-    fields::{capped_insert, top, Ev, Span, Stamp},
     listen::{self, Listeners},
     paws::{self, Paws},
+    tally::{capped_insert, top, Span},
     Context, Finding, Severity,
 };
+use crate::event::json::{EventJson, Stamp};
 use crate::host::Needs;
 
 /// connect() at least this slow went through a SYN retransmission.
@@ -52,13 +52,10 @@ pub struct Connects {
 }
 
 impl Connects {
-    pub fn observe(&mut self, ev: Ev<'_>, netns: u64, at: Option<&Stamp>) {
-        let (Some(daddr), Some(dport), Some(latency), Some(errno)) = (
-            ev.ip("daddr"),
-            ev.u16("dport"),
-            ev.u64("latency_ns"),
-            ev.i64("errno"),
-        ) else {
+    pub fn observe(&mut self, ev: &EventJson<'_>, netns: u64, at: Option<&Stamp>) {
+        let (Some(daddr), Some(dport), Some(latency), Some(errno)) =
+            (ev.daddr, ev.dport, ev.latency_ns, ev.errno.map(i64::from))
+        else {
             return;
         };
         if errno == EINPROGRESS {
@@ -83,15 +80,16 @@ impl Connects {
         d.slow.add(at);
         d.max_latency_ns = d.max_latency_ns.max(latency);
         let err = ev
-            .error()
-            .map_or_else(|| errno.to_string(), Cow::into_owned);
+            .error
+            .as_ref()
+            .map_or_else(|| errno.to_string(), |e| e.text().into_owned());
         *d.errors.entry(err).or_default() += 1;
-        if let Some(c) = ev.comm() {
+        if let Some(c) = ev.known_comm() {
             if let Some(n) = capped_insert(&mut d.comms, c.to_owned(), 16) {
                 *n += 1;
             }
         }
-        if let Some(s) = ev.ip("saddr") {
+        if let Some(s) = ev.saddr {
             if d.saddrs.len() < 8 {
                 d.saddrs.insert(s);
             }

@@ -3,7 +3,7 @@
 //! that was attached and can say how often the kernel skipped the programs
 //! behind it (the summary's `missed`, per program: recursion misses).
 
-use serde_json::Value;
+use crate::summary::json::SummaryJson;
 
 /// One hook as the rules see it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -35,8 +35,8 @@ impl HookSet {
 
     /// Kernel skips of the programs behind `names`, from the summary's
     /// `missed` object; `None` when the hooks or the summary are unknown.
-    pub fn skipped(&self, names: &[&str], summary: Option<&Value>) -> Option<u64> {
-        let missed = summary?.get("missed")?.as_object();
+    pub fn skipped(&self, names: &[&str], summary: Option<&SummaryJson>) -> Option<u64> {
+        let missed = summary?.missed.as_ref()?;
         let mut known = false;
         let mut total = 0u64;
         for h in self.0.iter().filter(|h| names.contains(&h.name.as_str())) {
@@ -46,8 +46,8 @@ impl HookSet {
             }
             known = true;
             for p in &h.programs {
-                let n = missed.and_then(|m| m.get(p)).and_then(Value::as_u64);
-                total = total.saturating_add(n.unwrap_or(0));
+                let n = missed.get(p).copied().unwrap_or(0);
+                total = total.saturating_add(n);
             }
         }
         known.then_some(total)
@@ -175,7 +175,9 @@ mod tests {
             h.not_attached(&["syn_drop", "listen_overflow", "rst"]),
             ["syn_drop"]
         );
-        let s = json!({"missed": {"kfree_skb_listen_overflow": 5, "x": 2, "conn_request4_fentry": 1, "other": 9}});
+        let s = crate::diagnose::tests::summary(
+            &json!({"missed": {"kfree_skb_listen_overflow": 5, "x": 2, "conn_request4_fentry": 1, "other": 9}}),
+        );
         assert_eq!(h.skipped(&["listen_overflow"], Some(&s)), Some(7));
         assert_eq!(
             h.skipped(&["syn_drop", "listen_overflow"], Some(&s)),
@@ -184,7 +186,10 @@ mod tests {
         assert_eq!(h.skipped(&["rst"], Some(&s)), None);
         assert_eq!(h.skipped(&["listen_overflow"], None), None);
         assert_eq!(
-            h.skipped(&["listen_overflow"], Some(&json!({"missed": {}}))),
+            h.skipped(
+                &["listen_overflow"],
+                Some(&crate::diagnose::tests::summary(&json!({"missed": {}})))
+            ),
             Some(0)
         );
         assert_eq!(HookSet::default().skipped(&["syn_drop"], Some(&s)), None);

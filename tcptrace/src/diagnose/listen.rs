@@ -10,15 +10,21 @@ use std::{
 };
 
 use serde_json::{json, Value};
+use tcptrace_common::{syn::SynDropCause, EventKind};
 
 use super::{
     drain::{self, Verdict},
     endpoint,
     evidence::Evidence,
-    fields::{capped_insert, top, Ev, Span, Stamp},
-    hookset, Context, Finding, Severity,
+    hookset,
+    tally::{capped_insert, top, Span},
+    Context, Finding, Severity,
 };
 use crate::host::Needs;
+use crate::{
+    event::json::{EventJson, Outcome, Stamp},
+    summary::json::SummaryJson,
+};
 
 /// Listeners tracked one by one.
 const MAX_LISTENERS: usize = 1024;
@@ -93,59 +99,60 @@ fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 }
 
 impl Listeners {
-    pub fn observe(&mut self, kind: &str, ev: Ev<'_>, netns: u64, at: Option<&Stamp>) {
-        let Some(port) = ev.u16("sport") else {
+    pub fn observe(&mut self, kind: EventKind, ev: &EventJson<'_>, netns: u64, at: Option<&Stamp>) {
+        let Some(port) = ev.sport else {
             return;
         };
         let key = Key {
             netns,
             port,
-            addr: ev.ip("listen_addr").or_else(|| ev.ip("saddr")),
+            addr: ev.listen_addr.or(ev.saddr),
         };
         let Some(l) = capped_insert(&mut self.by_key, key, MAX_LISTENERS) else {
             self.untracked += 1;
             return;
         };
         match kind {
-            "syn_drop" => match ev.str("cause") {
-                Some("accept_queue_full") => l.accept_full.add(at),
-                Some("syn_queue_full") => l.syn_queue_full.add(at),
-                Some(_) if ev.flag("last_quarter") == Some(true) => l.last_quarter.add(at),
+            EventKind::SynDrop => match ev.cause {
+                Some(SynDropCause::AcceptQueueFull) => l.accept_full.add(at),
+                Some(SynDropCause::SynQueueFull) => l.syn_queue_full.add(at),
+                Some(_) if ev.last_quarter == Some(true) => l.last_quarter.add(at),
                 _ => return,
             },
-            "listen_overflow" => {
-                let abort = ev.u64("abort_on_overflow");
+            EventKind::ListenOverflow => {
+                let abort = ev.abort_on_overflow.map(u64::from);
                 l.abort_on_overflow = abort.or(l.abort_on_overflow);
-                match (ev.str("outcome"), abort) {
-                    (Some("ghost"), _) | (None, Some(0)) => l.overflow_ghost.add(at),
-                    (Some("reset"), _) | (None, Some(_)) => l.overflow_reset.add(at),
-                    _ => l.overflow_unknown.add(at),
+                match (ev.outcome, abort) {
+                    (Some(Outcome::Ghost), _) | (None, Some(0)) => l.overflow_ghost.add(at),
+                    (Some(Outcome::Reset), _) | (None, Some(_)) => l.overflow_reset.add(at),
+                    (None, None) => l.overflow_unknown.add(at),
                 }
             }
-            "synack_retransmit" => {
+            EventKind::SynackRetransmit => {
                 l.synack_rtx += 1;
-                if ev.flag("after_overflow") == Some(true) {
+                if ev.after_overflow == Some(true) {
                     l.synack_rtx_after_overflow += 1;
                 }
                 return;
             }
             _ => return,
         }
-        l.backlog_max = ev.u64("backlog_max").or(l.backlog_max);
-        l.backlog_seen = max_opt(l.backlog_seen, ev.u64("backlog"));
-        l.syn_queue_seen = max_opt(l.syn_queue_seen, ev.u64("syn_queue"));
-        l.max_syn_backlog = ev.u64("max_syn_backlog").or(l.max_syn_backlog);
-        l.syncookies = ev.u64("syncookies").or(l.syncookies);
-        if let Some(pid) = ev.pid() {
+        let wide = |v: Option<u32>| v.map(u64::from);
+        l.backlog_max = wide(ev.backlog_max).or(l.backlog_max);
+        l.backlog_seen = max_opt(l.backlog_seen, wide(ev.backlog));
+        l.syn_queue_seen = max_opt(l.syn_queue_seen, wide(ev.syn_queue));
+        l.max_syn_backlog = wide(ev.max_syn_backlog).or(l.max_syn_backlog);
+        l.syncookies = ev.syncookies.map(u64::from).or(l.syncookies);
+        if let Some(pid) = ev.known_pid() {
             l.pid = Some(pid);
-            l.comm = ev.comm().map(str::to_owned).or(l.comm.take());
+            l.comm = ev.known_comm().map(str::to_owned).or(l.comm.take());
         }
-        if let Some(a) = ev.ip("saddr") {
+        if let Some(a) = ev.saddr {
             if l.local_addrs.len() < 16 {
                 l.local_addrs.insert(a);
             }
         }
-        if let Some(peer) = ev.ip("daddr") {
+        if let Some(peer) = ev.daddr {
             match capped_insert(&mut l.peers, peer, MAX_PEERS) {
                 Some(n) => *n += 1,
                 None => l.peers_untracked += 1,
@@ -513,31 +520,22 @@ fn syn_queue(
 }
 
 /// The summary's per-listener SYN cookie answers (docs/events-syn.md).
-fn summary_cookies(summary: Option<&Value>) -> Vec<(Key, u64)> {
-    let Some(list) = summary
-        .and_then(|s| s.get("listeners"))
-        .and_then(Value::as_array)
-    else {
-        return Vec::new();
-    };
-    list.iter()
-        .filter_map(|l| {
-            let ev = Ev::Json(l);
-            let cookies = l.get("answered")?.get("cookie")?.as_u64()?;
-            Some((
-                Key {
-                    netns: ev.netns()?,
-                    port: ev.u16("port")?,
-                    addr: ev.ip("addr"),
-                },
-                cookies,
-            ))
+fn summary_cookies(summary: Option<&SummaryJson>) -> Vec<(Key, u64)> {
+    summary
+        .into_iter()
+        .flat_map(SummaryJson::cookie_answers)
+        .map(|(netns, addr, port, cookies)| {
+            let key = Key {
+                netns: netns.into(),
+                port,
+                addr,
+            };
+            (key, cookies)
         })
-        .filter(|(_, c)| *c > 0)
         .collect()
 }
 
-fn cookies_sent(summary: Option<&Value>, k: &Key) -> Option<u64> {
+fn cookies_sent(summary: Option<&SummaryJson>, k: &Key) -> Option<u64> {
     summary_cookies(summary)
         .into_iter()
         .find(|(sk, _)| sk == k)
@@ -793,10 +791,11 @@ mod tests {
     ) -> Vec<Finding> {
         let mut e = Engine::default();
         for v in events {
-            e.observe(v);
+            observe(&mut e, v);
         }
+        let summary = summary.map(super::super::tests::summary);
         e.evaluate(&Context {
-            summary,
+            summary: summary.as_ref(),
             host: hv,
             counters: Scope::All,
             hooks,
@@ -1147,10 +1146,10 @@ mod tests {
 
     #[test]
     fn syn_cookies_from_the_summary_are_informational() {
-        let summary = json!({"kind": "summary", "listeners": [
+        let summary = super::super::tests::summary(&json!({"kind": "summary", "listeners": [
             {"netns": NS, "addr": "10.0.0.1", "port": 8080, "answered": {"normal": 9, "cookie": 11, "fastopen": 0}},
             {"netns": NS, "addr": "10.0.0.1", "port": 9090, "answered": {"normal": 9, "cookie": 0, "fastopen": 0}}
-        ]});
+        ]}));
         let e = Engine::default();
         let ctx = Context {
             summary: Some(&summary),
@@ -1206,7 +1205,10 @@ mod tests {
         assert!(f[0].advice.iter().any(|s| s.contains("CLOSE_WAIT")));
         // Not when counters are out of scope (a --port filter, replay).
         let mut e = Engine::default();
-        e.observe(&ev("connect", 0, json!({"latency_ns": 1000, "errno": 0})));
+        observe(
+            &mut e,
+            &ev("connect", 0, json!({"latency_ns": 1000, "errno": 0})),
+        );
         assert!(e
             .evaluate(&Context {
                 summary: None,

@@ -1,6 +1,7 @@
-//! The diagnosis engine: from the event stream (in its documented JSON
-//! form), the summary and a snapshot of the host, name the root cause of
-//! what is going wrong and the fix, with the numbers that show it.
+//! The diagnosis engine: from the event stream (each event in its typed,
+//! documented JSON form, [`EventJson`]), the typed summary and a snapshot
+//! of the host, name the root cause of what is going wrong and the fix,
+//! with the numbers that show it.
 //!
 //! Rules never look at anything but data: events, the summary, sysctls,
 //! counters and socket tables. Findings are deduplicated by rule and
@@ -11,26 +12,28 @@
 pub mod connect;
 pub mod drain;
 pub mod evidence;
-pub mod fields;
 pub mod hookset;
 pub mod listen;
 pub mod paws;
 pub mod ports;
 pub mod rst;
 pub mod session;
+pub mod tally;
 
 use std::{fmt::Write as _, net::IpAddr};
 
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::escape::Escaped;
 
-use self::{
-    evidence::HostView,
-    fields::{Ev, Span},
-};
+use self::{evidence::HostView, tally::Span};
 use crate::host::{Needs, Scope};
+use crate::{
+    event::json::EventJson,
+    summary::json::{FindingJson, SummaryJson},
+};
+use tcptrace_common::EventKind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -87,19 +90,20 @@ impl Finding {
         format!("{}|{}", self.id, self.subject)
     }
 
-    pub fn to_json(&self) -> Value {
-        json!({
-            "kind": "finding",
-            "id": self.id,
-            "severity": self.severity.name(),
-            "subject": self.subject,
-            "summary": self.summary,
-            "evidence": self.evidence,
-            "advice": self.advice,
-            "count": self.count,
-            "first_seen": self.first_seen,
-            "last_seen": self.last_seen,
-        })
+    /// The `finding` object of JSON Lines.
+    pub fn to_json(&self) -> FindingJson {
+        FindingJson {
+            advice: self.advice.clone(),
+            count: self.count,
+            evidence: self.evidence.clone(),
+            first_seen: self.first_seen.clone(),
+            id: self.id,
+            kind: "finding",
+            last_seen: self.last_seen.clone(),
+            severity: self.severity.name(),
+            subject: self.subject.clone(),
+            summary: self.summary.clone(),
+        }
     }
 
     /// The finding for a person. Summary, subject, advice and evidence
@@ -161,8 +165,8 @@ pub fn endpoint(addr: Option<IpAddr>, port: u16) -> String {
 /// What the rules see besides the events.
 #[derive(Clone, Copy, Debug)]
 pub struct Context<'a> {
-    /// The latest summary object (`{"kind":"summary",...}`), if any.
-    pub summary: Option<&'a Value>,
+    /// The latest summary, if any.
+    pub summary: Option<&'a SummaryJson>,
     pub host: HostView<'a>,
     /// Namespaces whose counters may raise a finding on their own (no
     /// events): all, one (`--netns`), or none (other filters, replay).
@@ -194,41 +198,26 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// One event as `output::json::event` prints it.
-    pub fn observe(&mut self, v: &Value) {
-        self.observe_ev(Ev::Json(v));
-    }
-
-    /// One decoded event, as [`Engine::observe`] would see its JSON form:
-    /// connect and port_search (the kinds that come by the million) are
-    /// read from the record, the others through their JSON.
-    pub fn observe_event(&mut self, ev: &crate::event::Event, boot_offset_ns: i64) {
-        match ev.detail {
-            crate::event::Detail::Connect { .. } | crate::event::Detail::PortSearch { .. } => {
-                self.observe_ev(Ev::Record(ev, boot_offset_ns))
-            }
-            _ => self.observe(&crate::output::json::event(ev, boot_offset_ns)),
-        }
-    }
-
-    fn observe_ev(&mut self, ev: Ev<'_>) {
-        let (Some(kind), Some(netns)) = (ev.kind(), ev.netns()) else {
+    /// One event: rules see only the fields they need, and an event
+    /// without them (a saved stream from elsewhere) is passed over.
+    pub fn observe(&mut self, ev: &EventJson<'_>) {
+        let (Some(kind), Some(netns)) = (ev.kind, ev.netns) else {
             return;
         };
         self.events += 1;
-        let at = ev.time();
+        let netns = u64::from(netns);
+        let at = ev.time.as_ref();
         match kind {
-            "syn_drop" | "listen_overflow" | "synack_retransmit" => {
-                self.listen.observe(kind, ev, netns, at.as_ref())
+            EventKind::SynDrop | EventKind::ListenOverflow | EventKind::SynackRetransmit => {
+                self.listen.observe(kind, ev, netns, at)
             }
-            "connect" => {
-                self.connect.observe(ev, netns, at.as_ref());
-                self.ports.observe(kind, ev, netns, at.as_ref());
+            EventKind::Connect => {
+                self.connect.observe(ev, netns, at);
+                self.ports.observe(kind, ev, netns, at);
             }
-            "port_search" => self.ports.observe(kind, ev, netns, at.as_ref()),
-            "paws_reject" => self.paws.observe(ev, netns, at.as_ref()),
-            "rst" => self.rst.observe(ev, netns, at.as_ref()),
-            _ => {}
+            EventKind::PortSearch => self.ports.observe(kind, ev, netns, at),
+            EventKind::PawsReject => self.paws.observe(ev, netns, at),
+            EventKind::Rst => self.rst.observe(ev, netns, at),
         }
     }
 
@@ -262,13 +251,13 @@ impl Engine {
     }
 }
 
-/// Findings for a whole event stream, e.g. a replayed recording: feed every
-/// event as `output::json::event` prints it, the final summary object if
-/// there is one, and host snapshots if the recording carries them.
+/// Findings for a whole event stream, e.g. a replayed recording: every
+/// event, the final summary if there is one, and host snapshots if the
+/// recording carries them.
 #[cfg_attr(not(test), expect(dead_code, reason = "the entry point for replay"))]
-pub fn diagnose<'a>(
-    events: impl IntoIterator<Item = &'a Value>,
-    summary: Option<&Value>,
+pub fn diagnose<'a, 'e: 'a>(
+    events: impl IntoIterator<Item = &'a EventJson<'e>>,
+    summary: Option<&SummaryJson>,
     host: HostView<'_>,
 ) -> Vec<Finding> {
     let mut engine = Engine::default();
@@ -286,6 +275,7 @@ pub fn diagnose<'a>(
 #[cfg(test)]
 pub mod tests {
     use super::*;
+    use serde_json::json;
     use std::collections::BTreeMap;
 
     use crate::host::{HostSnapshot, NetnsSnapshot, Sysctls};
@@ -306,10 +296,23 @@ pub mod tests {
         v
     }
 
+    /// Feeds a test event, written as JSON, as `diagnose --input` reads
+    /// it: one that does not read as an event is passed over.
+    pub fn observe(e: &mut Engine, v: &Value) {
+        if let Ok(ev) = serde_json::from_value::<EventJson<'_>>(v.clone()) {
+            e.observe(&ev);
+        }
+    }
+
+    /// A summary written as JSON, read as `diagnose --input` reads it.
+    pub fn summary(v: &Value) -> SummaryJson {
+        serde_json::from_value(v.clone()).expect("a summary")
+    }
+
     pub fn run(events: &[Value], host: HostView<'_>) -> Vec<Finding> {
         let mut e = Engine::default();
         for v in events {
-            e.observe(v);
+            observe(&mut e, v);
         }
         e.evaluate(&Context {
             summary: None,
@@ -475,7 +478,7 @@ pub mod tests {
             .map(|i| ev("syn_drop", i, json!({"cause": "accept_queue_full", "listen_addr": "0.0.0.0", "backlog": 6, "backlog_max": 5})))
             .collect();
         let f = run(&events, HostView::default());
-        let j = f[0].to_json();
+        let j = json!(f[0].to_json());
         for k in [
             "kind",
             "id",
@@ -526,6 +529,6 @@ pub mod tests {
             )
         );
         // JSON keeps the name itself; serde escapes it.
-        assert_eq!(f.to_json()["evidence"]["comm"], evil);
+        assert_eq!(json!(f.to_json())["evidence"]["comm"], evil);
     }
 }

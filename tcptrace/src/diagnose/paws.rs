@@ -13,14 +13,14 @@ use std::{
 };
 
 use serde_json::{json, Value};
-use tcptrace_common::paws::PawsSite;
 
 use super::{
     evidence::Evidence,
-    fields::{capped_insert, top, Ev, Span, Stamp},
+    tally::{capped_insert, top, Span},
     Context, Finding, Severity,
 };
 use crate::{
+    event::json::{EventJson, Stamp},
     host::Needs,
     paws::clocks::{PeerClocks, Reading},
 };
@@ -61,10 +61,6 @@ impl Peer {
     }
 }
 
-fn site_of(name: &str) -> Option<PawsSite> {
-    PawsSite::ALL.into_iter().find(|s| s.name() == name)
-}
-
 #[derive(Clone, Debug, Default)]
 pub struct Paws {
     pub by_peer: BTreeMap<(u64, IpAddr), Peer>,
@@ -72,32 +68,27 @@ pub struct Paws {
 }
 
 impl Paws {
-    pub fn observe(&mut self, ev: Ev<'_>, netns: u64, at: Option<&Stamp>) {
-        let (Some(peer), Some(site_name), Some(tsval)) =
-            (ev.ip("daddr"), ev.str("site"), ev.u64("tsval"))
-        else {
-            return;
-        };
-        let (Some(site), Ok(tsval32)) = (site_of(site_name), u32::try_from(tsval)) else {
+    pub fn observe(&mut self, ev: &EventJson<'_>, netns: u64, at: Option<&Stamp>) {
+        let (Some(peer), Some(site), Some(tsval)) = (ev.daddr, ev.site, ev.tsval) else {
             return;
         };
         let Some(p) = capped_insert(&mut self.by_peer, (netns, peer), MAX_PEERS) else {
             self.untracked += 1;
             return;
         };
-        p.by_site.entry(site_name.to_owned()).or_default().add(at);
-        let ts_recent = ev.u64("ts_recent");
-        p.sample.get_or_insert((tsval, ts_recent));
-        let recent32 = ts_recent.and_then(|r| u32::try_from(r).ok());
-        let old_ack = ev.flag("old_ack").unwrap_or(false);
-        let reading = p.clocks.observe(site, tsval32, recent32, old_ack);
+        p.by_site.entry(site.name().to_owned()).or_default().add(at);
+        let ts_recent = ev.ts_recent.flatten();
+        p.sample
+            .get_or_insert((tsval.into(), ts_recent.map(u64::from)));
+        let old_ack = ev.old_ack.unwrap_or(false);
+        let reading = p.clocks.observe(site, tsval, ts_recent, old_ack);
         p.spans.entry(reading).or_default().add(at);
-        if let Some(lp) = ev.u16("sport") {
+        if let Some(lp) = ev.sport {
             if let Some(n) = capped_insert(&mut p.local_ports, lp, 64) {
                 *n += 1;
             }
         }
-        if let Some(pp) = ev.u16("dport") {
+        if let Some(pp) = ev.dport {
             if p.peer_ports.len() < 1024 {
                 p.peer_ports.insert(pp);
             }
@@ -263,6 +254,7 @@ mod tests {
     use super::super::{evidence::HostView, tests::*};
     use super::*;
     use crate::host::Sysctls;
+    use tcptrace_common::paws::PawsSite;
 
     fn reject(sec: u32, site: &str, tsval: u64, ts_recent: Option<u64>, old_ack: bool) -> Value {
         ev(
@@ -428,7 +420,7 @@ mod tests {
                 false,
             ));
         }
-        let j = summary.to_json(&crate::summary::KernelCounters::default(), true);
+        let j = json!(summary.to_json(&crate::summary::KernelCounters::default(), true));
         let f = run(&events, HostView::default());
         assert_eq!(ids(&f), ["paws_nat_clocks", "paws_time_wait_reuse"]);
         for f in &f {

@@ -6,13 +6,15 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use serde_json::{json, Value};
+use tcptrace_common::EventKind;
 
 use super::{
     endpoint,
     evidence::Evidence,
-    fields::{capped_insert, top, Ev, Span, Stamp},
+    tally::{capped_insert, top, Span},
     Context, Finding, Severity,
 };
+use crate::event::json::{EventJson, Stamp};
 use crate::host::{Needs, DEFAULT_PORT_RANGE};
 
 const EADDRNOTAVAIL: i64 = 99;
@@ -50,16 +52,17 @@ fn range_size(r: (u16, u16)) -> u64 {
 }
 
 impl Ports {
-    pub fn observe(&mut self, kind: &str, ev: Ev<'_>, netns: u64, at: Option<&Stamp>) {
-        let Some(errno) = ev.i64("errno") else {
+    pub fn observe(&mut self, kind: EventKind, ev: &EventJson<'_>, netns: u64, at: Option<&Stamp>) {
+        let Some(errno) = ev.errno.map(i64::from) else {
             return;
         };
-        if kind == "port_search" {
+        let search = kind == EventKind::PortSearch;
+        if search {
             self.searches_seen += 1;
         }
-        let probed = ev.u64("ports_probed");
+        let probed = ev.ports_probed.map(u64::from);
         let failed = errno == EADDRNOTAVAIL;
-        let struggled = kind == "port_search" && probed.is_some_and(|p| p >= MIN_STRUGGLE);
+        let struggled = search && probed.is_some_and(|p| p >= MIN_STRUGGLE);
         if !failed && !struggled {
             return;
         }
@@ -67,28 +70,26 @@ impl Ports {
             self.untracked += 1;
             return;
         };
-        if kind == "port_search" {
-            n.max_search_latency_ns = n
-                .max_search_latency_ns
-                .max(ev.u64("latency_ns").unwrap_or(0));
+        if search {
+            n.max_search_latency_ns = n.max_search_latency_ns.max(ev.latency_ns.unwrap_or(0));
             n.max_probed = n.max_probed.max(probed.unwrap_or(0));
         }
         match (kind, failed) {
-            ("connect", true) => n.connect_fail.add(at),
-            ("port_search", true) => n.search_fail.add(at),
-            ("port_search", false) => {
+            (EventKind::Connect, true) => n.connect_fail.add(at),
+            (EventKind::PortSearch, true) => n.search_fail.add(at),
+            (EventKind::PortSearch, false) => {
                 if let Some(s) = capped_insert(&mut n.probed, probed.unwrap_or(0), MAX_KEYS) {
                     s.add(at);
                 }
             }
             _ => return,
         }
-        if let (Some(d), Some(p)) = (ev.ip("daddr"), ev.u16("dport")) {
+        if let (Some(d), Some(p)) = (ev.daddr, ev.dport) {
             if let Some(c) = capped_insert(&mut n.destinations, (d, p), MAX_KEYS) {
                 *c += 1;
             }
         }
-        if let Some(c) = ev.comm() {
+        if let Some(c) = ev.known_comm() {
             if let Some(x) = capped_insert(&mut n.comms, c.to_owned(), 64) {
                 *x += 1;
             }

@@ -6,12 +6,14 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use serde_json::{json, Value};
+use tcptrace_common::paws::RstVerdict;
 
 use super::{
     evidence::Evidence,
-    fields::{capped_insert, top, Ev, Span, Stamp},
+    tally::{capped_insert, top, Span},
     Context, Finding, Severity,
 };
+use crate::event::json::{EventJson, Stamp};
 use crate::host::Needs;
 
 const MAX_PEERS: usize = 4096;
@@ -36,8 +38,8 @@ pub struct Rsts {
 }
 
 impl Rsts {
-    pub fn observe(&mut self, ev: Ev<'_>, netns: u64, at: Option<&Stamp>) {
-        let (Some(peer), Some(verdict)) = (ev.ip("daddr"), ev.str("verdict")) else {
+    pub fn observe(&mut self, ev: &EventJson<'_>, netns: u64, at: Option<&Stamp>) {
+        let (Some(peer), Some(verdict)) = (ev.daddr, ev.verdict) else {
             return;
         };
         let Some(p) = capped_insert(&mut self.by_peer, (netns, peer), MAX_PEERS) else {
@@ -45,14 +47,14 @@ impl Rsts {
             return;
         };
         match verdict {
-            "accepted" => {
+            RstVerdict::Accepted => {
                 p.accepted += 1;
                 return;
             }
-            "challenge_ack" => p.challenged.add(at),
-            "ignored" => {
+            RstVerdict::ChallengeAck => p.challenged.add(at),
+            RstVerdict::Ignored => {
                 p.ignored.add(at);
-                if let Some(d) = ev.i64("window_distance") {
+                if let Some(d) = ev.window_distance {
                     if d < 0 {
                         p.below = Some(p.below.map_or(d, |b| b.min(d)));
                     } else {
@@ -60,14 +62,13 @@ impl Rsts {
                     }
                 }
             }
-            _ => return,
         }
-        if let Some(lp) = ev.u16("sport") {
+        if let Some(lp) = ev.sport {
             if let Some(n) = capped_insert(&mut p.local_ports, lp, 64) {
                 *n += 1;
             }
         }
-        if let Some(s) = ev.str("state") {
+        if let Some(s) = ev.state.as_deref() {
             if let Some(n) = capped_insert(&mut p.states, s.to_owned(), 16) {
                 *n += 1;
             }

@@ -1,18 +1,24 @@
-//! The diagnosis inside a live run and `tcptrace diagnose`: the engine fed
-//! with every event, a host baseline taken at the start, a fresh snapshot
-//! at every summary, and what gets printed.
+//! The diagnosis inside a live run, a replay and `tcptrace diagnose`: the
+//! engine fed with every event, a host baseline taken at the start, a
+//! fresh snapshot at every summary, the findings handed to the outputs;
+//! and `diagnose --input`, which reads a saved JSON Lines stream.
 
-use std::{collections::HashMap, io::Write, time::Duration};
+use std::{borrow::Cow, time::Duration};
 
+use anyhow::{anyhow, Result};
 use clap::Args;
-use serde_json::Value;
+use serde::Deserialize;
 
-use super::{evidence::HostView, hookset::HookSet, render_text, Context, Engine, Finding};
+use super::{evidence::HostView, hookset::HookSet, Context, Engine, Finding};
+use crate::host::{HostSnapshot, Needs, Scope, Snapshotter};
 use crate::{
     cli::LiveArgs,
+    event::{json::EventJson, Event},
     filter::FilterArgs,
     hooks::AttachMode,
-    host::{HostSnapshot, Needs, Scope, Snapshotter},
+    output::findings::write_findings,
+    sink::{Sink, SummaryStep},
+    summary::json::SummaryJson,
 };
 
 /// `tcptrace diagnose`: watch, then print only the findings.
@@ -96,8 +102,15 @@ pub fn counter_scope(f: &FilterArgs) -> Scope {
 }
 
 /// Findings for a saved JSON Lines stream: every event, and the last
-/// summary object for what only the summary carries.
-pub fn offline(input: impl std::io::BufRead) -> anyhow::Result<Vec<Finding>> {
+/// summary object for what only the summary carries. Lines that are not
+/// JSON are an error; JSON that is not an event is passed over.
+pub fn offline(input: impl std::io::BufRead) -> Result<Vec<Finding>> {
+    /// What a line is, read before the rest of it.
+    #[derive(Deserialize)]
+    struct Kind<'a> {
+        #[serde(borrow)]
+        kind: Option<Cow<'a, str>>,
+    }
     let mut engine = Engine::default();
     let mut summary = None;
     for (i, line) in input.lines().enumerate() {
@@ -105,12 +118,20 @@ pub fn offline(input: impl std::io::BufRead) -> anyhow::Result<Vec<Finding>> {
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = serde_json::from_str(&line)
-            .map_err(|e| anyhow::anyhow!("line {}: not JSON: {e}", i + 1))?;
-        match v.get("kind").and_then(Value::as_str) {
-            Some("summary") => summary = Some(v),
+        let not_json = |e: serde_json::Error| anyhow!("line {}: not JSON: {e}", i + 1);
+        let kind = match serde_json::from_str::<Kind<'_>>(&line) {
+            Ok(k) => k.kind,
+            Err(e) if e.is_data() => continue,
+            Err(e) => return Err(not_json(e)),
+        };
+        match kind.as_deref() {
+            Some("summary") => summary = serde_json::from_str::<SummaryJson>(&line).ok(),
             Some("finding") => {}
-            _ => engine.observe(&v),
+            _ => match serde_json::from_str::<EventJson<'_>>(&line) {
+                Ok(ev) => engine.observe(&ev),
+                Err(e) if e.is_data() => {}
+                Err(e) => return Err(not_json(e)),
+            },
         }
     }
     Ok(engine.evaluate(&Context {
@@ -121,17 +142,6 @@ pub fn offline(input: impl std::io::BufRead) -> anyhow::Result<Vec<Finding>> {
     }))
 }
 
-fn write_findings(out: &mut dyn Write, findings: &[Finding], json: bool) -> std::io::Result<()> {
-    if json {
-        for f in findings {
-            writeln!(out, "{}", f.to_json())?;
-        }
-    } else {
-        write!(out, "{}", render_text(findings))?;
-    }
-    out.flush()
-}
-
 /// The two host snapshots a live evaluation used: stored in recordings so a
 /// replay computes the same findings.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -140,6 +150,8 @@ pub struct HostPair {
     pub now: HostSnapshot,
 }
 
+/// The diagnosis as a sink: fed every event, it evaluates at every summary
+/// and hands the findings to the outputs after it.
 pub struct Session {
     engine: Engine,
     /// The host view of the last summary (live), or the recorded one to use
@@ -149,16 +161,10 @@ pub struct Session {
     /// diagnosing a recording on another machine or later.
     host: Option<(Snapshotter, HostSnapshot)>,
     scope: Scope,
-    /// Finding key → count when last printed as a JSON line.
-    printed: HashMap<String, u64>,
-    /// `tcptrace diagnose`: nothing but the findings, at the end.
-    only_findings: bool,
-    /// Which hooks attached (live), for advice and skip accounting.
-    hooks: HookSet,
 }
 
 impl Session {
-    pub fn start(filter: &FilterArgs, only_findings: bool) -> Self {
+    pub fn start(filter: &FilterArgs) -> Self {
         let snap = Snapshotter::live();
         let scope = counter_scope(filter);
         let baseline = snap.baseline(scope, &Needs::default());
@@ -167,9 +173,6 @@ impl Session {
             host_view: None,
             host: Some((snap, baseline)),
             scope,
-            printed: HashMap::new(),
-            only_findings,
-            hooks: HookSet::default(),
         }
     }
 
@@ -181,36 +184,17 @@ impl Session {
             host_view: None,
             host: None,
             scope: Scope::Needed,
-            printed: HashMap::new(),
-            only_findings: false,
-            hooks: HookSet::default(),
         }
     }
 
-    /// The hooks of this run, once attached.
-    pub fn set_hooks(&mut self, hooks: HookSet) {
-        self.hooks = hooks;
-    }
-
-    /// Whether events are printed (not in `tcptrace diagnose`).
-    pub fn show_events(&self) -> bool {
-        !self.only_findings
-    }
-
-    /// One event, as `output::json::event` prints it.
-    pub fn observe(&mut self, event: &Value) {
-        self.engine.observe(event);
-    }
-
-    /// A decoded event, without building its JSON form where the engine
-    /// can read the record itself.
-    pub fn observe_event(&mut self, event: &crate::event::Event, boot_offset_ns: i64) {
-        self.engine.observe_event(event, boot_offset_ns);
+    /// One event in its typed JSON form.
+    pub fn observe(&mut self, ev: &EventJson<'_>) {
+        self.engine.observe(ev);
     }
 
     /// Findings now. Live: from a fresh host snapshot (kept for
     /// `take_host_view`). Replay: from the recorded host view, if any.
-    pub fn evaluate(&mut self, summary: Option<&Value>) -> Vec<Finding> {
+    pub fn evaluate(&mut self, summary: Option<&SummaryJson>, hooks: &HookSet) -> Vec<Finding> {
         if let Some((snap, base)) = &self.host {
             let now = snap.snapshot(&self.engine.needs(), self.scope, Some(base));
             self.host_view = Some(HostPair {
@@ -226,12 +210,12 @@ impl Session {
                 now: view.map(|v| &v.now),
             },
             counters: self.scope,
-            hooks: &self.hooks,
+            hooks,
         })
     }
 
     /// The host view the last live summary used (JSON, for the recording).
-    pub fn take_host_view(&mut self) -> Option<String> {
+    fn take_host_view(&mut self) -> Option<String> {
         self.host.as_ref()?;
         self.host_view
             .take()
@@ -239,59 +223,39 @@ impl Session {
     }
 
     /// Replay: the host view the live run recorded for the next summary.
-    pub fn set_recorded_host_view(&mut self, json: Option<&str>) {
+    fn set_recorded_host_view(&mut self, json: Option<&str>) {
         self.host_view = json.and_then(|j| serde_json::from_str(j).ok());
     }
+}
 
-    /// Findings that are new or whose count changed since last printed.
-    fn fresh<'a>(&mut self, findings: &'a [Finding]) -> Vec<&'a Finding> {
-        findings
-            .iter()
-            .filter(|f| self.printed.insert(f.key(), f.count) != Some(f.count))
-            .collect()
+impl Sink for Session {
+    fn event(&mut self, ev: &Event, boot_offset_ns: i64) -> Result<()> {
+        self.observe(&EventJson::of(ev, boot_offset_ns));
+        Ok(())
     }
 
-    /// The summary step. JSON: fresh `finding` lines, then the summary
-    /// object with every finding under `findings`. Text: the summary, then
-    /// the findings. In `tcptrace diagnose`: only the findings, at the end.
-    pub fn summary(
-        &mut self,
-        out: &mut dyn Write,
-        summary: Value,
-        text: impl FnOnce() -> String,
-        json: bool,
-        final_: bool,
-    ) -> std::io::Result<()> {
-        if self.only_findings && !final_ {
-            return Ok(());
+    fn summary(&mut self, step: &mut SummaryStep<'_>) -> Result<()> {
+        if self.host.is_none() {
+            self.set_recorded_host_view(step.recorded_host);
         }
-        let findings = self.evaluate(Some(&summary));
-        if self.only_findings {
-            return write_findings(out, &findings, json);
-        }
-        if json {
-            for f in self.fresh(&findings) {
-                writeln!(out, "{}", f.to_json())?;
-            }
-            let mut summary = summary;
-            if let Value::Object(m) = &mut summary {
-                m.insert(
-                    "findings".into(),
-                    Value::Array(findings.iter().map(Finding::to_json).collect()),
-                );
-            }
-            writeln!(out, "{summary}")?;
-        } else {
-            write!(out, "{}{}", text(), render_text(&findings))?;
-        }
-        out.flush()
+        step.findings = Some(self.evaluate(Some(&step.json), step.hooks));
+        step.host_view = self.take_host_view();
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::{
+        output::{findings::FindingsOnly, json::JsonLines},
+        summary::{KernelCounters, Summary},
+    };
+    use serde_json::{json, Value};
 
     #[test]
     fn offline_reads_a_saved_stream() {
@@ -326,7 +290,7 @@ mod tests {
         assert_eq!(counter_scope(&f), Scope::Needed);
     }
 
-    fn session(only: bool) -> Session {
+    fn session() -> Session {
         Session {
             engine: Engine::default(),
             host_view: None,
@@ -335,9 +299,6 @@ mod tests {
                 HostSnapshot::default(),
             )),
             scope: Scope::Needed,
-            printed: HashMap::new(),
-            only_findings: only,
-            hooks: HookSet::default(),
         }
     }
 
@@ -346,37 +307,43 @@ mod tests {
                "daddr": "10.0.0.9", "dport": 4000, "cause": "accept_queue_full", "backlog": 2, "backlog_max": 1})
     }
 
+    fn observe(s: &mut Session, v: &Value) {
+        s.observe(&serde_json::from_value(v.clone()).unwrap());
+    }
+
+    /// One summary step through the diagnosis and then `out`, as the
+    /// pipeline runs it; `summary` as a saved stream has it.
+    fn step(s: &mut Session, out: &mut dyn Sink, summary: Value, final_: bool) {
+        let (state, k, hooks) = (
+            Summary::default(),
+            KernelCounters::default(),
+            HookSet::default(),
+        );
+        let mut step = SummaryStep {
+            summary: &state,
+            counters: &k,
+            json: serde_json::from_value(summary).unwrap(),
+            final_,
+            hooks: &hooks,
+            recorded_host: None,
+            findings: None,
+            host_view: None,
+        };
+        s.summary(&mut step).unwrap();
+        out.summary(&mut step).unwrap();
+        out.flush().unwrap();
+    }
+
     #[test]
     fn json_prints_fresh_findings_then_the_summary() {
-        let mut s = session(false);
-        s.observe(&drop_ev());
-        let mut out = Vec::new();
-        s.summary(
-            &mut out,
-            json!({"kind": "summary"}),
-            String::new,
-            true,
-            false,
-        )
-        .unwrap();
-        s.summary(
-            &mut out,
-            json!({"kind": "summary"}),
-            String::new,
-            true,
-            false,
-        )
-        .unwrap();
-        s.observe(&drop_ev());
-        s.summary(
-            &mut out,
-            json!({"kind": "summary"}),
-            String::new,
-            true,
-            true,
-        )
-        .unwrap();
-        let lines: Vec<Value> = String::from_utf8(out)
+        let mut s = session();
+        let mut out = JsonLines::new(Vec::new(), true);
+        observe(&mut s, &drop_ev());
+        step(&mut s, &mut out, json!({"kind": "summary"}), false);
+        step(&mut s, &mut out, json!({"kind": "summary"}), false);
+        observe(&mut s, &drop_ev());
+        step(&mut s, &mut out, json!({"kind": "summary"}), true);
+        let lines: Vec<Value> = String::from_utf8(out.into_inner())
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -393,34 +360,18 @@ mod tests {
 
     #[test]
     fn diagnose_mode_prints_only_findings_at_the_end() {
-        let mut s = session(true);
-        s.observe(&drop_ev());
-        let mut out = Vec::new();
-        s.summary(
-            &mut out,
-            json!({"kind": "summary"}),
-            || "summary text".into(),
-            false,
-            false,
-        )
-        .unwrap();
-        assert!(out.is_empty());
-        s.summary(
-            &mut out,
-            json!({"kind": "summary"}),
-            || "summary text".into(),
-            false,
-            true,
-        )
-        .unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let mut s = session();
+        let mut out = FindingsOnly::new(Vec::new(), false);
+        observe(&mut s, &drop_ev());
+        step(&mut s, &mut out, json!({"kind": "summary"}), false);
+        assert!(out.get_ref().is_empty());
+        step(&mut s, &mut out, json!({"kind": "summary"}), true);
+        let text = String::from_utf8(out.into_inner()).unwrap();
         assert!(text.starts_with("findings: 1\n"), "{text}");
-        assert!(!text.contains("summary text"));
-        let mut healthy = session(true);
-        let mut out = Vec::new();
-        healthy
-            .summary(&mut out, json!({}), String::new, true, true)
-            .unwrap();
-        assert!(out.is_empty(), "no finding, no JSON line");
+        assert!(!text.contains("summary text") && !text.contains("--- "));
+        let mut healthy = session();
+        let mut out = FindingsOnly::new(Vec::new(), true);
+        step(&mut healthy, &mut out, json!({}), true);
+        assert!(out.into_inner().is_empty(), "no finding, no JSON line");
     }
 }

@@ -1,17 +1,79 @@
-//! One aligned line per event for a person at a terminal.
+//! One aligned line per event for a person at a terminal, and the
+//! summary and findings as text.
 
-use std::{fmt::Write as _, io::IsTerminal as _};
+use std::{
+    fmt::Write as _,
+    io::{IsTerminal as _, Write},
+};
+
+use anyhow::Result;
 
 use tcptrace_common::paws::{PawsSite, RstVerdict};
 
 use tcptrace_common::EventKind;
 
 use crate::{
+    diagnose::render_text,
     escape::Escaped,
-    event::{errno_name, Detail, Event, PawsDetail, RstDetail},
+    event::{errno_name, json::wall_time, Detail, Event, PawsDetail, RstDetail},
     hist::fmt_ns,
-    output::json::wall_time,
+    sink::{Sink, SummaryStep},
 };
+
+/// The text output: the column header, one line per event, and every
+/// summary followed by its findings.
+pub struct Text<W: Write> {
+    out: W,
+    human: Human,
+    /// Print events (the summaries print regardless).
+    show_events: bool,
+}
+
+impl<W: Write> Text<W> {
+    /// Prints the column header when events are shown.
+    pub fn new(mut out: W, show_events: bool) -> Result<Self> {
+        if show_events {
+            writeln!(out, "{HEADER}")?;
+        }
+        out.flush()?;
+        Ok(Self {
+            out,
+            human: Human::new(),
+            show_events,
+        })
+    }
+}
+
+impl<W: Write> Sink for Text<W> {
+    fn event(&mut self, ev: &Event, boot_offset_ns: i64) -> Result<()> {
+        if self.show_events {
+            writeln!(self.out, "{}", self.human.line(ev, boot_offset_ns))?;
+        }
+        Ok(())
+    }
+
+    fn summary(&mut self, step: &mut SummaryStep<'_>) -> Result<()> {
+        let title = if step.final_ {
+            "final summary"
+        } else {
+            "summary"
+        };
+        write!(
+            self.out,
+            "{}",
+            step.summary.render_text(step.counters, title)
+        )?;
+        if let Some(findings) = &step.findings {
+            write!(self.out, "{}", render_text(findings))?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.out.flush()?;
+        Ok(())
+    }
+}
 
 pub struct Human {
     color: bool,

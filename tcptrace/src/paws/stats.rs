@@ -10,7 +10,7 @@ use std::{
     net::IpAddr,
 };
 
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use tcptrace_common::paws::RstVerdict;
 
 use super::clocks::PeerClocks;
@@ -163,54 +163,115 @@ impl PawsStats {
         }
     }
 
-    pub fn to_json(&self, rst_sent: &[(String, u64)]) -> Value {
-        let peers: Vec<Value> = self
+    /// The summary's `paws`, `rst_received`, `rst_sent` and
+    /// `untracked_peers_events`.
+    pub fn to_json(&self, rst_sent: &[(String, u64)]) -> PawsRstJson {
+        let names = |m: &BTreeMap<&'static str, u64>| -> BTreeMap<String, u64> {
+            m.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+        };
+        let top_peers = self
             .top_paws()
             .into_iter()
-            .map(|(peer, p)| {
-                json!({
-                    "peer": peer.to_string(),
-                    "rejects": p.rejects,
-                    "clocks": p.clocks.clocks(),
-                    "reordered": p.clocks.reordered,
-                    "flows": p.flows.len(),
-                    "by_site": p.by_site,
-                })
+            .map(|(peer, p)| PawsPeerJson {
+                peer: Some(*peer),
+                rejects: p.rejects,
+                clocks: p.clocks.clocks(),
+                reordered: p.clocks.reordered,
+                flows: p.flows.len() as u64,
+                by_site: names(&p.by_site),
             })
             .collect();
-        let rst_peers: Vec<Value> = self
+        let rst_peers = self
             .top_rst()
             .into_iter()
             .map(|(peer, m)| {
-                let mut v = json!({"peer": peer.to_string()});
-                for verdict in RstVerdict::ALL {
-                    v[verdict.name()] = json!(m.get(verdict.name()).copied().unwrap_or(0));
+                let n = |v: RstVerdict| m.get(v.name()).copied().unwrap_or(0);
+                RstPeerJson {
+                    peer: Some(*peer),
+                    accepted: n(RstVerdict::Accepted),
+                    challenge_ack: n(RstVerdict::ChallengeAck),
+                    ignored: n(RstVerdict::Ignored),
                 }
-                v
             })
             .collect();
-        let sent: serde_json::Map<String, Value> = rst_sent
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(r, n)| (r.clone(), json!(n)))
-            .collect();
-        json!({
-            "paws": {
-                "rejects": self.paws_by_site.values().sum::<u64>(),
-                "by_site": self.paws_by_site,
-                "top_peers": peers,
+        PawsRstJson {
+            paws: PawsJson {
+                rejects: self.paws_by_site.values().sum::<u64>(),
+                by_site: names(&self.paws_by_site),
+                top_peers,
             },
-            "rst_received": {
-                "by_verdict": self.rst_by_verdict,
-                "top_peers": rst_peers,
+            rst_received: RstReceivedJson {
+                by_verdict: names(&self.rst_by_verdict),
+                top_peers: rst_peers,
             },
-            "rst_sent": {
-                "total": rst_sent.iter().map(|(_, n)| n).sum::<u64>(),
-                "by_reason": sent,
+            rst_sent: RstSentJson {
+                total: rst_sent.iter().map(|(_, n)| n).sum::<u64>(),
+                by_reason: rst_sent
+                    .iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(r, n)| (r.clone(), *n))
+                    .collect(),
             },
-            "untracked_peers_events": self.untracked,
-        })
+            untracked_peers_events: self.untracked,
+        }
     }
+}
+
+/// The PAWS and RST parts of a summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PawsRstJson {
+    pub paws: PawsJson,
+    pub rst_received: RstReceivedJson,
+    pub rst_sent: RstSentJson,
+    pub untracked_peers_events: u64,
+}
+
+/// The summary's `paws`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PawsJson {
+    pub by_site: BTreeMap<String, u64>,
+    pub rejects: u64,
+    pub top_peers: Vec<PawsPeerJson>,
+}
+
+/// A peer by PAWS rejects, with the timestamp clocks its connections
+/// proved.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PawsPeerJson {
+    pub by_site: BTreeMap<String, u64>,
+    pub clocks: u64,
+    pub flows: u64,
+    pub peer: Option<IpAddr>,
+    pub rejects: u64,
+    pub reordered: u64,
+}
+
+/// The summary's `rst_received`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RstReceivedJson {
+    pub by_verdict: BTreeMap<String, u64>,
+    pub top_peers: Vec<RstPeerJson>,
+}
+
+/// RSTs received from one peer, per verdict.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RstPeerJson {
+    pub accepted: u64,
+    pub challenge_ack: u64,
+    pub ignored: u64,
+    pub peer: Option<IpAddr>,
+}
+
+/// The summary's `rst_sent`: RSTs this host sent, by reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RstSentJson {
+    pub by_reason: BTreeMap<String, u64>,
+    pub total: u64,
 }
 
 fn join(m: &BTreeMap<&str, u64>) -> String {
