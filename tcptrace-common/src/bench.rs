@@ -6,15 +6,17 @@
 //! the connect() syscall tracepoints (`--bench-floor`): what attaching
 //! anything there costs, the floor under every tracer of those tracepoints.
 
+use crate::{maps, programs};
+
 /// Name of the `Array<u32>` configuring the source: `[tgid, records per call]`.
-pub const FLOOD_MAP: &str = "BENCH_FLOOD";
+pub const FLOOD_MAP: &str = maps::BENCH_FLOOD;
 /// Name of the tracepoint program.
-pub const FLOOD_PROGRAM: &str = "bench_flood";
+pub const FLOOD_PROGRAM: &str = programs::BENCH_FLOOD;
 /// Upper bound on records per getppid() call.
 pub const MAX_PER_CALL: u32 = 256;
 /// Names of the empty programs on `syscalls:sys_enter_connect` and
 /// `syscalls:sys_exit_connect`.
 pub const FLOOR_PROGRAMS: [(&str, &str); 2] = [
-    ("bench_floor_enter", "sys_enter_connect"),
-    ("bench_floor_exit", "sys_exit_connect"),
+    (programs::BENCH_FLOOR_ENTER, "sys_enter_connect"),
+    (programs::BENCH_FLOOR_EXIT, "sys_exit_connect"),
 ];

@@ -63,6 +63,9 @@ impl Config {
 const _: () = assert!(core::mem::size_of::<Filter>() == 64);
 const _: () = assert!(core::mem::size_of::<Config>() == 72);
 
+// SAFETY: #[repr(C)], Copy, integer fields and byte arrays with explicit
+// padding (`Filter::_pad`; sizes asserted above): every bit pattern is a
+// valid value.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Config {}
 

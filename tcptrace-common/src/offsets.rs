@@ -51,5 +51,7 @@ pub struct KernelOffsets {
 
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 80);
 
+// SAFETY: #[repr(C)], Copy, u32 fields only (no padding, asserted 80
+// bytes): every bit pattern is a valid value.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for KernelOffsets {}

@@ -245,6 +245,8 @@ impl PawsOffsets {
 
 const _: () = assert!(size_of::<PawsOffsets>() == 108);
 
+// SAFETY: #[repr(C)], Copy, u32 fields only (no padding, asserted 108
+// bytes): every bit pattern is a valid value.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for PawsOffsets {}
 

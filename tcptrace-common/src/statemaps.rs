@@ -2,13 +2,15 @@
 //! programs count insert failures per map and userspace shows how full each
 //! map is.
 
+use crate::maps;
+
 /// Per-CPU array of insert failures, indexed by [`StateMap`].
-pub const FULL_MAP: &str = "STATE_MAP_FULL";
+pub const FULL_MAP: &str = maps::STATE_MAP_FULL;
 
 /// Per-CPU array (one slot) of connect() calls in flight, added to at entry
 /// and taken from at return: the connect state lives in task storage, which
 /// cannot be walked. Per-CPU values wrap; their sum is the count.
-pub const CONNECT_IN_FLIGHT: &str = "CONNECT_IN_FLIGHT";
+pub const CONNECT_IN_FLIGHT: &str = maps::CONNECT_IN_FLIGHT;
 
 /// A state map. The discriminant indexes [`FULL_MAP`].
 #[repr(u32)]
@@ -64,13 +66,13 @@ impl StateMap {
     /// The map's name in the object file.
     pub const fn map_name(self) -> &'static str {
         match self {
-            StateMap::Connect => "CONNECT_TASK",
-            StateMap::PortSearch => "PORT_SEARCH_STATE",
-            StateMap::PawsValidating => "PAWS_VALIDATING",
-            StateMap::PawsValidateCalls => "PAWS_VALIDATE_CALLS",
-            StateMap::SynListeners => "SYN_LISTENERS",
-            StateMap::ListenOwners => "SYN_LISTEN_OWNERS",
-            StateMap::Ghosts => "SYN_GHOSTS",
+            StateMap::Connect => maps::CONNECT_TASK,
+            StateMap::PortSearch => maps::PORT_SEARCH_STATE,
+            StateMap::PawsValidating => maps::PAWS_VALIDATING,
+            StateMap::PawsValidateCalls => maps::PAWS_VALIDATE_CALLS,
+            StateMap::SynListeners => maps::SYN_LISTENERS,
+            StateMap::ListenOwners => maps::SYN_LISTEN_OWNERS,
+            StateMap::Ghosts => maps::SYN_GHOSTS,
         }
     }
 }

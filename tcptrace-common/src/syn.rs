@@ -198,7 +198,13 @@ pub const TCP_LISTEN: i32 = 10;
 
 #[cfg(feature = "user")]
 mod pod {
+    // SAFETY: #[repr(C)], Copy, u32 fields only (no padding, asserted 84
+    // bytes): every bit pattern is a valid value.
     unsafe impl aya::Pod for super::SynOffsets {}
+    // SAFETY: #[repr(C)], Copy, integer fields laid out without padding
+    // (asserted 24 bytes): every bit pattern is a valid value.
     unsafe impl aya::Pod for super::ListenerKey {}
+    // SAFETY: #[repr(C)], Copy, u64 then u32 fields with explicit `_pad`
+    // (asserted 48 bytes): every bit pattern is a valid value.
     unsafe impl aya::Pod for super::ListenerCounters {}
 }

@@ -14,15 +14,17 @@ use aya_ebpf::{
 };
 use tcptrace_common::{
     event::{AF_INET, AF_INET6},
+    programs,
     statemaps::StateMap,
-    EventKind, Flow, HistId, LatencyEvent, Stat,
+    EventKind, Flow, HistId, LatencyEvent,
 };
 
 use crate::{
+    diag::done,
     emit::{header, now, passes_threshold, record_latency, send},
     filter,
     kernel::{read, sock_flow, sock_netns, tcp_sock_of_fd, tcp_sock_of_socket},
-    maps::{count, map_full, TaskStorage},
+    maps::{map_full, TaskStorage},
 };
 
 /// A connect() in flight on one thread.
@@ -55,6 +57,8 @@ static CONNECT_IN_FLIGHT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0)
 #[inline(always)]
 fn in_flight(delta: u64) {
     if let Some(slot) = CONNECT_IN_FLIGHT.get_ptr_mut(0) {
+        // SAFETY: this CPU's value of a per-CPU array, valid while the
+        // program runs (the race above aside, no one else writes it).
         unsafe { *slot = (*slot).wrapping_add(delta) };
     }
 }
@@ -128,21 +132,28 @@ fn start(
 
 #[tracepoint(category = "syscalls", name = "sys_enter_connect")]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
-    if try_sys_enter_connect(&ctx).is_err() {
-        count(Stat::ReadFailed);
-    }
+    let result = try_sys_enter_connect(&ctx);
+    done(&ctx, programs::SYS_ENTER_CONNECT, result);
     0
 }
 
 fn try_sys_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
+    // SAFETY: ENTER_FD and ENTER_ADDR are within every kernel's
+    // sys_enter_connect record (see above); read_at copies with
+    // bpf_probe_read, which fails instead of faulting, into integers.
     let fd: i64 = unsafe { ctx.read_at(ENTER_FD) }.map_err(|e| e as i64)?;
+    // SAFETY: as for `fd`.
     let uaddr: u64 = unsafe { ctx.read_at(ENTER_ADDR) }.map_err(|e| e as i64)?;
     // One read for family, port and IPv4 address: sockaddr_in's 16 bytes,
     // which every AF_INET/AF_INET6 connect() passes at least.
+    // SAFETY: bpf_probe_read_user checks the user address itself and fails
+    // on memory it cannot read (not faulted in); any 16 bytes are a valid
+    // [u8; 16].
     let sa: [u8; 16] = match unsafe { bpf_probe_read_user(uaddr as *const [u8; 16]) } {
         Ok(sa) => sa,
         // A shorter sockaddr of another family at the end of a page.
         Err(e) => {
+            // SAFETY: as above, for a u16.
             let family: u16 =
                 unsafe { bpf_probe_read_user(uaddr as *const u16) }.map_err(|e| e as i64)?;
             if family == AF_INET || family == AF_INET6 {
@@ -154,16 +165,17 @@ fn try_sys_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
     start(
         &sa,
         || tcp_sock_of_fd(fd),
+        // SAFETY: as for `sa`: a checked read of 16 bytes of user memory.
         || unsafe { bpf_probe_read_user((uaddr + 8) as *const [u8; 16]) }.map_err(|e| e as i64),
     )
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_connect")]
 pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
-    let result = unsafe { ctx.read_at::<i64>(EXIT_RET) }.map_err(|e| e as i64);
-    if result.and_then(finish).is_err() {
-        count(Stat::ReadFailed);
-    }
+    // SAFETY: EXIT_RET is within every kernel's sys_exit_connect record;
+    // read_at copies with bpf_probe_read, which fails instead of faulting.
+    let ret = unsafe { ctx.read_at::<i64>(EXIT_RET) }.map_err(|e| e as i64);
+    done(&ctx, programs::SYS_EXIT_CONNECT, ret.and_then(finish));
     0
 }
 
@@ -172,9 +184,8 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
 /// through the syscall, io_uring or a kernel caller.
 #[fentry(function = "inet_stream_connect")]
 pub fn connect_fentry(ctx: FEntryContext) -> i32 {
-    if try_connect_fentry(ctx.arg(0), ctx.arg(1)).is_err() {
-        count(Stat::ReadFailed);
-    }
+    let result = try_connect_fentry(ctx.arg(0), ctx.arg(1));
+    done(&ctx, programs::CONNECT_FENTRY, result);
     0
 }
 
@@ -187,9 +198,8 @@ fn try_connect_fentry(socket: u64, uaddr: u64) -> Result<(), i64> {
 #[fexit(function = "inet_stream_connect")]
 pub fn connect_fexit(ctx: FExitContext) -> i32 {
     // The function returns int; sign-extend what the trampoline saved.
-    if finish(ctx.ret::<i32>().unwrap_or(0) as i64).is_err() {
-        count(Stat::ReadFailed);
-    }
+    let result = finish(ctx.ret::<i32>().unwrap_or(0) as i64);
+    done(&ctx, programs::CONNECT_FEXIT, result);
     0
 }
 
@@ -209,6 +219,7 @@ fn finish(ret: i64) -> Result<(), i64> {
     if start.start_ns == 0 {
         return Ok(());
     }
+    // SAFETY: as in `start`.
     unsafe { (*slot).start_ns = 0 };
     in_flight(u64::MAX);
     let errno = match ret {

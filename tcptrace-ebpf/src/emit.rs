@@ -15,6 +15,7 @@ use crate::maps::{bump, global, EVENTS, HISTOGRAMS, LOST};
 /// CLOCK_BOOTTIME in nanoseconds.
 #[inline(always)]
 pub fn now() -> u64 {
+    // SAFETY: a helper without arguments that only reads the clock.
     unsafe { bpf_ktime_get_boot_ns() }
 }
 
@@ -29,6 +30,7 @@ pub fn header(kind: EventKind, netns: u32) -> EventHeader {
         tid: pid_tgid as u32,
         netns,
         ts_ns: now(),
+        // SAFETY: a helper without arguments about the current task.
         cgroup: unsafe { bpf_get_current_cgroup_id() },
         comm: bpf_get_current_comm().unwrap_or_default(),
     }

@@ -29,6 +29,7 @@ pub fn current_task_allowed() -> bool {
     }
     let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let comm = bpf_get_current_comm().unwrap_or_default();
+    // SAFETY: a helper without arguments about the current task.
     let cgroup = unsafe { bpf_get_current_cgroup_id() };
     task_matches(pid, &comm, cgroup, flags)
 }

@@ -5,9 +5,13 @@ use tcptrace_common::{event::AF_INET6, Flow};
 
 use crate::maps::global;
 
-/// Reads a `T` at `base + offset` in kernel memory.
+/// Reads a `T` at `base + offset` in kernel memory. Only for types valid
+/// for any bit pattern (integers, arrays of them).
 #[inline(always)]
 pub fn read<T>(base: u64, offset: u32) -> Result<T, i64> {
+    // SAFETY: bpf_probe_read_kernel checks the source address itself and
+    // fails on memory it cannot read; every T read here (integers, byte
+    // arrays) is valid for any bytes it copies.
     unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }.map_err(|e| e as i64)
 }
 
@@ -49,6 +53,8 @@ pub fn tcp_sock_of_fd(fd: i64) -> Result<Option<u64>, i64> {
     if fd < 0 {
         return Ok(None);
     }
+    // SAFETY: a helper without arguments; the task's address is only read
+    // through bpf_probe_read_kernel.
     let task = unsafe { bpf_get_current_task() };
     let files: u64 = read(task, global!(OFFSETS.task_files))?;
     let fdt: u64 = read(files, global!(OFFSETS.files_fdt))?;

@@ -1,10 +1,11 @@
 //! tcptrace kernel programs. One module per hook family; shared maps and
-//! helpers live in `maps`, `emit` and `kernel`.
+//! helpers live in `maps`, `emit`, `kernel` and `diag` (rare diagnostics).
 #![no_std]
 #![no_main]
 
 mod bench;
 mod connect;
+mod diag;
 mod emit;
 mod filter;
 mod kernel;
@@ -16,7 +17,7 @@ mod syn;
 
 #[cfg(not(test))]
 #[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
     loop {}
 }
 

@@ -68,6 +68,10 @@ impl<T> TaskStorage<T> {
         } else {
             0
         };
+        // SAFETY: `self` is a task storage map in `.maps` (the loader puts
+        // its fd in this address), the task is the current one as a
+        // trusted BTF pointer, and a null initial value makes the kernel
+        // zero a new value; the helper checks everything else itself.
         let value = unsafe {
             bpf_task_storage_get(
                 core::ptr::from_ref(self).cast_mut().cast(),
@@ -111,6 +115,10 @@ pub static CONFIG: Config = Config::DEFAULT;
 /// zero it was compiled with.
 macro_rules! global {
     ($global:ident . $($field:ident).+) => {
+        // SAFETY: the globals are statics of plain integers, initialised,
+        // and never written once loaded (userspace patches them before the
+        // verifier sees them): a volatile read of one field is an ordinary
+        // aligned read the compiler may not fold to the compiled-in value.
         unsafe { core::ptr::read_volatile(&raw const $crate::maps::$global.$($field).+) }
     };
 }
@@ -119,6 +127,9 @@ pub(crate) use global;
 #[inline(always)]
 pub fn bump(map: &PerCpuArray<u64>, index: u32) {
     if let Some(slot) = map.get_ptr_mut(index) {
+        // SAFETY: this CPU's value of a per-CPU array, valid while the
+        // program runs. Not atomic: only a program that preempts this one
+        // on the same CPU could lose an update (a counter off by one).
         unsafe { *slot += 1 };
     }
 }

@@ -52,6 +52,9 @@ fn capture_len(skb: u64, out: &mut Packet) -> Result<(), i64> {
     if total > PACKET_BYTES {
         return Err(-1);
     }
+    // SAFETY: the helper checks the kernel source address itself and fails
+    // on memory it cannot read; the destination is `out.data`, a byte array
+    // we hold a unique reference to, and exactly its length is copied.
     unsafe { bpf_probe_read_kernel_buf((head + nh as u64) as *const u8, &mut out.data) }
         .map_err(|e| e as i64)?;
     let version = out.data[0] >> 4;

@@ -9,13 +9,14 @@ use aya_ebpf::{
     maps::LruHashMap,
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
-use tcptrace_common::{statemaps::StateMap, EventKind, HistId, LatencyEvent, Stat};
+use tcptrace_common::{programs, statemaps::StateMap, EventKind, HistId, LatencyEvent};
 
 use crate::{
+    diag::done,
     emit::{header, now, passes_threshold, record_latency, send},
     filter,
     kernel::{sock_flow, sock_netns},
-    maps::{count, map_full},
+    maps::map_full,
 };
 
 /// A port search in flight on one thread.
@@ -50,12 +51,17 @@ fn try_search_enter(sk: u64) -> Result<(), i64> {
 
 fn try_port_probed() {
     if let Some(state) = PORT_SEARCH_STATE.get_ptr_mut(bpf_get_current_pid_tgid()) {
+        // SAFETY: a pointer into a live value of this map (RCU keeps it
+        // valid while the program runs), keyed by this thread: only its
+        // own, sequential, programs write it.
         unsafe { (*state).ports_probed += 1 };
     }
 }
 
 fn try_search_exit(ret: i64) -> Result<(), i64> {
     let key = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out at once; only this thread's programs
+    // write its entry.
     let Some(start) = (unsafe { PORT_SEARCH_STATE.get(key) }).copied() else {
         return Ok(());
     };
@@ -90,13 +96,6 @@ fn enter(sk: u64) -> i32 {
     0
 }
 
-fn exit(ret: i64) -> i32 {
-    if try_search_exit(ret).is_err() {
-        count(Stat::ReadFailed);
-    }
-    0
-}
-
 #[fentry(function = "__inet_hash_connect")]
 pub fn hash_connect_fentry(ctx: FEntryContext) -> i32 {
     enter(ctx.arg(1))
@@ -105,7 +104,9 @@ pub fn hash_connect_fentry(ctx: FEntryContext) -> i32 {
 #[fexit(function = "__inet_hash_connect")]
 pub fn hash_connect_fexit(ctx: FExitContext) -> i32 {
     // The function returns int; sign-extend what the trampoline saved.
-    exit(ctx.ret::<i32>().unwrap_or(0) as i64)
+    let result = try_search_exit(ctx.ret::<i32>().unwrap_or(0) as i64);
+    done(&ctx, programs::HASH_CONNECT_FEXIT, result);
+    0
 }
 
 #[kprobe]
@@ -115,7 +116,9 @@ pub fn hash_connect_kprobe(ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn hash_connect_kretprobe(ctx: RetProbeContext) -> u32 {
-    exit(ctx.ret::<i32>() as i64) as u32
+    let result = try_search_exit(ctx.ret::<i32>() as i64);
+    done(&ctx, programs::HASH_CONNECT_KRETPROBE, result);
+    0
 }
 
 // Kernels before 6.18 call check_established(death_row, sk, lport, twp); 6.18

@@ -73,6 +73,10 @@ pub static SYN_OFFSETS: SynOffsets = SynOffsets {
 /// One field of `SYN_OFFSETS`, read so the compiler cannot fold it.
 macro_rules! off {
     ($field:ident) => {
+        // SAFETY: SYN_OFFSETS is a static of u32 fields, initialised, and
+        // never written once loaded (userspace patches it before the
+        // verifier sees it): a volatile read of one field is an ordinary
+        // aligned read the compiler may not fold to the compiled-in value.
         unsafe { core::ptr::read_volatile(&raw const SYN_OFFSETS.$field) }
     };
 }
@@ -80,6 +84,10 @@ macro_rules! off {
 /// A field of a tracepoint record at an offset read from its format file.
 #[inline(always)]
 fn tp_read<T>(ctx: &TracePointContext, offset: u32) -> Result<T, i64> {
+    // SAFETY: `offset` comes from this kernel's format file for the
+    // tracepoint (tracefs, read at load); read_at copies with
+    // bpf_probe_read, which fails instead of faulting, into the integer
+    // types the callers ask for.
     unsafe { ctx.read_at(offset as usize) }.map_err(|e| e as i64)
 }
 
@@ -230,6 +238,9 @@ fn event(
     flow: &Flow,
     state: &QueueState,
 ) -> Option<&'static mut SynEvent> {
+    // SAFETY: this CPU's value of a per-CPU array, valid while the program
+    // runs; the programs that fill it run in softirq or under the socket
+    // lock and do not nest on one CPU, so the reference is the only one.
     let ev = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
     ev.header = EventHeader {
         kind: kind as u8,
@@ -239,6 +250,8 @@ fn event(
     };
     ev.flags = 0;
     ev.packet.len = 0;
+    // SAFETY: the fields are copied out at once; a concurrent listen() on
+    // this socket (the only writer) would at worst mix two owners.
     if let Some(owner) = unsafe { LISTEN_OWNERS.get(sk) } {
         ev.header.pid = owner.pid;
         ev.header.tid = owner.tid;
@@ -272,6 +285,8 @@ fn submit(ev: &SynEvent) {
     let kind = ev.header.kind;
     match EVENTS.reserve::<SynEvent>(0) {
         Some(mut slot) => {
+            // SAFETY: the reservation holds exactly one SynEvent and is ours
+            // until commit; `ev` is a different, fully written SynEvent.
             unsafe { core::ptr::copy_nonoverlapping(ev, slot.as_mut_ptr(), 1) };
             crate::emit::commit(slot);
         }
@@ -315,6 +330,9 @@ fn conn_request_enter(sk: u64, skb: u64) {
     let Some(slot) = SYN_SLOT.get_ptr_mut(0) else {
         return;
     };
+    // SAFETY: this CPU's value of a per-CPU array, valid while the program
+    // runs; softirqs do not nest on one CPU, so no other reference to it
+    // is live.
     let slot = unsafe { &mut *slot };
     if slot.depth > 0 && slot.skb == skb {
         slot.depth += 1;
@@ -333,6 +351,9 @@ fn synack_sent(sk: u64, synack_type: u32) {
     let Some(slot) = SYN_SLOT.get_ptr_mut(0) else {
         return;
     };
+    // SAFETY: this CPU's value of a per-CPU array, valid while the program
+    // runs; softirqs do not nest on one CPU, so no other reference to it
+    // is live.
     let slot = unsafe { &mut *slot };
     // Retransmits come from the request timer, never inside conn_request on
     // this CPU; a Fast Open SYN-ACK is sent on the child socket.
@@ -353,6 +374,9 @@ fn conn_request_exit() {
     let Some(slot) = SYN_SLOT.get_ptr_mut(0) else {
         return;
     };
+    // SAFETY: this CPU's value of a per-CPU array, valid while the program
+    // runs; softirqs do not nest on one CPU, so no other reference to it
+    // is live.
     let slot = unsafe { &mut *slot };
     if slot.depth == 0 {
         return;
@@ -381,6 +405,8 @@ fn answered(s: &SynSlot) {
         map_full(StateMap::SynListeners);
         return;
     };
+    // SAFETY: this CPU's value in a per-CPU LRU hash, valid while the
+    // program runs (RCU); only programs on this CPU write it, one at a time.
     let c = unsafe { &mut *c };
     match answer {
         0 => c.answered_normal += 1,
@@ -475,6 +501,9 @@ fn recv_sock_enter(sk: u64, skb: u64, req: u64) {
     let Some(slot) = RECV_SLOT.get_ptr_mut(0) else {
         return;
     };
+    // SAFETY: this CPU's value of a per-CPU array, valid while the program
+    // runs; softirqs do not nest on one CPU, so no other reference to it
+    // is live.
     let slot = unsafe { &mut *slot };
     if slot.depth > 0 && slot.req == req {
         slot.depth += 1;
@@ -494,6 +523,9 @@ fn recv_sock_exit(child: u64) {
     let Some(slot) = RECV_SLOT.get_ptr_mut(0) else {
         return;
     };
+    // SAFETY: this CPU's value of a per-CPU array, valid while the program
+    // runs; softirqs do not nest on one CPU, so no other reference to it
+    // is live.
     let slot = unsafe { &mut *slot };
     if slot.depth == 0 {
         return;
@@ -648,6 +680,8 @@ fn try_retransmit_synack(sk: u64, req: u64) -> Result<(), i64> {
     // num_retrans is bumped after the SYN-ACK went out.
     ev.retransmit = read::<u8>(req, off!(req_num_retrans)).unwrap_or(0) as u16 + 1;
     let key = ghost_key(ev.header.netns, &flow);
+    // SAFETY: one u64 is read at once; a concurrent update of this
+    // 4-tuple's entry would only move the time of its last overflow.
     if let Some(g) = unsafe { GHOSTS.get(key) } {
         let age = now().saturating_sub(g.last_ns);
         if age < GHOST_MAX_AGE_NS {
@@ -690,6 +724,7 @@ fn try_sock_set_state(sk: u64, old: i32, new: i32) -> Result<(), i64> {
         let owner = Owner {
             pid: (pid_tgid >> 32) as u32,
             tid: pid_tgid as u32,
+            // SAFETY: a helper without arguments about the current task.
             cgroup: unsafe { bpf_get_current_cgroup_id() },
             comm: bpf_get_current_comm().unwrap_or_default(),
         };

@@ -10,6 +10,11 @@ use crate::{filter::FilterArgs, hooks::AttachMode};
 #[derive(Debug, Parser)]
 #[command(name = "tcptrace", version, about)]
 pub struct Cli {
+    /// More on stderr: -v adds the kernel programs' diagnostics (failed
+    /// kernel reads, unexpected states), -vv and -vvv more detail. RUST_LOG,
+    /// when set, takes precedence.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]

@@ -1,10 +1,12 @@
 //! Loading the embedded object with this kernel's offsets and attaching
-//! every hook through the attach table.
+//! every hook through the attach table; forwarding the programs' own log
+//! records (aya-log) to stderr.
 
-use std::time::Instant;
+use std::{os::fd::AsRawFd as _, time::Instant};
 
 use anyhow::{bail, Context as _, Result};
 use aya::{Ebpf, EbpfLoader};
+use aya_log::EbpfLogger;
 use tcptrace_common::{globals, paws::PawsOffsets, Config};
 
 use crate::{
@@ -67,6 +69,9 @@ pub fn load_staged(
     // The PAWS/RST hooks report their own unavailability if this fails.
     let paws_offsets = paws::kernel_offsets(&btf).unwrap_or(PawsOffsets::UNSET);
     let rst_slot_names = paws::rst_slot_names(&btf, paws_offsets.tp_send_reset_reason != 0);
+    // The programs write log records only at the levels `log` shows (the
+    // same numbering: 0 off .. 5 trace), so without -v they write none.
+    let kernel_log_level = log::max_level() as u8;
     // The object relocates no kernel types (offsets come as globals), so it
     // loads without aya's BTF (which the loader would otherwise parse here).
     // Task storage has no userspace type in aya; the programs alone use it.
@@ -77,8 +82,11 @@ pub fn load_staged(
         .override_global(globals::CONFIG, &config, true)
         .override_global(globals::SYN_OFFSETS, &syn_offsets, true)
         .override_global(globals::PAWS_OFFSETS, &paws_offsets, true)
+        .override_global(aya_log::LEVEL, &kernel_log_level, false)
         .load(OBJECT)
         .context("loading the tcptrace eBPF object")?;
+    // Before any program loads: they refer to the log map the logger takes.
+    forward_kernel_log(&mut ebpf);
     let object_loaded = started.elapsed();
     let mut specs = hooks::table(&btf);
     if let Some(only) = only {
@@ -202,5 +210,52 @@ pub fn describe(status: &HookStatus) -> String {
             "UNAVAILABLE",
             status.notes.join("; ")
         ),
+    }
+}
+
+/// Forwards the programs' aya-log records (rare diagnostics: a kernel read
+/// that failed, a state that should not happen) to the `log` crate, which
+/// shows them on stderr with `-v`, for the rest of the process.
+///
+/// The logger owns the log ring buffer, whose fd the programs were
+/// relocated against: dropping it before a program loads makes that load
+/// fail ("fd is not pointing to valid bpf_map"), so it is leaked, alive
+/// until the process exits. A thread of its own drains it, woken by the
+/// ring buffer: `check` has no async runtime, and the live run's
+/// single-threaded runtime keeps its time for the events.
+fn forward_kernel_log(ebpf: &mut Ebpf) {
+    let logger = match EbpfLogger::init(ebpf) {
+        Ok(logger) => logger,
+        // An object without log statements has no log map: nothing to show.
+        Err(e) => {
+            log::debug!("kernel programs' log not forwarded: {e}");
+            return;
+        }
+    };
+    let logger: &'static mut EbpfLogger<_> = Box::leak(Box::new(logger));
+    let fd = logger.as_raw_fd();
+    let drain = move || loop {
+        let mut pending = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd that outlives the call; `fd` stays open
+        // because the logger owning it is never dropped.
+        if unsafe { libc::poll(&mut pending, 1, -1) } < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                // Not expected for a ring buffer fd: fall back to a timer.
+                log::debug!("polling the kernel programs' log: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+        logger.flush();
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("tcptrace-klog".into())
+        .spawn(drain)
+    {
+        log::debug!("kernel programs' log not forwarded: starting its thread: {e}");
     }
 }

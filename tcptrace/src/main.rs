@@ -63,8 +63,14 @@ fn run_live(args: cli::LiveArgs) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     let result = match cli.command {
         Some(Command::Check { attach, json }) => check(attach, json),
         Some(Command::Diagnose(d)) => d.run(run_live),

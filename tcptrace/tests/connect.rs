@@ -8,6 +8,7 @@ use std::{io::ErrorKind, net::TcpStream, thread};
 
 use serde_json::Value;
 use support::*;
+use tcptrace_common::programs;
 
 fn tid() -> u64 {
     // SAFETY: gettid has no preconditions.
@@ -242,14 +243,14 @@ fn port_and_pid_filters_apply_in_the_kernel() {
 #[ignore = "needs root and BPF: run by cargo xtask test"]
 fn nothing_stays_attached_after_sigterm() {
     const OURS: &[&str] = &[
-        "sys_enter_connect",
-        "sys_exit_connect",
-        "connect_fentry",
-        "connect_fexit",
-        "hash_connect_fentry",
-        "hash_connect_fexit",
-        "hash_connect_kprobe",
-        "hash_connect_kretprobe",
+        programs::SYS_ENTER_CONNECT,
+        programs::SYS_EXIT_CONNECT,
+        programs::CONNECT_FENTRY,
+        programs::CONNECT_FEXIT,
+        programs::HASH_CONNECT_FENTRY,
+        programs::HASH_CONNECT_FEXIT,
+        programs::HASH_CONNECT_KPROBE,
+        programs::HASH_CONNECT_KRETPROBE,
     ];
     // Other tcptrace instances may run on the machine: only the programs that
     // appeared with this one count.

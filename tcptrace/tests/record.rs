@@ -540,7 +540,7 @@ fn bytes_per_event_on_10000_loopback_connects() {
 fn replay_bytes(dir: &TempDir, bytes: &[u8]) -> (bool, String) {
     let file = dir.file("bad.rec");
     std::fs::write(&file, bytes).expect("write");
-    let out = replay(&[file.to_str().unwrap()]);
+    let out = replay(&[file.to_str().expect("temporary path is UTF-8")]);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -25,6 +25,7 @@ use std::{
 use serde_json::Value;
 use socket2::{Domain, Socket, Type};
 use support::*;
+use tcptrace_common::programs;
 
 // ---- namespaces and counters -------------------------------------------------
 
@@ -1229,14 +1230,14 @@ fn ghosts_under_interference(attach: &str) -> InterferenceRun {
     }
     let objs = tracer.stop();
     let programs = [
-        "kfree_skb_listen_overflow",
-        "kfree_skb_listen_overflow_btf",
-        "syn_recv_sock4_fentry",
-        "syn_recv_sock4_fexit",
-        "syn_recv_sock_kprobe",
-        "syn_recv_sock_kretprobe",
-        "retransmit_synack",
-        "retransmit_synack_btf",
+        programs::KFREE_SKB_LISTEN_OVERFLOW,
+        programs::KFREE_SKB_LISTEN_OVERFLOW_BTF,
+        programs::SYN_RECV_SOCK4_FENTRY,
+        programs::SYN_RECV_SOCK4_FEXIT,
+        programs::SYN_RECV_SOCK_KPROBE,
+        programs::SYN_RECV_SOCK_KRETPROBE,
+        programs::RETRANSMIT_SYNACK,
+        programs::RETRANSMIT_SYNACK_BTF,
     ];
     let summary = final_summary(&objs);
     let mut per_port: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();

@@ -29,8 +29,8 @@ pub fn spec() -> HookSpec {
             TpTarget::plain("syscalls", "sys_exit_connect", programs::SYS_EXIT_CONNECT),
         ],
         upgrade: vec![
-            function("connect_fentry", false),
-            function("connect_fexit", true),
+            function(programs::CONNECT_FENTRY, false),
+            function(programs::CONNECT_FEXIT, true),
         ],
         ..HookSpec::default()
     }

@@ -12,6 +12,8 @@
 //! Syscall tracepoints have no tp_btf form and stay plain.
 
 mod connect;
+#[cfg(test)]
+mod contract;
 mod paws;
 mod port_search;
 pub mod syn;
@@ -26,6 +28,7 @@ use aya::{
     programs::{BtfTracePoint, FEntry, FExit, KProbe, Program, ProgramError, TracePoint},
     Btf, Ebpf,
 };
+use tcptrace_common::programs::Kind;
 
 use crate::{btf::KernelBtf, kernel::KernelSymbols};
 
@@ -135,11 +138,16 @@ impl TpTarget {
 
     /// Every program this target may load.
     fn programs(&self) -> impl Iterator<Item = &'static str> {
+        self.program_kinds().map(|(name, _)| name)
+    }
+
+    /// Every program this target may load, with the kind it is loaded as.
+    fn program_kinds(&self) -> impl Iterator<Item = (&'static str, Kind)> {
         let typed = match self.typed {
-            Typed::Program { program, .. } => Some(program),
+            Typed::Program { program, .. } => Some((program, Kind::TpBtf)),
             _ => None,
         };
-        [self.program].into_iter().chain(typed)
+        [(self.program, Kind::Tracepoint)].into_iter().chain(typed)
     }
 
     /// Rules out the tp_btf form where this kernel's BTF has no
@@ -227,21 +235,43 @@ impl HookSpec {
 
     /// Every program this hook may run, under any mechanism.
     pub fn programs(&self) -> Vec<&'static str> {
-        let mut out: Vec<&'static str> = Vec::new();
-        let fns = self.functions.iter().chain(&self.upgrade);
-        out.extend(fns.flat_map(|t| [t.fentry, t.kprobe]));
+        let mut out: Vec<&'static str> = self
+            .program_kinds()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Every program this hook may run, with the kind of program each
+    /// target loads it as (the contract test checks these against the
+    /// object).
+    pub fn program_kinds(&self) -> Vec<(&'static str, Kind)> {
+        let mut out = Vec::new();
+        for t in self.functions.iter().chain(&self.upgrade) {
+            let (fentry, kprobe) = if t.ret {
+                (Kind::FExit, Kind::KRetProbe)
+            } else {
+                (Kind::FEntry, Kind::KProbe)
+            };
+            out.push((t.fentry, fentry));
+            // An empty name: no kprobe form (connect's upgrade targets).
+            if !t.kprobe.is_empty() {
+                out.push((t.kprobe, kprobe));
+            }
+        }
         let tps = self.tracepoints.iter().chain(&self.companions);
-        out.extend(tps.flat_map(|t| t.programs()));
+        out.extend(tps.flat_map(TpTarget::program_kinds));
         if let Fallback::Tracepoints {
             tp_btf,
             tracepoints,
         } = &self.fallback
         {
-            out.extend(tp_btf.iter().map(|t| t.program));
-            out.extend(tracepoints.iter().map(|t| t.program));
+            out.extend(tp_btf.iter().map(|t| (t.program, Kind::TpBtf)));
+            out.extend(tracepoints.iter().flat_map(TpTarget::program_kinds));
         }
-        out.sort_unstable();
-        out.dedup();
         out
     }
 }
@@ -710,117 +740,7 @@ fn unload<'a>(ebpf: &mut Ebpf, names: impl IntoIterator<Item = &'a str>) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
-    use aya_obj::{Object, ProgramSection};
-    use tcptrace_common::programs;
-
     use super::*;
-
-    fn sections() -> HashMap<String, ProgramSection> {
-        let obj = Object::parse(crate::loader::OBJECT).expect("embedded object parses");
-        obj.programs
-            .into_iter()
-            .map(|(name, p)| (name, p.section))
-            .collect()
-    }
-
-    fn is_tracepoint(s: &ProgramSection) -> bool {
-        matches!(s, ProgramSection::TracePoint)
-    }
-
-    fn is_tp_btf(s: &ProgramSection) -> bool {
-        matches!(s, ProgramSection::BtfTracePoint)
-    }
-
-    /// Every tracepoint program the shared names list, and its tp_btf twin,
-    /// is in the embedded object with the section its mechanism loads.
-    #[test]
-    fn program_names_match_the_object() {
-        let sections = sections();
-        let pairs = [
-            (programs::RETRANSMIT_SYNACK, programs::RETRANSMIT_SYNACK_BTF),
-            (programs::SOCK_SET_STATE, programs::SOCK_SET_STATE_BTF),
-            (
-                programs::KFREE_SKB_LISTEN_OVERFLOW,
-                programs::KFREE_SKB_LISTEN_OVERFLOW_BTF,
-            ),
-            (
-                programs::RECEIVE_RESET_MARK,
-                programs::RECEIVE_RESET_MARK_BTF,
-            ),
-            (
-                programs::RECEIVE_RESET_EMIT,
-                programs::RECEIVE_RESET_EMIT_BTF,
-            ),
-            (programs::SEND_RESET_COUNT, programs::SEND_RESET_COUNT_BTF),
-            (programs::SEND_RESET_COUNT, programs::SEND_RESET_REASON_BTF),
-        ];
-        for (plain, typed) in pairs {
-            let s = sections
-                .get(plain)
-                .unwrap_or_else(|| panic!("{plain} missing"));
-            assert!(is_tracepoint(s), "{plain}: {s:?}");
-            let s = sections
-                .get(typed)
-                .unwrap_or_else(|| panic!("{typed} missing"));
-            assert!(is_tp_btf(s), "{typed}: {s:?}");
-        }
-        for plain in [programs::SYS_ENTER_CONNECT, programs::SYS_EXIT_CONNECT] {
-            assert!(sections.get(plain).is_some_and(is_tracepoint), "{plain}");
-        }
-    }
-
-    /// The attach table for this kernel names only programs of the object,
-    /// each of the kind it is attached as; every tracepoint target with a
-    /// BTF form has its tp_btf twin available on this kernel (6.18).
-    #[test]
-    fn attach_table_matches_the_object() {
-        let sections = sections();
-        let btf = KernelBtf::from_sys().expect("kernel BTF");
-        let check = |name: &str, want: fn(&ProgramSection) -> bool| {
-            let s = sections
-                .get(name)
-                .unwrap_or_else(|| panic!("{name} missing from the object"));
-            assert!(want(s), "{name}: {s:?}");
-        };
-        let mut typed = 0;
-        for mut spec in table(&btf) {
-            for t in &spec.functions {
-                check(t.fentry, |s| {
-                    matches!(
-                        s,
-                        ProgramSection::FEntry { .. } | ProgramSection::FExit { .. }
-                    )
-                });
-                if !t.kprobe.is_empty() {
-                    check(t.kprobe, |s| {
-                        matches!(s, ProgramSection::KProbe | ProgramSection::KRetProbe)
-                    });
-                }
-            }
-            if let Fallback::Tracepoints { tp_btf, .. } = &spec.fallback {
-                for t in tp_btf {
-                    check(t.program, is_tp_btf);
-                }
-            }
-            for t in spec.tracepoint_targets_mut() {
-                check(t.program, is_tracepoint);
-                match &t.typed {
-                    Typed::Program { program, .. } => {
-                        check(program, is_tp_btf);
-                        typed += 1;
-                    }
-                    Typed::Unavailable(why) => panic!("{}: tp_btf unavailable: {why}", t.name),
-                    Typed::None => assert_eq!(t.category, "syscalls", "{}", t.name),
-                }
-            }
-        }
-        // synack_retrans, listen_owner, rst_sent, receive_reset on every
-        // kernel (x2 where the drop-reason fallback exists, 6.11+), and
-        // kfree_skb for listen_overflow where its drop reason does (6.15+).
-        assert!(typed >= 4, "{typed}");
-    }
 
     #[test]
     fn typed_forms_follow_the_kernel_btf() {

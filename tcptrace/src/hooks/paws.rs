@@ -106,21 +106,21 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
             functions: vec![
                 entry(
                     "tcp_validate_incoming",
-                    "validate_fentry",
-                    "validate_kprobe",
+                    programs::VALIDATE_FENTRY,
+                    programs::VALIDATE_KPROBE,
                 ),
                 FnTarget {
                     ret: true,
                     ..entry(
                         "tcp_validate_incoming",
-                        "validate_fexit",
-                        "validate_kretprobe",
+                        programs::VALIDATE_FEXIT,
+                        programs::VALIDATE_KRETPROBE,
                     )
                 },
                 entry(
                     "tcp_send_challenge_ack",
-                    "challenge_ack_fentry",
-                    "challenge_ack_kprobe",
+                    programs::CHALLENGE_ACK_FENTRY,
+                    programs::CHALLENGE_ACK_KPROBE,
                 ),
             ],
             companions: vec![receive_reset(
@@ -130,7 +130,7 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
             fallback: reasons.fallback(
                 &["TCP_RFC7323_PAWS", "TCP_RESET", "TCP_OLD_SEQUENCE"],
                 Ok(()),
-                "kfree_skb_validate",
+                programs::KFREE_SKB_VALIDATE,
                 vec![receive_reset(
                     programs::RECEIVE_RESET_EMIT,
                     programs::RECEIVE_RESET_EMIT_BTF,
@@ -143,13 +143,13 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
             about: "PAWS rejects by TIME_WAIT sockets (clients behind NAT reusing a 4-tuple)",
             functions: vec![entry(
                 "tcp_timewait_state_process",
-                "timewait_fentry",
-                "timewait_kprobe",
+                programs::TIMEWAIT_FENTRY,
+                programs::TIMEWAIT_KPROBE,
             )],
             fallback: reasons.fallback(
                 &["TCP_RFC7323_TW_PAWS"],
                 Ok(()),
-                "kfree_skb_timewait",
+                programs::KFREE_SKB_TIMEWAIT,
                 Vec::new(),
             ),
             ..HookSpec::default()
@@ -159,8 +159,8 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
             about: "PAWS rejects of the handshake's third segment (request sockets)",
             functions: vec![entry(
                 "tcp_check_req",
-                "check_req_fentry",
-                "check_req_kprobe",
+                programs::CHECK_REQ_FENTRY,
+                programs::CHECK_REQ_KPROBE,
             )],
             fallback: reasons.fallback(
                 &["TCP_RFC7323_PAWS"],
@@ -169,7 +169,7 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
                 } else {
                     Err("tcp_check_req sets no drop reason before 6.15")
                 },
-                "kfree_skb_syn_recv",
+                programs::KFREE_SKB_SYN_RECV,
                 Vec::new(),
             ),
             ..HookSpec::default()
@@ -179,8 +179,8 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
             about: "PAWS rejects of SYN-ACKs echoing a timestamp our SYN did not send",
             functions: vec![entry(
                 "tcp_rcv_state_process",
-                "syn_sent_fentry",
-                "syn_sent_kprobe",
+                programs::SYN_SENT_FENTRY,
+                programs::SYN_SENT_KPROBE,
             )],
             fallback: reasons.fallback(
                 &["TCP_RFC7323_PAWS"],
@@ -189,7 +189,7 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
                 } else {
                     Err("SYN-SENT drops carry no reason before 6.12")
                 },
-                "kfree_skb_syn_sent",
+                programs::KFREE_SKB_SYN_SENT,
                 Vec::new(),
             ),
             ..HookSpec::default()

@@ -1,6 +1,8 @@
 //! Ephemeral port search in `__inet_hash_connect`, and the ports it probes
 //! through `__inet_check_established` / `__inet6_check_established`.
 
+use tcptrace_common::programs;
+
 use super::{FnTarget, HookSpec};
 use crate::btf::KernelBtf;
 
@@ -27,32 +29,38 @@ pub fn spec(btf: &KernelBtf) -> HookSpec {
         functions: vec![
             FnTarget {
                 function: "__inet_hash_connect",
-                fentry: "hash_connect_fentry",
-                kprobe: "hash_connect_kprobe",
+                fentry: programs::HASH_CONNECT_FENTRY,
+                kprobe: programs::HASH_CONNECT_KPROBE,
                 ret: false,
                 optional: false,
             },
             FnTarget {
                 function: "__inet_hash_connect",
-                fentry: "hash_connect_fexit",
-                kprobe: "hash_connect_kretprobe",
+                fentry: programs::HASH_CONNECT_FEXIT,
+                kprobe: programs::HASH_CONNECT_KRETPROBE,
                 ret: true,
                 optional: false,
             },
             check(
                 "__inet_check_established",
-                ("check_established_fentry", "check_established_kprobe"),
                 (
-                    "check_established_rcu_fentry",
-                    "check_established_rcu_kprobe",
+                    programs::CHECK_ESTABLISHED_FENTRY,
+                    programs::CHECK_ESTABLISHED_KPROBE,
+                ),
+                (
+                    programs::CHECK_ESTABLISHED_RCU_FENTRY,
+                    programs::CHECK_ESTABLISHED_RCU_KPROBE,
                 ),
             ),
             check(
                 "__inet6_check_established",
-                ("check6_established_fentry", "check_established_kprobe"),
                 (
-                    "check6_established_rcu_fentry",
-                    "check_established_rcu_kprobe",
+                    programs::CHECK6_ESTABLISHED_FENTRY,
+                    programs::CHECK_ESTABLISHED_KPROBE,
+                ),
+                (
+                    programs::CHECK6_ESTABLISHED_RCU_FENTRY,
+                    programs::CHECK_ESTABLISHED_RCU_KPROBE,
                 ),
             ),
         ],

@@ -39,27 +39,39 @@ fn syn_drop() -> HookSpec {
         functions: vec![
             target(
                 "tcp_make_synack",
-                ("make_synack_fentry", "make_synack_kprobe"),
+                (programs::MAKE_SYNACK_FENTRY, programs::MAKE_SYNACK_KPROBE),
                 false,
             ),
             target(
                 "tcp_v4_conn_request",
-                ("conn_request4_fentry", "conn_request_kprobe"),
+                (
+                    programs::CONN_REQUEST4_FENTRY,
+                    programs::CONN_REQUEST_KPROBE,
+                ),
                 false,
             ),
             target(
                 "tcp_v4_conn_request",
-                ("conn_request4_fexit", "conn_request_kretprobe"),
+                (
+                    programs::CONN_REQUEST4_FEXIT,
+                    programs::CONN_REQUEST_KRETPROBE,
+                ),
                 true,
             ),
             optional(target(
                 "tcp_v6_conn_request",
-                ("conn_request6_fentry", "conn_request_kprobe"),
+                (
+                    programs::CONN_REQUEST6_FENTRY,
+                    programs::CONN_REQUEST_KPROBE,
+                ),
                 false,
             )),
             optional(target(
                 "tcp_v6_conn_request",
-                ("conn_request6_fexit", "conn_request_kretprobe"),
+                (
+                    programs::CONN_REQUEST6_FEXIT,
+                    programs::CONN_REQUEST_KRETPROBE,
+                ),
                 true,
             )),
         ],
@@ -70,12 +82,18 @@ fn syn_drop() -> HookSpec {
 fn listen_overflow(btf: &KernelBtf) -> HookSpec {
     let mut v6_enter = target(
         "tcp_v6_syn_recv_sock",
-        ("syn_recv_sock6_fentry", "syn_recv_sock_kprobe"),
+        (
+            programs::SYN_RECV_SOCK6_FENTRY,
+            programs::SYN_RECV_SOCK_KPROBE,
+        ),
         false,
     );
     let mut v6_exit = target(
         "tcp_v6_syn_recv_sock",
-        ("syn_recv_sock6_fexit", "syn_recv_sock_kretprobe"),
+        (
+            programs::SYN_RECV_SOCK6_FEXIT,
+            programs::SYN_RECV_SOCK_KRETPROBE,
+        ),
         true,
     );
     v6_enter.optional = true;
@@ -99,12 +117,18 @@ fn listen_overflow(btf: &KernelBtf) -> HookSpec {
         functions: vec![
             target(
                 "tcp_v4_syn_recv_sock",
-                ("syn_recv_sock4_fentry", "syn_recv_sock_kprobe"),
+                (
+                    programs::SYN_RECV_SOCK4_FENTRY,
+                    programs::SYN_RECV_SOCK_KPROBE,
+                ),
                 false,
             ),
             target(
                 "tcp_v4_syn_recv_sock",
-                ("syn_recv_sock4_fexit", "syn_recv_sock_kretprobe"),
+                (
+                    programs::SYN_RECV_SOCK4_FEXIT,
+                    programs::SYN_RECV_SOCK_KRETPROBE,
+                ),
                 true,
             ),
             v6_enter,

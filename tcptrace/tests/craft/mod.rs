@@ -309,6 +309,8 @@ impl Wire {
         let deadline = Instant::now() + timeout;
         let mut buf = vec![0u8; 65536];
         while Instant::now() < deadline {
+            // SAFETY: sockaddr_ll holds only integers and byte arrays, for
+            // which all zeroes is a valid value.
             let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
             let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
             // SAFETY: recvfrom into a buffer we own.

@@ -1,0 +1,174 @@
+//! The kernel <-> userspace contract, checked against the embedded object
+//! (the bytes the loader loads): the programs and maps it holds are exactly
+//! those `tcptrace_common::{programs, maps}` name, every program the attach
+//! table names is there with the kind of program its slot loads, and every
+//! map userspace takes is there with the type userspace reads it as.
+
+use std::collections::HashMap;
+
+use aya_obj::{generated::bpf_map_type as map_type, Object, ProgramSection};
+use tcptrace_common::{
+    bench, maps,
+    programs::{self, Kind},
+    statemaps::{self, StateMap},
+};
+
+use super::{table, Typed};
+use crate::btf::KernelBtf;
+
+fn object() -> Object {
+    Object::parse(crate::loader::OBJECT).expect("the embedded object parses")
+}
+
+fn kind(section: &ProgramSection) -> Option<Kind> {
+    Some(match section {
+        ProgramSection::TracePoint => Kind::Tracepoint,
+        ProgramSection::BtfTracePoint => Kind::TpBtf,
+        ProgramSection::FEntry { .. } => Kind::FEntry,
+        ProgramSection::FExit { .. } => Kind::FExit,
+        ProgramSection::KProbe => Kind::KProbe,
+        ProgramSection::KRetProbe => Kind::KRetProbe,
+        _ => return None,
+    })
+}
+
+/// Program name -> kind (None: a kind tcptrace never loads).
+fn object_programs() -> HashMap<String, Option<Kind>> {
+    object()
+        .programs
+        .into_iter()
+        .map(|(name, p)| (name, kind(&p.section)))
+        .collect()
+}
+
+#[test]
+fn object_holds_exactly_the_shared_programs() {
+    let found = object_programs();
+    for &(name, want) in programs::ALL {
+        assert_eq!(
+            found.get(name),
+            Some(&Some(want)),
+            "program {name} ({want:?}) in the object"
+        );
+    }
+    for name in found.keys() {
+        assert!(
+            programs::kind(name).is_some(),
+            "program {name} of the object has no name in tcptrace_common::programs"
+        );
+    }
+    assert_eq!(found.len(), programs::ALL.len(), "a name listed twice");
+}
+
+/// Every program the attach table names for this kernel is in the object,
+/// of the kind its slot loads it as; every tracepoint target with a BTF
+/// form has its tp_btf twin available on this kernel (6.18).
+#[test]
+fn attach_table_names_programs_of_the_object() {
+    let found = object_programs();
+    let btf = KernelBtf::from_sys().expect("kernel BTF");
+    let mut typed = 0;
+    for mut spec in table(&btf) {
+        for (name, want) in spec.program_kinds() {
+            assert_eq!(
+                found.get(name),
+                Some(&Some(want)),
+                "hook {}: program {name} as {want:?}",
+                spec.name
+            );
+        }
+        for t in spec.tracepoint_targets_mut() {
+            match &t.typed {
+                Typed::Program { .. } => typed += 1,
+                Typed::Unavailable(why) => panic!("{}: tp_btf unavailable: {why}", t.name),
+                Typed::None => assert_eq!(t.category, "syscalls", "{}", t.name),
+            }
+        }
+    }
+    // synack_retrans, listen_owner, rst_sent, receive_reset on every
+    // kernel (x2 where the drop-reason fallback exists, 6.11+), and
+    // kfree_skb for listen_overflow where its drop reason does (6.15+).
+    assert!(typed >= 4, "{typed}");
+}
+
+/// The bench switches load their programs as tracepoints.
+#[test]
+fn bench_programs_are_tracepoints() {
+    let found = object_programs();
+    let floor = bench::FLOOR_PROGRAMS.map(|(name, _)| name);
+    for name in [bench::FLOOD_PROGRAM].into_iter().chain(floor) {
+        assert_eq!(found.get(name), Some(&Some(Kind::Tracepoint)), "{name}");
+    }
+}
+
+/// Every map userspace takes, with the map types it accepts.
+fn taken() -> Vec<(&'static str, Vec<map_type>)> {
+    use map_type::*;
+    let per_cpu = || vec![BPF_MAP_TYPE_PERCPU_ARRAY];
+    let mut out = vec![
+        (maps::EVENTS, vec![BPF_MAP_TYPE_RINGBUF]),
+        (maps::HISTOGRAMS, per_cpu()),
+        (maps::LOST, per_cpu()),
+        (maps::STATS, per_cpu()),
+        (maps::RST_SENT, per_cpu()),
+        (maps::SYN_ANSWERED, per_cpu()),
+        (
+            maps::SYN_LISTENERS,
+            vec![BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_LRU_PERCPU_HASH],
+        ),
+        (statemaps::FULL_MAP, per_cpu()),
+        (statemaps::CONNECT_IN_FLIGHT, per_cpu()),
+        (bench::FLOOD_MAP, vec![BPF_MAP_TYPE_ARRAY]),
+    ];
+    // The state maps are walked by key (`mapstats`), except task storage,
+    // which the programs count in CONNECT_IN_FLIGHT.
+    for m in StateMap::ALL {
+        let types = if m.per_task() {
+            vec![BPF_MAP_TYPE_TASK_STORAGE]
+        } else {
+            vec![
+                BPF_MAP_TYPE_HASH,
+                BPF_MAP_TYPE_LRU_HASH,
+                BPF_MAP_TYPE_PERCPU_HASH,
+                BPF_MAP_TYPE_LRU_PERCPU_HASH,
+            ]
+        };
+        out.push((m.map_name(), types));
+    }
+    out
+}
+
+#[test]
+fn maps_userspace_takes_are_in_the_object() {
+    let obj = object();
+    for (name, types) in taken() {
+        let map = obj
+            .maps
+            .get(name)
+            .unwrap_or_else(|| panic!("map {name} missing from the object"));
+        assert!(
+            types.iter().any(|&t| t as u32 == map.map_type()),
+            "map {name}: type {} is none of {types:?}",
+            map.map_type()
+        );
+    }
+}
+
+#[test]
+fn object_holds_exactly_the_shared_maps() {
+    let obj = object();
+    for name in maps::ALL {
+        assert!(obj.maps.contains_key(*name), "map {name} in the object");
+    }
+    for name in obj.maps.keys() {
+        // Data sections (.rodata, .bss, ...) hold the globals; aya-log's
+        // map (AYA_LOGS) is named by aya-log on both sides.
+        if name.starts_with('.') || name.starts_with("AYA_") {
+            continue;
+        }
+        assert!(
+            maps::ALL.contains(&name.as_str()),
+            "map {name} of the object has no name in tcptrace_common::maps"
+        );
+    }
+}
