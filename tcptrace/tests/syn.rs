@@ -1342,21 +1342,47 @@ fn s9_third_ack_overflow_under_interference_v4() {
         })
         .collect();
     assert!(guarded_skips.is_empty(), "{guarded_skips:?}");
-    // Exact counts, with or without interference. (The kfree_skb path once
-    // judged an overflow by the queue at the time the packet was freed and
-    // lost the ACKs that met the listener's close(): 1-2 events in about one
-    // run in six here.)
+    // Exact counts without interference (the VM matrix). Under this
+    // interference, on this host's 6.18, about one run in ten still comes
+    // out one or two events short with no skip counted. That loss is in the
+    // kernel: with ftrace recording the same tracepoints beside the tracer,
+    // tcp_retransmit_synack fired 63 times while the tracer's tp_btf program
+    // ran 62 times (a counter bumped at the program's entry), a second
+    // tcptrace attached at the same time missed the same firing, and
+    // recursion_misses stayed 0. tcptrace cannot see or count such a
+    // firing, so under interference only that much is tolerated, and named.
+    const KERNEL_SKIPPED_MAX: u64 = 2;
+    let tolerated = if typed.interfered {
+        KERNEL_SKIPPED_MAX
+    } else {
+        0
+    };
     let guarded = |m: &Option<String>| matches!(m.as_deref(), Some("tp_btf" | "fentry"));
+    let check = |what: &str, events: u64, counter: u64| {
+        assert!(
+            events <= counter,
+            "{what}: {events} events > counter {counter}"
+        );
+        if events < counter {
+            eprintln!("KERNEL-SKIPPED: {what}: {events} events, counter {counter}");
+        }
+        assert!(
+            counter - events <= tolerated,
+            "{what}: {events} events, counter {counter}"
+        );
+    };
     if typed.overflow_on && guarded(&typed.overflow_mech) {
-        assert_eq!(
-            typed.overflow_events, typed.overflows,
-            "listen_overflow == ListenOverflows"
+        check(
+            "listen_overflow == ListenOverflows",
+            typed.overflow_events,
+            typed.overflows,
         );
     }
     if typed.rtx_on && guarded(&typed.rtx_mech) {
-        assert_eq!(
-            typed.rtx_events, typed.synrtx,
-            "synack_retransmit == TCPSynRetrans"
+        check(
+            "synack_retransmit == TCPSynRetrans",
+            typed.rtx_events,
+            typed.synrtx,
         );
     }
     match plain {
