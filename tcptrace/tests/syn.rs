@@ -1348,7 +1348,7 @@ fn s9_third_ack_overflow_under_interference_v4() {
     // kernel: with ftrace recording the same tracepoints beside the tracer,
     // tcp_retransmit_synack fired 63 times while the tracer's tp_btf program
     // ran 62 times (a counter bumped at the program's entry), a second
-    // tcptrace attached at the same time missed the same firing, and
+    // tcptrace attached at the same time showed the same gap, and
     // recursion_misses stayed 0. tcptrace cannot see or count such a
     // firing, so under interference only that much is tolerated, and named.
     const KERNEL_SKIPPED_MAX: u64 = 2;
