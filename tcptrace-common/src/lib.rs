@@ -24,6 +24,7 @@ pub use offsets::KernelOffsets;
 pub mod maps {
     pub const EVENTS: &str = "EVENTS";
     pub const HISTOGRAMS: &str = "HISTOGRAMS";
+    pub const HIST_SUMS: &str = "HIST_SUMS";
     pub const LOST: &str = "LOST";
     pub const STATS: &str = "STATS";
     pub const PORT_SEARCH_STATE: &str = "PORT_SEARCH_STATE";
