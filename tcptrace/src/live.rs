@@ -18,6 +18,7 @@ use crate::{
     event::decode,
     hist,
     loader::{self, Loaded},
+    metrics::{KernelReader, MetricsSink},
     record::{format::MarkerKind, RecordArgs, Recorder},
     sink::Printer,
     summary::KernelCounters,
@@ -102,6 +103,8 @@ const POLL_MAX: std::time::Duration = std::time::Duration::from_millis(40);
 
 /// The live run; with `record`, also the recording (`tcptrace record`).
 pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()> {
+    // A taken or privileged --metrics port fails here, before any loading.
+    let metrics_bound = args.metrics.bind()?;
     let config = Config {
         min_latency_ns: args.min_latency.as_nanos().min(u64::MAX as u128) as u64,
         filter: args.filter.to_kernel(),
@@ -125,6 +128,18 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
         rest,
     ) = loader::load_staged(args.attach, config, args.bench.only_hooks())?;
     crate::bench_flood::attach(&mut ebpf, &args.bench)?;
+    // The endpoint reads the kernel maps through its own handles, taken
+    // before the counters below take theirs.
+    let mut metrics = match metrics_bound {
+        Some(bound) => {
+            let addr = bound.addr;
+            let reader = KernelReader::open(&ebpf, rst_slot_names.clone())?;
+            let sink = MetricsSink::start(bound, Some(reader), args.metrics.bounds())?;
+            eprintln!("tcptrace: metrics on http://{addr}/metrics");
+            Some(sink)
+        }
+        None => None,
+    };
     let mut counters = CounterMaps::take(&mut ebpf, rst_slot_names)?;
     let ring = ebpf
         .take_map(maps::EVENTS)
@@ -174,11 +189,11 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
             joined = &mut attaching => break joined.context("attaching hooks")?,
             guard = ring.readable_mut(), if show_early => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                drain(guard.get_inner_mut(), &counters, &mut printer, &mut owners, None)?;
+                drain(guard.get_inner_mut(), &counters, &mut printer, &mut owners, None, &mut metrics)?;
                 guard.clear_ready();
             }
             _ = &mut poll, if show_early => {
-                drain(ring.get_mut(), &counters, &mut printer, &mut owners, None)?;
+                drain(ring.get_mut(), &counters, &mut printer, &mut owners, None, &mut metrics)?;
                 poll.as_mut().reset(Instant::now() + poll_every);
             }
         }
@@ -188,6 +203,9 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
     }
     // Every program is loaded now: watch all of them for kernel skips.
     counters.programs = crate::progstats::ProgramStats::new(&ebpf);
+    if let Some(m) = &mut metrics {
+        m.attached(&ebpf, &hooks);
+    }
     printer.set_hook_set(crate::diagnose::hookset::HookSet::from(hooks.as_slice()));
     for status in &hooks {
         eprintln!("tcptrace: {}", loader::describe(status));
@@ -222,15 +240,15 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                drain(guard.get_inner_mut(), &counters, &mut printer, &mut owners, recorder.as_mut())?;
+                drain(guard.get_inner_mut(), &counters, &mut printer, &mut owners, recorder.as_mut(), &mut metrics)?;
                 guard.clear_ready();
             }
             _ = &mut poll => {
-                let n = drain(ring.get_mut(), &counters, &mut printer, &mut owners, recorder.as_mut())?;
+                let n = drain(ring.get_mut(), &counters, &mut printer, &mut owners, recorder.as_mut(), &mut metrics)?;
                 poll_every = if n > 0 { POLL_MIN } else { (poll_every * 2).min(POLL_MAX) };
                 poll.as_mut().reset(Instant::now() + poll_every);
             }
-            _ = ticker.tick() => summarize(&counters, &mut printer, recorder.as_mut(), false)?,
+            _ = ticker.tick() => summarize(&counters, &mut printer, recorder.as_mut(), false, &mut metrics)?,
             _ = record_tick.tick(), if recorder.is_some() => {
                 if let Some(rec) = recorder.as_mut() {
                     rec.tick(&counters.read()?)?;
@@ -256,11 +274,21 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
         &mut printer,
         &mut owners,
         recorder.as_mut(),
+        &mut metrics,
     )?;
     printer.summary.recording = recorder.as_ref().and_then(Recorder::stopped);
-    summarize(&counters, &mut printer, recorder.as_mut(), true)?;
+    summarize(
+        &counters,
+        &mut printer,
+        recorder.as_mut(),
+        true,
+        &mut metrics,
+    )?;
     if let Some(rec) = recorder {
         rec.finish()?;
+    }
+    if let Some(m) = metrics {
+        m.finish();
     }
     // Dropping `ebpf` detaches every link and unloads the programs.
     drop(ring);
@@ -276,6 +304,7 @@ fn drain<W: Write>(
     printer: &mut Printer<W>,
     owners: &mut crate::syn::Owners,
     mut recorder: Option<&mut Recorder>,
+    metrics: &mut Option<MetricsSink>,
 ) -> Result<usize> {
     let mut n = 0;
     while let Some(item) = ring.next() {
@@ -294,7 +323,12 @@ fn drain<W: Write>(
             }
         }
         match ev {
-            Ok(ev) => printer.event(&ev)?,
+            Ok(ev) => {
+                printer.event(&ev)?;
+                if let Some(m) = metrics {
+                    m.event(&ev);
+                }
+            }
             Err(e) => printer.undecodable(&e),
         }
     }
@@ -309,9 +343,13 @@ fn summarize<W: Write>(
     printer: &mut Printer<W>,
     recorder: Option<&mut Recorder>,
     final_: bool,
+    metrics: &mut Option<MetricsSink>,
 ) -> Result<()> {
     let k = counters.read()?;
     printer.summary(&k, final_)?;
+    if let Some(m) = metrics {
+        m.summary(&k, printer.findings());
+    }
     if let Some(rec) = recorder {
         let kind = if final_ {
             MarkerKind::Final

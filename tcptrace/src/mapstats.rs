@@ -88,13 +88,46 @@ impl StateMaps {
     /// Call before other readers take maps out of `ebpf`: the hash maps are
     /// only borrowed (their fds duplicated); the counters are taken.
     pub fn take(ebpf: &mut aya::Ebpf) -> Result<Self> {
+        let counts = ebpf
+            .take_map(CONNECT_IN_FLIGHT)
+            .with_context(|| format!("map {CONNECT_IN_FLIGHT} missing from the object"))?;
+        let failures = ebpf
+            .take_map(FULL_MAP)
+            .with_context(|| format!("map {FULL_MAP} missing from the object"))?;
+        Self::build(ebpf, counts, failures)
+    }
+
+    /// A second reader of the same maps (the metrics endpoint's), every
+    /// map borrowed through a duplicate of its fd. Call before `take`.
+    pub fn open(ebpf: &aya::Ebpf) -> Result<Self> {
+        let dup = |name: &str| -> Result<Map> {
+            let map = ebpf
+                .map(name)
+                .with_context(|| format!("map {name} missing from the object"))?;
+            let Map::PerCpuArray(data) = map else {
+                bail!("map {name} is not a per-CPU array: {map:?}");
+            };
+            let fd = data
+                .fd()
+                .as_fd()
+                .try_clone_to_owned()
+                .with_context(|| format!("map {name}: duplicating its fd"))?;
+            Ok(Map::PerCpuArray(
+                MapData::from_fd(fd).with_context(|| format!("map {name}: opening its fd"))?,
+            ))
+        };
+        Self::build(ebpf, dup(CONNECT_IN_FLIGHT)?, dup(FULL_MAP)?)
+    }
+
+    fn build(ebpf: &aya::Ebpf, counts: Map, failures: Map) -> Result<Self> {
+        let mut counts = Some(counts);
         let handles = StateMap::ALL
             .iter()
             .map(|&m| {
                 if m.per_task() {
-                    let counts = ebpf.take_map(CONNECT_IN_FLIGHT).with_context(|| {
-                        format!("map {CONNECT_IN_FLIGHT} missing from the object")
-                    })?;
+                    let counts = counts
+                        .take()
+                        .with_context(|| format!("more than one map uses {CONNECT_IN_FLIGHT}"))?;
                     let counts = PerCpuArray::try_from(counts).context(CONNECT_IN_FLIGHT)?;
                     return Ok(Handle {
                         map: m,
@@ -127,9 +160,6 @@ impl StateMaps {
                 })
             })
             .collect::<Result<_>>()?;
-        let failures = ebpf
-            .take_map(FULL_MAP)
-            .with_context(|| format!("map {FULL_MAP} missing from the object"))?;
         let failures = PerCpuArray::try_from(failures).context(FULL_MAP)?;
         Ok(Self {
             handles,

@@ -145,6 +145,11 @@ impl<W: Write> Printer<W> {
         self.flush()
     }
 
+    /// The findings of the last summary (none without diagnosis).
+    pub fn findings(&self) -> &[crate::diagnose::Finding] {
+        self.diag.as_ref().map_or(&[], Session::findings)
+    }
+
     /// The host view behind the findings of the last summary (live), for
     /// the recording.
     pub fn take_host_view(&mut self) -> Option<String> {

@@ -75,6 +75,7 @@ impl DiagnoseArgs {
             filter: self.filter,
             diagnose: true,
             bench: Default::default(),
+            metrics: Default::default(),
         }
     }
 }
@@ -155,6 +156,8 @@ pub struct Session {
     only_findings: bool,
     /// Which hooks attached (live), for advice and skip accounting.
     hooks: HookSet,
+    /// The findings of the last summary (for the metrics).
+    last: Vec<Finding>,
 }
 
 impl Session {
@@ -170,6 +173,7 @@ impl Session {
             printed: HashMap::new(),
             only_findings,
             hooks: HookSet::default(),
+            last: Vec::new(),
         }
     }
 
@@ -184,6 +188,7 @@ impl Session {
             printed: HashMap::new(),
             only_findings: false,
             hooks: HookSet::default(),
+            last: Vec::new(),
         }
     }
 
@@ -230,6 +235,11 @@ impl Session {
         })
     }
 
+    /// The findings of the last summary.
+    pub fn findings(&self) -> &[Finding] {
+        &self.last
+    }
+
     /// The host view the last live summary used (JSON, for the recording).
     pub fn take_host_view(&mut self) -> Option<String> {
         self.host.as_ref()?;
@@ -266,6 +276,7 @@ impl Session {
             return Ok(());
         }
         let findings = self.evaluate(Some(&summary));
+        self.last.clone_from(&findings);
         if self.only_findings {
             return write_findings(out, &findings, json);
         }
@@ -338,6 +349,7 @@ mod tests {
             printed: HashMap::new(),
             only_findings: only,
             hooks: HookSet::default(),
+            last: Vec::new(),
         }
     }
 
