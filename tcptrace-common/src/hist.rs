@@ -3,6 +3,8 @@
 //! The `HISTOGRAMS` per-CPU array holds `HistId::COUNT * HIST_SLOTS` u64 counters;
 //! slot `s` of histogram `h` is at index `h * HIST_SLOTS + s`. Slot 0 counts
 //! values of 0 and 1 ns, slot `s > 0` counts values in `[2^s, 2^(s+1))`.
+//! The `HIST_SUMS` per-CPU array holds, at index `HistId`, the sum in ns of
+//! every value recorded (the `_sum` of the Prometheus histograms).
 
 /// Slots per histogram: enough for every u64 value.
 pub const HIST_SLOTS: u32 = 64;

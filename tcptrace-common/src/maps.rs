@@ -12,6 +12,9 @@
 pub const EVENTS: &str = "EVENTS";
 /// Per-CPU log2 latency histograms.
 pub const HISTOGRAMS: &str = "HISTOGRAMS";
+/// Per-CPU sum in ns of the values each latency histogram recorded, by
+/// `HistId` (the `_sum` of the Prometheus histograms).
+pub const HIST_SUMS: &str = "HIST_SUMS";
 /// Per-CPU ring-buffer reserve failures, by `EventKind`.
 pub const LOST: &str = "LOST";
 /// Per-CPU counters, by `Stat`.
@@ -66,6 +69,7 @@ pub const BENCH_FLOOD: &str = "BENCH_FLOOD";
 pub const ALL: &[&str] = &[
     EVENTS,
     HISTOGRAMS,
+    HIST_SUMS,
     LOST,
     STATS,
     STATE_MAP_FULL,

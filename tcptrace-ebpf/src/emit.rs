@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use tcptrace_common::{hist, EventHeader, EventKind, HistId};
 
-use crate::maps::{bump, global, EVENTS, HISTOGRAMS, LOST};
+use crate::maps::{add, bump, global, EVENTS, HISTOGRAMS, HIST_SUMS, LOST};
 
 /// CLOCK_BOOTTIME in nanoseconds.
 #[inline(always)]
@@ -39,6 +39,7 @@ pub fn header(kind: EventKind, netns: u32) -> EventHeader {
 #[inline(always)]
 pub fn record_latency(hist_id: HistId, latency_ns: u64) {
     bump(&HISTOGRAMS, hist::index(hist_id, hist::slot(latency_ns)));
+    add(&HIST_SUMS, hist_id as u32, latency_ns);
 }
 
 /// Whether a timed event goes to userspace: failures always do, the rest

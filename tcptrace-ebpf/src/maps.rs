@@ -19,6 +19,10 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 pub static HISTOGRAMS: PerCpuArray<u64> =
     PerCpuArray::with_max_entries(HistId::COUNT * HIST_SLOTS, 0);
 
+/// Sum in ns of the values recorded in each histogram, indexed by `HistId`.
+#[map(name = "HIST_SUMS")]
+pub static HIST_SUMS: PerCpuArray<u64> = PerCpuArray::with_max_entries(HistId::COUNT, 0);
+
 /// Ring-buffer reserve failures, indexed by `EventKind`.
 #[map(name = "LOST")]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(EventKind::SLOTS, 0);
@@ -131,6 +135,16 @@ pub fn bump(map: &PerCpuArray<u64>, index: u32) {
         // program runs. Not atomic: only a program that preempts this one
         // on the same CPU could lose an update (a counter off by one).
         unsafe { *slot += 1 };
+    }
+}
+
+/// Adds `value` to slot `index` of a per-CPU counter array.
+#[inline(always)]
+pub fn add(map: &PerCpuArray<u64>, index: u32, value: u64) {
+    if let Some(slot) = map.get_ptr_mut(index) {
+        // SAFETY: the pointer is this CPU's slot of a per-CPU array, valid
+        // for the program's run, and no other program writes it meanwhile.
+        unsafe { *slot = (*slot).wrapping_add(value) };
     }
 }
 

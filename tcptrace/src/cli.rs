@@ -65,6 +65,8 @@ pub struct LiveArgs {
     pub diagnose: bool,
     #[command(flatten)]
     pub bench: crate::bench_flood::BenchArgs,
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
 }
 
 /// What a duration is, for every error about one.

@@ -18,6 +18,7 @@ use crate::{
     event::decode,
     hist,
     loader::{self, Loaded},
+    metrics::{Endpoint, KernelReader},
     pipeline::{self, Outputs, Pipeline},
     record::{format::MarkerKind, RecordArgs, Recorder},
     summary::KernelCounters,
@@ -102,6 +103,8 @@ const POLL_MAX: std::time::Duration = std::time::Duration::from_millis(40);
 
 /// The live run; with `record`, also the recording (`tcptrace record`).
 pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()> {
+    // A taken or privileged --metrics port fails here, before any loading.
+    let metrics_bound = args.metrics.bind()?;
     let config = Config {
         min_latency_ns: args.min_latency.as_nanos().min(u64::MAX as u128) as u64,
         filter: args.filter.to_kernel(),
@@ -124,6 +127,18 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
         rest,
     ) = loader::load_staged(args.attach, config, args.bench.only_hooks())?;
     crate::bench_flood::attach(&mut ebpf, &args.bench)?;
+    // The endpoint reads the kernel maps through its own handles, taken
+    // before the counters below take theirs.
+    let metrics = match metrics_bound {
+        Some(bound) => {
+            let addr = bound.addr;
+            let reader = KernelReader::open(&ebpf, rst_slot_names.clone())?;
+            let endpoint = Endpoint::start(bound, Some(reader), args.metrics.bounds())?;
+            eprintln!("tcptrace: metrics on http://{addr}/metrics");
+            Some(endpoint)
+        }
+        None => None,
+    };
     let mut counters = CounterMaps::take(&mut ebpf, rst_slot_names)?;
     let ring = ebpf
         .take_map(maps::EVENTS)
@@ -151,6 +166,7 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
         only_findings: args.diagnose,
         pcap: record.and_then(|r| r.pcap.as_deref()),
         report_packets: false,
+        metrics: metrics.as_ref(),
     };
     let mut printer = pipeline::build(
         BufWriter::new(std::io::stdout().lock()),
@@ -190,6 +206,9 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
     }
     // Every program is loaded now: watch all of them for kernel skips.
     counters.programs = crate::progstats::ProgramStats::new(&ebpf);
+    if let Some(m) = &metrics {
+        m.attached(&ebpf, &hooks);
+    }
     printer.set_hooks(crate::diagnose::hookset::HookSet::from(hooks.as_slice()));
     for status in &hooks {
         eprintln!("tcptrace: {}", loader::describe(status));
@@ -265,7 +284,9 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
     if let Some(rec) = recorder {
         rec.finish()?;
     }
-    // Dropping `ebpf` detaches every link and unloads the programs.
+    // The endpoint stops; dropping `ebpf` detaches every link and unloads
+    // the programs.
+    drop(metrics);
     drop(ring);
     drop(ebpf);
     Ok(())

@@ -15,6 +15,7 @@ mod kernel;
 mod live;
 mod loader;
 mod mapstats;
+mod metrics;
 mod output;
 mod paws;
 mod pcapng;

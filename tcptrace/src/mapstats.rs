@@ -87,13 +87,27 @@ impl StateMaps {
     /// Call before other readers take maps out of `ebpf`: the hash maps are
     /// only borrowed (their fds duplicated); the counters are taken.
     pub fn take(ebpf: &mut aya::Ebpf) -> Result<Self> {
+        let counts = ebpf
+            .take_map(CONNECT_IN_FLIGHT)
+            .with_context(|| format!("map {CONNECT_IN_FLIGHT} missing from the object"))?;
+        let failures = ebpf
+            .take_map(FULL_MAP)
+            .with_context(|| format!("map {FULL_MAP} missing from the object"))?;
+        Self::from_maps(ebpf, counts, failures)
+    }
+
+    /// A reader on `CONNECT_IN_FLIGHT` and `STATE_MAP_FULL` handles the
+    /// caller got (taken, or borrowed through a duplicate fd by the metrics
+    /// endpoint); the hash maps are borrowed from `ebpf` as in [`Self::take`].
+    pub fn from_maps(ebpf: &aya::Ebpf, counts: Map, failures: Map) -> Result<Self> {
+        let mut counts = Some(counts);
         let handles = StateMap::ALL
             .iter()
             .map(|&m| {
                 if m.per_task() {
-                    let counts = ebpf.take_map(CONNECT_IN_FLIGHT).with_context(|| {
-                        format!("map {CONNECT_IN_FLIGHT} missing from the object")
-                    })?;
+                    let counts = counts
+                        .take()
+                        .with_context(|| format!("more than one map uses {CONNECT_IN_FLIGHT}"))?;
                     let counts = PerCpuArray::try_from(counts).context(CONNECT_IN_FLIGHT)?;
                     return Ok(Handle {
                         map: m,
@@ -126,9 +140,6 @@ impl StateMaps {
                 })
             })
             .collect::<Result<_>>()?;
-        let failures = ebpf
-            .take_map(FULL_MAP)
-            .with_context(|| format!("map {FULL_MAP} missing from the object"))?;
         let failures = PerCpuArray::try_from(failures).context(FULL_MAP)?;
         Ok(Self {
             handles,

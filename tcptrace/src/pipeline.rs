@@ -1,6 +1,7 @@
 //! The pipeline every decoded event goes through, shared by the live run
 //! and replay: the summary state, then each sink of a list that both build
 //! from the same arguments ([`build`]), so both print exactly the same.
+//! Only the live run serves metrics (its endpoint reads the kernel maps).
 
 use std::{io::Write, path::Path};
 
@@ -9,6 +10,7 @@ use anyhow::Result;
 use crate::{
     diagnose::{hookset::HookSet, session::Session},
     event::{DecodeError, Event},
+    metrics::Endpoint,
     output::{findings::FindingsOnly, human::Text, json::JsonLines, pcap::Pcap},
     sink::{Sink, SummaryStep},
     summary::{KernelCounters, Summary},
@@ -25,6 +27,8 @@ pub struct Outputs<'a> {
     pub pcap: Option<&'a Path>,
     /// Say on stderr how many packets went to the capture (replay).
     pub report_packets: bool,
+    /// `--metrics` (live only): the endpoint the metrics sink feeds.
+    pub metrics: Option<&'a Endpoint>,
 }
 
 /// The summary state and the sinks every event goes through.
@@ -40,7 +44,7 @@ pub struct Pipeline {
 
 /// The sinks for `o`, writing to `out`: the diagnosis first (its findings
 /// join every summary), then the text, JSON or findings output, then the
-/// capture.
+/// capture, then the metrics.
 pub fn build<W: Write + 'static>(
     out: W,
     o: &Outputs<'_>,
@@ -61,6 +65,9 @@ pub fn build<W: Write + 'static>(
     }
     if let Some(path) = o.pcap {
         sinks.push(Box::new(Pcap::create(path, o.report_packets)?));
+    }
+    if let Some(endpoint) = o.metrics {
+        sinks.push(Box::new(endpoint.sink()));
     }
     Ok(Pipeline {
         summary: Summary::default(),

@@ -174,6 +174,8 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         only_findings: false,
         pcap: args.pcap.as_deref(),
         report_packets: true,
+        // Replay serves no metrics: the endpoint reads the live kernel maps.
+        metrics: None,
     };
     let mut printer = pipeline::build(
         BufWriter::new(std::io::stdout().lock()),

@@ -1,5 +1,6 @@
 //! The outputs of a run as sinks behind one small trait: text or JSON
-//! Lines, findings only, a pcapng capture, the diagnosis. The pipeline that
+//! Lines, findings only, a pcapng capture, the diagnosis, the metrics
+//! endpoint's totals (live only). The pipeline that
 //! feeds them is in [`crate::pipeline`].
 //!
 //! At every summary the sinks see one [`SummaryStep`] in list order: the
@@ -13,7 +14,8 @@ use crate::{
     summary::{json::SummaryJson, KernelCounters, Summary},
 };
 
-/// One output: text or JSON lines, a pcapng capture, the diagnosis.
+/// One output: text or JSON lines, a pcapng capture, the diagnosis, the
+/// metrics.
 pub trait Sink {
     /// One decoded event; `boot_offset_ns` turns its CLOCK_BOOTTIME stamp
     /// into wall-clock time.

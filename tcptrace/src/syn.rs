@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
+use aya::maps::{Map, MapData, PerCpuArray, PerCpuHashMap};
 use serde::{Deserialize, Serialize};
 use tcptrace_common::{
     event::AF_INET6,
@@ -328,11 +328,16 @@ impl SynMaps {
             ebpf.take_map(name)
                 .with_context(|| format!("map {name} missing from the object"))
         };
+        Self::from_maps(take(maps::SYN_ANSWERED)?, take(maps::SYN_LISTENERS)?)
+    }
+
+    /// A reader on `SYN_ANSWERED` and `SYN_LISTENERS` handles the caller
+    /// got (taken, or borrowed through a duplicate fd by the metrics
+    /// endpoint).
+    pub fn from_maps(answered: Map, listeners: Map) -> Result<Self> {
         Ok(Self {
-            answered: PerCpuArray::try_from(take(maps::SYN_ANSWERED)?)
-                .context(maps::SYN_ANSWERED)?,
-            listeners: PerCpuHashMap::try_from(take(maps::SYN_LISTENERS)?)
-                .context(maps::SYN_LISTENERS)?,
+            answered: PerCpuArray::try_from(answered).context(maps::SYN_ANSWERED)?,
+            listeners: PerCpuHashMap::try_from(listeners).context(maps::SYN_LISTENERS)?,
         })
     }
 

@@ -29,6 +29,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("curl", "real HTTP client in scenario tests"),
     ("nftables", "SNAT in a client namespace in scenario tests"),
     (
+        "prometheus",
+        "a real Prometheus server (and promtool) scraping --metrics in scenario tests",
+    ),
+    (
         "nginx",
         "a real master/worker server in the diagnosis scenarios",
     ),

@@ -81,6 +81,7 @@ impl DiagnoseArgs {
             filter: self.filter,
             diagnose: true,
             bench: Default::default(),
+            metrics: Default::default(),
         }
     }
 }

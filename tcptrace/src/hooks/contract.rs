@@ -108,6 +108,7 @@ fn taken() -> Vec<(&'static str, Vec<map_type>)> {
     let mut out = vec![
         (maps::EVENTS, vec![BPF_MAP_TYPE_RINGBUF]),
         (maps::HISTOGRAMS, per_cpu()),
+        (maps::HIST_SUMS, per_cpu()),
         (maps::LOST, per_cpu()),
         (maps::STATS, per_cpu()),
         (maps::RST_SENT, per_cpu()),

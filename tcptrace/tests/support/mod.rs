@@ -4,6 +4,7 @@
 
 pub mod diagnose;
 mod netns;
+pub mod prometheus;
 pub use netns::enter_private_netns;
 
 use std::{
