@@ -19,6 +19,7 @@ use tcptrace_common::{
 };
 
 use super::{errno_name, Detail, Event};
+use crate::syn::{Outcome, Owner};
 
 /// RFC 3339 wall-clock time of a CLOCK_BOOTTIME stamp.
 pub fn wall_time(ts_ns: u64, boot_offset_ns: i64) -> String {
@@ -95,43 +96,6 @@ impl<'de> Deserialize<'de> for ErrorName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d).map(Self::Text)
     }
-}
-
-/// What happens to the client after an overflow on the third ACK.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// tcp_abort_on_overflow=1: the client gets a RST.
-    Reset,
-    /// tcp_abort_on_overflow=0: the client believes it is connected.
-    Ghost,
-}
-
-impl Outcome {
-    pub fn of(abort_on_overflow: u8) -> Self {
-        if abort_on_overflow != 0 {
-            Self::Reset
-        } else {
-            Self::Ghost
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Reset => "reset",
-            Self::Ghost => "ghost",
-        }
-    }
-}
-
-/// Where the pid/comm of a SYN-family event came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Owner {
-    /// Seen calling listen().
-    Listen,
-    /// Holds the socket now (found in /proc).
-    Proc,
 }
 
 /// Kernel enums written by their names.
