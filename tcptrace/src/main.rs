@@ -3,6 +3,7 @@
 mod bench_flood;
 mod btf;
 mod cli;
+mod connect;
 mod diagnose;
 mod endpoint;
 mod escape;

@@ -5,7 +5,12 @@
 //! attach table is in `hooks/paws.rs`; the rules in `diagnose/{paws,rst}.rs`.
 
 pub mod clocks;
+pub mod decode;
 pub mod offsets;
+pub mod output;
 pub mod stats;
 
-pub use self::offsets::{drop_reasons, kernel_offsets, rst_slot_names};
+pub use self::{
+    decode::{PawsDetail, RstDetail},
+    offsets::{drop_reasons, kernel_offsets, rst_slot_names},
+};

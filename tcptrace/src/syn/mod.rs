@@ -12,10 +12,9 @@ pub mod owners;
 pub mod summary;
 
 pub use self::{
-    decode::{detail, Outcome, Owner, SynDetail},
+    decode::{Outcome, Owner, SynDetail},
     maps::{ListenerId, SynKernelCounters, SynMaps},
     offsets::{kfree_skb_fallback, offsets},
-    output::{human_result, json_fields},
     owners::{OwnerLookup, Owners},
     summary::{Answered, ListenerJson, SynSummary},
 };

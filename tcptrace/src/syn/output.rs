@@ -1,16 +1,65 @@
-//! How SYN-family events read: their JSON fields and the RESULT column of
-//! the live view.
+//! How SYN-family events read: the RESULT column of the live view, their
+//! JSON fields and the pcapng comment on their packet.
 
 use tcptrace_common::{syn::SynDropCause, EventKind};
 
 use super::decode::{Outcome, SynDetail};
 use crate::{
-    event::{json::EventJson, Event},
+    event::{json::EventJson, Columns, Event, Family},
     hist::fmt_ns,
 };
 
+impl Family for SynDetail {
+    fn text(&self, ev: &Event) -> Columns {
+        Columns {
+            latency_ns: None,
+            result: human_result(ev, self),
+            failed: matches!(ev.kind, EventKind::SynDrop | EventKind::ListenOverflow),
+        }
+    }
+
+    fn json(&self, ev: &Event, v: &mut EventJson<'_>) {
+        json_fields(ev.kind, self, v);
+    }
+
+    fn pcap_comment(&self, ev: &Event, local: &str, peer: &str) -> Option<String> {
+        let d = self;
+        Some(match ev.kind {
+            EventKind::SynDrop => {
+                let why = match d.cause {
+                    Some(SynDropCause::AcceptQueueFull) => {
+                        format!("accept queue full ({}/{})", d.backlog, d.backlog_max)
+                    }
+                    Some(SynDropCause::SynQueueFull) => format!(
+                        "SYN queue full ({}/{}, syncookies off)",
+                        d.syn_queue, d.backlog_max
+                    ),
+                    _ if d.last_quarter => format!(
+                        "last quarter of tcp_max_syn_backlog in use ({}/{}), peer unproven",
+                        d.syn_queue, d.max_syn_backlog
+                    ),
+                    _ => "no SYN-ACK sent (route, memory or LSM failure)".to_owned(),
+                };
+                format!("SYN dropped: {why} on {local} from {peer}")
+            }
+            _ => {
+                let outcome = if d.abort_on_overflow != 0 {
+                    "answered with RST (tcp_abort_on_overflow=1)"
+                } else {
+                    "request kept, client thinks it is connected (tcp_abort_on_overflow=0)"
+                };
+                format!(
+                    "dropped: accept queue full ({}/{}) on {local}, third ACK from {peer}; \
+                     {outcome}",
+                    d.backlog, d.backlog_max
+                )
+            }
+        })
+    }
+}
+
 /// Fields of SYN-family events in JSON (beside the common ones).
-pub fn json_fields(kind: EventKind, d: &SynDetail, v: &mut EventJson<'_>) {
+fn json_fields(kind: EventKind, d: &SynDetail, v: &mut EventJson<'_>) {
     v.listen_addr = Some(d.listen_addr);
     v.backlog = Some(d.backlog);
     v.backlog_max = Some(d.backlog_max);
@@ -38,7 +87,7 @@ pub fn json_fields(kind: EventKind, d: &SynDetail, v: &mut EventJson<'_>) {
 }
 
 /// The RESULT column of the live view.
-pub fn human_result(ev: &Event, d: &SynDetail) -> String {
+fn human_result(ev: &Event, d: &SynDetail) -> String {
     let queues = format!(
         "backlog={}/{} synq={}",
         d.backlog, d.backlog_max, d.syn_queue
