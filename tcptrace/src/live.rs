@@ -28,8 +28,7 @@ struct CounterMaps {
     hists: PerCpuArray<MapData, u64>,
     lost: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
-    rst_sent: PerCpuArray<MapData, u64>,
-    rst_slot_names: Vec<String>,
+    rst_sent: crate::paws::maps::RstSentMap,
     syn: crate::syn::SynMaps,
     programs: crate::progstats::ProgramStats,
     maps: crate::mapstats::StateMaps,
@@ -39,6 +38,7 @@ impl CounterMaps {
     fn take(ebpf: &mut aya::Ebpf, rst_slot_names: Vec<String>) -> Result<Self> {
         let maps = crate::mapstats::StateMaps::take(ebpf)?;
         let syn = crate::syn::SynMaps::take(ebpf)?;
+        let rst_sent = crate::paws::maps::RstSentMap::take(ebpf, rst_slot_names)?;
         let mut take = |name: &str| -> Result<PerCpuArray<MapData, u64>> {
             let map = ebpf
                 .take_map(name)
@@ -49,8 +49,7 @@ impl CounterMaps {
             hists: take(maps::HISTOGRAMS)?,
             lost: take(maps::LOST)?,
             stats: take(maps::STATS)?,
-            rst_sent: take(maps::RST_SENT)?,
-            rst_slot_names,
+            rst_sent,
             syn,
             // Filled once every program is loaded (`session`).
             programs: crate::progstats::ProgramStats::default(),
@@ -76,15 +75,7 @@ impl CounterMaps {
                 .iter()
                 .map(|&s| Ok((s, sum(&self.stats, s as u32)?)))
                 .collect::<Result<_>>()?,
-            rst_sent: self
-                .rst_slot_names
-                .iter()
-                .zip(0u32..)
-                .map(|(name, i)| Ok((name.clone(), sum(&self.rst_sent, i)?)))
-                .collect::<Result<Vec<_>>>()?
-                .into_iter()
-                .filter(|(_, n)| *n > 0)
-                .collect(),
+            rst_sent: self.rst_sent.read()?,
             syn: self.syn.read()?,
             missed: self.programs.missed(),
             maps: self.maps.read()?,
