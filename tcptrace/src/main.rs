@@ -2,7 +2,7 @@
 
 mod bench_flood;
 mod btf;
-mod cli;
+mod commands;
 mod connect;
 mod diagnose;
 mod endpoint;
@@ -13,7 +13,6 @@ mod hist;
 mod hooks;
 mod host;
 mod kernel;
-mod live;
 mod loader;
 mod mapstats;
 mod output;
@@ -22,7 +21,6 @@ mod pcapng;
 mod pipeline;
 mod progstats;
 mod record;
-mod replay;
 mod sink;
 mod summary;
 mod syn;
@@ -34,7 +32,7 @@ use anyhow::Result;
 use clap::Parser as _;
 use tcptrace_common::Config;
 
-use crate::cli::{Cli, Command};
+use crate::commands::{live, replay, Cli, Command};
 
 fn check(attach: hooks::AttachMode, json: bool) -> Result<()> {
     let loaded = loader::load(attach, Config::default());
@@ -59,7 +57,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn run_live(args: cli::LiveArgs) -> Result<()> {
+fn run_live(args: commands::LiveArgs) -> Result<()> {
     runtime().and_then(|rt| rt.block_on(live::run(args)))
 }
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::{evidence::HostView, hookset::HookSet, Context, Engine, Finding};
 use crate::host::{HostSnapshot, Needs, Scope, Snapshotter};
 use crate::{
-    cli::LiveArgs,
+    commands::LiveArgs,
     event::{json::EventJson, Event},
     filter::FilterArgs,
     hooks::AttachMode,
@@ -28,7 +28,7 @@ pub struct DiagnoseArgs {
     #[arg(
         long,
         allow_hyphen_values = true,
-        value_parser = crate::cli::parse_duration,
+        value_parser = crate::commands::parse_duration,
         default_value = "10s"
     )]
     pub duration: Duration,

@@ -38,7 +38,7 @@ use self::{
     writer::{FileWriter, Written},
 };
 use crate::{
-    cli::LiveArgs,
+    commands::LiveArgs,
     filter::FilterArgs,
     hooks::HookStatus,
     summary::{KernelCounters, RecordingStop},
@@ -437,7 +437,7 @@ mod tests {
 
     #[test]
     fn record_and_replay_command_lines() {
-        use crate::cli::{Cli, Command};
+        use crate::commands::{Cli, Command};
         use clap::Parser as _;
         let cli = Cli::try_parse_from([
             "tcptrace",
@@ -492,9 +492,14 @@ mod tests {
         assert!(r.json && !r.info);
         assert_eq!(
             r.since,
-            Some(crate::replay::TimeArg::After(Duration::from_secs(30)))
+            Some(crate::commands::replay::TimeArg::After(
+                Duration::from_secs(30)
+            ))
         );
-        assert!(matches!(r.until, Some(crate::replay::TimeArg::Wall(_))));
+        assert!(matches!(
+            r.until,
+            Some(crate::commands::replay::TimeArg::Wall(_))
+        ));
         assert_eq!(r.filter.port, Some(80));
         assert!(Cli::try_parse_from(["tcptrace", "replay"]).is_err());
         assert!(Cli::try_parse_from(["tcptrace", "replay", "f", "--since", "soon"]).is_err());

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod live;
+pub mod replay;
+
 use crate::{filter::FilterArgs, hooks::AttachMode};
 
 /// Live eBPF tracer for the TCP failures counters only hint at.
@@ -37,7 +40,7 @@ pub enum Command {
     /// Trace live and record the events and kernel counters to a file.
     Record(crate::record::RecordArgs),
     /// Print a recording as the live run printed it (text or JSON, filtered, as pcapng).
-    Replay(crate::replay::ReplayArgs),
+    Replay(replay::ReplayArgs),
 }
 
 #[derive(Debug, Args)]

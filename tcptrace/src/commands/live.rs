@@ -13,7 +13,7 @@ use tokio::{
 };
 
 use crate::{
-    cli::LiveArgs,
+    commands::LiveArgs,
     diagnose::session::Session,
     event::decode,
     hist,
