@@ -1,7 +1,8 @@
-//! The live run: drain the ring buffer, print events, summarise on a timer
+//! The live run, the default command and the engine of `record` and
+//! `diagnose`: drain the ring buffer, print events, summarise on a timer
 //! and at exit (Ctrl-C, SIGTERM or --duration).
 
-use std::io::BufWriter;
+use std::{io::BufWriter, path::Path};
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
@@ -13,13 +14,13 @@ use tokio::{
 };
 
 use crate::{
-    commands::LiveArgs,
+    args::LiveArgs,
     diagnose::session::Session,
     event::decode,
     hist,
     loader::{self, Loaded},
     pipeline::{self, Outputs, Pipeline},
-    record::{format::MarkerKind, RecordArgs, Recorder},
+    record::{format::MarkerKind, Recorder},
     summary::KernelCounters,
 };
 
@@ -83,8 +84,27 @@ impl CounterMaps {
     }
 }
 
-pub async fn run(args: LiveArgs) -> Result<()> {
-    session(&args, None).await
+/// What `tcptrace record` adds to the live run.
+pub struct Recording<'a> {
+    pub output: &'a Path,
+    pub max_size: Option<u64>,
+    pub rotate: u32,
+    /// Also write the packets to this pcapng file.
+    pub pcap: Option<&'a Path>,
+    /// Also print the live view (`--json` implies it).
+    pub print: bool,
+}
+
+/// The default command: trace until Ctrl-C or `--duration`.
+pub fn run(args: LiveArgs) -> Result<()> {
+    runtime().and_then(|rt| rt.block_on(session(&args, None)))
+}
+
+/// The single-threaded runtime the live run polls the ring buffer on.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Ring buffer polling period while events flow, and its ceiling when idle.
@@ -92,7 +112,7 @@ const POLL_MIN: std::time::Duration = std::time::Duration::from_millis(5);
 const POLL_MAX: std::time::Duration = std::time::Duration::from_millis(40);
 
 /// The live run; with `record`, also the recording (`tcptrace record`).
-pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()> {
+pub async fn session(args: &LiveArgs, record: Option<&Recording<'_>>) -> Result<()> {
     let config = Config {
         min_latency_ns: args.min_latency.as_nanos().min(u64::MAX as u128) as u64,
         filter: args.filter.to_kernel(),
@@ -140,7 +160,7 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
         json: args.json,
         show_events,
         only_findings: args.diagnose,
-        pcap: record.and_then(|r| r.pcap.as_deref()),
+        pcap: record.and_then(|r| r.pcap),
         report_packets: false,
     };
     let mut printer = pipeline::build(
@@ -190,7 +210,16 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
         eprintln!("tcptrace: filter (in the kernel): {filter}");
     }
     let mut recorder = record
-        .map(|r| Recorder::start(r, &hooks, boot_offset))
+        .map(|r| {
+            Recorder::start(
+                r.output,
+                r.max_size,
+                r.rotate,
+                &args.filter,
+                &hooks,
+                boot_offset,
+            )
+        })
         .transpose()?;
     eprintln!("tcptrace: tracing; Ctrl-C to stop");
 

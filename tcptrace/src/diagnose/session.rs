@@ -1,89 +1,22 @@
 //! The diagnosis inside a live run, a replay and `tcptrace diagnose`: the
 //! engine fed with every event, a host baseline taken at the start, a
 //! fresh snapshot at every summary, the findings handed to the outputs;
-//! and `diagnose --input`, which reads a saved JSON Lines stream.
+//! and the reading of a saved JSON Lines stream (`diagnose --input`). The
+//! command itself is `commands/diagnose.rs`.
 
-use std::{borrow::Cow, time::Duration};
+use std::borrow::Cow;
 
 use anyhow::{anyhow, Result};
-use clap::Args;
 use serde::Deserialize;
 
 use super::{evidence::HostView, hookset::HookSet, Context, Engine, Finding};
 use crate::host::{HostSnapshot, Needs, Scope, Snapshotter};
 use crate::{
-    commands::LiveArgs,
     event::{json::EventJson, Event},
     filter::FilterArgs,
-    hooks::AttachMode,
-    output::findings::write_findings,
     sink::{Sink, SummaryStep},
     summary::json::SummaryJson,
 };
-
-/// `tcptrace diagnose`: watch, then print only the findings.
-#[derive(Debug, Args)]
-pub struct DiagnoseArgs {
-    /// How long to watch (e.g. 10s, 2m).
-    #[arg(
-        long,
-        allow_hyphen_values = true,
-        value_parser = crate::commands::parse_duration,
-        default_value = "10s"
-    )]
-    pub duration: Duration,
-    /// Print findings as JSON Lines (objects of kind "finding").
-    #[arg(long)]
-    pub json: bool,
-    /// How function hooks attach: fentry/fexit where allowed, else kprobe.
-    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
-    pub attach: AttachMode,
-    /// Diagnose a saved `tcptrace --json` stream (a file, or - for stdin)
-    /// instead of tracing; host numbers are then unknown.
-    #[arg(long, value_name = "FILE")]
-    pub input: Option<std::path::PathBuf>,
-    #[command(flatten)]
-    pub filter: FilterArgs,
-}
-
-impl DiagnoseArgs {
-    /// Runs the watch through `live`, or reads `--input`.
-    pub fn run(self, live: impl FnOnce(LiveArgs) -> anyhow::Result<()>) -> anyhow::Result<()> {
-        let Some(path) = self.input.clone() else {
-            return live(self.into_live());
-        };
-        if !self.filter.describe().is_empty() {
-            anyhow::bail!(
-                "filters apply while tracing; with --input, filter the JSON stream first"
-            );
-        }
-        let reader: Box<dyn std::io::BufRead> = if path.as_os_str() == "-" {
-            Box::new(std::io::stdin().lock())
-        } else {
-            let f = std::fs::File::open(&path)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            Box::new(std::io::BufReader::new(f))
-        };
-        let findings = offline(reader)?;
-        let mut out = std::io::stdout().lock();
-        write_findings(&mut out, &findings, self.json)?;
-        Ok(())
-    }
-
-    pub fn into_live(self) -> LiveArgs {
-        LiveArgs {
-            json: self.json,
-            interval: Duration::ZERO,
-            duration: Some(self.duration),
-            // Every event counts for the rules, printed or not.
-            min_latency: Duration::ZERO,
-            attach: self.attach,
-            filter: self.filter,
-            diagnose: true,
-            bench: Default::default(),
-        }
-    }
-}
 
 /// Namespaces whose counters may speak for themselves under this filter:
 /// counters carry no process, port or address, so only an unfiltered run
