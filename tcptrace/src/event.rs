@@ -87,6 +87,12 @@ pub trait Family {
         0
     }
 
+    /// Whether records of this kind carry the headers of the packet behind
+    /// them (the JSON form then says `packet_len`; pcapng writes them).
+    fn carries_packet(&self, _kind: EventKind) -> bool {
+        false
+    }
+
     /// The LATENCY and RESULT columns of the live view.
     fn text(&self, ev: &Event) -> Columns;
 
@@ -129,6 +135,11 @@ impl Event {
     /// The errno of a failed call; 0 for events without one.
     pub fn errno(&self) -> i32 {
         self.detail.family().errno()
+    }
+
+    /// Whether this kind of record carries the headers of its packet.
+    pub fn carries_packet(&self) -> bool {
+        self.detail.family().carries_packet(self.kind)
     }
 }
 

@@ -10,8 +10,6 @@
 
 use std::io::{self, Write};
 
-use tcptrace_common::EventKind;
-
 use crate::{endpoint::endpoint, escape::escaped, event::Event};
 
 const SHB: u32 = 0x0A0D_0D0A;
@@ -27,19 +25,11 @@ const SHB_USERAPPL: u16 = 4;
 const IF_NAME: u16 = 2;
 const IF_TSRESOL: u16 = 9;
 
-/// Kinds whose records carry the headers of the packet behind them.
-pub fn carries_packet(kind: EventKind) -> bool {
-    matches!(
-        kind,
-        EventKind::SynDrop | EventKind::ListenOverflow | EventKind::PawsReject | EventKind::Rst
-    )
-}
-
 /// The packet an event carries and the comment naming the kernel's verdict,
 /// or None for events without captured bytes. Wireshark shows comments as
 /// text: anything in one that came from the traced system is escaped.
 pub fn packet(ev: &Event) -> Option<(&[u8], String)> {
-    if ev.packet.is_empty() || !carries_packet(ev.kind) {
+    if ev.packet.is_empty() || !ev.carries_packet() {
         return None;
     }
     Some((&ev.packet, escaped(&comment(ev)?)))

@@ -11,12 +11,7 @@ use serde::Deserialize;
 
 use super::{evidence::HostView, hookset::HookSet, Context, Engine, Finding};
 use crate::host::{HostSnapshot, Needs, Scope, Snapshotter};
-use crate::{
-    event::{json::EventJson, Event},
-    filter::FilterArgs,
-    sink::{Sink, SummaryStep},
-    summary::json::SummaryJson,
-};
+use crate::{event::json::EventJson, filter::FilterArgs, summary::json::SummaryJson};
 
 /// Namespaces whose counters may speak for themselves under this filter:
 /// counters carry no process, port or address, so only an unfiltered run
@@ -147,8 +142,14 @@ impl Session {
         })
     }
 
+    /// Whether it snapshots this host (live), or only knows what a
+    /// recording says (replay, `--input`).
+    pub fn has_host(&self) -> bool {
+        self.host.is_some()
+    }
+
     /// The host view the last live summary used (JSON, for the recording).
-    fn take_host_view(&mut self) -> Option<String> {
+    pub fn take_host_view(&mut self) -> Option<String> {
         self.host.as_ref()?;
         self.host_view
             .take()
@@ -156,28 +157,8 @@ impl Session {
     }
 
     /// Replay: the host view the live run recorded for the next summary.
-    fn set_recorded_host_view(&mut self, json: Option<&str>) {
+    pub fn set_recorded_host_view(&mut self, json: Option<&str>) {
         self.host_view = json.and_then(|j| serde_json::from_str(j).ok());
-    }
-}
-
-impl Sink for Session {
-    fn event(&mut self, ev: &Event, boot_offset_ns: i64) -> Result<()> {
-        self.observe(&EventJson::of(ev, boot_offset_ns));
-        Ok(())
-    }
-
-    fn summary(&mut self, step: &mut SummaryStep<'_>) -> Result<()> {
-        if self.host.is_none() {
-            self.set_recorded_host_view(step.recorded_host);
-        }
-        step.findings = Some(self.evaluate(Some(&step.json), step.hooks));
-        step.host_view = self.take_host_view();
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        Ok(())
     }
 }
 
@@ -186,6 +167,7 @@ mod tests {
     use super::*;
     use crate::{
         output::{findings::FindingsOnly, json::JsonLines},
+        sink::{Sink, SummaryStep},
         summary::{KernelCounters, Summary},
     };
     use serde_json::{json, Value};

@@ -301,7 +301,7 @@ impl<'a> EventJson<'a> {
             sport: (e.sport != 0).then_some(e.sport),
             daddr: Some(e.daddr),
             dport: Some(e.dport),
-            packet_len: crate::pcapng::carries_packet(ev.kind).then_some(ev.packet.len()),
+            packet_len: ev.carries_packet().then_some(ev.packet.len()),
             ..Self::default()
         };
         ev.detail.family().json(ev, &mut v);

@@ -3,12 +3,19 @@
 
 use std::{borrow::Cow, fmt::Write as _};
 
-use tcptrace_common::paws::{tcp_state, PawsSite, RstVerdict};
+use tcptrace_common::{
+    paws::{tcp_state, PawsSite, RstVerdict},
+    EventKind,
+};
 
 use super::decode::{PawsDetail, RstDetail};
 use crate::event::{json::EventJson, Columns, Event, Family};
 
 impl Family for PawsDetail {
+    fn carries_packet(&self, _kind: EventKind) -> bool {
+        true
+    }
+
     fn text(&self, _ev: &Event) -> Columns {
         let p = self;
         let mut s = format!("paws {} tsval={}", p.site.name(), p.tsval);
@@ -72,6 +79,10 @@ impl Family for PawsDetail {
 }
 
 impl Family for RstDetail {
+    fn carries_packet(&self, _kind: EventKind) -> bool {
+        true
+    }
+
     fn text(&self, _ev: &Event) -> Columns {
         let r = self;
         Columns {

@@ -10,6 +10,12 @@ use crate::{
 };
 
 impl Family for SynDetail {
+    /// The SYN or third ACK behind a drop or an overflow; a SYN-ACK
+    /// retransmit has none.
+    fn carries_packet(&self, kind: EventKind) -> bool {
+        matches!(kind, EventKind::SynDrop | EventKind::ListenOverflow)
+    }
+
     fn text(&self, ev: &Event) -> Columns {
         Columns {
             latency_ns: None,
