@@ -1,6 +1,7 @@
-//! `tcptrace record`: the live run's raw ring-buffer records and kernel
-//! counter snapshots, written to a versioned, block-compressed,
-//! checksummed file (format in [`format`], described in docs/recording.md).
+//! Recordings: the live run's raw ring-buffer records and kernel counter
+//! snapshots, written to a versioned, block-compressed, checksummed file
+//! (format in [`format`], described in docs/recording.md). The command is
+//! `commands/record.rs`, replay `commands/replay.rs`.
 //!
 //! The live loop hands every record to a [`Recorder`], which batches them into
 //! blocks; a writer thread compresses and writes each block with one write
