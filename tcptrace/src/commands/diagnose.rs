@@ -42,33 +42,28 @@ pub struct DiagnoseArgs {
 
 /// Watches through the live run, or reads `--input`.
 pub fn run(args: DiagnoseArgs) -> Result<()> {
-    args.run()
+    let Some(path) = args.input.clone() else {
+        return live::run(args.into_live());
+    };
+    if !args.filter.describe().is_empty() {
+        anyhow::bail!("filters apply while tracing; with --input, filter the JSON stream first");
+    }
+    let reader: Box<dyn std::io::BufRead> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let f =
+            std::fs::File::open(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Box::new(std::io::BufReader::new(f))
+    };
+    let findings = offline(reader)?;
+    let mut out = std::io::stdout().lock();
+    write_findings(&mut out, &findings, args.json)?;
+    Ok(())
 }
 
 impl DiagnoseArgs {
-    fn run(self) -> Result<()> {
-        let Some(path) = self.input.clone() else {
-            return live::run(self.into_live());
-        };
-        if !self.filter.describe().is_empty() {
-            anyhow::bail!(
-                "filters apply while tracing; with --input, filter the JSON stream first"
-            );
-        }
-        let reader: Box<dyn std::io::BufRead> = if path.as_os_str() == "-" {
-            Box::new(std::io::stdin().lock())
-        } else {
-            let f = std::fs::File::open(&path)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            Box::new(std::io::BufReader::new(f))
-        };
-        let findings = offline(reader)?;
-        let mut out = std::io::stdout().lock();
-        write_findings(&mut out, &findings, self.json)?;
-        Ok(())
-    }
-
-    pub fn into_live(self) -> LiveArgs {
+    /// The live run's arguments for the watch: findings only.
+    fn into_live(self) -> LiveArgs {
         LiveArgs {
             json: self.json,
             interval: Duration::ZERO,
