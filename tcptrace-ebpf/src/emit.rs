@@ -54,7 +54,7 @@ pub fn passes_threshold(latency_ns: u64, errno: i32) -> bool {
 /// Unread bytes in `EVENTS` at which a record wakes the reader: one wake-up
 /// per this many bytes (~2300 connect records) instead of one per record
 /// while the reader keeps up. Below it the reader polls on a short timer
-/// (`live.rs`), so a lone event still shows within milliseconds.
+/// (`commands/live.rs`), so a lone event still shows within milliseconds.
 pub const WAKEUP_BYTES: u64 = 256 << 10;
 
 /// Sends a record of `kind`, counting it as lost when the ring buffer is full.

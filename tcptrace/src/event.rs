@@ -1,5 +1,7 @@
 //! Decoding ring-buffer records into [`Event`], the one type every sink reads;
-//! [`json`] is its documented JSON form.
+//! [`json`] is its documented JSON form. Each hook family defines its detail
+//! type and how it reads ([`Family`]) in its own folder; this file only
+//! picks the family by kind.
 
 pub mod json;
 
@@ -11,12 +13,16 @@ use std::{
 use tcptrace_common::{
     event::AF_INET6,
     packet::Packet,
-    paws::{
-        PawsEvent, PawsSite, RstEvent, RstVerdict, PAWS_OLD_ACK, PAWS_RST, PAWS_TS_RECENT_UNKNOWN,
-        RST_SEQ_INFERRED,
-    },
+    paws::{PawsEvent, RstEvent},
     syn::SynEvent,
     EventHeader, EventKind, Flow, LatencyEvent,
+};
+
+use crate::{connect, paws, syn};
+pub use crate::{
+    connect::{ConnectDetail, PortSearchDetail},
+    paws::{PawsDetail, RstDetail},
+    syn::SynDetail,
 };
 
 /// A TCP 4-tuple with real addresses.
@@ -46,64 +52,66 @@ impl From<&Flow> for Endpoints {
     }
 }
 
-/// What happened, per event kind.
+/// What happened, per event kind: each variant holds its family's detail
+/// type, defined in the family's folder.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Detail {
-    Connect {
-        latency_ns: u64,
-        errno: i32,
-    },
-    PortSearch {
-        latency_ns: u64,
-        errno: i32,
-        ports_probed: u32,
-    },
+    Connect(ConnectDetail),
+    PortSearch(PortSearchDetail),
     /// syn_drop, listen_overflow, synack_retransmit.
-    Syn(crate::syn::SynDetail),
+    Syn(SynDetail),
     PawsReject(PawsDetail),
     Rst(RstDetail),
 }
 
-/// A segment that failed the PAWS check.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PawsDetail {
-    pub site: PawsSite,
-    /// TCP state of the socket.
-    pub state: u8,
-    pub tsval: u32,
-    pub tsecr: u32,
-    /// `None` where the kernel path does not expose it.
-    pub ts_recent: Option<u32>,
-    /// An old pure ACK (PAWSOldAck on 6.18+).
-    pub old_ack: bool,
-    pub rst: bool,
-}
-
-/// An RST received on a synchronized socket and what the kernel did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RstDetail {
-    pub verdict: RstVerdict,
-    pub state: u8,
-    pub seq: u32,
-    /// `seq` was not seen and is reported as `rcv_nxt`.
-    pub seq_inferred: bool,
-    pub rcv_nxt: u32,
-    pub rcv_wup: u32,
-    pub rcv_wnd: u32,
-}
-
-impl RstDetail {
-    /// How far `seq` lies outside the receive window `[rcv_wup, rcv_wup +
-    /// rcv_wnd]`: negative below it, positive above it, 0 inside.
-    pub fn window_distance(&self) -> i64 {
-        let below = self.seq.wrapping_sub(self.rcv_wup) as i32;
-        if below < 0 {
-            return i64::from(below);
+impl Detail {
+    /// The family that knows how this event reads. The one place, beside
+    /// [`decode`], that dispatches on the kind: every output asks here.
+    pub fn family(&self) -> &dyn Family {
+        match self {
+            Self::Connect(d) => d,
+            Self::PortSearch(d) => d,
+            Self::Syn(d) => d,
+            Self::PawsReject(d) => d,
+            Self::Rst(d) => d,
         }
-        let right = self.rcv_wup.wrapping_add(self.rcv_wnd);
-        let above = self.seq.wrapping_sub(right) as i32;
-        i64::from(above.max(0))
     }
+}
+
+/// What a hook family provides for its events, implemented in the family's
+/// folder (`connect/output.rs`, `syn/output.rs`, `paws/output.rs`): the
+/// text line's columns, the JSON fields and the pcapng comment.
+pub trait Family {
+    /// The errno of a failed call; 0 for events without one.
+    fn errno(&self) -> i32 {
+        0
+    }
+
+    /// Whether records of this kind carry the headers of the packet behind
+    /// them (the JSON form then says `packet_len`; pcapng writes them).
+    fn carries_packet(&self, _kind: EventKind) -> bool {
+        false
+    }
+
+    /// The LATENCY and RESULT columns of the live view.
+    fn text(&self, ev: &Event) -> Columns;
+
+    /// The family's fields in the JSON form, beside the common ones.
+    fn json(&self, ev: &Event, v: &mut json::EventJson<'_>);
+
+    /// One line saying what the kernel did with the captured packet
+    /// (`local` and `peer` already formatted); None for events without one.
+    fn pcap_comment(&self, _ev: &Event, _local: &str, _peer: &str) -> Option<String> {
+        None
+    }
+}
+
+/// A family's columns of the live view.
+pub struct Columns {
+    pub latency_ns: Option<u64>,
+    pub result: String,
+    /// Shown in red on a terminal.
+    pub failed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,10 +134,12 @@ pub struct Event {
 impl Event {
     /// The errno of a failed call; 0 for events without one.
     pub fn errno(&self) -> i32 {
-        match self.detail {
-            Detail::Connect { errno, .. } | Detail::PortSearch { errno, .. } => errno,
-            Detail::Syn(_) | Detail::PawsReject(_) | Detail::Rst(_) => 0,
-        }
+        self.detail.family().errno()
+    }
+
+    /// Whether this kind of record carries the headers of its packet.
+    pub fn carries_packet(&self) -> bool {
+        self.detail.family().carries_packet(self.kind)
     }
 }
 
@@ -231,24 +241,17 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     match kind {
         EventKind::Connect => {
             let rec = latency(bytes)?;
-            let detail = Detail::Connect {
-                latency_ns: rec.latency_ns,
-                errno: rec.errno,
-            };
+            let detail = Detail::Connect(connect::decode::connect(&rec));
             Ok(with_header(&rec.header, kind, &rec.flow, detail))
         }
         EventKind::PortSearch => {
             let rec = latency(bytes)?;
-            let detail = Detail::PortSearch {
-                latency_ns: rec.latency_ns,
-                errno: rec.errno,
-                ports_probed: rec.ports_probed,
-            };
+            let detail = Detail::PortSearch(connect::decode::port_search(&rec));
             Ok(with_header(&rec.header, kind, &rec.flow, detail))
         }
         EventKind::SynDrop | EventKind::ListenOverflow | EventKind::SynackRetransmit => {
             let rec: SynEvent = read_packet_record(kind, bytes)?;
-            let detail = Detail::Syn(crate::syn::detail(&rec));
+            let detail = Detail::Syn(syn::decode::detail(&rec));
             Ok(with_packet(
                 with_header(&rec.header, kind, &rec.flow, detail),
                 &rec.packet,
@@ -256,43 +259,25 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         EventKind::PawsReject => {
             let rec: PawsEvent = read_packet_record(kind, bytes)?;
-            let site = PawsSite::from_u8(rec.site).ok_or(DecodeError::BadField {
+            let detail = paws::decode::paws(&rec).ok_or(DecodeError::BadField {
                 kind,
                 field: "site",
                 value: rec.site,
             })?;
-            let detail = Detail::PawsReject(PawsDetail {
-                site,
-                state: rec.state,
-                tsval: rec.tsval,
-                tsecr: rec.tsecr,
-                ts_recent: (rec.flags & PAWS_TS_RECENT_UNKNOWN == 0).then_some(rec.ts_recent),
-                old_ack: rec.flags & PAWS_OLD_ACK != 0,
-                rst: rec.flags & PAWS_RST != 0,
-            });
             Ok(with_packet(
-                with_header(&rec.header, kind, &rec.flow, detail),
+                with_header(&rec.header, kind, &rec.flow, Detail::PawsReject(detail)),
                 &rec.packet,
             ))
         }
         EventKind::Rst => {
             let rec: RstEvent = read_packet_record(kind, bytes)?;
-            let verdict = RstVerdict::from_u8(rec.verdict).ok_or(DecodeError::BadField {
+            let detail = paws::decode::rst(&rec).ok_or(DecodeError::BadField {
                 kind,
                 field: "verdict",
                 value: rec.verdict,
             })?;
-            let detail = Detail::Rst(RstDetail {
-                verdict,
-                state: rec.state,
-                seq: rec.seq,
-                seq_inferred: rec.flags & RST_SEQ_INFERRED != 0,
-                rcv_nxt: rec.rcv_nxt,
-                rcv_wup: rec.rcv_wup,
-                rcv_wnd: rec.rcv_wnd,
-            });
             Ok(with_packet(
-                with_header(&rec.header, kind, &rec.flow, detail),
+                with_header(&rec.header, kind, &rec.flow, Detail::Rst(detail)),
                 &rec.packet,
             ))
         }
@@ -314,6 +299,8 @@ pub fn errno_name(errno: i32) -> String {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use tcptrace_common::paws::{PawsSite, RstVerdict, PAWS_RST, PAWS_TS_RECENT_UNKNOWN};
+
     use super::*;
 
     pub fn raw_latency(kind: EventKind, family: u16, errno: i32) -> Vec<u8> {
@@ -483,22 +470,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn window_distance() {
-        let d = |seq| {
-            let Detail::Rst(r) = decode(&raw_rst(RstVerdict::Ignored, seq)).unwrap().detail else {
-                unreachable!()
-            };
-            r.window_distance()
-        };
-        // Window [900, 1400].
-        assert_eq!(d(900), 0);
-        assert_eq!(d(1400), 0);
-        assert_eq!(d(899), -1);
-        assert_eq!(d(1500), 100);
-        assert_eq!(d(0u32.wrapping_sub(100)), -1000);
-    }
-
-    #[test]
     fn decodes_port_search_v4() {
         let ev = decode(&raw_latency(EventKind::PortSearch, 2, 99)).unwrap();
         assert_eq!(ev.kind, EventKind::PortSearch);
@@ -507,11 +478,11 @@ pub(crate) mod tests {
         assert_eq!((ev.endpoints.sport, ev.endpoints.dport), (40000, 8080));
         assert_eq!(
             ev.detail,
-            Detail::PortSearch {
+            Detail::PortSearch(PortSearchDetail {
                 latency_ns: 1500,
                 errno: 99,
                 ports_probed: 7
-            }
+            })
         );
     }
 
@@ -521,10 +492,10 @@ pub(crate) mod tests {
         assert_eq!(ev.endpoints.daddr, IpAddr::V6(Ipv6Addr::LOCALHOST));
         assert_eq!(
             ev.detail,
-            Detail::Connect {
+            Detail::Connect(ConnectDetail {
                 latency_ns: 1500,
                 errno: 0
-            }
+            })
         );
     }
 

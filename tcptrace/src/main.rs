@@ -1,8 +1,11 @@
-//! tcptrace: live eBPF tracer for TCP failures.
+//! tcptrace: live eBPF tracer for TCP failures. This file parses the
+//! command line and hands it to the command's module (`commands/`).
 
+mod args;
 mod bench_flood;
 mod btf;
-mod cli;
+mod commands;
+mod connect;
 mod diagnose;
 mod endpoint;
 mod escape;
@@ -12,7 +15,6 @@ mod hist;
 mod hooks;
 mod host;
 mod kernel;
-mod live;
 mod loader;
 mod mapstats;
 mod metrics;
@@ -22,7 +24,6 @@ mod pcapng;
 mod pipeline;
 mod progstats;
 mod record;
-mod replay;
 mod sink;
 mod summary;
 mod syn;
@@ -30,38 +31,9 @@ mod tracefs;
 
 use std::process::ExitCode;
 
-use anyhow::Result;
 use clap::Parser as _;
-use tcptrace_common::Config;
 
-use crate::cli::{Cli, Command};
-
-fn check(attach: hooks::AttachMode, json: bool) -> Result<()> {
-    let loaded = loader::load(attach, Config::default());
-    let hooks = match loaded {
-        Ok(l) => l.hooks,
-        Err(e) => return Err(e),
-    };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&hooks)?);
-    } else {
-        println!("{:<12} {:<11} DETAIL", "HOOK", "MECHANISM");
-        for h in &hooks {
-            println!("{}", loader::describe(h));
-        }
-    }
-    Ok(())
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
-fn run_live(args: cli::LiveArgs) -> Result<()> {
-    runtime().and_then(|rt| rt.block_on(live::run(args)))
-}
+use crate::commands::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -73,13 +45,11 @@ fn main() -> ExitCode {
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     let result = match cli.command {
-        Some(Command::Check { attach, json }) => check(attach, json),
-        Some(Command::Diagnose(d)) => d.run(run_live),
-        Some(Command::Record(args)) => {
-            runtime().and_then(|rt| rt.block_on(live::session(&args.live, Some(&args))))
-        }
-        Some(Command::Replay(args)) => replay::run(args),
-        None => run_live(cli.live),
+        Some(Command::Check(args)) => commands::check::run(args),
+        Some(Command::Diagnose(args)) => commands::diagnose::run(args),
+        Some(Command::Record(args)) => commands::record::run(args),
+        Some(Command::Replay(args)) => commands::replay::run(args),
+        None => commands::live::run(cli.live),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

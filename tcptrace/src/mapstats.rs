@@ -20,6 +20,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use aya::maps::{Map, MapData, PerCpuArray};
+use serde::{Deserialize, Serialize};
 use tcptrace_common::statemaps::{StateMap, CONNECT_IN_FLIGHT, FULL_MAP};
 
 use crate::escape::Escaped;
@@ -330,10 +331,21 @@ pub fn render_text(maps: &[MapFill], out: &mut String) {
     }
 }
 
+/// One kernel state map: entries against capacity.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MapJson {
+    pub capacity: u64,
+    pub entries: u64,
+    pub full_failures: u64,
+    pub lru: bool,
+    pub name: String,
+}
+
 /// The summary's `maps`: `[{"name","entries","capacity","lru","full_failures"}]`.
-pub fn to_json(maps: &[MapFill]) -> Vec<crate::summary::json::MapJson> {
+pub fn to_json(maps: &[MapFill]) -> Vec<MapJson> {
     maps.iter()
-        .map(|m| crate::summary::json::MapJson {
+        .map(|m| MapJson {
             name: m.name.clone(),
             entries: m.entries,
             capacity: m.capacity,

@@ -10,17 +10,7 @@
 
 use std::io::{self, Write};
 
-use tcptrace_common::{
-    paws::{PawsSite, RstVerdict},
-    syn::SynDropCause,
-    EventKind,
-};
-
-use crate::{
-    endpoint::endpoint,
-    escape::escaped,
-    event::{Detail, Event},
-};
+use crate::{endpoint::endpoint, escape::escaped, event::Event};
 
 const SHB: u32 = 0x0A0D_0D0A;
 const IDB: u32 = 0x0000_0001;
@@ -35,19 +25,11 @@ const SHB_USERAPPL: u16 = 4;
 const IF_NAME: u16 = 2;
 const IF_TSRESOL: u16 = 9;
 
-/// Kinds whose records carry the headers of the packet behind them.
-pub fn carries_packet(kind: EventKind) -> bool {
-    matches!(
-        kind,
-        EventKind::SynDrop | EventKind::ListenOverflow | EventKind::PawsReject | EventKind::Rst
-    )
-}
-
 /// The packet an event carries and the comment naming the kernel's verdict,
 /// or None for events without captured bytes. Wireshark shows comments as
 /// text: anything in one that came from the traced system is escaped.
 pub fn packet(ev: &Event) -> Option<(&[u8], String)> {
-    if ev.packet.is_empty() || !carries_packet(ev.kind) {
+    if ev.packet.is_empty() || !ev.carries_packet() {
         return None;
     }
     Some((&ev.packet, escaped(&comment(ev)?)))
@@ -58,70 +40,7 @@ fn comment(ev: &Event) -> Option<String> {
     let e = &ev.endpoints;
     let local = endpoint(e.saddr, e.sport);
     let peer = endpoint(e.daddr, e.dport);
-    Some(match &ev.detail {
-        Detail::Syn(d) if ev.kind == EventKind::SynDrop => {
-            let why = match d.cause {
-                Some(SynDropCause::AcceptQueueFull) => {
-                    format!("accept queue full ({}/{})", d.backlog, d.backlog_max)
-                }
-                Some(SynDropCause::SynQueueFull) => format!(
-                    "SYN queue full ({}/{}, syncookies off)",
-                    d.syn_queue, d.backlog_max
-                ),
-                _ if d.last_quarter => format!(
-                    "last quarter of tcp_max_syn_backlog in use ({}/{}), peer unproven",
-                    d.syn_queue, d.max_syn_backlog
-                ),
-                _ => "no SYN-ACK sent (route, memory or LSM failure)".to_owned(),
-            };
-            format!("SYN dropped: {why} on {local} from {peer}")
-        }
-        Detail::Syn(d) => {
-            let outcome = if d.abort_on_overflow != 0 {
-                "answered with RST (tcp_abort_on_overflow=1)"
-            } else {
-                "request kept, client thinks it is connected (tcp_abort_on_overflow=0)"
-            };
-            format!(
-                "dropped: accept queue full ({}/{}) on {local}, third ACK from {peer}; {outcome}",
-                d.backlog, d.backlog_max
-            )
-        }
-        Detail::PawsReject(p) => {
-            let site = p.site.name();
-            let rst = if p.rst { ", RST" } else { "" };
-            let old = if p.old_ack { ", old ACK" } else { "" };
-            match (p.site, p.ts_recent) {
-                (PawsSite::SynSent, Some(sent)) => format!(
-                    "PAWS reject ({site}): TSecr {} not between our SYN's stamp {sent} and now",
-                    p.tsecr
-                ),
-                (_, Some(ts_recent)) => format!(
-                    "PAWS reject ({site}{rst}{old}): TSval {} < ts_recent {ts_recent}",
-                    p.tsval
-                ),
-                (_, None) => format!(
-                    "PAWS reject ({site}{rst}{old}): TSval {} older than ts_recent",
-                    p.tsval
-                ),
-            }
-        }
-        Detail::Rst(r) => match r.verdict {
-            RstVerdict::Accepted => {
-                format!("RST accepted: seq {} = rcv_nxt, connection reset", r.seq)
-            }
-            RstVerdict::ChallengeAck => format!(
-                "RST answered with challenge ACK: seq {} in window but rcv_nxt is {}",
-                r.seq, r.rcv_nxt
-            ),
-            RstVerdict::Ignored => format!(
-                "RST ignored: seq {} outside window by {}",
-                r.seq,
-                r.window_distance()
-            ),
-        },
-        Detail::Connect { .. } | Detail::PortSearch { .. } => return None,
-    })
+    ev.detail.family().pcap_comment(ev, &local, &peer)
 }
 
 /// Length of the whole packet as its IP header states (the capture holds
@@ -228,6 +147,7 @@ impl<W: Write> PcapngWriter<W> {
 mod tests {
     use super::*;
     use etherparse::PacketBuilder;
+    use tcptrace_common::paws::RstVerdict;
 
     fn syn_v4() -> Vec<u8> {
         let b = PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 2], 64)

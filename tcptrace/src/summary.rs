@@ -9,6 +9,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use tcptrace_common::{EventKind, HistId, Stat};
 
 use crate::{
+    connect::ConnectSummary,
     event::{errno_name, Event},
     hist::{fmt_ns, Histogram},
     paws::stats::PawsStats,
@@ -68,7 +69,8 @@ pub struct Summary {
     pub events: BTreeMap<&'static str, u64>,
     /// (event kind, errno) → count; every failure is sent, so this is exact.
     pub errors: BTreeMap<(&'static str, i32), u64>,
-    pub max_ports_probed: u32,
+    /// The connect family's part (port search).
+    pub connect: ConnectSummary,
     pub decode_errors: u64,
     /// PAWS rejects and received RSTs per peer.
     pub paws: PawsStats,
@@ -83,9 +85,7 @@ impl Summary {
         if ev.errno() != 0 {
             *self.errors.entry((ev.kind.name(), ev.errno())).or_default() += 1;
         }
-        if let crate::event::Detail::PortSearch { ports_probed, .. } = ev.detail {
-            self.max_ports_probed = self.max_ports_probed.max(ports_probed);
-        }
+        self.connect.observe(ev);
         self.paws.observe(ev);
         self.syn.observe(ev);
     }
@@ -114,13 +114,7 @@ impl Summary {
                 let _ = writeln!(out, "  {kind:<12} {:<14} {n}", errno_name(*errno));
             }
         }
-        if self.max_ports_probed > 0 {
-            let _ = writeln!(
-                out,
-                "port search: at most {} ports probed in one connect()",
-                self.max_ports_probed
-            );
-        }
+        self.connect.render_text(&mut out);
         self.paws.render_text(&k.rst_sent, &mut out);
         self.syn.render_text(&k.syn, &mut out);
         let lost = k.lost_total();
@@ -298,7 +292,7 @@ mod tests {
         assert_eq!(s.events["port_search"], 4);
         assert_eq!(s.errors[&("port_search", 99)], 2);
         assert_eq!(s.errors[&("port_search", 111)], 1);
-        assert_eq!(s.max_ports_probed, 7);
+        assert_eq!(s.connect.max_ports_probed, 7);
         let mut h = Histogram::default();
         h.record(1000);
         let k = KernelCounters {

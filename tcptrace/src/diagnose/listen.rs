@@ -22,8 +22,9 @@ use super::{
 };
 use crate::host::Needs;
 use crate::{
-    event::json::{EventJson, Outcome, Stamp},
+    event::json::{EventJson, Stamp},
     summary::json::SummaryJson,
+    syn::Outcome,
 };
 
 /// Listeners tracked one by one.

@@ -1,90 +1,17 @@
 //! The diagnosis inside a live run, a replay and `tcptrace diagnose`: the
 //! engine fed with every event, a host baseline taken at the start, a
 //! fresh snapshot at every summary, the findings handed to the outputs;
-//! and `diagnose --input`, which reads a saved JSON Lines stream.
+//! and the reading of a saved JSON Lines stream (`diagnose --input`). The
+//! command itself is `commands/diagnose.rs`.
 
-use std::{borrow::Cow, time::Duration};
+use std::borrow::Cow;
 
 use anyhow::{anyhow, Result};
-use clap::Args;
 use serde::Deserialize;
 
 use super::{evidence::HostView, hookset::HookSet, Context, Engine, Finding};
 use crate::host::{HostSnapshot, Needs, Scope, Snapshotter};
-use crate::{
-    cli::LiveArgs,
-    event::{json::EventJson, Event},
-    filter::FilterArgs,
-    hooks::AttachMode,
-    output::findings::write_findings,
-    sink::{Sink, SummaryStep},
-    summary::json::SummaryJson,
-};
-
-/// `tcptrace diagnose`: watch, then print only the findings.
-#[derive(Debug, Args)]
-pub struct DiagnoseArgs {
-    /// How long to watch (e.g. 10s, 2m).
-    #[arg(
-        long,
-        allow_hyphen_values = true,
-        value_parser = crate::cli::parse_duration,
-        default_value = "10s"
-    )]
-    pub duration: Duration,
-    /// Print findings as JSON Lines (objects of kind "finding").
-    #[arg(long)]
-    pub json: bool,
-    /// How function hooks attach: fentry/fexit where allowed, else kprobe.
-    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
-    pub attach: AttachMode,
-    /// Diagnose a saved `tcptrace --json` stream (a file, or - for stdin)
-    /// instead of tracing; host numbers are then unknown.
-    #[arg(long, value_name = "FILE")]
-    pub input: Option<std::path::PathBuf>,
-    #[command(flatten)]
-    pub filter: FilterArgs,
-}
-
-impl DiagnoseArgs {
-    /// Runs the watch through `live`, or reads `--input`.
-    pub fn run(self, live: impl FnOnce(LiveArgs) -> anyhow::Result<()>) -> anyhow::Result<()> {
-        let Some(path) = self.input.clone() else {
-            return live(self.into_live());
-        };
-        if !self.filter.describe().is_empty() {
-            anyhow::bail!(
-                "filters apply while tracing; with --input, filter the JSON stream first"
-            );
-        }
-        let reader: Box<dyn std::io::BufRead> = if path.as_os_str() == "-" {
-            Box::new(std::io::stdin().lock())
-        } else {
-            let f = std::fs::File::open(&path)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            Box::new(std::io::BufReader::new(f))
-        };
-        let findings = offline(reader)?;
-        let mut out = std::io::stdout().lock();
-        write_findings(&mut out, &findings, self.json)?;
-        Ok(())
-    }
-
-    pub fn into_live(self) -> LiveArgs {
-        LiveArgs {
-            json: self.json,
-            interval: Duration::ZERO,
-            duration: Some(self.duration),
-            // Every event counts for the rules, printed or not.
-            min_latency: Duration::ZERO,
-            attach: self.attach,
-            filter: self.filter,
-            diagnose: true,
-            bench: Default::default(),
-            metrics: Default::default(),
-        }
-    }
-}
+use crate::{event::json::EventJson, filter::FilterArgs, summary::json::SummaryJson};
 
 /// Namespaces whose counters may speak for themselves under this filter:
 /// counters carry no process, port or address, so only an unfiltered run
@@ -215,8 +142,14 @@ impl Session {
         })
     }
 
+    /// Whether it snapshots this host (live), or only knows what a
+    /// recording says (replay, `--input`).
+    pub fn has_host(&self) -> bool {
+        self.host.is_some()
+    }
+
     /// The host view the last live summary used (JSON, for the recording).
-    fn take_host_view(&mut self) -> Option<String> {
+    pub fn take_host_view(&mut self) -> Option<String> {
         self.host.as_ref()?;
         self.host_view
             .take()
@@ -224,28 +157,8 @@ impl Session {
     }
 
     /// Replay: the host view the live run recorded for the next summary.
-    fn set_recorded_host_view(&mut self, json: Option<&str>) {
+    pub fn set_recorded_host_view(&mut self, json: Option<&str>) {
         self.host_view = json.and_then(|j| serde_json::from_str(j).ok());
-    }
-}
-
-impl Sink for Session {
-    fn event(&mut self, ev: &Event, boot_offset_ns: i64) -> Result<()> {
-        self.observe(&EventJson::of(ev, boot_offset_ns));
-        Ok(())
-    }
-
-    fn summary(&mut self, step: &mut SummaryStep<'_>) -> Result<()> {
-        if self.host.is_none() {
-            self.set_recorded_host_view(step.recorded_host);
-        }
-        step.findings = Some(self.evaluate(Some(&step.json), step.hooks));
-        step.host_view = self.take_host_view();
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        Ok(())
     }
 }
 
@@ -254,6 +167,7 @@ mod tests {
     use super::*;
     use crate::{
         output::{findings::FindingsOnly, json::JsonLines},
+        sink::{Sink, SummaryStep},
         summary::{KernelCounters, Summary},
     };
     use serde_json::{json, Value};

@@ -13,12 +13,13 @@ use std::{borrow::Cow, net::IpAddr};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use tcptrace_common::{
-    paws::{tcp_state, PawsSite, RstVerdict},
+    paws::{PawsSite, RstVerdict},
     syn::SynDropCause,
     EventKind,
 };
 
-use super::{errno_name, Detail, Event};
+use super::{errno_name, Event};
+use crate::syn::{Outcome, Owner};
 
 /// RFC 3339 wall-clock time of a CLOCK_BOOTTIME stamp.
 pub fn wall_time(ts_ns: u64, boot_offset_ns: i64) -> String {
@@ -95,43 +96,6 @@ impl<'de> Deserialize<'de> for ErrorName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d).map(Self::Text)
     }
-}
-
-/// What happens to the client after an overflow on the third ACK.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// tcp_abort_on_overflow=1: the client gets a RST.
-    Reset,
-    /// tcp_abort_on_overflow=0: the client believes it is connected.
-    Ghost,
-}
-
-impl Outcome {
-    pub fn of(abort_on_overflow: u8) -> Self {
-        if abort_on_overflow != 0 {
-            Self::Reset
-        } else {
-            Self::Ghost
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Reset => "reset",
-            Self::Ghost => "ghost",
-        }
-    }
-}
-
-/// Where the pid/comm of a SYN-family event came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Owner {
-    /// Seen calling listen().
-    Listen,
-    /// Holds the socket now (found in /proc).
-    Proc,
 }
 
 /// Kernel enums written by their names.
@@ -337,46 +301,10 @@ impl<'a> EventJson<'a> {
             sport: (e.sport != 0).then_some(e.sport),
             daddr: Some(e.daddr),
             dport: Some(e.dport),
-            packet_len: crate::pcapng::carries_packet(ev.kind).then_some(ev.packet.len()),
+            packet_len: ev.carries_packet().then_some(ev.packet.len()),
             ..Self::default()
         };
-        match &ev.detail {
-            &Detail::Connect { latency_ns, errno } => {
-                v.latency_ns = Some(latency_ns);
-                v.errno = Some(errno);
-                v.error = Some(ErrorName::Of(errno));
-            }
-            &Detail::PortSearch {
-                latency_ns,
-                errno,
-                ports_probed,
-            } => {
-                v.latency_ns = Some(latency_ns);
-                v.errno = Some(errno);
-                v.error = Some(ErrorName::Of(errno));
-                v.ports_probed = Some(ports_probed);
-            }
-            Detail::Syn(d) => crate::syn::json_fields(ev.kind, d, &mut v),
-            Detail::PawsReject(p) => {
-                v.site = Some(p.site);
-                v.state = Some(Cow::Borrowed(tcp_state::name(p.state)));
-                v.tsval = Some(p.tsval);
-                v.tsecr = Some(p.tsecr);
-                v.ts_recent = Some(p.ts_recent);
-                v.old_ack = Some(p.old_ack);
-                v.rst = Some(p.rst);
-            }
-            Detail::Rst(r) => {
-                v.verdict = Some(r.verdict);
-                v.state = Some(Cow::Borrowed(tcp_state::name(r.state)));
-                v.seq = Some(r.seq);
-                v.seq_inferred = Some(r.seq_inferred);
-                v.rcv_nxt = Some(r.rcv_nxt);
-                v.rcv_wup = Some(r.rcv_wup);
-                v.rcv_wnd = Some(r.rcv_wnd);
-                v.window_distance = Some(r.window_distance());
-            }
-        }
+        ev.detail.family().json(ev, &mut v);
         v
     }
 

@@ -16,6 +16,7 @@ use tcptrace_common::{
 
 use super::topk::Tally;
 use crate::{
+    connect::decode::{ConnectDetail, PortSearchDetail},
     event::{Detail, Event},
     syn::ListenerId,
 };
@@ -128,16 +129,16 @@ impl Totals {
             *n += 1;
         }
         match &ev.detail {
-            Detail::Connect { errno, .. } => {
+            Detail::Connect(ConnectDetail { errno, .. }) => {
                 if *errno != 0 && *errno != EINPROGRESS {
                     *self.connect_errors.entry(*errno).or_default() += 1;
                 }
             }
-            Detail::PortSearch {
+            Detail::PortSearch(PortSearchDetail {
                 errno,
                 ports_probed,
                 ..
-            } => {
+            }) => {
                 if *errno != 0 {
                     *self.port_search_errors.entry(*errno).or_default() += 1;
                 }

@@ -1,21 +1,14 @@
 //! One aligned line per event for a person at a terminal, and the
 //! summary and findings as text.
 
-use std::{
-    fmt::Write as _,
-    io::{IsTerminal as _, Write},
-};
+use std::io::{IsTerminal as _, Write};
 
 use anyhow::Result;
-
-use tcptrace_common::paws::{PawsSite, RstVerdict};
-
-use tcptrace_common::EventKind;
 
 use crate::{
     diagnose::render_text,
     escape::Escaped,
-    event::{errno_name, json::wall_time, Detail, Event, PawsDetail, RstDetail},
+    event::{json::wall_time, Columns, Event},
     hist::fmt_ns,
     sink::{Sink, SummaryStep},
 };
@@ -101,29 +94,11 @@ impl Human {
         let e = &ev.endpoints;
         let local = endpoint(e.saddr, e.sport);
         let peer = endpoint(e.daddr, e.dport);
-        let (latency, mut result) = match &ev.detail {
-            &Detail::Connect { latency_ns, errno } => (Some(latency_ns), errno_name(errno)),
-            &Detail::PortSearch {
-                latency_ns,
-                errno,
-                ports_probed,
-            } => (
-                Some(latency_ns),
-                format!("{} probed={ports_probed}", errno_name(errno)),
-            ),
-            Detail::Syn(d) => (None, crate::syn::human_result(ev, d)),
-            Detail::PawsReject(p) => (None, paws_result(p)),
-            Detail::Rst(r) => (None, rst_result(r)),
-        };
-        let failed = match &ev.detail {
-            Detail::PawsReject(_) => true,
-            Detail::Rst(r) => r.verdict != RstVerdict::Accepted,
-            _ => match ev.kind {
-                EventKind::SynDrop | EventKind::ListenOverflow => true,
-                EventKind::SynackRetransmit => false,
-                _ => ev.errno() != 0 && ev.errno() != libc::EINPROGRESS,
-            },
-        };
+        let Columns {
+            latency_ns: latency,
+            mut result,
+            failed,
+        } = ev.detail.family().text(ev);
         if self.color && failed {
             result = format!("\x1b[31m{result}\x1b[0m");
         }
@@ -137,42 +112,6 @@ impl Human {
     }
 }
 
-fn paws_result(p: &PawsDetail) -> String {
-    let mut s = format!("paws {} tsval={}", p.site.name(), p.tsval);
-    match p.ts_recent {
-        Some(t) => {
-            let _ = write!(
-                s,
-                " ts_recent={t} behind={}",
-                t.wrapping_sub(p.tsval) as i32
-            );
-        }
-        None => s.push_str(" ts_recent=?"),
-    }
-    if p.site == PawsSite::SynSent {
-        let _ = write!(s, " tsecr={}", p.tsecr);
-    }
-    if p.old_ack {
-        s.push_str(" old_ack");
-    }
-    if p.rst {
-        s.push_str(" rst");
-    }
-    s
-}
-
-fn rst_result(r: &RstDetail) -> String {
-    format!(
-        "rst {} seq={}{} rcv_nxt={} wnd={} dist={}",
-        r.verdict.name(),
-        r.seq,
-        if r.seq_inferred { "?" } else { "" },
-        r.rcv_nxt,
-        r.rcv_wnd,
-        r.window_distance()
-    )
-}
-
 /// Port 0 (not chosen yet) prints as `*`.
 fn endpoint(addr: std::net::IpAddr, port: u16) -> String {
     crate::endpoint::Endpoint {
@@ -184,6 +123,8 @@ fn endpoint(addr: std::net::IpAddr, port: u16) -> String {
 
 #[cfg(test)]
 mod tests {
+    use tcptrace_common::EventKind;
+
     use super::*;
     use crate::event::{decode, tests::raw_latency};
 

@@ -1,6 +1,8 @@
 //! The outputs a person or a program reads: aligned text lines, JSON Lines,
-//! only the findings (`tcptrace diagnose`), and a pcapng capture.
+//! only the findings (`tcptrace diagnose`), and a pcapng capture; and the
+//! diagnosis, the sink that adds the findings they print.
 
+pub mod diagnosis;
 pub mod findings;
 pub mod human;
 pub mod json;

@@ -1,6 +1,7 @@
-//! `tcptrace record`: the live run's raw ring-buffer records and kernel
-//! counter snapshots, written to a versioned, block-compressed,
-//! checksummed file (format in [`format`], described in docs/recording.md).
+//! Recordings: the live run's raw ring-buffer records and kernel counter
+//! snapshots, written to a versioned, block-compressed, checksummed file
+//! (format in [`format`], described in docs/recording.md). The command is
+//! `commands/record.rs`, replay `commands/replay.rs`.
 //!
 //! The live loop hands every record to a [`Recorder`], which batches them into
 //! blocks; a writer thread compresses and writes each block with one write
@@ -15,7 +16,7 @@ pub mod writer;
 use std::{
     collections::BTreeMap,
     io::{IsTerminal as _, Write as _},
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         mpsc::{sync_channel, SyncSender},
@@ -26,7 +27,6 @@ use std::{
 };
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use clap::Args;
 use tcptrace_common::{
     paws::{PawsEvent, RstEvent},
     syn::SynEvent,
@@ -38,62 +38,11 @@ use self::{
     writer::{FileWriter, Written},
 };
 use crate::{
-    cli::LiveArgs,
     filter::FilterArgs,
     hooks::HookStatus,
     summary::{KernelCounters, RecordingStop},
     syn::OwnerLookup,
 };
-
-#[derive(Debug, Args)]
-pub struct RecordArgs {
-    /// Recording file to write (mode 0600: it holds real addresses).
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub output: PathBuf,
-    /// Keep each recording file under SIZE bytes (suffixes k, M, G: powers of
-    /// 1024). Without --rotate, recording stops when FILE is full.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub max_size: Option<u64>,
-    /// With --max-size: when FILE is full, rename it FILE.1 (FILE.1 to FILE.2,
-    /// …) and start a new FILE, keeping at most N older files.
-    #[arg(long, value_name = "N", requires = "max_size",
-          value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub rotate: Option<u32>,
-    /// Also write the packets of events that carry them to a pcapng file.
-    #[arg(long, value_name = "FILE")]
-    pub pcap: Option<PathBuf>,
-    /// Also print the live view (events, periodic summaries) on stdout;
-    /// --json implies it.
-    #[arg(long)]
-    pub print: bool,
-    #[command(flatten)]
-    pub live: LiveArgs,
-}
-
-/// "10M", "512k", "1G", "4096": bytes, suffixes are powers of 1024.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits);
-    let num: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?}: use a number of bytes with an optional k, M or G"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        _ => return Err(format!("{s:?}: unknown unit (use k, M or G)")),
-    };
-    let size = num
-        .checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))?;
-    if size < 64 << 10 {
-        return Err(format!("{s:?}: --max-size must be at least 64k"));
-    }
-    Ok(size)
-}
 
 /// CLOCK_BOOTTIME now, in nanoseconds (the clock of every event's `ts_ns`).
 pub fn boot_now_ns() -> u64 {
@@ -204,18 +153,26 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Creates the file (header written at once) and starts the writer thread.
-    pub fn start(args: &RecordArgs, hooks: &[HookStatus], boot_offset_ns: i64) -> Result<Self> {
-        let meta = metadata(hooks, &args.live.filter, boot_offset_ns);
-        let mut file =
-            FileWriter::create(&args.output, meta, args.max_size, args.rotate.unwrap_or(0))?;
+    /// Creates the file (header written at once) and starts the writer
+    /// thread; `max_size` and `rotate` as `tcptrace record` documents them
+    /// (`rotate` 0: stop when full).
+    pub fn start(
+        output: &Path,
+        max_size: Option<u64>,
+        rotate: u32,
+        filter: &FilterArgs,
+        hooks: &[HookStatus],
+        boot_offset_ns: i64,
+    ) -> Result<Self> {
+        let meta = metadata(hooks, filter, boot_offset_ns);
+        let mut file = FileWriter::create(output, meta, max_size, rotate)?;
         let shared = Arc::new(Shared {
             bytes: AtomicU64::new(file.total_bytes),
             full: AtomicBool::new(false),
             written: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
         });
-        let path = args.output.clone();
+        let path = output.to_path_buf();
         // A few blocks of slack; if the disk is slower than the events the
         // loop waits, the ring buffer fills and the kernel counts lost events.
         let (tx, rx) = sync_channel::<Block>(4);
@@ -250,7 +207,7 @@ impl Recorder {
         let now = Instant::now();
         let tty = std::io::stderr().is_terminal();
         Ok(Self {
-            path: args.output.clone(),
+            path: output.to_path_buf(),
             block: Block::default(),
             tx: Some(tx),
             thread: Some(thread),
@@ -416,96 +373,5 @@ impl Recorder {
             fmt_bytes(self.shared.bytes.load(Ordering::Relaxed))
         );
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("10M").unwrap(), 10 << 20);
-        assert_eq!(parse_size("512k").unwrap(), 512 << 10);
-        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
-        assert_eq!(parse_size("100000").unwrap(), 100_000);
-        assert!(parse_size("10").unwrap_err().contains("at least"));
-        assert!(parse_size("ten").is_err());
-        assert!(parse_size("5x").is_err());
-        assert!(parse_size("99999999999999G").is_err());
-    }
-
-    #[test]
-    fn record_and_replay_command_lines() {
-        use crate::cli::{Cli, Command};
-        use clap::Parser as _;
-        let cli = Cli::try_parse_from([
-            "tcptrace",
-            "record",
-            "-o",
-            "run.rec",
-            "--max-size",
-            "10M",
-            "--rotate",
-            "3",
-            "--json",
-            "--interval",
-            "0",
-            "--pcap",
-            "run.pcapng",
-        ])
-        .unwrap();
-        let Some(Command::Record(r)) = cli.command else {
-            panic!("not a record command")
-        };
-        assert_eq!(r.output, PathBuf::from("run.rec"));
-        assert_eq!((r.max_size, r.rotate), (Some(10 << 20), Some(3)));
-        assert!(r.live.json && !r.print);
-        assert_eq!(r.live.interval, Duration::ZERO);
-        assert_eq!(r.pcap, Some(PathBuf::from("run.pcapng")));
-        let err = Cli::try_parse_from(["tcptrace", "record", "-o", "f", "--rotate", "2"])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("--max-size"), "{err}");
-        assert!(Cli::try_parse_from(["tcptrace", "record"]).is_err());
-
-        let cli = Cli::try_parse_from([
-            "tcptrace",
-            "replay",
-            "a.rec.1",
-            "a.rec",
-            "--json",
-            "--since",
-            "30s",
-            "--until",
-            "2024-05-01T10:00:00Z",
-            "--pcap",
-            "out.pcapng",
-            "--port",
-            "80",
-        ])
-        .unwrap();
-        let Some(Command::Replay(r)) = cli.command else {
-            panic!("not a replay command")
-        };
-        assert_eq!(r.files, [PathBuf::from("a.rec.1"), PathBuf::from("a.rec")]);
-        assert!(r.json && !r.info);
-        assert_eq!(
-            r.since,
-            Some(crate::replay::TimeArg::After(Duration::from_secs(30)))
-        );
-        assert!(matches!(r.until, Some(crate::replay::TimeArg::Wall(_))));
-        assert_eq!(r.filter.port, Some(80));
-        assert!(Cli::try_parse_from(["tcptrace", "replay"]).is_err());
-        assert!(Cli::try_parse_from(["tcptrace", "replay", "f", "--since", "soon"]).is_err());
-        let err = Cli::try_parse_from(["tcptrace", "replay", "f", "--until", "-5s"])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with(
-                "error: invalid value '-5s' for '--until <T>': times cannot be negative"
-            ),
-            "{err}"
-        );
     }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{
+    mapstats::MapJson,
     paws::stats::{PawsJson, RstReceivedJson, RstSentJson},
     syn::{Answered, ListenerJson},
 };
@@ -94,17 +95,6 @@ pub struct SlotJson {
     pub count: u64,
     pub high_ns: u64,
     pub low_ns: u64,
-}
-
-/// One kernel state map: entries against capacity.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct MapJson {
-    pub capacity: u64,
-    pub entries: u64,
-    pub full_failures: u64,
-    pub lru: bool,
-    pub name: String,
 }
 
 /// A recording that stopped early (a full disk).

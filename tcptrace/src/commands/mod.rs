@@ -1,10 +1,15 @@
-//! Command line.
+//! The command line: [`Cli`] and its subcommands, one module each. The
+//! argument groups they share are in `args.rs`; `main.rs` dispatches.
 
-use std::time::Duration;
+pub mod check;
+pub mod diagnose;
+pub mod live;
+pub mod record;
+pub mod replay;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
-use crate::{filter::FilterArgs, hooks::AttachMode};
+use crate::args::LiveArgs;
 
 /// Live eBPF tracer for the TCP failures counters only hint at.
 #[derive(Debug, Parser)]
@@ -24,79 +29,21 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List every hook, the mechanism it would use on this kernel, or why it cannot attach.
-    Check {
-        /// How function hooks attach.
-        #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
-        attach: AttachMode,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Check(check::CheckArgs),
     /// Watch for a while, then print only the findings: root cause and fix.
-    Diagnose(crate::diagnose::session::DiagnoseArgs),
+    Diagnose(diagnose::DiagnoseArgs),
     /// Trace live and record the events and kernel counters to a file.
-    Record(crate::record::RecordArgs),
+    Record(record::RecordArgs),
     /// Print a recording as the live run printed it (text or JSON, filtered, as pcapng).
-    Replay(crate::replay::ReplayArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct LiveArgs {
-    /// Print JSON Lines (one object per event, then summaries) instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// Print a summary this often (e.g. 1s, 500ms); 0 disables periodic summaries.
-    #[arg(long, allow_hyphen_values = true, value_parser = parse_duration, default_value = "1s")]
-    pub interval: Duration,
-    /// Stop after this long (e.g. 30s, 5m).
-    #[arg(long, allow_hyphen_values = true, value_parser = parse_duration)]
-    pub duration: Option<Duration>,
-    /// Only print successful calls at least this slow (failures always print);
-    /// histograms still count every call.
-    #[arg(long, allow_hyphen_values = true, value_parser = parse_duration, default_value = "0s")]
-    pub min_latency: Duration,
-    /// How function hooks attach: fentry/fexit where allowed, else kprobe.
-    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
-    pub attach: AttachMode,
-    #[command(flatten)]
-    pub filter: FilterArgs,
-    /// Set by `tcptrace diagnose`: print only the findings.
-    #[arg(skip)]
-    pub diagnose: bool,
-    #[command(flatten)]
-    pub bench: crate::bench_flood::BenchArgs,
-    #[command(flatten)]
-    pub metrics: crate::metrics::MetricsArgs,
-}
-
-/// What a duration is, for every error about one.
-pub const DURATION_FORM: &str =
-    "a duration is a positive number with a unit (us, ms, s, m, h), e.g. 30s or 500ms";
-
-/// `-5s`, `-.5s`: a minus sign before a number (`--json`, a flag given
-/// where the value should be, is not "negative").
-pub fn is_negative(s: &str) -> bool {
-    s.strip_prefix('-')
-        .and_then(|r| r.chars().next())
-        .is_some_and(|c| c.is_ascii_digit() || c == '.')
-}
-
-/// A duration argument. Its flags take values starting with `-`
-/// (`allow_hyphen_values`) so that `--duration -5s` reaches this parser
-/// and gets this one-line explanation, not clap's "unexpected argument".
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if is_negative(s) {
-        return Err(format!("durations cannot be negative: {DURATION_FORM}"));
-    }
-    humantime::parse_duration(s).map_err(|_| DURATION_FORM.to_owned())
+    Replay(replay::ReplayArgs),
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::{commands::check::CheckArgs, hooks::AttachMode};
     use clap::CommandFactory as _;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
@@ -145,10 +92,10 @@ mod tests {
         let cli = parse(&["check", "--attach", "fentry"]).unwrap();
         assert!(matches!(
             cli.command,
-            Some(Command::Check {
+            Some(Command::Check(CheckArgs {
                 attach: AttachMode::Fentry,
                 json: false
-            })
+            }))
         ));
     }
 

@@ -12,9 +12,9 @@ use chrono::DateTime;
 use clap::Args;
 
 use crate::{
+    args::FilterArgs,
     escape::Escaped,
     event::{decode, json::wall_time},
-    filter::FilterArgs,
     pipeline::{self, Outputs},
     record::{
         fmt_bytes,
@@ -62,11 +62,11 @@ pub enum TimeArg {
 
 pub fn parse_time(s: &str) -> Result<TimeArg, String> {
     // RFC 3339 times never start with '-' (years before 0 are not ours).
-    if crate::cli::is_negative(s) {
+    if crate::args::is_negative(s) {
         return Err(format!(
             "times cannot be negative: use an RFC 3339 time (2024-05-01T10:00:00Z) or a \
              duration after the recording started ({})",
-            crate::cli::DURATION_FORM
+            crate::args::DURATION_FORM
         ));
     }
     if let Ok(d) = humantime::parse_duration(s) {

@@ -1,7 +1,8 @@
-//! The live run: drain the ring buffer, print events, summarise on a timer
+//! The live run, the default command and the engine of `record` and
+//! `diagnose`: drain the ring buffer, print events, summarise on a timer
 //! and at exit (Ctrl-C, SIGTERM or --duration).
 
-use std::io::BufWriter;
+use std::{io::BufWriter, path::Path};
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
@@ -13,14 +14,14 @@ use tokio::{
 };
 
 use crate::{
-    cli::LiveArgs,
+    args::LiveArgs,
     diagnose::session::Session,
     event::decode,
     hist,
     loader::{self, Loaded},
     metrics::{Endpoint, KernelReader},
     pipeline::{self, Outputs, Pipeline},
-    record::{format::MarkerKind, RecordArgs, Recorder},
+    record::{format::MarkerKind, Recorder},
     summary::KernelCounters,
 };
 
@@ -29,8 +30,7 @@ struct CounterMaps {
     hists: PerCpuArray<MapData, u64>,
     lost: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
-    rst_sent: PerCpuArray<MapData, u64>,
-    rst_slot_names: Vec<String>,
+    rst_sent: crate::paws::maps::RstSentMap,
     syn: crate::syn::SynMaps,
     programs: crate::progstats::ProgramStats,
     maps: crate::mapstats::StateMaps,
@@ -40,6 +40,7 @@ impl CounterMaps {
     fn take(ebpf: &mut aya::Ebpf, rst_slot_names: Vec<String>) -> Result<Self> {
         let maps = crate::mapstats::StateMaps::take(ebpf)?;
         let syn = crate::syn::SynMaps::take(ebpf)?;
+        let rst_sent = crate::paws::maps::RstSentMap::take(ebpf, rst_slot_names)?;
         let mut take = |name: &str| -> Result<PerCpuArray<MapData, u64>> {
             let map = ebpf
                 .take_map(name)
@@ -50,8 +51,7 @@ impl CounterMaps {
             hists: take(maps::HISTOGRAMS)?,
             lost: take(maps::LOST)?,
             stats: take(maps::STATS)?,
-            rst_sent: take(maps::RST_SENT)?,
-            rst_slot_names,
+            rst_sent,
             syn,
             // Filled once every program is loaded (`session`).
             programs: crate::progstats::ProgramStats::default(),
@@ -77,15 +77,7 @@ impl CounterMaps {
                 .iter()
                 .map(|&s| Ok((s, sum(&self.stats, s as u32)?)))
                 .collect::<Result<_>>()?,
-            rst_sent: self
-                .rst_slot_names
-                .iter()
-                .zip(0u32..)
-                .map(|(name, i)| Ok((name.clone(), sum(&self.rst_sent, i)?)))
-                .collect::<Result<Vec<_>>>()?
-                .into_iter()
-                .filter(|(_, n)| *n > 0)
-                .collect(),
+            rst_sent: self.rst_sent.read()?,
             syn: self.syn.read()?,
             missed: self.programs.missed(),
             maps: self.maps.read()?,
@@ -93,8 +85,27 @@ impl CounterMaps {
     }
 }
 
-pub async fn run(args: LiveArgs) -> Result<()> {
-    session(&args, None).await
+/// What `tcptrace record` adds to the live run.
+pub struct Recording<'a> {
+    pub output: &'a Path,
+    pub max_size: Option<u64>,
+    pub rotate: u32,
+    /// Also write the packets to this pcapng file.
+    pub pcap: Option<&'a Path>,
+    /// Also print the live view (`--json` implies it).
+    pub print: bool,
+}
+
+/// The default command: trace until Ctrl-C or `--duration`.
+pub fn run(args: LiveArgs) -> Result<()> {
+    runtime().and_then(|rt| rt.block_on(session(&args, None)))
+}
+
+/// The single-threaded runtime the live run polls the ring buffer on.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Ring buffer polling period while events flow, and its ceiling when idle.
@@ -102,7 +113,7 @@ const POLL_MIN: std::time::Duration = std::time::Duration::from_millis(5);
 const POLL_MAX: std::time::Duration = std::time::Duration::from_millis(40);
 
 /// The live run; with `record`, also the recording (`tcptrace record`).
-pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()> {
+pub async fn session(args: &LiveArgs, record: Option<&Recording<'_>>) -> Result<()> {
     // A taken or privileged --metrics port fails here, before any loading.
     let metrics_bound = args.metrics.bind()?;
     let config = Config {
@@ -164,7 +175,7 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
         json: args.json,
         show_events,
         only_findings: args.diagnose,
-        pcap: record.and_then(|r| r.pcap.as_deref()),
+        pcap: record.and_then(|r| r.pcap),
         report_packets: false,
         metrics: metrics.as_ref(),
     };
@@ -218,7 +229,16 @@ pub async fn session(args: &LiveArgs, record: Option<&RecordArgs>) -> Result<()>
         eprintln!("tcptrace: filter (in the kernel): {filter}");
     }
     let mut recorder = record
-        .map(|r| Recorder::start(r, &hooks, boot_offset))
+        .map(|r| {
+            Recorder::start(
+                r.output,
+                r.max_size,
+                r.rotate,
+                &args.filter,
+                &hooks,
+                boot_offset,
+            )
+        })
         .transpose()?;
     eprintln!("tcptrace: tracing; Ctrl-C to stop");
 
