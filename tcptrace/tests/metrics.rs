@@ -115,6 +115,14 @@ fn prometheus_sees_what_tcptrace_printed_and_an_alert_fires() {
         calls,
         Duration::from_secs(20),
     );
+    // The finding is published at the summary after the event (every 1 s)
+    // and scraped after that: it can come a scrape later than the counters
+    // the alert also fires on.
+    let finding = prom.wait_for(
+        "tcptrace_finding_active{id=\"ephemeral_port_exhaustion\"}",
+        1.0,
+        Duration::from_secs(20),
+    );
     // Every alert state is evaluated once a second: give the rule a few.
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut firing = prom.firing();
@@ -164,7 +172,6 @@ fn prometheus_sees_what_tcptrace_printed_and_an_alert_fires() {
     let inf = q("tcptrace_connect_duration_seconds_bucket{le=\"+Inf\"}");
     let sum = q("tcptrace_connect_duration_seconds_sum");
     let printed = q("tcptrace_events_total{kind=\"connect\"}");
-    let finding = q("tcptrace_finding_active{id=\"ephemeral_port_exhaustion\"}");
     let occurrences = q("tcptrace_finding_occurrences_total{id=\"ephemeral_port_exhaustion\"}");
     let increase = q("max_over_time(tcptrace_connect_duration_seconds_count[5m]) - min_over_time(tcptrace_connect_duration_seconds_count[5m])");
     drop(prom);
