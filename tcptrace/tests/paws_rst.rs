@@ -280,15 +280,6 @@ fn time_wait(family: Family) {
     );
 }
 
-/// Whether `prog` is on PATH (the VM's busybox image has neither curl nor
-/// nft: real-client scenarios run on the host).
-fn have(prog: &str) -> bool {
-    std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {prog}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// S5 as it happens in production: ONE client host behind SNAT (nft in the
 /// client namespace maps every connection to source port 40000), a server
 /// that closes first (so it holds TIME_WAIT), 20 fetches with curl. Where

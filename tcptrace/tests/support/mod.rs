@@ -19,6 +19,15 @@ use std::{
 use serde_json::Value;
 
 /// The tcptrace binary: `TCPTRACE_BIN` (VM runs) or the one cargo built.
+/// Whether `prog` is on PATH (the VM's busybox image has no curl, nft or
+/// Prometheus: scenarios with those real programs run on the host).
+pub fn have(prog: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {prog}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 pub fn tcptrace_bin() -> String {
     std::env::var("TCPTRACE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tcptrace").to_owned())
 }
