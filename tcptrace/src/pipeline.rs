@@ -11,9 +11,13 @@ use crate::{
     diagnose::{hookset::HookSet, session::Session},
     event::{DecodeError, Event},
     metrics::Endpoint,
-    output::{findings::FindingsOnly, human::Text, json::JsonLines, pcap::Pcap},
+    output::{
+        findings::FindingsOnly, findings_log::FindingsLog, human::Text, json::JsonLines,
+        pcap::Pcap,
+    },
     sink::{Sink, SummaryStep},
-    summary::{KernelCounters, Summary},
+    summary::{KernelCounters, RecordingStop, Summary},
+    syn::OwnerLookup,
 };
 
 /// How the outputs of a run are chosen (from the command line).
@@ -29,6 +33,10 @@ pub struct Outputs<'a> {
     pub report_packets: bool,
     /// `--metrics` (live only): the endpoint the metrics sink feeds.
     pub metrics: Option<&'a Endpoint>,
+    /// The daemon: findings as JSON lines when they appear or change, in
+    /// place of the text or JSON output, and a summary (a diagnosis) at
+    /// every interval.
+    pub findings_log: bool,
 }
 
 /// The summary state and the sinks every event goes through.
@@ -40,6 +48,8 @@ pub struct Pipeline {
     hooks: HookSet,
     recorded_host: Option<String>,
     sinks: Vec<Box<dyn Sink>>,
+    /// A sink that takes the raw records (a recorder) is in the list.
+    raw: bool,
 }
 
 /// The sinks for `o`, writing to `out`: the diagnosis first (its findings
@@ -56,7 +66,9 @@ pub fn build<W: Write + 'static>(
     if let Some(d) = diagnosis {
         sinks.push(Box::new(d));
     }
-    if o.only_findings {
+    if o.findings_log {
+        sinks.push(Box::new(FindingsLog::new(out)));
+    } else if o.only_findings {
         sinks.push(Box::new(FindingsOnly::new(out, o.json)));
     } else if o.json {
         sinks.push(Box::new(JsonLines::new(out, show_events)));
@@ -72,7 +84,8 @@ pub fn build<W: Write + 'static>(
     Ok(Pipeline {
         summary: Summary::default(),
         boot_offset_ns,
-        periodic: show_events,
+        periodic: show_events || o.findings_log,
+        raw: false,
         hooks: HookSet::default(),
         recorded_host: None,
         sinks,
@@ -80,6 +93,46 @@ pub fn build<W: Write + 'static>(
 }
 
 impl Pipeline {
+    /// A recorder, added once the hooks are attached (its header lists
+    /// them); it takes the raw records from then on.
+    pub fn add_recorder(&mut self, sink: Box<dyn Sink>) {
+        self.sinks.push(sink);
+        self.raw = true;
+    }
+
+    /// True once a recorder is in the list.
+    pub fn records(&self) -> bool {
+        self.raw
+    }
+
+    /// One raw record as received (and the owner found for it) to the
+    /// recorders; true when one wants the counters now ([`Pipeline::tick`]).
+    pub fn raw(&mut self, raw: &[u8], owner: Option<&OwnerLookup>) -> bool {
+        if !self.raw {
+            return false;
+        }
+        let mut wants = false;
+        for s in &mut self.sinks {
+            wants |= s.raw(raw, owner);
+        }
+        wants
+    }
+
+    /// The kernel counters, every second and when a recorder asked; true
+    /// when a recorder says the run must stop.
+    pub fn tick(&mut self, k: &KernelCounters) -> Result<bool> {
+        let mut stop = false;
+        for s in &mut self.sinks {
+            stop |= s.tick(k)?;
+        }
+        Ok(stop)
+    }
+
+    /// A recording that stopped before the run did.
+    pub fn recording_stop(&self) -> Option<RecordingStop> {
+        self.sinks.iter().find_map(|s| s.recording_stop())
+    }
+
     pub fn set_boot_offset(&mut self, boot_offset_ns: i64) {
         self.boot_offset_ns = boot_offset_ns;
     }
@@ -108,9 +161,17 @@ impl Pipeline {
         log::warn!("{e}");
     }
 
-    /// A periodic (`final_` false) or the final summary; returns the host
-    /// view the findings used (live), for the recording.
-    pub fn summary(&mut self, k: &KernelCounters, final_: bool) -> Result<Option<String>> {
+    /// A periodic (`final_` false) or the final summary; the recorders
+    /// note it with the host view the findings used (live).
+    pub fn summary(&mut self, k: &KernelCounters, final_: bool) -> Result<()> {
+        let host = self.summary_step(k, final_)?;
+        for s in &mut self.sinks {
+            s.marker(final_, k, host.as_deref());
+        }
+        Ok(())
+    }
+
+    fn summary_step(&mut self, k: &KernelCounters, final_: bool) -> Result<Option<String>> {
         if !final_ && !self.periodic {
             return Ok(None);
         }

@@ -1,6 +1,8 @@
 //! The outputs of a run as sinks behind one small trait: text or JSON
 //! Lines, findings only, a pcapng capture, the diagnosis, the metrics
-//! endpoint's totals (live only). The pipeline that
+//! endpoint's totals (live only), the findings log (daemon) and the
+//! recorders (a recording file, the daemon's segments), which also take
+//! the raw ring-buffer records and the counters. The pipeline that
 //! feeds them is in [`crate::pipeline`].
 //!
 //! At every summary the sinks see one [`SummaryStep`] in list order: the
@@ -11,7 +13,8 @@ use anyhow::Result;
 use crate::{
     diagnose::{hookset::HookSet, Finding},
     event::Event,
-    summary::{json::SummaryJson, KernelCounters, Summary},
+    summary::{json::SummaryJson, KernelCounters, RecordingStop, Summary},
+    syn::OwnerLookup,
 };
 
 /// One output: text or JSON lines, a pcapng capture, the diagnosis, the
@@ -28,6 +31,31 @@ pub trait Sink {
     /// The run is over.
     fn finish(&mut self) -> Result<()> {
         self.flush()
+    }
+
+    /// One raw ring-buffer record as received, before it is decoded, with
+    /// the listener owner the live run looked up in /proc for it (the
+    /// recorders). True when the sink wants the counters now
+    /// ([`Sink::tick`]): its block is full.
+    fn raw(&mut self, _raw: &[u8], _owner: Option<&OwnerLookup>) -> bool {
+        false
+    }
+
+    /// Every second of a live run, and when [`Sink::raw`] asked: the kernel
+    /// counters. True when the run must stop (a recording that is full or
+    /// stopped; the sink said why).
+    fn tick(&mut self, _k: &KernelCounters) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Every summary of a live run, printed or not: the counters it was
+    /// taken with and the host view its findings used (the recorders keep
+    /// them, so replay prints the same summaries).
+    fn marker(&mut self, _final: bool, _k: &KernelCounters, _host: Option<&str>) {}
+
+    /// A recording that stopped before the run did (a full disk).
+    fn recording_stop(&self) -> Option<RecordingStop> {
+        None
     }
 }
 

@@ -21,7 +21,7 @@ use crate::{
     loader::{self, Loaded},
     metrics::{Endpoint, KernelReader},
     pipeline::{self, Outputs, Pipeline},
-    record::{format::MarkerKind, Recorder},
+    record::{sink::RecordSink, Recorder},
     summary::KernelCounters,
 };
 
@@ -178,6 +178,7 @@ pub async fn session(args: &LiveArgs, record: Option<&Recording<'_>>) -> Result<
         pcap: record.and_then(|r| r.pcap),
         report_packets: false,
         metrics: metrics.as_ref(),
+        findings_log: false,
     };
     let mut printer = pipeline::build(
         BufWriter::new(std::io::stdout().lock()),
@@ -203,11 +204,11 @@ pub async fn session(args: &LiveArgs, record: Option<&Recording<'_>>) -> Result<
             joined = &mut attaching => break joined.context("attaching hooks")?,
             guard = ring.readable_mut(), if show_early => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                drain(guard.get_inner_mut(), &counters, &mut printer, &mut owners, None)?;
+                drain(guard.get_inner_mut(), &counters, &mut printer, &mut owners)?;
                 guard.clear_ready();
             }
             _ = &mut poll, if show_early => {
-                drain(ring.get_mut(), &counters, &mut printer, &mut owners, None)?;
+                drain(ring.get_mut(), &counters, &mut printer, &mut owners)?;
                 poll.as_mut().reset(Instant::now() + poll_every);
             }
         }
@@ -228,18 +229,17 @@ pub async fn session(args: &LiveArgs, record: Option<&Recording<'_>>) -> Result<
     if !filter.is_empty() {
         eprintln!("tcptrace: filter (in the kernel): {filter}");
     }
-    let mut recorder = record
-        .map(|r| {
-            Recorder::start(
-                r.output,
-                r.max_size,
-                r.rotate,
-                &args.filter,
-                &hooks,
-                boot_offset,
-            )
-        })
-        .transpose()?;
+    if let Some(r) = record {
+        let rec = Recorder::start(
+            r.output,
+            r.max_size,
+            r.rotate,
+            &args.filter,
+            &hooks,
+            boot_offset,
+        )?;
+        printer.add_recorder(Box::new(RecordSink::new(rec)));
+    }
     eprintln!("tcptrace: tracing; Ctrl-C to stop");
 
     let period = if args.interval.is_zero() {
@@ -263,27 +263,20 @@ pub async fn session(args: &LiveArgs, record: Option<&Recording<'_>>) -> Result<
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                drain(guard.get_inner_mut(), &counters, &mut printer, &mut owners, recorder.as_mut())?;
+                drain(guard.get_inner_mut(), &counters, &mut printer, &mut owners)?;
                 guard.clear_ready();
             }
             _ = &mut poll => {
-                let n = drain(ring.get_mut(), &counters, &mut printer, &mut owners, recorder.as_mut())?;
+                let n = drain(ring.get_mut(), &counters, &mut printer, &mut owners)?;
                 poll_every = if n > 0 { POLL_MIN } else { (poll_every * 2).min(POLL_MAX) };
                 poll.as_mut().reset(Instant::now() + poll_every);
             }
-            _ = ticker.tick() => summarize(&counters, &mut printer, recorder.as_mut(), false)?,
-            _ = record_tick.tick(), if recorder.is_some() => {
-                if let Some(rec) = recorder.as_mut() {
-                    rec.tick(&counters.read()?)?;
-                    if rec.full() {
-                        eprintln!("tcptrace: {} reached --max-size: stopping", rec.path().display());
-                        break;
-                    }
-                    // The writer said why on stderr already; stop as at
-                    // --max-size, the final summary counts what was lost.
-                    if rec.stopped().is_some() {
-                        break;
-                    }
+            _ = ticker.tick() => printer.summary(&counters.read()?, false)?,
+            // The recorder writes its block; it says when the recording is
+            // full or stopped (a full disk), and the run stops.
+            _ = record_tick.tick(), if printer.records() => {
+                if printer.tick(&counters.read()?)? {
+                    break;
                 }
             }
             _ = sigint.recv() => break,
@@ -291,19 +284,12 @@ pub async fn session(args: &LiveArgs, record: Option<&Recording<'_>>) -> Result<
             _ = &mut deadline => break,
         }
     }
-    drain(
-        ring.get_mut(),
-        &counters,
-        &mut printer,
-        &mut owners,
-        recorder.as_mut(),
-    )?;
-    printer.summary.recording = recorder.as_ref().and_then(Recorder::stopped);
-    summarize(&counters, &mut printer, recorder.as_mut(), true)?;
+    drain(ring.get_mut(), &counters, &mut printer, &mut owners)?;
+    printer.summary.recording = printer.recording_stop();
+    // The recorder notes where the summary was printed and with which
+    // counters, so replay prints the same.
+    printer.summary(&counters.read()?, true)?;
     printer.finish()?;
-    if let Some(rec) = recorder {
-        rec.finish()?;
-    }
     // The endpoint stops; dropping `ebpf` detaches every link and unloads
     // the programs.
     drop(metrics);
@@ -312,30 +298,25 @@ pub async fn session(args: &LiveArgs, record: Option<&Recording<'_>>) -> Result<
     Ok(())
 }
 
-/// Every record waiting in the ring buffer: to the recording as received,
+/// Every record waiting in the ring buffer: to the recorders as received,
 /// then decoded into the sinks.
-fn drain(
+pub(crate) fn drain(
     ring: &mut RingBuf<MapData>,
     counters: &CounterMaps,
     printer: &mut Pipeline,
     owners: &mut crate::syn::Owners,
-    mut recorder: Option<&mut Recorder>,
 ) -> Result<usize> {
     let mut n = 0;
     while let Some(item) = ring.next() {
         n += 1;
         let mut ev = decode(&item);
-        if let Ok(ev) = &mut ev {
-            // A listener owner found in /proc goes into the recording (in the
-            // block of this record), so replay fills it in the same way.
-            if let (Some(found), Some(rec)) = (owners.fill(ev), recorder.as_deref_mut()) {
-                rec.owner(found);
-            }
-        }
-        if let Some(rec) = recorder.as_deref_mut() {
-            if rec.push(&item) {
-                rec.tick(&counters.read()?)?;
-            }
+        let found = match &mut ev {
+            Ok(ev) => owners.fill(ev),
+            Err(_) => None,
+        };
+        if printer.raw(&item, found.as_ref()) {
+            // A full block closes with a counter snapshot.
+            printer.tick(&counters.read()?)?;
         }
         match ev {
             Ok(ev) => printer.event(&ev)?,
@@ -344,25 +325,4 @@ fn drain(
     }
     printer.flush()?;
     Ok(n)
-}
-
-/// Reads the kernel counters and prints a summary; the recording notes
-/// where it was printed and with which counters, so replay prints the same.
-fn summarize(
-    counters: &CounterMaps,
-    printer: &mut Pipeline,
-    recorder: Option<&mut Recorder>,
-    final_: bool,
-) -> Result<()> {
-    let k = counters.read()?;
-    let host_view = printer.summary(&k, final_)?;
-    if let Some(rec) = recorder {
-        let kind = if final_ {
-            MarkerKind::Final
-        } else {
-            MarkerKind::Summary
-        };
-        rec.marker(kind, &k, host_view);
-    }
-    Ok(())
 }

@@ -176,6 +176,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         report_packets: true,
         // Replay serves no metrics: the endpoint reads the live kernel maps.
         metrics: None,
+        findings_log: false,
     };
     let mut printer = pipeline::build(
         BufWriter::new(std::io::stdout().lock()),

@@ -3,14 +3,19 @@
 //! (format in [`format`], described in docs/recording.md). The command is
 //! `commands/record.rs`, replay `commands/replay.rs`.
 //!
-//! The live loop hands every record to a [`Recorder`], which batches them into
-//! blocks; a writer thread compresses and writes each block with one write
-//! call at least every second, so a killed recorder loses at most the last
-//! second.
+//! The live loop hands every record to a [`Recorder`] (a sink of the
+//! pipeline, `sink.rs`), which batches them into blocks; a writer thread
+//! compresses and writes each block with one write call at least every
+//! second, so a killed recorder loses at most the last second. The writer
+//! is one file ([`writer::FileWriter`], `tcptrace record`) or the daemon's
+//! directory of segments ([`segments::SegmentWriter`]).
 
 pub mod format;
 pub mod reader;
 pub mod reserve;
+pub mod retention;
+pub mod segments;
+pub mod sink;
 pub mod writer;
 
 use std::{
@@ -141,8 +146,39 @@ struct Status {
     printed_tty: bool,
 }
 
+/// Where the recorder's writer thread puts the blocks.
+pub trait BlockWriter: Send + 'static {
+    fn write_block(&mut self, block: &Block) -> Result<Written>;
+    /// Bytes written over all files.
+    fn total_bytes(&self) -> u64;
+    /// Records written over all files.
+    fn total_records(&self) -> u64;
+    /// Closes the files cleanly.
+    fn finish(self: Box<Self>) -> Result<()>;
+}
+
+impl BlockWriter for FileWriter {
+    fn write_block(&mut self, block: &Block) -> Result<Written> {
+        FileWriter::write_block(self, block)
+    }
+
+    fn total_bytes(&self) -> u64 {
+        self.total_bytes
+    }
+
+    fn total_records(&self) -> u64 {
+        self.total_records
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        FileWriter::finish(*self)
+    }
+}
+
 pub struct Recorder {
     path: PathBuf,
+    /// The status line every few seconds on stderr (`tcptrace record`).
+    status_line: bool,
     block: Block,
     tx: Option<SyncSender<Block>>,
     thread: Option<JoinHandle<Result<()>>>,
@@ -165,9 +201,19 @@ impl Recorder {
         boot_offset_ns: i64,
     ) -> Result<Self> {
         let meta = metadata(hooks, filter, boot_offset_ns);
-        let mut file = FileWriter::create(output, meta, max_size, rotate)?;
+        let file = FileWriter::create(output, meta, max_size, rotate)?;
+        Self::with_writer(Box::new(file), output, true)
+    }
+
+    /// A recorder writing through `file` (named `label` in messages).
+    pub fn with_writer(
+        mut file: Box<dyn BlockWriter>,
+        label: &Path,
+        status_line: bool,
+    ) -> Result<Self> {
+        let output = label;
         let shared = Arc::new(Shared {
-            bytes: AtomicU64::new(file.total_bytes),
+            bytes: AtomicU64::new(file.total_bytes()),
             full: AtomicBool::new(false),
             written: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
@@ -182,8 +228,8 @@ impl Recorder {
             .spawn(move || -> Result<()> {
                 for block in rx {
                     let written = file.write_block(&block)?;
-                    sh.bytes.store(file.total_bytes, Ordering::Relaxed);
-                    sh.written.store(file.total_records, Ordering::Relaxed);
+                    sh.bytes.store(file.total_bytes(), Ordering::Relaxed);
+                    sh.written.store(file.total_records(), Ordering::Relaxed);
                     match written {
                         Written::Ok => {}
                         Written::Full => sh.full.store(true, Ordering::Relaxed),
@@ -195,7 +241,7 @@ impl Recorder {
                                     "tcptrace: {}: {}: recording stopped after {} events",
                                     path.display(),
                                     reason.error_text(),
-                                    file.total_records
+                                    file.total_records()
                                 );
                             }
                         }
@@ -208,6 +254,7 @@ impl Recorder {
         let tty = std::io::stderr().is_terminal();
         Ok(Self {
             path: output.to_path_buf(),
+            status_line,
             block: Block::default(),
             tx: Some(tx),
             thread: Some(thread),
@@ -266,8 +313,15 @@ impl Recorder {
             self.marker(MarkerKind::Snapshot, k, None);
         }
         self.flush()?;
-        self.status(k);
+        if self.status_line {
+            self.status(k);
+        }
         Ok(())
+    }
+
+    /// Records handed to the recorder so far.
+    pub fn events(&self) -> u64 {
+        self.events
     }
 
     /// True once --max-size is reached without --rotate.
@@ -350,7 +404,11 @@ impl Recorder {
 
     /// Writes what is left and closes the file cleanly (end block). A
     /// recording a full disk stopped is an error: not every event is in it.
-    pub fn finish(mut self) -> Result<()> {
+    /// Once only: the sink calls it from [`crate::sink::Sink::finish`].
+    pub fn finish(&mut self) -> Result<()> {
+        if self.thread.is_none() {
+            return Ok(());
+        }
         let flushed = self.flush();
         let stopped = self.stop_writer();
         if self.status.printed_tty {

@@ -101,6 +101,11 @@ impl FileWriter {
         Ok(w)
     }
 
+    /// Bytes in the current file.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     /// Appends `bytes`, first allocating them and the reserve behind them.
     /// An ENOSPC from either comes back as is (see [`reserve::is_disk_full`]).
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
