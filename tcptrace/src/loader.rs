@@ -242,7 +242,9 @@ fn forward_kernel_log(ebpf: &mut Ebpf) {
         };
         // SAFETY: one pollfd that outlives the call; `fd` stays open
         // because the logger owning it is never dropped.
-        if unsafe { libc::poll(&mut pending, 1, -1) } < 0 {
+        // A timeout, so that a capability drop asked after this thread
+        // started reaches it within a second (privilege.rs).
+        if unsafe { libc::poll(&mut pending, 1, 1000) } < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {
                 // Not expected for a ring buffer fd: fall back to a timer.
@@ -251,6 +253,7 @@ fn forward_kernel_log(ebpf: &mut Ebpf) {
             }
         }
         logger.flush();
+        crate::privilege::apply_pending();
     };
     if let Err(e) = std::thread::Builder::new()
         .name("tcptrace-klog".into())

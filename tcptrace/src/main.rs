@@ -22,6 +22,7 @@ mod output;
 mod paws;
 mod pcapng;
 mod pipeline;
+mod privilege;
 mod progstats;
 mod record;
 mod sink;
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     let result = match cli.command {
         Some(Command::Check(args)) => commands::check::run(args),
+        Some(Command::Daemon(args)) => commands::daemon::run(args),
         Some(Command::Diagnose(args)) => commands::diagnose::run(args),
         Some(Command::Record(args)) => commands::record::run(args),
         Some(Command::Replay(args)) => commands::replay::run(args),

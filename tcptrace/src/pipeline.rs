@@ -42,6 +42,8 @@ pub struct Outputs<'a> {
 /// The summary state and the sinks every event goes through.
 pub struct Pipeline {
     pub summary: Summary,
+    /// Records received, decoded or not (the daemon's events per second).
+    pub received: u64,
     boot_offset_ns: i64,
     /// Periodic summaries reach the sinks only when events are printed.
     periodic: bool,
@@ -83,6 +85,7 @@ pub fn build<W: Write + 'static>(
     }
     Ok(Pipeline {
         summary: Summary::default(),
+        received: 0,
         boot_offset_ns,
         periodic: show_events || o.findings_log,
         raw: false,
@@ -98,6 +101,11 @@ impl Pipeline {
     pub fn add_recorder(&mut self, sink: Box<dyn Sink>) {
         self.sinks.push(sink);
         self.raw = true;
+    }
+
+    /// The daemon's metrics endpoint, started after the capability drop.
+    pub fn add_metrics(&mut self, endpoint: &Endpoint) {
+        self.sinks.push(Box::new(endpoint.sink()));
     }
 
     /// True once a recorder is in the list.
@@ -149,6 +157,7 @@ impl Pipeline {
 
     /// One decoded event into the summary and every sink.
     pub fn event(&mut self, ev: &Event) -> Result<()> {
+        self.received += 1;
         self.summary.observe(ev);
         for s in &mut self.sinks {
             s.event(ev, self.boot_offset_ns)?;
@@ -157,6 +166,7 @@ impl Pipeline {
     }
 
     pub fn undecodable(&mut self, e: &DecodeError) {
+        self.received += 1;
         self.summary.decode_errors += 1;
         log::warn!("{e}");
     }

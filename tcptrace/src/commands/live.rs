@@ -2,7 +2,11 @@
 //! `diagnose`: drain the ring buffer, print events, summarise on a timer
 //! and at exit (Ctrl-C, SIGTERM or --duration).
 
-use std::{io::BufWriter, path::Path};
+use std::{
+    io::{BufWriter, Write},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
@@ -21,7 +25,13 @@ use crate::{
     loader::{self, Loaded},
     metrics::{Endpoint, KernelReader},
     pipeline::{self, Outputs, Pipeline},
-    record::{sink::RecordSink, Recorder},
+    escape::Escaped,
+    metrics::Health,
+    record::{
+        segments::{SegmentConfig, SegmentStats, SegmentWriter},
+        sink::RecordSink,
+        Recorder,
+    },
     summary::KernelCounters,
 };
 
@@ -96,9 +106,27 @@ pub struct Recording<'a> {
     pub print: bool,
 }
 
+/// What `tcptrace daemon` adds to the live run.
+pub struct Daemon {
+    /// Findings log; `None`: stdout.
+    pub findings_log: Option<PathBuf>,
+    /// `--record-dir`: the flight recorder.
+    pub segments: Option<SegmentConfig>,
+    /// Drop the capabilities not needed after attach.
+    pub drop_caps: bool,
+}
+
+/// Which command the run serves.
+#[derive(Clone, Copy)]
+pub enum Mode<'a> {
+    Live,
+    Record(&'a Recording<'a>),
+    Daemon(&'a Daemon),
+}
+
 /// The default command: trace until Ctrl-C or `--duration`.
 pub fn run(args: LiveArgs) -> Result<()> {
-    runtime().and_then(|rt| rt.block_on(session(&args, None)))
+    runtime().and_then(|rt| rt.block_on(session(&args, Mode::Live)))
 }
 
 /// The single-threaded runtime the live run polls the ring buffer on.
@@ -112,8 +140,18 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 const POLL_MIN: std::time::Duration = std::time::Duration::from_millis(5);
 const POLL_MAX: std::time::Duration = std::time::Duration::from_millis(40);
 
-/// The live run; with `record`, also the recording (`tcptrace record`).
-pub async fn session(args: &LiveArgs, record: Option<&Recording<'_>>) -> Result<()> {
+/// The live run; with `record`, also the recording (`tcptrace record`);
+/// as the daemon, findings only, the flight recorder, health and the
+/// capability drop.
+pub async fn session(args: &LiveArgs, mode: Mode<'_>) -> Result<()> {
+    let record = match mode {
+        Mode::Record(r) => Some(r),
+        _ => None,
+    };
+    let daemon = match mode {
+        Mode::Daemon(d) => Some(d),
+        _ => None,
+    };
     // A taken or privileged --metrics port fails here, before any loading.
     let metrics_bound = args.metrics.bind()?;
     let config = Config {
@@ -140,14 +178,25 @@ pub async fn session(args: &LiveArgs, record: Option<&Recording<'_>>) -> Result<
     crate::bench_flood::attach(&mut ebpf, &args.bench)?;
     // The endpoint reads the kernel maps through its own handles, taken
     // before the counters below take theirs.
-    let metrics = match metrics_bound {
-        Some(bound) => {
-            let addr = bound.addr;
-            let reader = KernelReader::open(&ebpf, rst_slot_names.clone())?;
-            let endpoint = Endpoint::start(bound, Some(reader), args.metrics.bounds())?;
-            eprintln!("tcptrace: metrics on http://{addr}/metrics");
-            Some(endpoint)
+    let metrics_reader = match &metrics_bound {
+        Some(_) => Some(KernelReader::open(&ebpf, rst_slot_names.clone())?),
+        None => None,
+    };
+    let start_metrics = |bound: crate::metrics::Bound, reader| -> Result<Endpoint> {
+        let addr = bound.addr;
+        let endpoint = Endpoint::start(bound, reader, args.metrics.bounds())?;
+        eprintln!("tcptrace: metrics on http://{addr}/metrics");
+        Ok(endpoint)
+    };
+    // The daemon starts its endpoint's thread once the capabilities are
+    // dropped, so that thread never holds them.
+    let mut metrics_later = None;
+    let mut metrics = match metrics_bound {
+        Some(bound) if daemon.is_some_and(|d| d.drop_caps) => {
+            metrics_later = Some((bound, metrics_reader));
+            None
         }
+        Some(bound) => Some(start_metrics(bound, metrics_reader)?),
         None => None,
     };
     let mut counters = CounterMaps::take(&mut ebpf, rst_slot_names)?;
@@ -160,14 +209,22 @@ pub async fn session(args: &LiveArgs, record: Option<&Recording<'_>>) -> Result<
     let mut ring = unsafe { AsyncFd::register(ring) }.context("polling the EVENTS ring buffer")?;
     // The other hooks attach on a blocking thread while the first ones'
     // events are already shown.
-    let mut attaching = tokio::task::spawn_blocking(move || {
-        let hooks = rest.attach(&mut ebpf, hooks);
-        (ebpf, hooks)
-    });
+    // A thread of its own, joined once done: no pool thread outlives it
+    // with the capabilities the daemon drops after attach.
+    let (attached_tx, mut attaching) = tokio::sync::oneshot::channel();
+    let attach_thread = std::thread::Builder::new()
+        .name("tcptrace-attach".into())
+        .spawn(move || {
+            let hooks = rest.attach(&mut ebpf, hooks);
+            let _ = attached_tx.send((ebpf, hooks));
+        })
+        .context("starting the attach thread")?;
 
     let boot_offset = crate::kernel::boot_to_unix_offset_ns();
     // `record` prints the live view only when asked (--print or --json).
-    let show_events = !args.bench.bench_quiet && record.is_none_or(|r| r.print || args.json);
+    let show_events = !args.bench.bench_quiet
+        && record.is_none_or(|r| r.print || args.json)
+        && daemon.is_none();
     let diagnosis = diagnosis
         .join()
         .map_err(|_| anyhow::anyhow!("taking the diagnosis baseline panicked"))?;
@@ -178,14 +235,19 @@ pub async fn session(args: &LiveArgs, record: Option<&Recording<'_>>) -> Result<
         pcap: record.and_then(|r| r.pcap),
         report_packets: false,
         metrics: metrics.as_ref(),
-        findings_log: false,
+        findings_log: daemon.is_some(),
     };
-    let mut printer = pipeline::build(
-        BufWriter::new(std::io::stdout().lock()),
-        &outputs,
-        Some(diagnosis),
-        boot_offset,
-    )?;
+    let out: Box<dyn Write> = match daemon.and_then(|d| d.findings_log.as_deref()) {
+        Some(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut printer = pipeline::build(BufWriter::new(out), &outputs, Some(diagnosis), boot_offset)?;
     let mut owners = crate::syn::Owners::default();
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -198,10 +260,10 @@ pub async fn session(args: &LiveArgs, record: Option<&Recording<'_>>) -> Result<
 
     // A recording starts with every hook's status, so its events wait in
     // the ring buffer until the attach is done.
-    let show_early = record.is_none();
+    let show_early = record.is_none() && daemon.is_none_or(|d| d.segments.is_none());
     let (ebpf, hooks) = loop {
         tokio::select! {
-            joined = &mut attaching => break joined.context("attaching hooks")?,
+            joined = &mut attaching => break joined.context("attaching hooks: the thread died")?,
             guard = ring.readable_mut(), if show_early => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
                 drain(guard.get_inner_mut(), &counters, &mut printer, &mut owners)?;
@@ -213,6 +275,9 @@ pub async fn session(args: &LiveArgs, record: Option<&Recording<'_>>) -> Result<
             }
         }
     };
+    attach_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the attach thread panicked"))?;
     if !args.bench.bench_floor {
         loader::ensure_any_attached(&hooks)?;
     }
@@ -240,6 +305,35 @@ pub async fn session(args: &LiveArgs, record: Option<&Recording<'_>>) -> Result<
         )?;
         printer.add_recorder(Box::new(RecordSink::new(rec)));
     }
+    // Before the daemon's recorder and endpoint start their threads,
+    // which inherit the reduced sets.
+    if daemon.is_some_and(|d| d.drop_caps) {
+        let kept = crate::privilege::drop_after_attach()?;
+        let mut kept: Vec<String> = kept.iter().map(|c| c.to_string()).collect();
+        kept.sort();
+        eprintln!("tcptrace: capabilities after attach: {}", kept.join(", "));
+    }
+    let segment_stats = Arc::new(SegmentStats::default());
+    if let Some(cfg) = daemon.and_then(|d| d.segments.as_ref()) {
+        let meta = crate::record::metadata(&hooks, &args.filter, boot_offset);
+        let writer = SegmentWriter::start(cfg.clone(), meta, segment_stats.clone())?;
+        let rec = Recorder::with_writer(Box::new(writer), &cfg.dir, false)?;
+        printer.add_recorder(Box::new(RecordSink::new(rec)));
+        eprintln!("tcptrace: recording to {}", Escaped(&cfg.dir.display().to_string()));
+    }
+    if let Some((bound, reader)) = metrics_later.take() {
+        let endpoint = start_metrics(bound, reader)?;
+        printer.add_metrics(&endpoint);
+        endpoint.attached(&ebpf, &hooks);
+        metrics = Some(endpoint);
+    }
+    let mut health = HealthTicker::new(&hooks, daemon.and_then(|d| d.segments.as_ref()));
+    let mut sigusr1 = match daemon {
+        Some(_) => Some(
+            signal(SignalKind::user_defined1()).context("installing the SIGUSR1 handler")?,
+        ),
+        None => None,
+    };
     eprintln!("tcptrace: tracing; Ctrl-C to stop");
 
     let period = if args.interval.is_zero() {
@@ -274,11 +368,19 @@ pub async fn session(args: &LiveArgs, record: Option<&Recording<'_>>) -> Result<
             _ = ticker.tick() => printer.summary(&counters.read()?, false)?,
             // The recorder writes its block; it says when the recording is
             // full or stopped (a full disk), and the run stops.
-            _ = record_tick.tick(), if printer.records() => {
-                if printer.tick(&counters.read()?)? {
+            _ = record_tick.tick(), if printer.records() || daemon.is_some() => {
+                let k = counters.read()?;
+                if printer.tick(&k)? {
                     break;
                 }
+                if daemon.is_some() {
+                    let h = health.update(printer.received, &k, &segment_stats);
+                    if let Some(m) = &metrics {
+                        m.set_health(h);
+                    }
+                }
             }
+            _ = usr1(&mut sigusr1) => eprintln!("tcptrace: status: {}", health.last.line()),
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = &mut deadline => break,
@@ -298,9 +400,62 @@ pub async fn session(args: &LiveArgs, record: Option<&Recording<'_>>) -> Result<
     Ok(())
 }
 
+/// SIGUSR1, for the daemon; never for the other commands (the signal
+/// keeps its default action there).
+async fn usr1(sig: &mut Option<tokio::signal::unix::Signal>) {
+    match sig {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The daemon's health, refreshed every second.
+struct HealthTicker {
+    last: Health,
+    at: Instant,
+}
+
+impl HealthTicker {
+    fn new(hooks: &[crate::hooks::HookStatus], segments: Option<&SegmentConfig>) -> Self {
+        Self {
+            last: Health {
+                hooks: hooks.len(),
+                hooks_attached: hooks.iter().filter(|h| h.mechanism.is_some()).count(),
+                record_dir: segments.map(|s| (s.dir.display().to_string(), 0)),
+                ..Health::default()
+            },
+            at: Instant::now(),
+        }
+    }
+
+    fn update(&mut self, events: u64, k: &KernelCounters, seg: &SegmentStats) -> Health {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = Instant::now();
+        let secs = now.duration_since(self.at).as_secs_f64().max(1e-3);
+        let h = &mut self.last;
+        h.events_per_s = events.saturating_sub(h.events) as f64 / secs;
+        h.events = events;
+        h.lost = k.lost_total();
+        if let Some((_, bytes)) = &mut h.record_dir {
+            *bytes = seg.disk_bytes.load(Relaxed);
+        }
+        h.segments = seg.segments.load(Relaxed);
+        h.events_not_written = seg.events_not_written.load(Relaxed);
+        h.recorder_errors = seg
+            .errors()
+            .into_iter()
+            .map(|(k, n)| (k.name(), n))
+            .collect();
+        self.at = now;
+        h.clone()
+    }
+}
+
 /// Every record waiting in the ring buffer: to the recorders as received,
 /// then decoded into the sinks.
-pub(crate) fn drain(
+fn drain(
     ring: &mut RingBuf<MapData>,
     counters: &CounterMaps,
     printer: &mut Pipeline,

@@ -2,6 +2,7 @@
 //! argument groups they share are in `args.rs`; `main.rs` dispatches.
 
 pub mod check;
+pub mod daemon;
 pub mod diagnose;
 pub mod live;
 pub mod record;
@@ -32,6 +33,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Watch for a while, then print only the findings: root cause and fix.
     Diagnose(diagnose::DiagnoseArgs),
+    /// Run all the time: findings log, metrics, flight recorder, least privilege.
+    Daemon(daemon::DaemonArgs),
     /// Trace live and record the events and kernel counters to a file.
     Record(record::RecordArgs),
     /// Print a recording as the live run printed it (text or JSON, filtered, as pcapng).

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use chrono::DateTime;
 use clap::Args;
 
@@ -20,6 +20,7 @@ use crate::{
         fmt_bytes,
         format::{Item, MarkerKind, Metadata, StopReason},
         reader::{Ending, Reader},
+        retention::list,
     },
     summary::KernelCounters,
     syn::Owners,
@@ -28,8 +29,9 @@ use crate::{
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     /// Recording to read; after rotation, several files oldest first
-    /// (FILE.2 FILE.1 FILE).
-    #[arg(required = true, value_name = "FILE")]
+    /// (FILE.2 FILE.1 FILE); or the daemon's --record-dir, whose segments
+    /// are read in order, those wholly outside --since/--until skipped.
+    #[arg(required = true, value_name = "FILE|DIR")]
     pub files: Vec<PathBuf>,
     /// Print JSON Lines instead of text.
     #[arg(long)]
@@ -162,7 +164,68 @@ fn ending_note(path: &std::path::Path, r: &Reader<impl std::io::Read>) {
     }
 }
 
-pub fn run(args: ReplayArgs) -> Result<()> {
+/// How far before a segment's start (its name) an event in it can be:
+/// the records of a block wait up to a second in the recorder, and in the
+/// ring buffer while the hooks attach.
+const SEGMENT_LEAD_NS: i64 = 30_000_000_000;
+
+/// The files to read: each FILE as given, each DIR's segments oldest
+/// first, less those wholly outside the window (from their names: a
+/// segment ends where the next one starts). Durations in `since`/`until`
+/// count from a directory's first segment; they become wall times here.
+fn expand(
+    files: &[PathBuf],
+    since: &mut Option<TimeArg>,
+    until: &mut Option<TimeArg>,
+) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for path in files {
+        if !path.is_dir() {
+            out.push(path.clone());
+            continue;
+        }
+        let segments = list(path)?;
+        let Some(first) = segments.first() else {
+            bail!("{}: no recording segments in this directory", path.display());
+        };
+        let wall = |t: &mut Option<TimeArg>| {
+            if let Some(TimeArg::After(d)) = *t {
+                let d = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+                *t = Some(TimeArg::Wall(first.start_ns.saturating_add(d)));
+            }
+            match *t {
+                Some(TimeArg::Wall(ns)) => Some(ns),
+                _ => None,
+            }
+        };
+        let (from, to) = (wall(since), wall(until));
+        for (i, seg) in segments.iter().enumerate() {
+            let ends = segments.get(i + 1).map(|n| n.start_ns);
+            let before = matches!((from, ends), (Some(f), Some(e)) if e <= f);
+            let after = to.is_some_and(|t| seg.start_ns >= t.saturating_add(SEGMENT_LEAD_NS));
+            if !before && !after {
+                out.push(seg.path.clone());
+            }
+        }
+        if out.is_empty() {
+            bail!(
+                "{}: no segment covers the time asked for ({} segments, the first from {})",
+                path.display(),
+                segments.len(),
+                wall_time_unix(first.start_ns)
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn wall_time_unix(unix_ns: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(unix_ns)
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+pub fn run(mut args: ReplayArgs) -> Result<()> {
+    args.files = expand(&args.files, &mut args.since, &mut args.until)?;
     if args.info {
         return info(&args.files);
     }
@@ -198,7 +261,16 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     for path in &args.files {
         let mut reader = match first.take() {
             Some(r) => r,
-            None => Reader::open(path)?,
+            // A segment that never got its header (the daemon killed as
+            // it started one) holds nothing: said, and the next is read.
+            None => match Reader::open(path) {
+                Ok(r) => r,
+                Err(e) if args.files.len() > 1 => {
+                    eprintln!("tcptrace: skipping {}: {e:#}", path.display());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
         };
         printer.set_boot_offset(reader.meta.boot_offset_ns);
         while let Some(block) = reader

@@ -208,6 +208,7 @@ impl Collector for Exporter {
             }),
         )?;
         self.findings(&mut enc)?;
+        self.recorder(&mut enc)?;
         counter(
             &mut enc,
             "tcptrace_series_folded",
@@ -626,6 +627,42 @@ impl Exporter {
             "tcptrace_kernel_read_failures",
             "Kernel memory reads by the programs that failed.",
             [(Labels::new(), read_failed)],
+        )
+    }
+
+    /// The daemon's flight recorder (`--record-dir`), when there is one.
+    fn recorder(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), FmtError> {
+        let health = self
+            .shared
+            .health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(h) = health.filter(|h| h.record_dir.is_some()) else {
+            return Ok(());
+        };
+        gauge(
+            enc,
+            "tcptrace_recorder_bytes",
+            "Disk use of the --record-dir segments, bytes.",
+            [(Labels::new(), h.record_dir.map_or(0, |(_, b)| b))],
+        )?;
+        counter(
+            enc,
+            "tcptrace_recorder_errors",
+            "Recorder errors by kind (disk_full, dir_missing, io); tracing goes on and the next block tries a new segment.",
+            ["disk_full", "dir_missing", "io"].into_iter().map(|k| {
+                (
+                    labels([("error", k.into())]),
+                    h.recorder_errors.get(k).copied().unwrap_or(0),
+                )
+            }),
+        )?;
+        counter(
+            enc,
+            "tcptrace_recorder_events_not_written",
+            "Events the recorder could not write (their block met an error).",
+            [(Labels::new(), h.events_not_written)],
         )
     }
 

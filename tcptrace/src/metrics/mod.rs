@@ -7,7 +7,8 @@
 //! (event, summary, flush, finish; the findings come from the diagnosis
 //! earlier in the list); the sink keeps the event-derived totals, and the
 //! collector reads the kernel maps (histograms, lost events, per-listener
-//! SYN counters, state maps, program skips) at each scrape. Replay serves
+//! SYN counters, state maps, program skips) at each scrape; the daemon adds
+//! its [`Health`] (recorder bytes and errors, `/healthz` details). Replay serves
 //! no metrics. The drain never
 //! waits for a scrape: it updates the shared totals only when their lock is
 //! free and keeps its increments aside otherwise. docs/metrics.md lists
@@ -17,6 +18,7 @@ mod addr;
 mod collector;
 mod exposition;
 mod findings;
+mod health;
 mod kernel;
 mod server;
 mod sink;
@@ -24,6 +26,7 @@ mod topk;
 mod totals;
 
 pub use addr::{Bound, MetricsAddr};
+pub use health::Health;
 pub use kernel::KernelReader;
 pub use sink::Endpoint;
 

@@ -1,6 +1,7 @@
 //! The HTTP endpoint: hyper (HTTP/1.1) on a thread and runtime of its own,
 //! so a scrape (or a client that connects and sends nothing) never holds up
-//! the ring-buffer drain. `/metrics` and `/healthz`, GET and HEAD only.
+//! the ring-buffer drain. `/metrics` and `/healthz` (the daemon adds its
+//! health on a second line), GET and HEAD only.
 
 use std::{
     convert::Infallible,
@@ -150,7 +151,18 @@ fn respond(req: &Request<Incoming>, registry: &Registry, shared: &Shared) -> Res
                 ),
             }
         }
-        "/healthz" if shared.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ok\n"),
+        "/healthz" if shared.ready.load(Ordering::Acquire) => {
+            let health = shared.health.lock().unwrap_or_else(|e| e.into_inner());
+            match health.as_ref() {
+                // The daemon: its figures on a second line.
+                Some(h) => {
+                    let mut r = text(StatusCode::OK, "");
+                    *r.body_mut() = Full::new(Bytes::from(format!("ok\n{}\n", h.line())));
+                    r
+                }
+                None => text(StatusCode::OK, "ok\n"),
+            }
+        }
         "/healthz" => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "starting: hooks attaching\n",

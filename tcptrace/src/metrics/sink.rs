@@ -12,8 +12,8 @@ use std::{
 use anyhow::Result;
 
 use super::{
-    addr::Bound, collector::Exporter, findings::FindingsView, kernel::KernelReader, server,
-    totals::Totals, Bounds,
+    addr::Bound, collector::Exporter, findings::FindingsView, health::Health,
+    kernel::KernelReader, server, totals::Totals, Bounds,
 };
 use crate::{
     event::Event,
@@ -30,6 +30,8 @@ pub struct Shared {
     pub hooks: Mutex<Vec<(String, String)>>,
     /// Every hook has been attached (or failed to): `/healthz` says ok.
     pub ready: AtomicBool,
+    /// The daemon's health, refreshed every second (`None` elsewhere).
+    pub health: Mutex<Option<Health>>,
 }
 
 /// The running endpoint; it stops when dropped.
@@ -86,6 +88,11 @@ impl Endpoint {
         self.shared
             .ready
             .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The daemon's health now: `/healthz` details and recorder metrics.
+    pub fn set_health(&self, health: Health) {
+        *self.shared.health.lock().unwrap_or_else(|e| e.into_inner()) = Some(health);
     }
 
     fn stop(&mut self) {

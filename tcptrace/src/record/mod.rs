@@ -319,10 +319,6 @@ impl Recorder {
         Ok(())
     }
 
-    /// Records handed to the recorder so far.
-    pub fn events(&self) -> u64 {
-        self.events
-    }
 
     /// True once --max-size is reached without --rotate.
     pub fn full(&self) -> bool {

@@ -405,13 +405,6 @@ mod tests {
     fn rotates_by_size_and_every_segment_reads_back() {
         let dir = temp_dir("size");
         let stats = Arc::new(SegmentStats::default());
-        let one = super::super::format::frame(
-            super::super::format::block_type::EVENTS,
-            101,
-            &super::super::format::encode_block(&sample_block(100)),
-        )
-        .unwrap()
-        .len() as u64;
         let mut w = Box::new(
             SegmentWriter::start(
                 config(&dir, 64 << 10, None),
@@ -420,15 +413,16 @@ mod tests {
             )
             .unwrap(),
         );
-        let per_segment = (64 << 10) / (one + 200);
-        let blocks = per_segment * 3 + 1;
-        for _ in 0..blocks {
+        // Until the fourth segment has started.
+        let mut blocks = 0;
+        while stats.segments.load(Ordering::Relaxed) < 4 && blocks < 10_000 {
             assert_eq!(w.write_block(&sample_block(100)).unwrap(), Written::Ok);
+            blocks += 1;
         }
         assert_eq!(w.total_records(), blocks * 101);
         w.finish().unwrap();
         let segs = list(&dir).unwrap();
-        assert!(segs.len() >= 4, "{segs:?}");
+        assert_eq!(segs.len(), 4, "{segs:?}");
         assert_eq!(stats.segments.load(Ordering::Relaxed), segs.len() as u64);
         let mut total = 0;
         for s in &segs {
@@ -455,7 +449,7 @@ mod tests {
             )
             .unwrap(),
         );
-        for _ in 0..200 {
+        for _ in 0..2_000 {
             w.write_block(&sample_block(100)).unwrap();
             let used: u64 = list(&dir).unwrap().iter().map(|s| s.disk_bytes).sum();
             assert!(used <= max, "{used} > {max}");
