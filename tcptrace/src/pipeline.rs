@@ -12,8 +12,7 @@ use crate::{
     event::{DecodeError, Event},
     metrics::Endpoint,
     output::{
-        findings::FindingsOnly, findings_log::FindingsLog, human::Text, json::JsonLines,
-        pcap::Pcap,
+        findings::FindingsOnly, findings_log::FindingsLog, human::Text, json::JsonLines, pcap::Pcap,
     },
     sink::{Sink, SummaryStep},
     summary::{KernelCounters, RecordingStop, Summary},

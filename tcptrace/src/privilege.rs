@@ -23,10 +23,7 @@ pub const TO_START: [Capability; 2] = [Capability::CAP_BPF, Capability::CAP_PERF
 /// `/proc/PID/ns/net` of every namespace (the diagnosis, the metrics'
 /// host namespace). Reading the BPF maps goes through descriptors opened
 /// at load and needs none.
-pub const KEPT: [Capability; 2] = [
-    Capability::CAP_DAC_READ_SEARCH,
-    Capability::CAP_SYS_PTRACE,
-];
+pub const KEPT: [Capability; 2] = [Capability::CAP_DAC_READ_SEARCH, Capability::CAP_SYS_PTRACE];
 
 /// Bitmask of the effective set the other threads should drop to; 0: no
 /// drop asked.

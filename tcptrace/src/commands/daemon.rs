@@ -88,7 +88,8 @@ impl DaemonArgs {
 pub fn run(args: DaemonArgs) -> Result<()> {
     let daemon = args.daemon()?;
     crate::privilege::check_start()?;
-    live::runtime().and_then(|rt| rt.block_on(live::session(&args.live, live::Mode::Daemon(&daemon))))
+    live::runtime()
+        .and_then(|rt| rt.block_on(live::session(&args.live, live::Mode::Daemon(&daemon))))
 }
 
 #[cfg(test)]
@@ -152,7 +153,14 @@ mod tests {
             Err(e) => e,
         };
         assert_eq!(
-            err(&["--record-dir", "d", "--segment-size", "8M", "--max-disk", "10M"]),
+            err(&[
+                "--record-dir",
+                "d",
+                "--segment-size",
+                "8M",
+                "--max-disk",
+                "10M"
+            ]),
             "--segment-size 8388608 must be at most half of --max-disk 10485760: the segment \
              being written and the ones kept must fit together"
         );

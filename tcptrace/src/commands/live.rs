@@ -20,13 +20,13 @@ use tokio::{
 use crate::{
     args::LiveArgs,
     diagnose::session::Session,
+    escape::Escaped,
     event::decode,
     hist,
     loader::{self, Loaded},
+    metrics::Health,
     metrics::{Endpoint, KernelReader},
     pipeline::{self, Outputs, Pipeline},
-    escape::Escaped,
-    metrics::Health,
     record::{
         segments::{SegmentConfig, SegmentStats, SegmentWriter},
         sink::RecordSink,
@@ -222,9 +222,8 @@ pub async fn session(args: &LiveArgs, mode: Mode<'_>) -> Result<()> {
 
     let boot_offset = crate::kernel::boot_to_unix_offset_ns();
     // `record` prints the live view only when asked (--print or --json).
-    let show_events = !args.bench.bench_quiet
-        && record.is_none_or(|r| r.print || args.json)
-        && daemon.is_none();
+    let show_events =
+        !args.bench.bench_quiet && record.is_none_or(|r| r.print || args.json) && daemon.is_none();
     let diagnosis = diagnosis
         .join()
         .map_err(|_| anyhow::anyhow!("taking the diagnosis baseline panicked"))?;
@@ -319,7 +318,10 @@ pub async fn session(args: &LiveArgs, mode: Mode<'_>) -> Result<()> {
         let writer = SegmentWriter::start(cfg.clone(), meta, segment_stats.clone())?;
         let rec = Recorder::with_writer(Box::new(writer), &cfg.dir, false)?;
         printer.add_recorder(Box::new(RecordSink::new(rec)));
-        eprintln!("tcptrace: recording to {}", Escaped(&cfg.dir.display().to_string()));
+        eprintln!(
+            "tcptrace: recording to {}",
+            Escaped(&cfg.dir.display().to_string())
+        );
     }
     if let Some((bound, reader)) = metrics_later.take() {
         let endpoint = start_metrics(bound, reader)?;
@@ -329,9 +331,9 @@ pub async fn session(args: &LiveArgs, mode: Mode<'_>) -> Result<()> {
     }
     let mut health = HealthTicker::new(&hooks, daemon.and_then(|d| d.segments.as_ref()));
     let mut sigusr1 = match daemon {
-        Some(_) => Some(
-            signal(SignalKind::user_defined1()).context("installing the SIGUSR1 handler")?,
-        ),
+        Some(_) => {
+            Some(signal(SignalKind::user_defined1()).context("installing the SIGUSR1 handler")?)
+        }
         None => None,
     };
     eprintln!("tcptrace: tracing; Ctrl-C to stop");

@@ -67,7 +67,8 @@ pub fn run(args: RecordArgs) -> Result<()> {
         pcap: args.pcap.as_deref(),
         print: args.print,
     };
-    live::runtime().and_then(|rt| rt.block_on(live::session(&args.live, live::Mode::Record(&recording))))
+    live::runtime()
+        .and_then(|rt| rt.block_on(live::session(&args.live, live::Mode::Record(&recording))))
 }
 
 #[cfg(test)]

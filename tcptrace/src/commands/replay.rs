@@ -186,7 +186,10 @@ fn expand(
         }
         let segments = list(path)?;
         let Some(first) = segments.first() else {
-            bail!("{}: no recording segments in this directory", path.display());
+            bail!(
+                "{}: no recording segments in this directory",
+                path.display()
+            );
         };
         let wall = |t: &mut Option<TimeArg>| {
             if let Some(TimeArg::After(d)) = *t {

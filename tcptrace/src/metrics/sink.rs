@@ -12,8 +12,8 @@ use std::{
 use anyhow::Result;
 
 use super::{
-    addr::Bound, collector::Exporter, findings::FindingsView, health::Health,
-    kernel::KernelReader, server, totals::Totals, Bounds,
+    addr::Bound, collector::Exporter, findings::FindingsView, health::Health, kernel::KernelReader,
+    server, totals::Totals, Bounds,
 };
 use crate::{
     event::Event,

@@ -319,7 +319,6 @@ impl Recorder {
         Ok(())
     }
 
-
     /// True once --max-size is reached without --rotate.
     pub fn full(&self) -> bool {
         self.shared.full.load(Ordering::Relaxed)

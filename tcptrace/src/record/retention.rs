@@ -129,9 +129,7 @@ impl Retention {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     used = used.saturating_sub(s.disk_bytes);
                 }
-                Err(e) => {
-                    return Err(e).with_context(|| format!("removing {}", s.path.display()))
-                }
+                Err(e) => return Err(e).with_context(|| format!("removing {}", s.path.display())),
             }
         }
         Ok(Enforced {

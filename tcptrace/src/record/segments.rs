@@ -94,7 +94,10 @@ pub struct SegmentStats {
 
 impl SegmentStats {
     pub fn errors(&self) -> BTreeMap<SegmentError, u64> {
-        self.errors.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn count(&self, kind: SegmentError) {
@@ -200,7 +203,9 @@ impl SegmentWriter {
             self.cfg
                 .retention
                 .enforce(&self.cfg.dir, current, grow + DISK_SLACK, unix_now)?;
-        self.stats.removed.fetch_add(done.removed, Ordering::Relaxed);
+        self.stats
+            .removed
+            .fetch_add(done.removed, Ordering::Relaxed);
         self.stats
             .disk_bytes
             .store(done.disk_bytes, Ordering::Relaxed);
