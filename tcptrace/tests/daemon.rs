@@ -288,7 +288,7 @@ fn listener_overflow_while_unattended_replays_the_morning_after() {
 #[test]
 #[ignore = "needs root and BPF: run by cargo xtask test"]
 fn retention_keeps_disk_under_max_disk_and_the_newest_segments() {
-    const MAX: u64 = 256 << 10;
+    const MAX: u64 = 128 << 10;
     let dir = TempDir::new("retention");
     let rec = dir.file("rec");
     let d = daemon(
@@ -299,7 +299,7 @@ fn retention_keeps_disk_under_max_disk_and_the_newest_segments() {
             "--segment-size",
             "64k",
             "--max-disk",
-            "256k",
+            "128k",
             "--segment-time",
             "1s",
         ],
@@ -307,7 +307,7 @@ fn retention_keeps_disk_under_max_disk_and_the_newest_segments() {
     let mut seen = std::collections::BTreeSet::new();
     let mut max_use = 0;
     for _ in 0..12 {
-        refused_connects(4000);
+        refused_connects(8000);
         thread::sleep(Duration::from_millis(300));
         seen.extend(segments(&rec));
         max_use = max_use.max(disk_use(&rec));
