@@ -209,13 +209,16 @@ fn listener_overflow_while_unattended_replays_the_morning_after() {
             })
             .collect();
         thread::sleep(Duration::from_millis(3000));
+        // No more SYN retransmissions: the count stops here.
+        drop(clients);
+        thread::sleep(Duration::from_millis(200));
         let after = netstat();
         done_tx
             .send((thread_netns(), delta(&before, &after, "ListenOverflows")))
             .expect("done");
         // The namespace lives until the daemon has summarised it.
         let _ = release_rx.recv();
-        drop((clients, sock));
+        drop(sock);
     });
     let (netns, overflows) = done_rx.recv().expect("worker");
     // Two summaries (1s apart) see the namespace's counters.
@@ -264,6 +267,7 @@ fn listener_overflow_while_unattended_replays_the_morning_after() {
             "syn_drop unavailable here: {syn_events} events of {overflows} overflows"
         );
     }
+    // The findings, as a person reviewing the window sees them.
     let summary = objs
         .iter()
         .rev()

@@ -4,6 +4,7 @@
 
 use std::{
     io::{BufWriter, Write},
+    os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -241,6 +242,8 @@ pub async fn session(args: &LiveArgs, mode: Mode<'_>) -> Result<()> {
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                // Findings name real addresses and processes.
+                .mode(0o600)
                 .open(path)
                 .with_context(|| format!("opening {}", path.display()))?,
         ),

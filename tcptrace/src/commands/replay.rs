@@ -13,8 +13,10 @@ use clap::Args;
 
 use crate::{
     args::FilterArgs,
+    diagnose::session::{counter_scope, Session},
     escape::Escaped,
     event::{decode, json::wall_time},
+    host::Scope,
     pipeline::{self, Outputs},
     record::{
         fmt_bytes,
@@ -227,6 +229,17 @@ fn wall_time_unix(unix_ns: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
+/// Which namespaces' counters replay's findings weigh: those the live run
+/// weighed when neither it nor the replay filters events (every namespace
+/// its host views hold), else only the ones the events need.
+fn replay_scope(meta: &Metadata, filter: &FilterArgs) -> Scope {
+    if meta.filter.is_empty() {
+        counter_scope(filter)
+    } else {
+        Scope::Needed
+    }
+}
+
 pub fn run(mut args: ReplayArgs) -> Result<()> {
     args.files = expand(&args.files, &mut args.since, &mut args.until)?;
     if args.info {
@@ -247,7 +260,10 @@ pub fn run(mut args: ReplayArgs) -> Result<()> {
     let mut printer = pipeline::build(
         BufWriter::new(std::io::stdout().lock()),
         &outputs,
-        Some(crate::diagnose::session::Session::offline()),
+        Some(Session::offline_scoped(replay_scope(
+            &first.meta,
+            &args.filter,
+        ))),
         first.meta.boot_offset_ns,
     )?;
     // The findings weigh which hooks the live run attached, as it did.

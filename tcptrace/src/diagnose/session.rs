@@ -106,12 +106,16 @@ impl Session {
 
     /// Diagnosis of a replayed recording: from its events and summaries
     /// only, never from the host replaying it.
-    pub fn offline() -> Self {
+    ///
+    /// The recorded host views hold the namespaces the live run
+    /// read (all of them, without a filter), so the findings may weigh
+    /// the same ones (`scope`), as the live run did.
+    pub fn offline_scoped(scope: Scope) -> Self {
         Self {
             engine: Engine::default(),
             host_view: None,
             host: None,
-            scope: Scope::Needed,
+            scope,
         }
     }
 

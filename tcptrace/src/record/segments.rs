@@ -195,7 +195,7 @@ impl SegmentWriter {
     }
 
     /// Retention, with room for the current segment to grow by `grow`.
-    fn retain(&mut self, grow: u64) -> Result<()> {
+    fn retain(&self, grow: u64) -> Result<()> {
         let current = self.current.as_ref().map(|o| o.path.as_path());
         let unix_now = crate::kernel::boot_to_unix_offset_ns()
             .saturating_add(i64::try_from(boot_now_ns()).unwrap_or(i64::MAX));
