@@ -51,6 +51,24 @@ pub struct BenchArgs {
     /// The report, relative to the repository root.
     #[arg(long, default_value = "BENCHMARKS.md")]
     pub output: PathBuf,
+    /// Only the daemon soak (`soak.rs`), this long (e.g. 10m): its
+    /// section of the report is replaced, the rest kept.
+    #[arg(long, value_name = "DURATION", value_parser = parse_minutes)]
+    pub soak: Option<Duration>,
+}
+
+/// "10m", "90s", "1h".
+fn parse_minutes(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: use e.g. 10m, 90s or 1h"))?;
+    match unit {
+        "s" => Ok(Duration::from_secs(n)),
+        "m" | "" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{s:?}: use e.g. 10m, 90s or 1h")),
+    }
 }
 
 /// Output of the benches at one place (this machine, or one VM kernel).
@@ -220,6 +238,11 @@ fn build_baseline(spec: &str) -> Result<Baseline> {
 }
 
 pub fn run_all(args: &BenchArgs) -> Result<()> {
+    if let Some(d) = args.soak {
+        let section = crate::soak::run(d)?;
+        println!("{section}");
+        return crate::soak::write_section(&root().join(&args.output), &section);
+    }
     if let Err(e) = crate::setup::apt_install(&["bpftrace"]) {
         eprintln!("bench: bpftrace unavailable ({e:#}): tcptrace is measured alone");
     }

@@ -13,6 +13,7 @@ mod bench_notes;
 mod bench_report;
 mod setup;
 mod sh;
+mod soak;
 mod test;
 mod vm;
 
