@@ -288,13 +288,13 @@ impl SegmentWriter {
             let size = self.current.as_ref().map_or(0, |o| o.writer.size());
             self.retain(self.cfg.segment_size.saturating_sub(size))
                 .map_err(|e| (SegmentError::of(&e), e))?;
-            let Some(open) = self.current.as_mut() else {
-                continue;
-            };
-            let framed = if open.blocks == 0 {
-                self.with_baseline(block)
+            let first = self.current.as_ref().is_some_and(|o| o.blocks == 0);
+            let with_base;
+            let framed = if first {
+                with_base = self.with_baseline(block);
+                &with_base
             } else {
-                block.clone()
+                block
             };
             let Some(open) = self.current.as_mut() else {
                 continue;
@@ -302,7 +302,7 @@ impl SegmentWriter {
             let before = open.writer.size();
             let written = open
                 .writer
-                .write_block(&framed)
+                .write_block(framed)
                 .map_err(|e| (SegmentError::of(&e), e))?;
             match written {
                 Written::Ok => {
