@@ -119,7 +119,16 @@ fn refused_connects(n: usize) {
     }
 }
 
-/// Every segment replays on its own (exit 0), and the directory as one.
+/// connect events of this test process in a replay's output.
+fn own_connects(out: &Output) -> u64 {
+    objects(&String::from_utf8_lossy(&out.stdout))
+        .iter()
+        .filter(|o| o["kind"] == "connect" && o["pid"] == std::process::id())
+        .count() as u64
+}
+
+/// Every segment replays on its own (exit 0), and the directory as one;
+/// returns this process' connect events in them.
 fn every_segment_replays(dir: &Path) -> u64 {
     let mut total = 0;
     for seg in segments(dir) {
@@ -130,10 +139,7 @@ fn every_segment_replays(dir: &Path) -> u64 {
             seg.display(),
             String::from_utf8_lossy(&out.stderr)
         );
-        total += objects(&String::from_utf8_lossy(&out.stdout))
-            .iter()
-            .filter(|o| o["kind"] != "summary")
-            .count() as u64;
+        total += own_connects(&out);
     }
     let out = replay(&[dir.to_str().expect("utf-8 path"), "--json"]);
     assert!(
@@ -141,10 +147,7 @@ fn every_segment_replays(dir: &Path) -> u64 {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let whole = objects(&String::from_utf8_lossy(&out.stdout))
-        .iter()
-        .filter(|o| o["kind"] != "summary")
-        .count() as u64;
+    let whole = own_connects(&out);
     assert_eq!(whole, total, "the directory replays as its segments do");
     total
 }
@@ -427,17 +430,21 @@ fn a_full_disk_is_reported_and_tracing_goes_on() {
 }
 
 /// SIGKILL, then a restart in the same directory: the earlier segments
-/// stay as they were and every segment replays.
+/// stay as they were, every segment replays (the killed one up to its last
+/// whole block), and every connect() of both runs is there exactly once.
 #[test]
 #[ignore = "needs root and BPF: run by cargo xtask test"]
 fn restart_after_sigkill_resumes_in_the_same_directory() {
     let dir = TempDir::new("restart");
     let rec = dir.file("rec");
+    let pid = std::process::id().to_string();
     let args = [
         "--record-dir",
         rec.to_str().expect("utf-8"),
         "--segment-time",
         "1s",
+        "--pid",
+        &pid,
     ];
     let d = daemon(&[], &args);
     refused_connects(300);
@@ -451,8 +458,9 @@ fn restart_after_sigkill_resumes_in_the_same_directory() {
         .iter()
         .map(|p| std::fs::read(p).expect("segment"))
         .collect();
-    let before = every_segment_replays(&rec);
-    assert!(before >= 600, "{before}");
+    // The last block was written a second after the last connect(),
+    // before the kill.
+    assert_eq!(every_segment_replays(&rec), 600);
 
     let d = daemon(&[], &args);
     refused_connects(300);
@@ -470,7 +478,7 @@ fn restart_after_sigkill_resumes_in_the_same_directory() {
     let all = segments(&rec);
     assert!(all.len() > first_run.len());
     assert_eq!(&all[..first_run.len()], &first_run[..]);
-    assert!(every_segment_replays(&rec) >= before + 300);
+    assert_eq!(every_segment_replays(&rec), 900);
 }
 
 /// After attach every thread of the daemon holds CAP_DAC_READ_SEARCH and
