@@ -1,6 +1,8 @@
-//! The live run, the default command and the engine of `record` and
-//! `diagnose`: drain the ring buffer, print events, summarise on a timer
-//! and at exit (Ctrl-C, SIGTERM or --duration).
+//! The live run, the default command and the engine of `record`,
+//! `diagnose` and `daemon`: drain the ring buffer into the sinks (the
+//! recorders among them), summarise on a timer and at exit (Ctrl-C,
+//! SIGTERM or --duration); as the daemon, also the capability drop after
+//! attach, its health every second and its status line on SIGUSR1.
 
 use std::{
     io::{BufWriter, Write},
@@ -25,8 +27,7 @@ use crate::{
     event::decode,
     hist,
     loader::{self, Loaded},
-    metrics::Health,
-    metrics::{Endpoint, KernelReader},
+    metrics::{Endpoint, Health, KernelReader},
     pipeline::{self, Outputs, Pipeline},
     record::{
         segments::{SegmentConfig, SegmentStats, SegmentWriter},
