@@ -403,13 +403,18 @@ fn a_full_disk_is_reported_and_tracing_goes_on() {
             .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
             .unwrap_or_else(|| panic!("{series} not in {text}"))
     };
-    let first = scrape();
-    assert!(
-        value(
-            &first,
-            "tcptrace_recorder_errors_total{error=\"disk_full\"}"
-        ) >= 1
-    );
+    // The writer thread says it on stderr at once; the metrics take it
+    // from the daemon's health, refreshed every second.
+    let disk_full = |t: &str| value(t, "tcptrace_recorder_errors_total{error=\"disk_full\"}");
+    let mut first = scrape();
+    for _ in 0..30 {
+        if disk_full(&first) >= 1 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+        first = scrape();
+    }
+    assert!(disk_full(&first) >= 1, "{first}");
     let events = |t: &str| value(t, "tcptrace_events_total{kind=\"connect\"}");
     let before = events(&first);
     refused_connects(500);
