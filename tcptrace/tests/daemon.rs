@@ -46,9 +46,35 @@ impl Drop for TempDir {
     }
 }
 
+/// A running daemon, killed if the test fails before stopping it (a
+/// daemon left behind would keep the scenario lock its test inherited).
+struct Daemon(Option<Spawned>);
+
+impl std::ops::Deref for Daemon {
+    type Target = Spawned;
+    fn deref(&self) -> &Spawned {
+        self.0.as_ref().expect("daemon running")
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Spawned {
+        self.0.as_mut().expect("daemon running")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.0.take() {
+            let _ = d.child.kill();
+            let _ = d.child.wait();
+        }
+    }
+}
+
 /// `tcptrace daemon ARGS…` (optionally behind a wrapper command), started
 /// and attached.
-fn daemon(wrapper: &[&str], args: &[&str]) -> Spawned {
+fn daemon(wrapper: &[&str], args: &[&str]) -> Daemon {
     let mut cmd = match wrapper.split_first() {
         Some((prog, rest)) => {
             let mut c = Command::new(prog);
@@ -60,11 +86,12 @@ fn daemon(wrapper: &[&str], args: &[&str]) -> Spawned {
     cmd.arg("daemon")
         .args(["--attach", &attach_mode()])
         .args(args);
-    Spawned::until_tracing(cmd, "tcptrace daemon")
+    Daemon(Some(Spawned::until_tracing(cmd, "tcptrace daemon")))
 }
 
 /// Stops the daemon with `sig`; (exit success, stdout, stderr lines).
-fn stop(mut d: Spawned, sig: Signal) -> (bool, String, Vec<String>) {
+fn stop(mut d: Daemon, sig: Signal) -> (bool, String, Vec<String>) {
+    let mut d = d.0.take().expect("daemon running");
     kill(nix::unistd::Pid::from_raw(d.child.id() as i32), sig).expect("signal tcptrace");
     let status = d.child.wait().expect("wait tcptrace");
     let stdout = d.stdout.join().expect("stdout reader");
@@ -355,7 +382,7 @@ fn a_full_disk_is_reported_and_tracing_goes_on() {
         "mount -t tmpfs -o size=512k tcptrace-test {0} && exec \"$0\" \"$@\"",
         rec.display()
     );
-    let mut d = daemon(
+    let d = daemon(
         &[
             "unshare",
             "--mount",
@@ -428,8 +455,7 @@ fn a_full_disk_is_reported_and_tracing_goes_on() {
     for seg in segments(&seen) {
         std::fs::copy(&seg, copy.join(seg.file_name().expect("name"))).expect("copy segment");
     }
-    let _ = d.child.kill();
-    let _ = d.child.wait();
+    drop(d);
     assert!(!segments(&copy).is_empty());
     assert!(every_segment_replays(&copy) > 0);
 }
