@@ -450,33 +450,6 @@ fn accept_queue_findings(
     finding_ids(&found)
 }
 
-/// Hooks the test depends on: attached, or (outside the VM matrix) reported
-/// unavailable so the kernel-side checks are skipped. One kernel limit is
-/// accepted even where every hook is required: with `--attach fentry`,
-/// kernels before 6.4 cannot trace the 7-parameter syn_recv_sock functions,
-/// and tcptrace must say exactly that (`--attach auto` uses kprobes there).
-fn hook(tracer: &Tracer, name: &str) -> bool {
-    let m = tracer.mechanism(name);
-    let report = tracer
-        .attach_report
-        .iter()
-        .find(|l| l.split_whitespace().nth(1) == Some(name))
-        .cloned()
-        .unwrap_or_default();
-    let trampoline_limit = attach_mode() == "fentry" && report.contains("at most 6 arguments");
-    if required(name) && !trampoline_limit {
-        assert!(
-            m.is_some(),
-            "{name} must attach here: {:?}",
-            tracer.attach_report
-        );
-    }
-    if m.is_none() {
-        eprintln!("{name} unavailable on this kernel ({report}): its checks are skipped");
-    }
-    m.is_some()
-}
-
 // ---- S1: accept queue full at the SYN ----------------------------------------
 
 /// A listener with backlog B that never accepts; K > B+1 clients connect

@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::support::ip;
+use super::ip;
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
 
 static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
@@ -148,7 +148,7 @@ impl Lab {
 
     /// TcpExt counters of the server namespace.
     pub fn server_netstat(&self) -> std::collections::HashMap<String, u64> {
-        in_netns(&self.server_ns, super::support::netstat)
+        in_netns(&self.server_ns, super::netstat)
     }
 
     /// Inode of the server namespace (what events carry as `netns`).
