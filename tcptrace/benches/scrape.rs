@@ -308,8 +308,9 @@ fn get_series(port: u16) -> usize {
     let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
-    text.split_once("\r\n\r\n")
-        .map_or(0, |(_, b)| b.lines().filter(|l| !l.starts_with('#')).count())
+    text.split_once("\r\n\r\n").map_or(0, |(_, b)| {
+        b.lines().filter(|l| !l.starts_with('#')).count()
+    })
 }
 
 fn main() {

@@ -112,7 +112,11 @@ fn metrics_hold_what_tcptrace_printed_and_an_alert_fires() {
     let tracer = Tracer::start_every("1s", &[], &["--netns", &netns, "--metrics", &metrics]);
     let m = Metrics::start(port, &rules());
     let count_name = "tcptrace_connect_duration_seconds_count";
-    assert_eq!(m.value(count_name, &[]), Some(0.0), "nothing in the namespace yet");
+    assert_eq!(
+        m.value(count_name, &[]),
+        Some(0.0),
+        "nothing in the namespace yet"
+    );
 
     let _listener = lab.run();
     let calls = f64::from(RANGE) + 1.0 + REFUSED as f64;
@@ -158,7 +162,10 @@ fn metrics_hold_what_tcptrace_printed_and_an_alert_fires() {
     let errors = |e: &str| m.value("tcptrace_connect_errors_total", &[("errno", e)]);
     let refused = errors("ECONNREFUSED");
     let exhausted = errors("EADDRNOTAVAIL");
-    let inf = m.value("tcptrace_connect_duration_seconds_bucket", &[("le", "+Inf")]);
+    let inf = m.value(
+        "tcptrace_connect_duration_seconds_bucket",
+        &[("le", "+Inf")],
+    );
     let sum = m.value("tcptrace_connect_duration_seconds_sum", &[]);
     let printed = m.value("tcptrace_events_total", &[("kind", "connect")]);
     let occurrences = m.value("tcptrace_finding_occurrences_total", &exhaustion);

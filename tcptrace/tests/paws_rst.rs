@@ -11,8 +11,8 @@ use std::{
     time::Duration,
 };
 
-use support::craft::{self, Conn, Family, Lab};
 use serde_json::Value;
+use support::craft::{self, Conn, Family, Lab};
 use support::*;
 
 /// Starts tcptrace and says whether `hook` is attached; fails when the run

@@ -69,7 +69,12 @@ fn defer_accept(l: &Socket) {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    assert_eq!(ret, 0, "TCP_DEFER_ACCEPT: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        ret,
+        0,
+        "TCP_DEFER_ACCEPT: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// Sends one byte, then resets the connection (SO_LINGER 0).
@@ -126,7 +131,9 @@ fn bounded(m: &Metrics, name: &str, want: &[(&str, &str)], key: &str) -> (usize,
         .collect();
     assert!(own.len() <= TOP, "{name}: {} {key}s: {own:?}", own.len());
     assert!(
-        series.iter().any(|(l, _)| l.get(key).is_some_and(|v| v == "other")),
+        series
+            .iter()
+            .any(|(l, _)| l.get(key).is_some_and(|v| v == "other")),
         "{name}: no {key}=\"other\" series"
     );
     let own_nonzero = series

@@ -207,6 +207,9 @@ fn paws(family: Family) {
     }
 }
 
+/// A verdict, its counter and per-peer series, and its increase.
+type VerdictRead<'a> = (&'a str, (f64, f64), Option<Option<f64>>);
+
 fn rst(family: Family) {
     let lab = Lab::new(family);
     let listener = lab.listen(8060);
@@ -234,15 +237,21 @@ fn rst(family: Family) {
     stream
         .set_read_timeout(Some(Duration::from_secs(2)))
         .expect("timeout");
-    let err = stream.read(&mut [0u8; 1]).expect_err("the exact RST resets");
+    let err = stream
+        .read(&mut [0u8; 1])
+        .expect_err("the exact RST resets");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
     let after = lab.server_netstat();
     let challenges = delta(&before, &after, "TCPChallengeACK");
     assert_eq!(challenges, 2);
     assert_eq!(delta(&before, &after, "TCPACKSkippedChallenge"), 0);
 
-    let scenario = [("ignored", 2.0), ("challenge_ack", challenges as f64), ("accepted", 1.0)];
-    let got: Vec<(&str, (f64, f64), Option<Option<f64>>)> = scenario
+    let scenario = [
+        ("ignored", 2.0),
+        ("challenge_ack", challenges as f64),
+        ("accepted", 1.0),
+    ];
+    let got: Vec<VerdictRead<'_>> = scenario
         .iter()
         .map(|(verdict, n)| {
             let want = if hooked { *n } else { 0.0 };
@@ -262,7 +271,10 @@ fn rst(family: Family) {
         assert_eq!(total, printed, "{verdict}: metric == events");
         assert_eq!(by_peer, printed, "{verdict}: the peer's series == events");
         if hooked {
-            assert_eq!(printed, n, "{verdict}: events == the scenario (TCPChallengeACK)");
+            assert_eq!(
+                printed, n,
+                "{verdict}: events == the scenario (TCPChallengeACK)"
+            );
         }
         if let Some(inc) = inc {
             assert_eq!(inc, Some(total), "{verdict}: increase over the run");

@@ -91,11 +91,7 @@ fn accept_queue_overflow(family: Family) {
     let port = free_port();
     let metrics_addr = format!("127.0.0.1:{port}");
     let netns = craft::netns_path(&lab.server_ns);
-    let tracer = Tracer::start_every(
-        "1s",
-        &[],
-        &["--netns", &netns, "--metrics", &metrics_addr],
-    );
+    let tracer = Tracer::start_every("1s", &[], &["--netns", &netns, "--metrics", &metrics_addr]);
     let syn_drop = hook(&tracer, "syn_drop");
     let overflow = hook(&tracer, "listen_overflow");
     let rtx = hook(&tracer, "synack_retrans");
@@ -188,9 +184,9 @@ fn accept_queue_overflow(family: Family) {
     // their increase; check the server kept every scrape in between.
     let deadline = Instant::now() + Duration::from_secs(5);
     if let Some(prom) = m.server() {
-        while prom
-            .value("count_over_time(up{job=\"tcptrace\"}[5m]) - sum_over_time(up{job=\"tcptrace\"}[5m])")
-            != Some(0.0)
+        while prom.value(
+            "count_over_time(up{job=\"tcptrace\"}[5m]) - sum_over_time(up{job=\"tcptrace\"}[5m])",
+        ) != Some(0.0)
             && Instant::now() < deadline
         {
             thread::sleep(Duration::from_millis(250));
@@ -208,7 +204,11 @@ fn accept_queue_overflow(family: Family) {
     let of = |kind: &str| -> Vec<&serde_json::Value> {
         events(&objs, kind).filter(|e| e["netns"] == ns).collect()
     };
-    let (drops, ovf, rtx_ev) = (of("syn_drop"), of("listen_overflow"), of("synack_retransmit"));
+    let (drops, ovf, rtx_ev) = (
+        of("syn_drop"),
+        of("listen_overflow"),
+        of("synack_retransmit"),
+    );
     // Every event of the run is the lab's (--netns).
     assert_eq!(
         printed,
@@ -219,7 +219,11 @@ fn accept_queue_overflow(family: Family) {
     assert!(ovf.iter().all(|e| e["outcome"] == "ghost"), "{ovf:?}");
     assert_eq!(ghost, want.ghost, "ghost overflows");
     assert_eq!(reset, 0.0);
-    assert_eq!(full, drops.len() as f64, "accept_queue_full drops == events");
+    assert_eq!(
+        full,
+        drops.len() as f64,
+        "accept_queue_full drops == events"
+    );
     assert_eq!(full, want.accept_queue_full);
     assert_eq!(other_drops, 0.0);
     if syn_drop && overflow {
@@ -237,7 +241,11 @@ fn accept_queue_overflow(family: Family) {
     assert_eq!(answered, want.answered, "first SYN-ACKs the peer saw");
     assert_eq!(cookies, 0.0);
     if syn_drop || overflow {
-        assert_eq!(backlog, Some(f64::from(BACKLOG + 1)), "queue at the newest event");
+        assert_eq!(
+            backlog,
+            Some(f64::from(BACKLOG + 1)),
+            "queue at the newest event"
+        );
         assert_eq!(backlog_max, Some(f64::from(BACKLOG)));
     }
 }

@@ -144,7 +144,9 @@ impl Metrics {
             Metrics::Server(prom) => {
                 let sel: Vec<String> = want
                     .iter()
-                    .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+                    .map(|(k, v)| {
+                        format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+                    })
                     .collect();
                 prom.query(&format!("{name}{{{}}}", sel.join(",")))
                     .into_iter()
