@@ -15,7 +15,7 @@ use socket2::{Domain, Socket, Type};
 use super::{
     rules,
     support::{
-        craft::{self, Conn, Family, Lab, Segment},
+        craft::{self, Family, Lab, Peer},
         prometheus::free_port,
         scrape::Metrics,
         *,
@@ -32,40 +32,6 @@ fn label(lab: &Lab) -> String {
         SocketAddr::new(lab.server_ip, PORT),
         lab.server_netns_inode()
     )
-}
-
-fn isn(port: u16) -> u32 {
-    0x2000_0000 ^ (u32::from(port) << 8)
-}
-
-fn syn(wire: &craft::Wire, port: u16) {
-    wire.send(&Segment {
-        sport: port,
-        dport: PORT,
-        seq: isn(port),
-        syn: true,
-        mss: Some(1400),
-        window: 64000,
-        ..Segment::default()
-    });
-}
-
-fn synack(wire: &craft::Wire, port: u16, within: Duration) -> craft::Reply {
-    wire.recv(port, within, |r| {
-        r.syn && r.ack_flag && r.ack == isn(port).wrapping_add(1)
-    })
-    .unwrap_or_else(|| panic!("no SYN-ACK for port {port}"))
-}
-
-fn ack(wire: &craft::Wire, port: u16, synack: &craft::Reply) {
-    wire.send(&Segment {
-        sport: port,
-        dport: PORT,
-        seq: isn(port).wrapping_add(1),
-        ack: Some(synack.seq.wrapping_add(1)),
-        window: 64000,
-        ..Segment::default()
-    });
 }
 
 /// What the listener's counters must read: the scenario's numbers, 0
@@ -87,7 +53,7 @@ fn accept_queue_overflow(family: Family) {
         s.listen(BACKLOG).expect("listen");
         s
     });
-    let wire = lab.wire();
+    let peer = Peer::new(lab.wire(), PORT);
     let port = free_port();
     let metrics_addr = format!("127.0.0.1:{port}");
     let netns = craft::netns_path(&lab.server_ns);
@@ -106,23 +72,24 @@ fn accept_queue_overflow(family: Family) {
     let before = lab.server_netstat();
     // BACKLOG handshakes fill the accept queue up to its limit...
     for p in 41000..41000 + BACKLOG as u16 {
-        Conn::handshake(&wire, p, PORT, isn(p), None);
+        peer.syn(p);
+        peer.ack(&peer.synack(p));
     }
     // ...two more SYNs are answered while it still has room...
     let (a, b, c) = (41100, 41101, 41102);
-    syn(&wire, a);
-    let synack_a = synack(&wire, a, craft::WAIT);
-    syn(&wire, b);
-    let synack_b = synack(&wire, b, craft::WAIT);
-    ack(&wire, a, &synack_a);
+    peer.syn(a);
+    let synack_a = peer.synack(a);
+    peer.syn(b);
+    let synack_b = peer.synack(b);
+    peer.ack(&synack_a);
     thread::sleep(Duration::from_millis(50));
     // ...b's third ACK finds it full (a ghost: the request stays)...
-    ack(&wire, b, &synack_b);
+    peer.ack(&synack_b);
     // ...so does the SYN of c...
-    syn(&wire, c);
+    peer.syn(c);
     // ...and b's re-ACK of the resent SYN-ACK overflows again.
-    let resent = synack(&wire, b, Duration::from_secs(3));
-    ack(&wire, b, &resent);
+    let resent = peer.synack_within(b, Duration::from_secs(3));
+    peer.ack(&resent);
     thread::sleep(Duration::from_millis(200));
     // Closing the listener ends b's request: nothing is resent after this.
     drop(l);
