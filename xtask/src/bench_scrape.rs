@@ -64,6 +64,7 @@ pub fn section(s: &mut String, p: &Place) {
             v["lost"],
         );
     }
+    let _ = writeln!(s, "\n{}", verdict(&load));
     if !sizes.is_empty() {
         let _ = writeln!(
             s,
@@ -85,6 +86,41 @@ pub fn section(s: &mut String, p: &Place) {
             );
         }
     }
+}
+
+/// Per rate: whether the runs with scrapes lost no more than the worst run
+/// without, and every scrape answered.
+fn verdict(load: &[&Value]) -> String {
+    let mut rates: Vec<f64> = load.iter().filter_map(|v| v["rate"].as_f64()).collect();
+    rates.sort_by(f64::total_cmp);
+    rates.dedup();
+    let parts: Vec<String> = rates
+        .iter()
+        .map(|&rate| {
+            let at: Vec<&&Value> = load.iter().filter(|v| v["rate"] == rate).collect();
+            let lost = |scraped: bool| {
+                at.iter()
+                    .filter(|v| v["scrape_every_ms"].is_u64() == scraped)
+                    .filter_map(|v| v["lost"].as_u64())
+                    .max()
+                    .unwrap_or(0)
+            };
+            let failed: u64 = at.iter().filter_map(|v| v["failed"].as_u64()).sum();
+            let scrapes: u64 = at.iter().filter_map(|v| v["scrapes"].as_u64()).sum();
+            let met = lost(true) <= lost(false) && failed == 0 && scrapes > 0;
+            format!(
+                "at {:.0}k/s, most lost with scrapes {} vs without {}, {scrapes} scrapes, {failed} failed: {}",
+                rate / 1e3,
+                lost(true),
+                lost(false),
+                if met { "met" } else { "**not met**" }
+            )
+        })
+        .collect();
+    format!(
+        "Scrapes keep answering and the drain loses nothing it did not lose without them: {}.",
+        parts.join("; ")
+    )
 }
 
 /// `cargo xtask bench --scrape-only`: the scrape bench alone on this
