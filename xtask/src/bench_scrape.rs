@@ -40,7 +40,7 @@ pub fn section(s: &mut String, p: &Place) {
         s,
         "\n{HEADING}\n\nScrapes under load: the bench-only event source floods the ring buffer at a fixed rate (tcptrace with `--bench-quiet --metrics`, pinned to one CPU; the generator and the scraping client on the other); each rate runs without scrapes and with `GET /metrics` every 10 ms (600 times Prometheus's default interval). The drain must lose nothing it did not lose without scrapes, and every scrape must answer.\n\n| rate | scrapes | failed | latency median | p99 | max | produced | received | lost |\n|---|---|---|---|---|---|---|---|---|"
     );
-    for v in load {
+    for v in &load {
         let scraped = v["scrape_every_ms"].is_u64();
         let _ = writeln!(
             s,
