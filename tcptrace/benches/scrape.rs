@@ -6,8 +6,10 @@
 //!    drain keeps up with; tcptrace runs pinned to one CPU, the generator
 //!    to the other. Each rate runs without scrapes and with a client
 //!    scraping `/metrics` every 10 ms (600 times as often as Prometheus's
-//!    default 15 s): the events lost and received must be the same, and
-//!    every scrape must answer (latency per scrape reported).
+//!    default 15 s) from a client process of its own (so its connect()
+//!    calls stay out of the `--pid` filter): the events lost and received
+//!    must be the same, and every scrape must answer (latency per scrape
+//!    reported).
 //! 2. Scrape latency and bytes per scrape with 10 and 1,000 listeners,
 //!    each with one third-ACK accept-queue overflow (an event) and two
 //!    answered handshakes (the kernel's per-listener counters), at the
@@ -21,7 +23,7 @@ mod common;
 use std::{
     io::{Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream},
-    process::Command,
+    process::{Command, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -55,7 +57,7 @@ fn get(port: u16) -> Option<(u16, usize)> {
 }
 
 /// Latencies (ms) and sizes of scrapes.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Scrapes {
     ms: Vec<f64>,
     bytes: Vec<f64>,
@@ -158,25 +160,25 @@ fn flood(rate: f64, every: Option<Duration>, dur: Duration, cpus: (usize, usize)
         format!("{me}:{per_call}"),
     ];
     let (r, port) = tracer(&extra, cpus.1);
-    let stop = Arc::new(AtomicBool::new(false));
+    // The scraping client is a process of its own: its connect() calls
+    // must not pass the `--pid` filter that selects the flood.
     let scraper = every.map(|every| {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            // Beside the generator: the tracer's CPU is the drain's.
-            pin_thread(cpus.0);
-            let mut s = Scrapes::default();
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                s.one(port);
-                std::thread::sleep(every.saturating_sub(t.elapsed()));
-            }
-            s
-        })
+        Command::new(std::env::current_exe().expect("this bench"))
+            .env(SCRAPER, format!("{port},{},{}", every.as_millis(), cpus.0))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the scraping client")
     });
     let calls = generate(rate, per_call, dur);
     std::thread::sleep(Duration::from_millis(200));
-    stop.store(true, Ordering::Relaxed);
-    let scrapes = scraper.map(|h| h.join().expect("scraper"));
+    let scrapes = scraper.map(|mut child| {
+        // Its stdin closing tells it to stop and report.
+        drop(child.stdin.take());
+        let out = child.wait_with_output().expect("scraping client");
+        let s: Scrapes = serde_json::from_slice(&out.stdout).expect("the client's report");
+        s
+    });
     let err = r.stderr_text();
     let f = r.stop(Duration::from_secs(60));
     assert!(f.success, "tcptrace failed: {err}");
@@ -313,7 +315,37 @@ fn get_series(port: u16) -> usize {
     })
 }
 
+/// Set in the scraping client's environment: `PORT,EVERY_MS,CPU`.
+const SCRAPER: &str = "TCPTRACE_BENCH_SCRAPER";
+
+/// The scraping client: scrapes every EVERY_MS until its stdin closes,
+/// then prints what it measured (JSON) on stdout.
+fn scraper(spec: &str) {
+    let v: Vec<u64> = spec.split(',').filter_map(|x| x.parse().ok()).collect();
+    let [port, every, cpu] = v[..] else {
+        panic!("{SCRAPER}={spec}: want PORT,EVERY_MS,CPU");
+    };
+    pin_thread(cpu as usize);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        flag.store(true, Ordering::Relaxed);
+    });
+    let every = Duration::from_millis(every);
+    let mut s = Scrapes::default();
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        s.one(port as u16);
+        std::thread::sleep(every.saturating_sub(t.elapsed()));
+    }
+    println!("{}", serde_json::to_string(&s).expect("JSON"));
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var(SCRAPER) {
+        return scraper(&spec);
+    }
     environment("scrape");
     raise_nofile();
     let (gen_cpu, tracer_cpu) = cpus();
