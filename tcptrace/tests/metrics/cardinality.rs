@@ -125,9 +125,19 @@ fn overflow_every_listener() -> (Vec<Socket>, u64, u64) {
     )
 }
 
-/// Series of `name` (all label values), their distinct `key` values other
-/// than `other`, and their sum.
-fn bounded(m: &Metrics, name: &str, want: &[(&str, &str)], key: &str) -> (usize, f64) {
+/// The series of `name` with labels `want`, bounded: at most [`TOP`]
+/// values of `key` of their own, and an `other` series. Returns how many
+/// own values count something (all, and those `here`: the scenario's), and
+/// the sum over `other` and the own series `here`. Listeners outside the
+/// scenario (tcptrace's own endpoint: the scrapes are answered SYNs too)
+/// took their places before it started, so `other` holds only its own.
+fn bounded(
+    m: &Metrics,
+    name: &str,
+    want: &[(&str, &str)],
+    key: &str,
+    here: &dyn Fn(&str) -> bool,
+) -> (BTreeSet<String>, usize, f64) {
     let series = m.series(name, want);
     let own: BTreeSet<&str> = series
         .iter()
@@ -141,13 +151,23 @@ fn bounded(m: &Metrics, name: &str, want: &[(&str, &str)], key: &str) -> (usize,
             .any(|(l, _)| l.get(key).is_some_and(|v| v == "other")),
         "{name}: no {key}=\"other\" series"
     );
-    let own_nonzero = series
+    let counting: BTreeSet<&str> = series
         .iter()
-        .filter(|(l, v)| *v > 0.0 && l.get(key).is_some_and(|k| k != "other"))
-        .map(|(l, _)| &l[key])
-        .collect::<BTreeSet<_>>()
-        .len();
-    (own_nonzero, series.iter().map(|(_, v)| v).sum())
+        .filter(|(_, v)| *v > 0.0)
+        .filter_map(|(l, _)| l.get(key).map(String::as_str))
+        .filter(|k| *k != "other")
+        .collect();
+    let sum = series
+        .iter()
+        .filter(|(l, _)| l.get(key).is_none_or(|k| k == "other" || here(k)))
+        .map(|(_, v)| v)
+        .sum();
+    let here_count = counting.iter().filter(|k| here(k)).count();
+    (
+        counting.into_iter().map(str::to_owned).collect(),
+        here_count,
+        sum,
+    )
 }
 
 #[test]
@@ -174,6 +194,9 @@ fn thousands_of_listeners_and_peers_fold_into_other_exactly() {
         ],
     );
     let m = Metrics::start(port, &rules());
+    // A scrape before the scenario: listeners active already (tcptrace's
+    // own endpoint: scrapes are answered SYNs) take their places first.
+    m.sum("tcptrace_syn_answered_total", &[]);
     let (_listeners, overflows, cookies) = lab.run();
     assert_eq!(
         overflows,
@@ -223,6 +246,7 @@ fn thousands_of_listeners_and_peers_fold_into_other_exactly() {
             n,
         ),
     ];
+    let in_lab = format!("@netns:{}", lab.netns);
     let mut read = Vec::new();
     for (metric, want, key, on, behind, total) in checks {
         if !on {
@@ -234,11 +258,12 @@ fn thousands_of_listeners_and_peers_fold_into_other_exactly() {
         } else {
             m.wait(true, |m| m.sum(metric, want) >= total as f64);
         }
-        let (own, sum) = bounded(&m, metric, want, key);
+        let here = |k: &str| key == "peer" || k.ends_with(&in_lab);
+        let (own, own_here, sum) = bounded(&m, metric, want, key, &here);
         let folded = m
             .value("tcptrace_series_folded_total", &[("metric", metric)])
             .unwrap_or(0.0);
-        read.push(Some((own, sum, folded)));
+        read.push(Some((own, own_here, sum, folded, key == "listener")));
     }
     let cookie_answers = m.sum("tcptrace_syn_answered_total", &[("type", "cookie")]);
     let lost = m.sum("tcptrace_events_lost_total", &[]);
@@ -246,13 +271,29 @@ fn thousands_of_listeners_and_peers_fold_into_other_exactly() {
     let objs = tracer.stop();
 
     assert_eq!(lost, 0.0, "no event lost");
-    for ((metric, want, key, _, behind, total), read) in checks.into_iter().zip(read) {
-        let Some((own, sum, folded)) = read else {
+    // The listener places taken (by any listener metric), and the
+    // scenario's among them.
+    let places: BTreeSet<&String> = read
+        .iter()
+        .flatten()
+        .filter(|r| r.4)
+        .flat_map(|r| &r.0)
+        .collect();
+    let lab_places = places.iter().filter(|k| k.ends_with(&in_lab)).count();
+    if !places.is_empty() {
+        assert_eq!(
+            places.len(),
+            TOP,
+            "every listener place is taken: {places:?}"
+        );
+    }
+    for ((metric, want, key, _, behind, total), read) in checks.into_iter().zip(&read) {
+        let Some((own, own_here, sum, folded, _)) = read else {
             eprintln!("{metric}: its hook is not attached here: not checked");
             continue;
         };
         if behind.is_some() {
-            assert_eq!(sum, total as f64, "{metric}: the sum over series is exact");
+            assert_eq!(*sum, total as f64, "{metric}: the sum over series is exact");
         } else {
             // The kernel's per-listener counters: what the final summary
             // read from them, and the cookies the namespace counted.
@@ -265,16 +306,25 @@ fn thousands_of_listeners_and_peers_fold_into_other_exactly() {
                 .filter_map(Value::as_u64)
                 .sum();
             assert_eq!(
-                sum, answered as f64,
+                *sum, answered as f64,
                 "{metric}: the sum over series is exact"
             );
-            assert!(sum >= total as f64, "{metric}: {sum} < {total}");
+            assert!(*sum >= total as f64, "{metric}: {sum} < {total}");
             assert_eq!(
                 cookie_answers, cookies as f64,
                 "cookie answers == SyncookiesSent"
             );
         }
-        assert_eq!(own, TOP, "{metric}: the first {TOP} {key}s keep series");
+        if key == "listener" {
+            // Each of the scenario's listeners counts in every metric.
+            assert_eq!(*own_here, lab_places, "{metric}: admitted listeners");
+        } else {
+            assert_eq!(
+                own.len(),
+                TOP,
+                "{metric}: the first {TOP} peers keep series"
+            );
+        }
         // Every listener (peer) counted once at least: all but the
         // admitted ones were folded.
         let distinct = match behind {
@@ -289,8 +339,8 @@ fn thousands_of_listeners_and_peers_fold_into_other_exactly() {
         };
         assert_eq!(distinct, n, "{metric}: every {key} counted");
         assert_eq!(
-            folded,
-            (distinct - own) as f64,
+            *folded,
+            (distinct - own_here) as f64,
             "{metric}: tcptrace_series_folded_total ({want:?})"
         );
     }
