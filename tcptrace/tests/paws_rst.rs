@@ -1,9 +1,8 @@
-//! Scenario tests for the PAWS/RST family: a crafted peer (see `craft`)
+//! Scenario tests for the PAWS/RST family: a crafted peer (see `support::craft`)
 //! makes the server namespace's kernel reject old timestamps and judge RSTs;
 //! tcptrace must report exactly what was injected, and the kernel's own
 //! counters must agree. They need root and run under `cargo xtask test`.
 
-mod craft;
 mod support;
 
 use std::{
@@ -12,8 +11,8 @@ use std::{
     time::Duration,
 };
 
-use craft::{Conn, Family, Lab};
 use serde_json::Value;
+use support::craft::{self, Conn, Family, Lab};
 use support::*;
 
 /// Starts tcptrace and says whether `hook` is attached; fails when the run

@@ -4,322 +4,42 @@
 //! scenario did and against the namespace's own /proc/net/netstat counters.
 //! They need root and are run by `cargo xtask test` and inside every VM.
 //!
-//! Crafted peers send from an address no stack owns (".3" on a veth subnet)
-//! with a permanent neighbour entry on the server side, so the client
-//! namespace drops the server's answers silently instead of resetting them,
-//! and an AF_PACKET socket on the client veth still sees them.
+//! Crafted peers (support::craft) send from an address no stack owns (".3"
+//! on a veth subnet) with a permanent neighbour entry on the server side, so
+//! the client namespace drops the server's answers silently instead of
+//! resetting them, and an AF_PACKET socket on the client veth still sees
+//! them.
 
 mod support;
 
 use std::{
     collections::{BTreeSet, HashMap},
-    ffi::CString,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     process::Command,
-    sync::atomic::{AtomicU32, Ordering},
+    sync::atomic::Ordering,
     thread,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 use socket2::{Domain, Socket, Type};
-use support::*;
+use support::{
+    craft::{self, Family, Lab, Peer, Reply},
+    *,
+};
 use tcptrace_common::programs;
 
-// ---- namespaces and counters -------------------------------------------------
+// ---- namespaces ------------------------------------------------------------
 
 /// Moves the calling thread into a named namespace.
 fn enter_netns(name: &str) {
-    let f = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
+    let f = std::fs::File::open(craft::netns_path(name)).expect("open netns");
     nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
 }
 
-const SERVER_MAC: [u8; 6] = [0x02, 0x54, 0x54, 0, 0, 1];
-const CLIENT_MAC: [u8; 6] = [0x02, 0x54, 0x54, 0, 0, 2];
-
-/// A server namespace and a client namespace joined by a veth pair, removed
-/// on drop (also when the test fails).
-struct VethPair {
-    server: String,
-    client: String,
-    v6: bool,
-}
-
-impl VethPair {
-    fn new(v6: bool) -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let base = format!("tcptrace-syn-{}-{n}", std::process::id());
-        let pair = VethPair {
-            server: format!("{base}-s"),
-            client: format!("{base}-c"),
-            v6,
-        };
-        ip(&["netns", "add", &pair.server]);
-        ip(&["netns", "add", &pair.client]);
-        let mac = |m: [u8; 6]| {
-            m.iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":")
-        };
-        let (s, c) = (pair.server.as_str(), pair.client.as_str());
-        ip(&[
-            "-n",
-            s,
-            "link",
-            "add",
-            "vs",
-            "address",
-            &mac(SERVER_MAC),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "vc",
-            "address",
-            &mac(CLIENT_MAC),
-            "netns",
-            c,
-        ]);
-        for (ns, dev) in [(s, "vs"), (c, "vc")] {
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-        }
-        if v6 {
-            ip(&["-n", s, "addr", "add", "fd77::1/64", "dev", "vs", "nodad"]);
-            ip(&["-n", c, "addr", "add", "fd77::2/64", "dev", "vc", "nodad"]);
-        } else {
-            ip(&["-n", s, "addr", "add", "10.77.0.1/24", "dev", "vs"]);
-            ip(&["-n", c, "addr", "add", "10.77.0.2/24", "dev", "vc"]);
-        }
-        let fake = pair.fake().to_string();
-        ip(&[
-            "-n",
-            s,
-            "neigh",
-            "add",
-            &fake,
-            "lladdr",
-            &mac(CLIENT_MAC),
-            "dev",
-            "vs",
-            "nud",
-            "permanent",
-        ]);
-        pair
-    }
-
-    fn server_ip(&self) -> IpAddr {
-        if self.v6 {
-            IpAddr::V6("fd77::1".parse().expect("v6"))
-        } else {
-            IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1))
-        }
-    }
-
-    /// The crafted peer: an address no stack owns.
-    fn fake(&self) -> IpAddr {
-        if self.v6 {
-            IpAddr::V6("fd77::3".parse().expect("v6"))
-        } else {
-            IpAddr::V4(Ipv4Addr::new(10, 77, 0, 3))
-        }
-    }
-}
-
-impl Drop for VethPair {
-    fn drop(&mut self) {
-        for ns in [&self.server, &self.client] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-// ---- crafted peer ----------------------------------------------------------
-
-/// One TCP segment the server sent to the crafted peer.
-#[derive(Clone, Copy, Debug)]
-struct Seg {
-    /// The peer's port.
-    port: u16,
-    seq: u32,
-    ack: u32,
-    syn: bool,
-    rst: bool,
-}
-
-/// An AF_PACKET socket on the client veth: sends crafted frames, reads what
-/// the server sends to the crafted address.
-struct Peer {
-    fd: OwnedFd,
-    server: IpAddr,
-    fake: IpAddr,
-    server_port: u16,
-}
-
-impl Peer {
-    /// Opens the socket in the client namespace (call from a thread in it).
-    fn open(pair: &VethPair, server_port: u16) -> Peer {
-        let proto = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: plain socket(2) call; the fd is owned right away.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto as i32) };
-        assert!(
-            raw >= 0,
-            "AF_PACKET socket: {}",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: raw is a fresh, valid fd.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let name = CString::new("vc").expect("name");
-        // SAFETY: a NUL-terminated interface name.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        assert!(ifindex > 0, "no vc in the client namespace");
-        // SAFETY: sockaddr_ll is plain data; bind reads it.
-        let ret = unsafe {
-            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-            sll.sll_family = libc::AF_PACKET as u16;
-            sll.sll_protocol = proto;
-            sll.sll_ifindex = ifindex as i32;
-            libc::bind(
-                fd.as_raw_fd(),
-                (&raw const sll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(
-            ret,
-            0,
-            "bind AF_PACKET: {}",
-            std::io::Error::last_os_error()
-        );
-        Peer {
-            fd,
-            server: pair.server_ip(),
-            fake: pair.fake(),
-            server_port,
-        }
-    }
-
-    fn send(&self, port: u16, seq: u32, ack: Option<u32>, syn: bool) {
-        let eth = etherparse::PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC);
-        let ipb = match (self.fake, self.server) {
-            (IpAddr::V4(f), IpAddr::V4(s)) => eth.ipv4(f.octets(), s.octets(), 64),
-            (IpAddr::V6(f), IpAddr::V6(s)) => eth.ipv6(f.octets(), s.octets(), 64),
-            _ => panic!("mixed families"),
-        };
-        let mut tcp = ipb.tcp(port, self.server_port, seq, 64240);
-        if syn {
-            tcp = tcp.syn();
-        }
-        if let Some(a) = ack {
-            tcp = tcp.ack(a);
-        }
-        let mut frame = Vec::with_capacity(tcp.size(0));
-        tcp.write(&mut frame, &[]).expect("build frame");
-        // SAFETY: sending a valid buffer on a bound packet socket.
-        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-        assert_eq!(
-            n,
-            frame.len() as isize,
-            "send: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-
-    fn syn(&self, port: u16) {
-        self.send(port, client_isn(port), None, true);
-    }
-
-    /// Completes the handshake for `port` given the server's SYN-ACK.
-    fn ack(&self, synack: &Seg) {
-        self.send(
-            synack.port,
-            client_isn(synack.port).wrapping_add(1),
-            Some(synack.seq.wrapping_add(1)),
-            false,
-        );
-    }
-
-    /// Segments from the server to the crafted peer, for `wait`.
-    fn read(&self, wait: Duration) -> Vec<Seg> {
-        let deadline = Instant::now() + wait;
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return out;
-            }
-            let mut pfd = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            let ready = unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) };
-            if ready <= 0 {
-                continue;
-            }
-            // SAFETY: reading into a buffer of the given length.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n <= 0 {
-                continue;
-            }
-            if let Some(seg) = self.parse(&buf[..n as usize]) {
-                out.push(seg);
-            }
-        }
-    }
-
-    fn parse(&self, frame: &[u8]) -> Option<Seg> {
-        let p = etherparse::SlicedPacket::from_ethernet(frame).ok()?;
-        let (src, dst): (IpAddr, IpAddr) = match p.net? {
-            etherparse::NetSlice::Ipv4(v4) => (
-                v4.header().source_addr().into(),
-                v4.header().destination_addr().into(),
-            ),
-            etherparse::NetSlice::Ipv6(v6) => (
-                v6.header().source_addr().into(),
-                v6.header().destination_addr().into(),
-            ),
-            _ => return None,
-        };
-        let etherparse::TransportSlice::Tcp(tcp) = p.transport? else {
-            return None;
-        };
-        (src == self.server && dst == self.fake && tcp.source_port() == self.server_port).then(
-            || Seg {
-                port: tcp.destination_port(),
-                seq: tcp.sequence_number(),
-                ack: tcp.acknowledgment_number(),
-                syn: tcp.syn(),
-                rst: tcp.rst(),
-            },
-        )
-    }
-
-    /// Waits for the SYN-ACK answering `port`'s SYN.
-    fn synack(&self, port: u16) -> Seg {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            if let Some(s) = self
-                .read(Duration::from_millis(50))
-                .into_iter()
-                .find(|s| s.port == port && s.syn && s.ack == client_isn(port).wrapping_add(1))
-            {
-                return s;
-            }
-        }
-        panic!("no SYN-ACK for port {port}");
-    }
-}
-
-/// The crafted peer's initial sequence number for a source port.
-fn client_isn(port: u16) -> u32 {
-    0x1000_0000 ^ (u32::from(port) << 8)
+/// The lab (support::craft) of an address family.
+fn lab(v6: bool) -> Lab {
+    Lab::new(if v6 { Family::V6 } else { Family::V4 })
 }
 
 /// A listener that never accepts.
@@ -448,33 +168,6 @@ fn accept_queue_findings(
         assert_eq!(ge["counters"]["ListenOverflows"], overflows, "{ge}");
     }
     finding_ids(&found)
-}
-
-/// Hooks the test depends on: attached, or (outside the VM matrix) reported
-/// unavailable so the kernel-side checks are skipped. One kernel limit is
-/// accepted even where every hook is required: with `--attach fentry`,
-/// kernels before 6.4 cannot trace the 7-parameter syn_recv_sock functions,
-/// and tcptrace must say exactly that (`--attach auto` uses kprobes there).
-fn hook(tracer: &Tracer, name: &str) -> bool {
-    let m = tracer.mechanism(name);
-    let report = tracer
-        .attach_report
-        .iter()
-        .find(|l| l.split_whitespace().nth(1) == Some(name))
-        .cloned()
-        .unwrap_or_default();
-    let trampoline_limit = attach_mode() == "fentry" && report.contains("at most 6 arguments");
-    if required(name) && !trampoline_limit {
-        assert!(
-            m.is_some(),
-            "{name} must attach here: {:?}",
-            tracer.attach_report
-        );
-    }
-    if m.is_none() {
-        eprintln!("{name} unavailable on this kernel ({report}): its checks are skipped");
-    }
-    m.is_some()
 }
 
 // ---- S1: accept queue full at the SYN ----------------------------------------
@@ -625,9 +318,9 @@ fn third_ack_overflow(v6: bool, abort: bool) {
     let tracer = Tracer::start_pcap(&[]);
     let overflow = hook(&tracer, "listen_overflow");
     let rtx = hook(&tracer, "synack_retrans");
-    let pair = VethPair::new(v6);
-    let (server, client) = (pair.server.as_str(), pair.client.as_str());
-    let server_ip = pair.server_ip();
+    let pair = lab(v6);
+    let server = pair.server_ns.as_str();
+    let server_ip = pair.server_ip;
     // A scoped worker: the namespaces outlive tcptrace's final snapshot
     // (their counters and sysctls are evidence of the findings).
     let worker = || {
@@ -638,9 +331,7 @@ fn third_ack_overflow(v6: bool, abort: bool) {
         );
         let l = listener(SocketAddr::new(server_ip, 0), BACKLOG);
         let port = port_of(&l);
-        enter_netns(client);
-        let peer = Peer::open(&pair, port);
-        enter_netns(server);
+        let peer = Peer::new(pair.wire(), port);
         let before = netstat();
         // B handshakes fill the accept queue up to its limit...
         let mut p = 41000;
@@ -661,8 +352,8 @@ fn third_ack_overflow(v6: bool, abort: bool) {
         peer.ack(&synack_b);
         let mut resets = 0;
         let mut resent = 0;
-        let mut count = |seg: Seg, reply: bool| {
-            if seg.port != b {
+        let mut count = |seg: Reply, reply: bool| {
+            if seg.dport != b {
                 return;
             }
             if seg.rst {
@@ -718,7 +409,7 @@ fn third_ack_overflow(v6: bool, abort: bool) {
         for e in &ev {
             assert_eq!(e["sport"], port);
             assert_eq!(e["dport"], ghost_port);
-            assert_eq!(e["daddr"], pair_fake(v6));
+            assert_eq!(e["daddr"], pair.peer_ip.to_string());
             assert_eq!(e["backlog"], BACKLOG + 1);
             assert_eq!(e["backlog_max"], BACKLOG);
             assert_eq!(e["abort_on_overflow"], u8::from(abort));
@@ -785,14 +476,6 @@ fn third_ack_overflow(v6: bool, abort: bool) {
     }
 }
 
-fn pair_fake(v6: bool) -> &'static str {
-    if v6 {
-        "fd77::3"
-    } else {
-        "10.77.0.3"
-    }
-}
-
 #[test]
 #[ignore = "needs root and BPF: run by cargo xtask test"]
 fn s2_third_ack_overflow_ghost_v4() {
@@ -837,9 +520,9 @@ fn syn_burst(v6: bool, kind: Burst) {
     // Recorded with --pcap: stop() checks the packets against the events.
     let tracer = Tracer::start_pcap(&[]);
     let syn_drop = hook(&tracer, "syn_drop");
-    let pair = VethPair::new(v6);
-    let (server, client) = (pair.server.as_str(), pair.client.as_str());
-    let server_ip = pair.server_ip();
+    let pair = lab(v6);
+    let server = pair.server_ns.as_str();
+    let server_ip = pair.server_ip;
     // Scoped: the namespaces outlive tcptrace's final snapshot.
     let worker = || {
         enter_netns(server);
@@ -852,9 +535,7 @@ fn syn_burst(v6: bool, kind: Burst) {
         }
         let l = listener(SocketAddr::new(server_ip, 0), backlog);
         let port = port_of(&l);
-        enter_netns(client);
-        let peer = Peer::open(&pair, port);
-        enter_netns(server);
+        let peer = Peer::new(pair.wire(), port);
         let before = netstat();
         for p in 0..N {
             peer.syn(42000 + p);
@@ -863,8 +544,8 @@ fn syn_burst(v6: bool, kind: Burst) {
         let answered: BTreeSet<u16> = peer
             .read(Duration::from_millis(700))
             .into_iter()
-            .filter(|s| s.syn && s.ack == client_isn(s.port).wrapping_add(1))
-            .map(|s| s.port)
+            .filter(|s| Peer::answers(s, s.dport))
+            .map(|s| s.dport)
             .collect();
         drop(l);
         thread::sleep(Duration::from_millis(100));
@@ -925,7 +606,7 @@ fn syn_burst(v6: bool, kind: Burst) {
     for e in &dropped {
         assert_eq!(e["cause"], want_cause, "{e}");
         assert_eq!(e["sport"], port);
-        assert_eq!(e["daddr"], pair_fake(v6));
+        assert_eq!(e["daddr"], pair.peer_ip.to_string());
         assert_eq!(e["syncookies"], u8::from(kind == Burst::Cookies));
         assert_eq!(e["last_quarter"], kind == Burst::LastQuarter, "{e}");
     }
@@ -1169,8 +850,8 @@ fn ghosts_under_interference(attach: &str) -> InterferenceRun {
     let rtx_on = hook(&tracer, "synack_retrans");
     let overflow_mech = tracer.mechanism("listen_overflow");
     let rtx_mech = tracer.mechanism("synack_retrans");
-    let pair = VethPair::new(false);
-    let (server, client) = (pair.server.as_str(), pair.client.as_str());
+    let pair = lab(false);
+    let server = pair.server_ns.as_str();
     let cpus = thread::available_parallelism().map_or(1, |n| n.get());
     let rps = format!("{:x}", 1u64 << (cpus - 1));
     let set_rps = Command::new("ip")
@@ -1184,7 +865,7 @@ fn ghosts_under_interference(attach: &str) -> InterferenceRun {
     }
     let interference = Interference::start();
     let interfered = interference.is_some();
-    let server_ip = pair.server_ip();
+    let server_ip = pair.server_ip;
     let worker = || {
         // Crafted packets leave from CPU 0; RPS hands them to the last CPU.
         pin_to_cpu(0);
@@ -1192,9 +873,7 @@ fn ghosts_under_interference(attach: &str) -> InterferenceRun {
         set_sysctl("net/ipv4/tcp_abort_on_overflow", "0");
         let l = listener(SocketAddr::new(server_ip, 0), i32::from(BACKLOG));
         let port = port_of(&l);
-        enter_netns(client);
-        let peer = Peer::open(&pair, port);
-        enter_netns(server);
+        let peer = Peer::new(pair.wire(), port);
         let before = netstat();
         let first = 43000u16;
         for p in first..first + BACKLOG {
@@ -1202,7 +881,7 @@ fn ghosts_under_interference(attach: &str) -> InterferenceRun {
             peer.ack(&peer.synack(p));
         }
         let ghosts = first + BACKLOG..first + 2 * BACKLOG;
-        let synacks: Vec<Seg> = ghosts
+        let synacks: Vec<Reply> = ghosts
             .clone()
             .map(|p| {
                 peer.syn(p);
@@ -1215,7 +894,7 @@ fn ghosts_under_interference(attach: &str) -> InterferenceRun {
         let deadline = Instant::now() + GHOST_PHASE;
         while Instant::now() < deadline {
             for seg in peer.read(Duration::from_millis(100)) {
-                if seg.syn && ghosts.contains(&seg.port) {
+                if seg.syn && ghosts.contains(&seg.dport) {
                     peer.ack(&seg);
                 }
             }

@@ -48,6 +48,9 @@ pub struct BenchArgs {
     /// Rounds of the hot-path bench in each VM (emulated: slow).
     #[arg(long, default_value_t = 3)]
     pub vm_rounds: usize,
+    /// Only the metrics scrape bench, its section replaced in the report.
+    #[arg(long)]
+    pub scrape_only: bool,
     /// The report, relative to the repository root.
     #[arg(long, default_value = "BENCHMARKS.md")]
     pub output: PathBuf,
@@ -140,7 +143,7 @@ fn output_of(cmd: &mut Command) -> String {
 }
 
 /// Runs one bench executable, echoing its `bench` lines, and collects them.
-fn run_bench(place: &mut Place, name: &str, cmd: &mut Command) {
+pub fn run_bench(place: &mut Place, name: &str, cmd: &mut Command) {
     eprintln!("bench: {name} on {}", place.name);
     let child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn();
     let mut child = match child {
@@ -242,6 +245,9 @@ pub fn run_all(args: &BenchArgs) -> Result<()> {
         let section = crate::soak::run(d)?;
         println!("{section}");
         return crate::soak::write_section(&root().join(&args.output), &section);
+    }
+    if args.scrape_only {
+        return crate::bench_scrape::run_alone(args);
     }
     if let Err(e) = crate::setup::apt_install(&["bpftrace"]) {
         eprintln!("bench: bpftrace unavailable ({e:#}): tcptrace is measured alone");

@@ -596,6 +596,7 @@ pub fn render(run: &Run) -> String {
             "\n## Pipeline: ring buffer to userspace\n\nThe bench-only event source (hidden `--bench-flood PID:N`: a program on the getppid() tracepoint emitting N synthetic 104-byte connect records per call of one process; never loaded otherwise) drives the real drain loop."
         );
         pipeline_tables(&mut s, h);
+        crate::bench_scrape::section(&mut s, h);
         let ps: Vec<&String> = h
             .lines
             .iter()

@@ -31,6 +31,11 @@ use crate::{endpoint::endpoint, event::errno_name, hist::slot_high, syn::Listene
 
 type Labels = Vec<(&'static str, String)>;
 
+/// A listener's accept queue as last seen: (when, length, limit).
+type Queue = (u64, u32, u32);
+/// One of its gauges: the field it shows.
+type QueueField = fn(&Queue) -> u32;
+
 /// Slots up to this one share the first bucket (le = 2^10 ns, about 1 us).
 const FIRST_SLOT: usize = 9;
 /// Slots above this one are only in +Inf (le = 2^36 ns, about 69 s).
@@ -342,52 +347,54 @@ impl Exporter {
             rows,
         )?;
 
-        // Queue gauges: admitted listeners only (a sum of queues means nothing).
-        let mut queues: BTreeMap<&ListenerId, (u64, u32, u32)> = BTreeMap::new();
-        let newer = |q: &mut (u64, u32, u32), at: u64, b: u32, m: u32| {
-            if at >= q.0 {
-                *q = (at, b, m);
-            }
-        };
-        for (id, l) in t.listeners.iter().filter(|(id, _)| adm.has(id)) {
+        // Queue gauges: admitted listeners only (a sum of queues means
+        // nothing), as the newest of its events and answered SYNs saw them.
+        let mut queues: BTreeMap<&ListenerId, Queue> = BTreeMap::new();
+        let from_events = t.listeners.iter().map(|(id, l)| {
             let ListenerTotals {
                 last_ns,
                 backlog,
                 backlog_max,
                 ..
             } = *l;
-            newer(queues.entry(id).or_default(), last_ns, backlog, backlog_max);
+            (id, (last_ns, backlog, backlog_max))
+        });
+        let from_kernel = kernel
+            .iter()
+            .map(|(id, r)| (id, (r.last_ns, r.backlog, r.backlog_max)));
+        for (id, seen) in from_events.chain(from_kernel) {
+            if adm.has(id) {
+                let q = queues.entry(id).or_default();
+                if seen.0 >= q.0 {
+                    *q = seen;
+                }
+            }
         }
-        for (id, r) in kernel.iter().filter(|(id, _)| adm.has(id)) {
-            newer(
-                queues.entry(id).or_default(),
-                r.last_ns,
-                r.backlog,
-                r.backlog_max,
-            );
+        let gauges: [(&str, &str, QueueField); 2] = [
+            (
+                "tcptrace_listen_backlog",
+                "Connections waiting in a listener's accept queue, at its newest SYN or event.",
+                |q| q.1,
+            ),
+            (
+                "tcptrace_listen_backlog_max",
+                "A listener's accept queue limit: min(listen() backlog, net.core.somaxconn).",
+                |q| q.2,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            gauge(
+                enc,
+                name,
+                help,
+                queues.iter().map(|(id, q)| {
+                    (
+                        labels([("listener", self.listener_label(id))]),
+                        u64::from(value(q)),
+                    )
+                }),
+            )?;
         }
-        gauge(
-            enc,
-            "tcptrace_listen_backlog",
-            "Connections waiting in a listener's accept queue, at its newest SYN or event.",
-            queues.iter().map(|(id, q)| {
-                (
-                    labels([("listener", self.listener_label(id))]),
-                    u64::from(q.1),
-                )
-            }),
-        )?;
-        gauge(
-            enc,
-            "tcptrace_listen_backlog_max",
-            "A listener's accept queue limit: min(listen() backlog, net.core.somaxconn).",
-            queues.iter().map(|(id, q)| {
-                (
-                    labels([("listener", self.listener_label(id))]),
-                    u64::from(q.2),
-                )
-            }),
-        )?;
         for (m, n) in folded {
             let e = fold_state.folded.entry(m).or_default();
             *e = (*e).max(n);

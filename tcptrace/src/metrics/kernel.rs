@@ -1,20 +1,22 @@
 //! The kernel maps the endpoint reads at each scrape, through duplicates of
 //! their fds (the live run's own readers keep theirs): histograms and
-//! their sums, lost events, RSTs sent, per-listener SYN counters (through
-//! the SYN family's own reader, [`SynMaps`]), state maps (through
-//! [`StateMaps`]), and the programs the kernel skipped.
+//! their sums, lost events, RSTs sent, per-listener SYN counters, state
+//! maps, and the programs the kernel skipped. Where a map has a reader of
+//! its own the live run's summaries use too ([`hist::read_all`],
+//! [`RstSentMap`], [`SynMaps`], [`StateMaps`]), it is read through that;
+//! only the handles differ (commands/live.rs takes the maps, this module
+//! duplicates their fds).
 
 use std::{os::fd::AsFd as _, sync::Mutex};
 
 use anyhow::{bail, Context as _, Result};
 use aya::maps::{Map, MapData, PerCpuArray};
-use tcptrace_common::{
-    maps, statemaps, syn::ListenerCounters, EventKind, HistId, Stat, HIST_SLOTS,
-};
+use tcptrace_common::{maps, statemaps, syn::ListenerCounters, EventKind, HistId, Stat};
 
 use crate::{
-    hist::Histogram,
+    hist::{self, Histogram},
     mapstats::{MapFill, StateMaps},
+    paws::maps::RstSentMap,
     progstats::ProgramStats,
     syn::{ListenerId, SynMaps},
 };
@@ -50,8 +52,7 @@ pub struct KernelReader {
     sums: PerCpuArray<MapData, u64>,
     lost: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
-    rst_sent: PerCpuArray<MapData, u64>,
-    rst_names: Vec<String>,
+    rst_sent: RstSentMap,
     syn: SynMaps,
     /// Caches its walks between reads, hence the lock.
     state: Mutex<StateMaps>,
@@ -106,8 +107,7 @@ impl KernelReader {
             sums: array(maps::HIST_SUMS)?,
             lost: array(maps::LOST)?,
             stats: array(maps::STATS)?,
-            rst_sent: array(maps::RST_SENT)?,
-            rst_names,
+            rst_sent: RstSentMap::from_map(dup(ebpf, maps::RST_SENT)?, rst_names)?,
             syn: SynMaps::from_maps(
                 dup(ebpf, maps::SYN_ANSWERED)?,
                 dup(ebpf, maps::SYN_LISTENERS)?,
@@ -127,19 +127,11 @@ impl KernelReader {
     }
 
     pub fn read(&self) -> Result<KernelRead> {
-        let hists = HistId::ALL
-            .iter()
-            .map(|&id| {
-                let mut h = HistRead::default();
-                for slot in 0..HIST_SLOTS {
-                    h.hist.slots[slot as usize] = sum(
-                        &self.hists,
-                        tcptrace_common::hist::index(id, slot),
-                        maps::HISTOGRAMS,
-                    )?;
-                }
-                h.sum_ns = sum(&self.sums, id as u32, maps::HIST_SUMS)?;
-                Ok((id, h))
+        let hists = hist::read_all(&self.hists)?
+            .into_iter()
+            .map(|(id, hist)| {
+                let sum_ns = sum(&self.sums, id as u32, maps::HIST_SUMS)?;
+                Ok((id, HistRead { hist, sum_ns }))
             })
             .collect::<Result<_>>()?;
         let lost = EventKind::ALL
@@ -150,12 +142,7 @@ impl KernelReader {
             .iter()
             .map(|&s| Ok((s, sum(&self.stats, s as u32, maps::STATS)?)))
             .collect::<Result<_>>()?;
-        let rst_sent = self
-            .rst_names
-            .iter()
-            .zip(0u32..)
-            .map(|(name, i)| Ok((name.clone(), sum(&self.rst_sent, i, maps::RST_SENT)?)))
-            .collect::<Result<_>>()?;
+        let rst_sent = self.rst_sent.read_every_slot()?;
         let maps = self
             .state
             .lock()

@@ -16,6 +16,11 @@ impl RstSentMap {
         let map = ebpf
             .take_map(maps::RST_SENT)
             .with_context(|| format!("map {} missing from the object", maps::RST_SENT))?;
+        Self::from_map(map, slot_names)
+    }
+
+    /// From a handle on the map (the metrics endpoint's duplicate of its fd).
+    pub fn from_map(map: aya::maps::Map, slot_names: Vec<String>) -> Result<Self> {
         Ok(Self {
             map: PerCpuArray::try_from(map).with_context(|| format!("map {}", maps::RST_SENT))?,
             slot_names,
@@ -24,6 +29,15 @@ impl RstSentMap {
 
     /// RSTs sent per slot label, slots with none left out.
     pub fn read(&self) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .read_every_slot()?
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect())
+    }
+
+    /// RSTs sent per slot label, every slot.
+    pub fn read_every_slot(&self) -> Result<Vec<(String, u64)>> {
         let sum = |i: u32| -> Result<u64> {
             Ok(self
                 .map
@@ -32,14 +46,10 @@ impl RstSentMap {
                 .iter()
                 .sum())
         };
-        Ok(self
-            .slot_names
+        self.slot_names
             .iter()
             .zip(0u32..)
             .map(|(name, i)| Ok((name.clone(), sum(i)?)))
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .filter(|(_, n)| *n > 0)
-            .collect())
+            .collect()
     }
 }

@@ -2,9 +2,11 @@
 //! do something, read back what tcptrace reported.
 #![allow(dead_code)]
 
+pub mod craft;
 pub mod diagnose;
 mod netns;
 pub mod prometheus;
+pub mod scrape;
 pub use netns::enter_private_netns;
 
 use std::{
@@ -223,6 +225,33 @@ impl Tracer {
         }
         objs
     }
+}
+
+/// Hooks the test depends on: attached, or (outside the VM matrix) reported
+/// unavailable so the kernel-side checks are skipped. One kernel limit is
+/// accepted even where every hook is required: with `--attach fentry`,
+/// kernels before 6.4 cannot trace the 7-parameter syn_recv_sock functions,
+/// and tcptrace must say exactly that (`--attach auto` uses kprobes there).
+pub fn hook(tracer: &Tracer, name: &str) -> bool {
+    let m = tracer.mechanism(name);
+    let report = tracer
+        .attach_report
+        .iter()
+        .find(|l| l.split_whitespace().nth(1) == Some(name))
+        .cloned()
+        .unwrap_or_default();
+    let trampoline_limit = attach_mode() == "fentry" && report.contains("at most 6 arguments");
+    if required(name) && !trampoline_limit {
+        assert!(
+            m.is_some(),
+            "{name} must attach here: {:?}",
+            tracer.attach_report
+        );
+    }
+    if m.is_none() {
+        eprintln!("{name} unavailable on this kernel ({report}): its checks are skipped");
+    }
+    m.is_some()
 }
 
 /// Ids of the BPF programs loaded in the kernel right now whose names are

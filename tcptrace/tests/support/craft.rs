@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::support::ip;
+use super::ip;
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
 
 static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
@@ -148,7 +148,7 @@ impl Lab {
 
     /// TcpExt counters of the server namespace.
     pub fn server_netstat(&self) -> std::collections::HashMap<String, u64> {
-        in_netns(&self.server_ns, super::support::netstat)
+        in_netns(&self.server_ns, super::netstat)
     }
 
     /// Inode of the server namespace (what events carry as `netns`).
@@ -234,11 +234,14 @@ pub struct Segment {
 #[derive(Clone, Debug)]
 pub struct Reply {
     pub sport: u16,
+    /// The crafted peer's port it went to.
+    pub dport: u16,
     pub seq: u32,
     pub ack: u32,
     pub syn: bool,
     pub ack_flag: bool,
     pub fin: bool,
+    pub rst: bool,
     pub window: u16,
     pub tsval: Option<u32>,
     pub payload_len: usize,
@@ -306,6 +309,28 @@ impl Wire {
         timeout: Duration,
         want: impl Fn(&Reply) -> bool,
     ) -> Option<Reply> {
+        self.next(Some(peer_port), timeout, want)
+    }
+
+    /// Every segment the server sends to the peer (any port) for `wait`.
+    pub fn collect(&self, wait: Duration) -> Vec<Reply> {
+        let deadline = Instant::now() + wait;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(None, left, |_| true) {
+                Some(r) => out.push(r),
+                None => return out,
+            }
+        }
+    }
+
+    fn next(
+        &self,
+        peer_port: Option<u16>,
+        timeout: Duration,
+        want: impl Fn(&Reply) -> bool,
+    ) -> Option<Reply> {
         let deadline = Instant::now() + timeout;
         let mut buf = vec![0u8; 65536];
         while Instant::now() < deadline {
@@ -337,7 +362,7 @@ impl Wire {
         None
     }
 
-    fn parse(&self, frame: &[u8], peer_port: u16) -> Option<Reply> {
+    fn parse(&self, frame: &[u8], peer_port: Option<u16>) -> Option<Reply> {
         let p = SlicedPacket::from_ethernet(frame).ok()?;
         let (src, dst): (IpAddr, IpAddr) = match p.net? {
             NetSlice::Ipv4(v4) => (
@@ -353,7 +378,10 @@ impl Wire {
         let TransportSlice::Tcp(tcp) = p.transport? else {
             return None;
         };
-        if src != self.server_ip || dst != self.peer_ip || tcp.destination_port() != peer_port {
+        if src != self.server_ip
+            || dst != self.peer_ip
+            || peer_port.is_some_and(|p| tcp.destination_port() != p)
+        {
             return None;
         }
         let tsval = tcp.options_iterator().find_map(|o| match o {
@@ -362,11 +390,13 @@ impl Wire {
         });
         Some(Reply {
             sport: tcp.source_port(),
+            dport: tcp.destination_port(),
             seq: tcp.sequence_number(),
             ack: tcp.acknowledgment_number(),
             syn: tcp.syn(),
             ack_flag: tcp.ack(),
             fin: tcp.fin(),
+            rst: tcp.rst(),
             window: tcp.window_size(),
             tsval,
             payload_len: tcp.payload().len(),
@@ -480,5 +510,79 @@ impl<'a> Conn<'a> {
         self.wire
             .recv(self.sport, WAIT, move |r| r.ack_flag && r.ack == want)
             .expect("the server's ACK of our FIN");
+    }
+}
+
+// ---- a peer that opens handshakes ------------------------------------------
+
+/// The crafted peer's initial sequence number for a source port.
+pub fn client_isn(port: u16) -> u32 {
+    0x1000_0000 ^ (u32::from(port) << 8)
+}
+
+/// A crafted client of one server port that opens handshakes from many
+/// source ports (the SYN family's scenarios): SYNs with [`client_isn`],
+/// third ACKs, and what the server sends back.
+pub struct Peer {
+    pub wire: Wire,
+    pub server_port: u16,
+}
+
+impl Peer {
+    pub fn new(wire: Wire, server_port: u16) -> Peer {
+        Peer { wire, server_port }
+    }
+
+    fn send(&self, port: u16, seq: u32, ack: Option<u32>, syn: bool) {
+        self.wire.send(&Segment {
+            sport: port,
+            dport: self.server_port,
+            seq,
+            ack,
+            syn,
+            window: 64240,
+            ..Segment::default()
+        });
+    }
+
+    pub fn syn(&self, port: u16) {
+        self.send(port, client_isn(port), None, true);
+    }
+
+    /// Completes the handshake for `synack.dport` given the server's SYN-ACK.
+    pub fn ack(&self, synack: &Reply) {
+        self.send(
+            synack.dport,
+            client_isn(synack.dport).wrapping_add(1),
+            Some(synack.seq.wrapping_add(1)),
+            false,
+        );
+    }
+
+    /// Segments from the server's port to the peer, for `wait`.
+    pub fn read(&self, wait: Duration) -> Vec<Reply> {
+        let mut all = self.wire.collect(wait);
+        all.retain(|r| r.sport == self.server_port);
+        all
+    }
+
+    /// Whether `r` answers `port`'s SYN.
+    pub fn answers(r: &Reply, port: u16) -> bool {
+        r.syn && r.ack_flag && r.ack == client_isn(port).wrapping_add(1)
+    }
+
+    /// Waits (up to `within`) for the SYN-ACK answering `port`'s SYN.
+    pub fn synack_within(&self, port: u16, within: Duration) -> Reply {
+        let server = self.server_port;
+        self.wire
+            .recv(port, within, |r| {
+                r.sport == server && Self::answers(r, port)
+            })
+            .unwrap_or_else(|| panic!("no SYN-ACK for port {port}"))
+    }
+
+    /// Waits (up to 2 s) for the SYN-ACK answering `port`'s SYN.
+    pub fn synack(&self, port: u16) -> Reply {
+        self.synack_within(port, Duration::from_secs(2))
     }
 }
