@@ -75,9 +75,10 @@ pub const KFREE_SKB_LISTEN_OVERFLOW_BTF: &str = "kfree_skb_listen_overflow_btf";
 /// `tcp:tcp_retransmit_synack`
 pub const RETRANSMIT_SYNACK: &str = "retransmit_synack";
 pub const RETRANSMIT_SYNACK_BTF: &str = "retransmit_synack_btf";
-/// `sock:inet_sock_set_state`
-pub const SOCK_SET_STATE: &str = "sock_set_state";
-pub const SOCK_SET_STATE_BTF: &str = "sock_set_state_btf";
+/// `syscalls:sys_enter_listen`: who called listen() (no tp_btf form).
+pub const SYS_ENTER_LISTEN: &str = "sys_enter_listen";
+/// `inet_csk_listen_start`, where the kernel allows BPF trampolines.
+pub const LISTEN_FENTRY: &str = "listen_fentry";
 
 // ---- PAWS and RSTs -------------------------------------------------------------
 
@@ -157,8 +158,8 @@ pub const ALL: &[(&str, Kind)] = &[
     (KFREE_SKB_LISTEN_OVERFLOW_BTF, Kind::TpBtf),
     (RETRANSMIT_SYNACK, Kind::Tracepoint),
     (RETRANSMIT_SYNACK_BTF, Kind::TpBtf),
-    (SOCK_SET_STATE, Kind::Tracepoint),
-    (SOCK_SET_STATE_BTF, Kind::TpBtf),
+    (SYS_ENTER_LISTEN, Kind::Tracepoint),
+    (LISTEN_FENTRY, Kind::FEntry),
     (VALIDATE_FENTRY, Kind::FEntry),
     (VALIDATE_FEXIT, Kind::FExit),
     (VALIDATE_KPROBE, Kind::KProbe),

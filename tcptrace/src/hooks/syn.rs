@@ -157,15 +157,24 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
         },
         HookSpec {
             name: "listen_owner",
-            about: "which process called listen(); ends ghost links on ESTABLISHED",
-            tracepoints: vec![TpTarget::typed(
-                "sock",
-                "inet_sock_set_state",
-                programs::SOCK_SET_STATE,
-                programs::SOCK_SET_STATE_BTF,
-                3,
+            about: "which process called listen()",
+            // Runs per listen() call, never per connection. Like connect(),
+            // the syscall tracepoint attaches first and fentry on the
+            // function that puts a socket in LISTEN takes over where the
+            // kernel allows trampolines (no syscall tracepoint left on every
+            // task's syscalls there; io_uring and kernel listeners seen).
+            tracepoints: vec![TpTarget::plain(
+                "syscalls",
+                "sys_enter_listen",
+                programs::SYS_ENTER_LISTEN,
             )],
-            functions: Vec::new(),
+            upgrade: vec![FnTarget {
+                function: "inet_csk_listen_start",
+                fentry: programs::LISTEN_FENTRY,
+                kprobe: "",
+                ret: false,
+                optional: false,
+            }],
             ..HookSpec::default()
         },
     ]
