@@ -607,21 +607,12 @@ pub fn syn_recv_sock_kretprobe(ctx: RetProbeContext) -> u32 {
 }
 
 /// skb:kfree_skb with reason TCP_LISTEN_OVERFLOW (6.15+): the same verdict
-/// from a stable tracepoint. `rx_sk` is the listener.
+/// from a stable tracepoint. `rx_sk` is the listener. Plain tracepoint;
+/// where the kernel has its BTF the one tp_btf `kfree_skb` program serves
+/// this hook with the others that read drop reasons.
 #[tracepoint(category = "skb", name = "kfree_skb")]
 pub fn kfree_skb_listen_overflow(ctx: TracePointContext) -> u32 {
     done(try_kfree_skb_tp(&ctx)) as u32
-}
-
-/// tp_btf twin: kfree_skb(skb, location, reason, rx_sk) (rx_sk 6.11+;
-/// userspace attaches it only where the tracepoint passes four arguments).
-#[btf_tracepoint(function = "kfree_skb")]
-pub fn kfree_skb_listen_overflow_btf(ctx: BtfTracePointContext) -> i32 {
-    done(try_kfree_skb(
-        ctx.arg(0),
-        ctx.arg::<u64>(2) as u32,
-        ctx.arg(3),
-    ))
 }
 
 #[inline(always)]
@@ -644,8 +635,10 @@ fn try_kfree_skb_tp(ctx: &TracePointContext) -> Result<(), i64> {
     )
 }
 
+/// TCP_LISTEN_OVERFLOW from skb:kfree_skb (the plain tracepoint above, or
+/// the one tp_btf `kfree_skb` program, `crate::kfree_skb`).
 #[inline(always)]
-fn try_kfree_skb(skb: u64, reason: u32, sk: u64) -> Result<(), i64> {
+pub(crate) fn try_kfree_skb(skb: u64, reason: u32, sk: u64) -> Result<(), i64> {
     if reason != off!(reason_listen_overflow) || sk == 0 {
         return Ok(());
     }

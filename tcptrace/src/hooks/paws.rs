@@ -5,7 +5,7 @@
 //! 6.11+), tp_btf on `kfree_skb` is the fallback. Which fallback a kernel
 //! supports is read from its BTF, never from its version number.
 
-use tcptrace_common::programs;
+use tcptrace_common::{maps::kfree_skb_families, programs};
 
 use super::{BtfTpTarget, Fallback, FnTarget, HookSpec, TpTarget};
 use crate::{btf::KernelBtf, paws};
@@ -38,7 +38,7 @@ impl Reasons {
         &self,
         reasons: &[&str],
         extra: Result<(), &str>,
-        program: &'static str,
+        family: u32,
         tracepoints: Vec<TpTarget>,
     ) -> Fallback {
         if !self.rx_sk {
@@ -58,7 +58,8 @@ impl Reasons {
         Fallback::Tracepoints {
             tp_btf: vec![BtfTpTarget {
                 name: "kfree_skb",
-                program,
+                program: programs::KFREE_SKB_BTF,
+                family,
             }],
             tracepoints,
         }
@@ -130,7 +131,7 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
             fallback: reasons.fallback(
                 &["TCP_RFC7323_PAWS", "TCP_RESET", "TCP_OLD_SEQUENCE"],
                 Ok(()),
-                programs::KFREE_SKB_VALIDATE,
+                kfree_skb_families::VALIDATE,
                 vec![receive_reset(
                     programs::RECEIVE_RESET_EMIT,
                     programs::RECEIVE_RESET_EMIT_BTF,
@@ -149,7 +150,7 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
             fallback: reasons.fallback(
                 &["TCP_RFC7323_TW_PAWS"],
                 Ok(()),
-                programs::KFREE_SKB_TIMEWAIT,
+                kfree_skb_families::TIME_WAIT,
                 Vec::new(),
             ),
             ..HookSpec::default()
@@ -169,7 +170,7 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
                 } else {
                     Err("tcp_check_req sets no drop reason before 6.15")
                 },
-                programs::KFREE_SKB_SYN_RECV,
+                kfree_skb_families::SYN_RECV,
                 Vec::new(),
             ),
             ..HookSpec::default()
@@ -189,7 +190,7 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
                 } else {
                     Err("SYN-SENT drops carry no reason before 6.12")
                 },
-                programs::KFREE_SKB_SYN_SENT,
+                kfree_skb_families::SYN_SENT,
                 Vec::new(),
             ),
             ..HookSpec::default()

@@ -1,7 +1,7 @@
 //! SYN family: unanswered SYNs at a listener, accept-queue overflows on the
 //! third ACK, SYN-ACK retransmits, and the owners of listening sockets.
 
-use tcptrace_common::programs;
+use tcptrace_common::{maps::kfree_skb_families, programs};
 
 use super::{FnTarget, HookSpec, TpTarget};
 use crate::btf::KernelBtf;
@@ -103,14 +103,16 @@ fn listen_overflow(btf: &KernelBtf) -> HookSpec {
         about: "accept queue full on the third ACK: reset or ghost connection",
         // skb:kfree_skb carries the verdict as a drop reason on 6.15+.
         tracepoints: if crate::syn::kfree_skb_fallback(btf) {
-            // tp_btf kfree_skb(skb, location, reason, rx_sk).
+            // tp_btf kfree_skb(skb, location, reason, rx_sk): the program
+            // shared with the PAWS/RST hooks' drop-reason forms.
             vec![TpTarget::typed(
                 "skb",
                 "kfree_skb",
                 programs::KFREE_SKB_LISTEN_OVERFLOW,
-                programs::KFREE_SKB_LISTEN_OVERFLOW_BTF,
+                programs::KFREE_SKB_BTF,
                 4,
-            )]
+            )
+            .serving(kfree_skb_families::LISTEN_OVERFLOW)]
         } else {
             Vec::new()
         },
