@@ -187,7 +187,7 @@ impl Cgroup {
             ("/sys/fs/cgroup/unified", v2, true),
             ("/sys/fs/cgroup/cpuacct", v1, false),
         ];
-        candidates.into_iter().find_map(|(root, rel, v2)| {
+        let found = candidates.into_iter().find_map(|(root, rel, v2)| {
             let root = std::path::Path::new(root);
             let stat = if v2 { "cpu.stat" } else { "cpuacct.usage" };
             if !root.join(stat).exists() && !root.join("cgroup.procs").exists() {
@@ -199,7 +199,8 @@ impl Cgroup {
             let cg = Cgroup { dir, home, v2 };
             std::fs::write(cg.dir.join("cgroup.procs"), std::process::id().to_string()).ok()?;
             cg.dir.join(stat).exists().then_some(cg)
-        })
+        });
+        found
     }
 
     fn usage_ns(&self) -> u64 {

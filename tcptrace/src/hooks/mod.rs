@@ -222,6 +222,10 @@ pub struct HookSpec {
     pub upgrade: Vec<FnTarget>,
     /// Set when the hook cannot run on this kernel at all, with why.
     pub unavailable: Option<String>,
+    /// `--attach auto` tries the tracepoint `fallback` before the function
+    /// targets: it reports the same fields and runs only on the event
+    /// (a dropped segment), where the functions run per segment.
+    pub fallback_first: bool,
 }
 
 impl HookSpec {
@@ -382,7 +386,17 @@ fn attach_hook(
     if spec.functions.is_empty() {
         return status;
     }
+    // Where the kernel names the drop reason (and the receiving socket),
+    // `auto` takes the drop-reason form first for hooks whose fallback
+    // reports the same fields: it runs only when a segment is dropped,
+    // where fentry and kprobes on the deciding function run for every
+    // segment that reaches it.
+    let by_reason_first =
+        spec.fallback_first && matches!(spec.fallback, Fallback::Tracepoints { .. });
     let mechanisms: &[Mechanism] = match mode {
+        AttachMode::Auto if by_reason_first => {
+            &[Mechanism::TpBtf, Mechanism::Fentry, Mechanism::Kprobe]
+        }
         AttachMode::Auto => &[Mechanism::Fentry, Mechanism::Kprobe, Mechanism::TpBtf],
         AttachMode::Fentry => &[Mechanism::Fentry],
         AttachMode::Kprobe => &[Mechanism::Kprobe],

@@ -153,6 +153,9 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
                 kfree_skb_families::TIME_WAIT,
                 Vec::new(),
             ),
+            // Same fields as the fentry form, and runs only on the drop
+            // (the function runs for every segment to a TIME_WAIT socket).
+            fallback_first: true,
             ..HookSpec::default()
         },
         HookSpec {
@@ -193,6 +196,10 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
                 kfree_skb_families::SYN_SENT,
                 Vec::new(),
             ),
+            // Same fields as the fentry form, and runs only on the drop
+            // (tcp_rcv_state_process runs for every segment of every socket
+            // not ESTABLISHED: handshakes, closes, listeners).
+            fallback_first: true,
             ..HookSpec::default()
         },
         HookSpec {
