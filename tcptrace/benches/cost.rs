@@ -304,6 +304,18 @@ fn idle(secs: usize) -> u64 {
     secs as u64
 }
 
+/// One round of one workload under one tracer.
+struct Measured {
+    units: u64,
+    /// Runs of all the tracer's programs.
+    total: u64,
+    progs: BTreeMap<String, Prog>,
+    /// Workload cgroup CPU and system softirq time, ns.
+    cpu: u64,
+    sirq: u64,
+    wall: f64,
+}
+
 struct Tracer {
     label: String,
     /// None: no tracer.
@@ -405,6 +417,15 @@ fn main() {
     let rounds = env_usize("TCPTRACE_COST_ROUNDS", 3).max(1);
     let check = std::env::var_os("TCPTRACE_COST_CHECK").is_some();
     common::environment("cost");
+    // On a shared host, no scenario test runs meanwhile (their traffic
+    // would run programs too); the lock file exists only where one is used.
+    let _host_lock = std::fs::File::open("/tmp/host-scenarios.lock")
+        .ok()
+        .inspect(|f| {
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: flock on a file descriptor we own; released when `f` is closed.
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        });
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF_ENABLE_STATS");
     let cgroup = Cgroup::enter();
     let mut failures = Vec::new();
@@ -439,7 +460,7 @@ fn main() {
             .collect();
         for (workload, unit, run) in &workloads {
             let reps = if *workload == "idle" { 1 } else { rounds };
-            let mut best: Option<(u64, u64, BTreeMap<String, Prog>, u64, u64, f64)> = None;
+            let mut best: Option<Measured> = None;
             for _ in 0..reps {
                 let cpu0 = cgroup.as_ref().map_or(0, Cgroup::usage_ns);
                 let sirq0 = softirq_ns();
@@ -452,11 +473,25 @@ fn main() {
                 let sirq = softirq_ns().saturating_sub(sirq0);
                 let d = delta(&s0, &s1);
                 let total: u64 = d.values().map(|p| p.runs).sum();
-                if best.as_ref().is_none_or(|b| total < b.1) {
-                    best = Some((units, total, d, cpu, sirq, wall));
+                if best.as_ref().is_none_or(|b| total < b.total) {
+                    best = Some(Measured {
+                        units,
+                        total,
+                        progs: d,
+                        cpu,
+                        sirq,
+                        wall,
+                    });
                 }
             }
-            let (units, total, progs, cpu, sirq, wall) = best.expect("a round");
+            let Measured {
+                units,
+                total,
+                progs,
+                cpu,
+                sirq,
+                wall,
+            } = best.expect("a round");
             let per = |x: u64| x as f64 / units.max(1) as f64;
             let ns: u64 = progs.values().map(|p| p.ns).sum();
             let list: Vec<String> = progs

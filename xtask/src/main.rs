@@ -11,6 +11,7 @@ mod artifacts;
 mod bench;
 mod bench_notes;
 mod bench_report;
+mod bench_runs;
 mod setup;
 mod sh;
 mod test;
