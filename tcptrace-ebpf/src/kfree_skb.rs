@@ -38,21 +38,54 @@ pub fn kfree_skb_btf(ctx: BtfTracePointContext) -> i32 {
 /// reason is read by three of them, each for its own socket state).
 #[inline(always)]
 fn dispatch(on: u32, skb: u64, reason: u32, sk: u64) -> Result<(), i64> {
-    let mut result = Ok(());
+    let mut failed = 0;
     if on & family::LISTEN_OVERFLOW != 0 {
-        result = result.and(syn::try_kfree_skb(skb, reason, sk));
+        failed |= listen_overflow(skb, reason, sk);
     }
     if on & family::VALIDATE != 0 {
-        result = result.and(paws::try_kfree_validate(skb, reason, sk));
+        failed |= validate(skb, reason, sk);
     }
     if on & family::TIME_WAIT != 0 {
-        result = result.and(paws::try_kfree_timewait(skb, reason, sk));
+        failed |= time_wait(skb, reason, sk);
     }
     if on & family::SYN_RECV != 0 {
-        result = result.and(paws::try_kfree_syn_recv(skb, reason, sk));
+        failed |= syn_recv(skb, reason, sk);
     }
     if on & family::SYN_SENT != 0 {
-        result = result.and(paws::try_kfree_syn_sent(skb, reason, sk));
+        failed |= syn_sent(skb, reason, sk);
     }
-    result
+    if failed != 0 {
+        Err(failed)
+    } else {
+        Ok(())
+    }
+}
+
+// One BPF function per family (not inlined into one body): each compiles
+// as it did in a program of its own, and the verifier checks them one by
+// one. They return the helper error of a failed read, or 0.
+
+#[inline(never)]
+fn listen_overflow(skb: u64, reason: u32, sk: u64) -> i64 {
+    syn::try_kfree_skb(skb, reason, sk).err().unwrap_or(0)
+}
+
+#[inline(never)]
+fn validate(skb: u64, reason: u32, sk: u64) -> i64 {
+    paws::try_kfree_validate(skb, reason, sk).err().unwrap_or(0)
+}
+
+#[inline(never)]
+fn time_wait(skb: u64, reason: u32, sk: u64) -> i64 {
+    paws::try_kfree_timewait(skb, reason, sk).err().unwrap_or(0)
+}
+
+#[inline(never)]
+fn syn_recv(skb: u64, reason: u32, sk: u64) -> i64 {
+    paws::try_kfree_syn_recv(skb, reason, sk).err().unwrap_or(0)
+}
+
+#[inline(never)]
+fn syn_sent(skb: u64, reason: u32, sk: u64) -> i64 {
+    paws::try_kfree_syn_sent(skb, reason, sk).err().unwrap_or(0)
 }

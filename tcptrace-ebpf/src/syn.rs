@@ -723,8 +723,8 @@ pub fn sys_enter_listen(ctx: TracePointContext) -> u32 {
 fn try_sys_enter_listen(ctx: &TracePointContext) -> Result<(), i64> {
     // Syscall tracepoint records: 8 bytes of common fields, the syscall
     // nr, then the arguments as longs (fd first).
-    const ENTER_FD: u32 = 16;
-    let fd: i64 = tp_read(ctx, ENTER_FD)?;
+    const ENTER_FD: usize = 16;
+    let fd: i64 = crate::connect::syscall_arg(ctx, ENTER_FD);
     if let Some(sk) = tcp_sock_of_fd(fd)? {
         record_owner(sk);
     }
