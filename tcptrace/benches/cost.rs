@@ -497,7 +497,7 @@ fn main() {
             let list: Vec<String> = progs
                 .values()
                 .filter(|p| p.runs > 0)
-                .map(|p| format!("{}={:.3}", p.name, per(p.runs)))
+                .map(|p| format!("{}={:.3}@{}ns", p.name, per(p.runs), p.ns / p.runs.max(1)))
                 .collect();
             println!(
                 "bench cost {} {workload}: {units} {unit}s, {:.3} runs/{unit}, {:.0} ns/{unit} in programs, cpu {:.0} ns/{unit} [{}]",
