@@ -60,6 +60,28 @@ pub const PAWS_VALIDATE_CALLS: &str = "PAWS_VALIDATE_CALLS";
 /// Per-CPU RSTs sent, by `sk_rst_reason`.
 pub const RST_SENT: &str = "RST_SENT";
 
+// ---- drop reasons (skb:kfree_skb, shared by families) --------------------------
+
+/// `[families]`: the bits of [`kfree_skb_families`] whose hooks attached
+/// through the one tp_btf `kfree_skb` program; the program ignores the
+/// others' reasons.
+pub const KFREE_SKB_FAMILIES: &str = "KFREE_SKB_FAMILIES";
+
+/// Bits of [`KFREE_SKB_FAMILIES`]: which hooks the drop-reason program
+/// serves.
+pub mod kfree_skb_families {
+    /// `listen_overflow`: TCP_LISTEN_OVERFLOW.
+    pub const LISTEN_OVERFLOW: u32 = 1;
+    /// `validate_incoming`: PAWS, challenged and out-of-window RSTs.
+    pub const VALIDATE: u32 = 1 << 1;
+    /// `paws_time_wait`: TCP_RFC7323_TW_PAWS.
+    pub const TIME_WAIT: u32 = 1 << 2;
+    /// `paws_syn_recv`: TCP_RFC7323_PAWS on a listener.
+    pub const SYN_RECV: u32 = 1 << 3;
+    /// `paws_syn_sent`: TCP_RFC7323_PAWS in SYN-SENT.
+    pub const SYN_SENT: u32 = 1 << 4;
+}
+
 // ---- bench only ------------------------------------------------------------------
 
 /// `[tgid, records per call]` of the bench event source.
@@ -86,5 +108,6 @@ pub const ALL: &[&str] = &[
     PAWS_VALIDATING,
     PAWS_VALIDATE_CALLS,
     RST_SENT,
+    KFREE_SKB_FAMILIES,
     BENCH_FLOOD,
 ];

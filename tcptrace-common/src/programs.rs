@@ -69,15 +69,16 @@ pub const SYN_RECV_SOCK6_FENTRY: &str = "syn_recv_sock6_fentry";
 pub const SYN_RECV_SOCK6_FEXIT: &str = "syn_recv_sock6_fexit";
 pub const SYN_RECV_SOCK_KPROBE: &str = "syn_recv_sock_kprobe";
 pub const SYN_RECV_SOCK_KRETPROBE: &str = "syn_recv_sock_kretprobe";
-/// `skb:kfree_skb` with reason TCP_LISTEN_OVERFLOW.
+/// `skb:kfree_skb` with reason TCP_LISTEN_OVERFLOW, as a plain tracepoint
+/// (its tp_btf form is [`KFREE_SKB_BTF`]).
 pub const KFREE_SKB_LISTEN_OVERFLOW: &str = "kfree_skb_listen_overflow";
-pub const KFREE_SKB_LISTEN_OVERFLOW_BTF: &str = "kfree_skb_listen_overflow_btf";
 /// `tcp:tcp_retransmit_synack`
 pub const RETRANSMIT_SYNACK: &str = "retransmit_synack";
 pub const RETRANSMIT_SYNACK_BTF: &str = "retransmit_synack_btf";
-/// `sock:inet_sock_set_state`
-pub const SOCK_SET_STATE: &str = "sock_set_state";
-pub const SOCK_SET_STATE_BTF: &str = "sock_set_state_btf";
+/// `syscalls:sys_enter_listen`: who called listen() (no tp_btf form).
+pub const SYS_ENTER_LISTEN: &str = "sys_enter_listen";
+/// `inet_csk_listen_start`, where the kernel allows BPF trampolines.
+pub const LISTEN_FENTRY: &str = "listen_fentry";
 
 // ---- PAWS and RSTs -------------------------------------------------------------
 
@@ -104,11 +105,10 @@ pub const CHECK_REQ_KPROBE: &str = "check_req_kprobe";
 /// `tcp_rcv_state_process` (SYN-SENT)
 pub const SYN_SENT_FENTRY: &str = "syn_sent_fentry";
 pub const SYN_SENT_KPROBE: &str = "syn_sent_kprobe";
-/// tp_btf `kfree_skb` by drop reason: the fallback of each PAWS/RST site.
-pub const KFREE_SKB_VALIDATE: &str = "kfree_skb_validate";
-pub const KFREE_SKB_TIMEWAIT: &str = "kfree_skb_timewait";
-pub const KFREE_SKB_SYN_RECV: &str = "kfree_skb_syn_recv";
-pub const KFREE_SKB_SYN_SENT: &str = "kfree_skb_syn_sent";
+/// tp_btf `kfree_skb`: one program for every hook that reads drop reasons
+/// (`listen_overflow`, and the fallback of each PAWS/RST site), serving
+/// the families set in the `KFREE_SKB_FAMILIES` map.
+pub const KFREE_SKB_BTF: &str = "kfree_skb_btf";
 /// `tcp:tcp_send_reset`; tp_btf without the reason argument (< 6.10)
 /// and with it (6.10+)
 pub const SEND_RESET_COUNT: &str = "send_reset_count";
@@ -154,11 +154,10 @@ pub const ALL: &[(&str, Kind)] = &[
     (SYN_RECV_SOCK_KPROBE, Kind::KProbe),
     (SYN_RECV_SOCK_KRETPROBE, Kind::KRetProbe),
     (KFREE_SKB_LISTEN_OVERFLOW, Kind::Tracepoint),
-    (KFREE_SKB_LISTEN_OVERFLOW_BTF, Kind::TpBtf),
     (RETRANSMIT_SYNACK, Kind::Tracepoint),
     (RETRANSMIT_SYNACK_BTF, Kind::TpBtf),
-    (SOCK_SET_STATE, Kind::Tracepoint),
-    (SOCK_SET_STATE_BTF, Kind::TpBtf),
+    (SYS_ENTER_LISTEN, Kind::Tracepoint),
+    (LISTEN_FENTRY, Kind::FEntry),
     (VALIDATE_FENTRY, Kind::FEntry),
     (VALIDATE_FEXIT, Kind::FExit),
     (VALIDATE_KPROBE, Kind::KProbe),
@@ -175,10 +174,7 @@ pub const ALL: &[(&str, Kind)] = &[
     (CHECK_REQ_KPROBE, Kind::KProbe),
     (SYN_SENT_FENTRY, Kind::FEntry),
     (SYN_SENT_KPROBE, Kind::KProbe),
-    (KFREE_SKB_VALIDATE, Kind::TpBtf),
-    (KFREE_SKB_TIMEWAIT, Kind::TpBtf),
-    (KFREE_SKB_SYN_RECV, Kind::TpBtf),
-    (KFREE_SKB_SYN_SENT, Kind::TpBtf),
+    (KFREE_SKB_BTF, Kind::TpBtf),
     (SEND_RESET_COUNT, Kind::Tracepoint),
     (SEND_RESET_COUNT_BTF, Kind::TpBtf),
     (SEND_RESET_REASON_BTF, Kind::TpBtf),

@@ -174,10 +174,9 @@ pub struct SynOffsets {
     /// enum tcp_synack_type values.
     pub synack_cookie: u32,
     pub synack_fastopen: u32,
-    /// sock:inet_sock_set_state record: skaddr, oldstate, newstate.
-    pub tp_state_skaddr: u32,
-    pub tp_state_oldstate: u32,
-    pub tp_state_newstate: u32,
+    /// `tcp_request_sock.rcv_isn`: the peer's ISN, which ties a SYN-ACK
+    /// retransmit to the request whose third ACK overflowed.
+    pub treq_rcv_isn: u32,
     /// tcp:tcp_retransmit_synack record: skaddr, req.
     pub tp_rtx_skaddr: u32,
     pub tp_rtx_req: u32,
@@ -189,7 +188,7 @@ pub struct SynOffsets {
     pub reason_listen_overflow: u32,
 }
 
-const _: () = assert!(size_of::<SynOffsets>() == 84);
+const _: () = assert!(size_of::<SynOffsets>() == 76);
 
 /// TCP states as the kernel numbers them (include/net/tcp_states.h, stable ABI).
 pub const TCP_ESTABLISHED: i32 = 1;
@@ -198,7 +197,7 @@ pub const TCP_LISTEN: i32 = 10;
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: #[repr(C)], Copy, u32 fields only (no padding, asserted 84
+    // SAFETY: #[repr(C)], Copy, u32 fields only (no padding, asserted 76
     // bytes): every bit pattern is a valid value.
     unsafe impl aya::Pod for super::SynOffsets {}
     // SAFETY: #[repr(C)], Copy, integer fields laid out without padding

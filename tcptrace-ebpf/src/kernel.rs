@@ -58,11 +58,21 @@ pub fn tcp_sock_of_fd(fd: i64) -> Result<Option<u64>, i64> {
     let task = unsafe { bpf_get_current_task() };
     let files: u64 = read(task, global!(OFFSETS.task_files))?;
     let fdt: u64 = read(files, global!(OFFSETS.files_fdt))?;
-    let max_fds: u32 = read(fdt, global!(OFFSETS.fdtable_max_fds))?;
+    // fdtable starts { max_fds; fd } on every kernel: one read for both
+    // where the offsets say so (one helper call less), two otherwise.
+    let (max_at, fd_at) = (
+        global!(OFFSETS.fdtable_max_fds),
+        global!(OFFSETS.fdtable_fd),
+    );
+    let (max_fds, fds) = if fd_at == max_at + 8 {
+        let both: [u64; 2] = read(fdt, max_at)?;
+        (both[0] as u32, both[1])
+    } else {
+        (read::<u32>(fdt, max_at)?, read::<u64>(fdt, fd_at)?)
+    };
     if fd as u64 >= max_fds as u64 {
         return Ok(None);
     }
-    let fds: u64 = read(fdt, global!(OFFSETS.fdtable_fd))?;
     let file: u64 = read(fds, (fd as u32) * 8)?;
     if file == 0 {
         return Ok(None);

@@ -98,3 +98,10 @@ pub fn segment_flow(skb: u64) -> Result<Flow, i64> {
     flow.sport = u16::from_be_bytes([ports[2], ports[3]]);
     Ok(flow)
 }
+
+/// The sequence number of a received segment, from its TCP header.
+#[inline(always)]
+pub fn segment_seq(skb: u64) -> Result<u32, i64> {
+    let (head, _, th) = headers(skb)?;
+    read::<[u8; 4]>(head + th as u64, 4).map(u32::from_be_bytes)
+}

@@ -30,19 +30,16 @@ use aya_ebpf::{
 use tcptrace_common::{
     event::AF_INET6,
     statemaps::StateMap,
-    syn::{
-        flags, ListenerCounters, ListenerKey, SynAnswer, SynDropCause, SynEvent, SynOffsets,
-        TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_RECV,
-    },
+    syn::{flags, ListenerCounters, ListenerKey, SynAnswer, SynDropCause, SynEvent, SynOffsets},
     EventHeader, EventKind, Flow, Stat,
 };
 
 use crate::{
     emit::now,
     filter,
-    kernel::{read, sock_flow, sock_netns},
+    kernel::{read, sock_flow, sock_netns, tcp_sock_of_fd},
     maps::{bump, count, global, map_full, EVENTS, LOST},
-    packet::{capture, segment_flow},
+    packet::{capture, segment_flow, segment_seq},
 };
 
 #[unsafe(no_mangle)]
@@ -59,9 +56,7 @@ pub static SYN_OFFSETS: SynOffsets = SynOffsets {
     req_num_retrans: 0,
     synack_cookie: 0,
     synack_fastopen: 0,
-    tp_state_skaddr: 0,
-    tp_state_oldstate: 0,
-    tp_state_newstate: 0,
+    treq_rcv_isn: 0,
     tp_rtx_skaddr: 0,
     tp_rtx_req: 0,
     tp_kfree_skbaddr: 0,
@@ -151,6 +146,9 @@ pub struct GhostKey {
 #[derive(Clone, Copy)]
 pub struct GhostInfo {
     last_ns: u64,
+    /// The peer's initial sequence number (`tcp_request_sock.rcv_isn`).
+    isn: u32,
+    _pad: u32,
 }
 
 #[map(name = "SYN_SLOT")]
@@ -168,14 +166,17 @@ static SYN_ANSWERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(SynAnswer:
 static SYN_LISTENERS: LruPerCpuHashMap<ListenerKey, ListenerCounters> =
     LruPerCpuHashMap::with_max_entries(4096, 0);
 
-/// listen() callers by socket; removed when the socket leaves LISTEN (every
-/// way out of LISTEN passes inet_sock_set_state). LRU in case the kernel
-/// skipped that program once: a freed socket's entry is then recycled.
+/// listen() callers by socket, written when listen() is called (no program
+/// runs when a socket leaves LISTEN, so entries of closed listeners stay
+/// until the LRU recycles them; a socket that listens again is written
+/// again, and only listeners are ever looked up).
 #[map(name = "SYN_LISTEN_OWNERS")]
 static LISTEN_OWNERS: LruHashMap<u64, Owner> = LruHashMap::with_max_entries(16384, 0);
 
-/// Overflowed 4-tuples awaiting SYN-ACK retransmits; removed when the
-/// connection reaches ESTABLISHED, LRU-bounded otherwise.
+/// Overflowed 4-tuples awaiting SYN-ACK retransmits, with the peer's ISN:
+/// a retransmit is linked only to the request that overflowed (same
+/// 4-tuple and ISN), so a later connection on a reused 4-tuple is not;
+/// LRU-bounded, and older than [`GHOST_MAX_AGE_NS`] not trusted.
 #[map(name = "SYN_GHOSTS")]
 static GHOSTS: LruHashMap<GhostKey, GhostInfo> = LruHashMap::with_max_entries(8192, 0);
 
@@ -551,7 +552,13 @@ fn overflowed(sk: u64, skb: u64, state: &QueueState) -> Result<(), i64> {
     capture(skb, &mut ev.packet);
     if state.abort_on_overflow == 0 {
         let key = ghost_key(ev.header.netns, &flow);
-        if GHOSTS.insert(key, GhostInfo { last_ns: now() }, 0).is_err() {
+        // The third ACK's sequence number is the peer's ISN + 1.
+        let info = GhostInfo {
+            last_ns: now(),
+            isn: segment_seq(skb)?.wrapping_sub(1),
+            _pad: 0,
+        };
+        if GHOSTS.insert(key, info, 0).is_err() {
             map_full(StateMap::Ghosts);
         }
     }
@@ -600,21 +607,12 @@ pub fn syn_recv_sock_kretprobe(ctx: RetProbeContext) -> u32 {
 }
 
 /// skb:kfree_skb with reason TCP_LISTEN_OVERFLOW (6.15+): the same verdict
-/// from a stable tracepoint. `rx_sk` is the listener.
+/// from a stable tracepoint. `rx_sk` is the listener. Plain tracepoint;
+/// where the kernel has its BTF the one tp_btf `kfree_skb` program serves
+/// this hook with the others that read drop reasons.
 #[tracepoint(category = "skb", name = "kfree_skb")]
 pub fn kfree_skb_listen_overflow(ctx: TracePointContext) -> u32 {
     done(try_kfree_skb_tp(&ctx)) as u32
-}
-
-/// tp_btf twin: kfree_skb(skb, location, reason, rx_sk) (rx_sk 6.11+;
-/// userspace attaches it only where the tracepoint passes four arguments).
-#[btf_tracepoint(function = "kfree_skb")]
-pub fn kfree_skb_listen_overflow_btf(ctx: BtfTracePointContext) -> i32 {
-    done(try_kfree_skb(
-        ctx.arg(0),
-        ctx.arg::<u64>(2) as u32,
-        ctx.arg(3),
-    ))
 }
 
 #[inline(always)]
@@ -637,8 +635,10 @@ fn try_kfree_skb_tp(ctx: &TracePointContext) -> Result<(), i64> {
     )
 }
 
+/// TCP_LISTEN_OVERFLOW from skb:kfree_skb (the plain tracepoint above, or
+/// the one tp_btf `kfree_skb` program, `crate::kfree_skb`).
 #[inline(always)]
-fn try_kfree_skb(skb: u64, reason: u32, sk: u64) -> Result<(), i64> {
+pub(crate) fn try_kfree_skb(skb: u64, reason: u32, sk: u64) -> Result<(), i64> {
     if reason != off!(reason_listen_overflow) || sk == 0 {
         return Ok(());
     }
@@ -684,7 +684,8 @@ fn try_retransmit_synack(sk: u64, req: u64) -> Result<(), i64> {
     // 4-tuple's entry would only move the time of its last overflow.
     if let Some(g) = unsafe { GHOSTS.get(key) } {
         let age = now().saturating_sub(g.last_ns);
-        if age < GHOST_MAX_AGE_NS {
+        let isn: u32 = read(req, off!(treq_rcv_isn))?;
+        if age < GHOST_MAX_AGE_NS && isn == g.isn {
             ev.flags |= flags::AFTER_OVERFLOW;
             ev.since_overflow_ns = age;
         }
@@ -693,49 +694,48 @@ fn try_retransmit_synack(sk: u64, req: u64) -> Result<(), i64> {
     Ok(())
 }
 
-// ---- listen() owners and ghost cleanup ---------------------------------------
+// ---- listen() owners -----------------------------------------------------------
 
-#[tracepoint(category = "sock", name = "inet_sock_set_state")]
-pub fn sock_set_state(ctx: TracePointContext) -> u32 {
-    let args = || -> Result<(u64, i32, i32), i64> {
-        Ok((
-            tp_read(&ctx, off!(tp_state_skaddr))?,
-            tp_read(&ctx, off!(tp_state_oldstate))?,
-            tp_read(&ctx, off!(tp_state_newstate))?,
-        ))
+/// Records the current task as the owner of listener `sk`.
+#[inline(always)]
+fn record_owner(sk: u64) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let owner = Owner {
+        pid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        // SAFETY: a helper without arguments about the current task.
+        cgroup: unsafe { bpf_get_current_cgroup_id() },
+        comm: bpf_get_current_comm().unwrap_or_default(),
     };
-    done(args().and_then(|(sk, old, new)| try_sock_set_state(sk, old, new))) as u32
+    if LISTEN_OWNERS.insert(sk, owner, 0).is_err() {
+        map_full(StateMap::ListenOwners);
+    }
 }
 
-/// tp_btf twin: inet_sock_set_state(const struct sock *sk, const int
-/// oldstate, const int newstate), the same on every supported kernel.
-#[btf_tracepoint(function = "inet_sock_set_state")]
-pub fn sock_set_state_btf(ctx: BtfTracePointContext) -> i32 {
-    done(try_sock_set_state(
-        ctx.arg(0),
-        ctx.arg::<u64>(1) as i32,
-        ctx.arg::<u64>(2) as i32,
-    ))
+/// `syscalls:sys_enter_listen`: runs per listen() call only. The socket is
+/// found through the task's fd table, as for connect(); a listen() that
+/// then fails leaves an entry no listener event ever looks up.
+#[tracepoint(category = "syscalls", name = "sys_enter_listen")]
+pub fn sys_enter_listen(ctx: TracePointContext) -> u32 {
+    done(try_sys_enter_listen(&ctx)) as u32
 }
 
-fn try_sock_set_state(sk: u64, old: i32, new: i32) -> Result<(), i64> {
-    if new == TCP_LISTEN {
-        let pid_tgid = bpf_get_current_pid_tgid();
-        let owner = Owner {
-            pid: (pid_tgid >> 32) as u32,
-            tid: pid_tgid as u32,
-            // SAFETY: a helper without arguments about the current task.
-            cgroup: unsafe { bpf_get_current_cgroup_id() },
-            comm: bpf_get_current_comm().unwrap_or_default(),
-        };
-        if LISTEN_OWNERS.insert(sk, owner, 0).is_err() {
-            map_full(StateMap::ListenOwners);
-        }
-    } else if old == TCP_LISTEN {
-        let _ = LISTEN_OWNERS.remove(sk);
-    } else if old == TCP_SYN_RECV && new == TCP_ESTABLISHED {
-        let flow = sock_flow(sk)?;
-        let _ = GHOSTS.remove(ghost_key(sock_netns(sk), &flow));
+fn try_sys_enter_listen(ctx: &TracePointContext) -> Result<(), i64> {
+    // Syscall tracepoint records: 8 bytes of common fields, the syscall
+    // nr, then the arguments as longs (fd first).
+    const ENTER_FD: usize = 16;
+    let fd: i64 = crate::connect::syscall_arg(ctx, ENTER_FD);
+    if let Some(sk) = tcp_sock_of_fd(fd)? {
+        record_owner(sk);
     }
     Ok(())
+}
+
+/// `inet_csk_listen_start(struct sock *sk, ...)`, where the kernel allows
+/// BPF trampolines: only when a socket enters LISTEN, from whoever made
+/// it (listen() through the syscall, io_uring or a kernel caller).
+#[fentry(function = "inet_csk_listen_start")]
+pub fn listen_fentry(ctx: FEntryContext) -> i32 {
+    record_owner(ctx.arg(0));
+    0
 }

@@ -910,7 +910,7 @@ fn ghosts_under_interference(attach: &str) -> InterferenceRun {
     let objs = tracer.stop();
     let programs = [
         programs::KFREE_SKB_LISTEN_OVERFLOW,
-        programs::KFREE_SKB_LISTEN_OVERFLOW_BTF,
+        programs::KFREE_SKB_BTF,
         programs::SYN_RECV_SOCK4_FENTRY,
         programs::SYN_RECV_SOCK4_FEXIT,
         programs::SYN_RECV_SOCK_KPROBE,

@@ -58,6 +58,10 @@ pub struct BenchArgs {
     /// section of the report is replaced, the rest kept.
     #[arg(long, value_name = "DURATION", value_parser = parse_minutes)]
     pub soak: Option<Duration>,
+    /// Run only these benches (e.g. `cost`); the report then keeps every
+    /// other section and gets only the cost section replaced.
+    #[arg(long)]
+    pub only: Vec<String>,
 }
 
 /// "10m", "90s", "1h".
@@ -254,6 +258,9 @@ pub fn run_all(args: &BenchArgs) -> Result<()> {
     }
     let tcptrace = artifacts::static_tcptrace()?;
     let mut benches = artifacts::static_benches()?;
+    if !args.only.is_empty() {
+        benches.retain(|(name, _)| args.only.contains(name));
+    }
     benches.sort_by_key(|(name, _)| order(name));
     let baselines = args
         .baseline
@@ -286,7 +293,10 @@ pub fn run_all(args: &BenchArgs) -> Result<()> {
 
     let mut places = vec![host];
     if !args.no_vm {
-        places.extend(vm_places(args, &tcptrace, &benches)?);
+        places.extend(vm_places(args, &tcptrace, &benches, &baselines)?);
+    }
+    if !args.only.is_empty() {
+        return crate::bench_runs::write_only(&root().join(&args.output), &places);
     }
     let report = crate::bench_report::render(&crate::bench_report::Run {
         command: command_line(),
@@ -323,6 +333,7 @@ fn vm_places(
     args: &BenchArgs,
     tcptrace: &Path,
     benches: &[(String, PathBuf)],
+    baselines: &[Baseline],
 ) -> Result<Vec<Place>> {
     crate::setup::vm_tools()?;
     let kernels: Vec<String> = if args.kernels.is_empty() {
@@ -332,13 +343,22 @@ fn vm_places(
     };
     let in_vm: Vec<&(String, PathBuf)> = benches
         .iter()
-        .filter(|(n, _)| n == "hotpath" || n == "port_search")
+        .filter(|(n, _)| n == "hotpath" || n == "port_search" || n == "cost")
+        .collect();
+    // Older builds go in as /bin/tcptrace-NAME (the cost bench counts
+    // their runs beside this tree's).
+    let vm_baselines: Vec<String> = baselines
+        .iter()
+        .map(|b| format!("/bin/tcptrace-{}={}", b.name, b.name))
         .collect();
     let mut script = format!(
         "export TCPTRACE_BIN=/bin/tcptrace TCPTRACE_ATTACH=fentry TCPTRACE_BENCH_NO_BPFTRACE=1 \
-         TCPTRACE_BENCH_ATTACH=fentry,kprobe TCPTRACE_BENCH_ROUNDS={} TCPTRACE_BENCH_BATCHES=4\n\
+         TCPTRACE_BENCH_ATTACH=fentry,kprobe TCPTRACE_BENCH_ROUNDS={} TCPTRACE_BENCH_BATCHES=4 \
+         {} TCPTRACE_BENCH_BASELINE='{}'\n\
          rc=0\n",
-        args.vm_rounds
+        args.vm_rounds,
+        crate::bench_runs::VM_ENV,
+        vm_baselines.join(";")
     );
     for (name, _) in &in_vm {
         script.push_str(&format!("/benches/{name} || rc=1\n"));
@@ -363,6 +383,10 @@ fn vm_places(
         let mut job = vm::Job::new(script.clone(), Duration::from_secs(3600));
         job.files
             .push((tcptrace.to_path_buf(), "/bin/tcptrace".into()));
+        for b in baselines {
+            job.files
+                .push((b.bin.clone(), format!("/bin/tcptrace-{}", b.name)));
+        }
         for (bench, path) in &in_vm {
             job.files.push((path.clone(), format!("/benches/{bench}")));
         }

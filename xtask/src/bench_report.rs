@@ -638,6 +638,9 @@ pub fn render(run: &Run) -> String {
             }
         }
     }
+    if let Some(cost) = crate::bench_runs::section(&run.places) {
+        s.push_str(&cost);
+    }
     let _ = writeln!(s, "\n## Raw numbers");
     for p in &run.places {
         raw(&mut s, p);

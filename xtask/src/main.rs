@@ -12,6 +12,7 @@ mod bench;
 mod bench_notes;
 mod bench_report;
 mod bench_scrape;
+mod bench_runs;
 mod setup;
 mod sh;
 mod soak;

@@ -8,7 +8,9 @@
 //!   marking what happened inside it), `tcp_timewait_state_process`,
 //!   `tcp_check_req` (SYN-RECV) and `tcp_rcv_state_process` (SYN-SENT);
 //! - tp_btf `kfree_skb` where the kernel names the drop reason (and the
-//!   receiving socket, 6.11+), plus `tcp:tcp_receive_reset` for accepted RSTs.
+//!   receiving socket, 6.11+), plus `tcp:tcp_receive_reset` for accepted RSTs:
+//!   the `try_kfree_*` functions, called by the one `kfree_skb` program
+//!   (`crate::kfree_skb`) for the hooks attached that way.
 //!
 //! Sites decided at function entry replicate the kernel's own test from the
 //! same inputs (the segment's TCP header and the socket's stored stamps);
@@ -30,8 +32,11 @@ mod time_wait;
 mod validate_fallback;
 mod validate_incoming;
 
-use aya_ebpf::programs::BtfTracePointContext;
+pub(crate) use syn_recv::try_kfree_syn_recv;
+pub(crate) use syn_sent::try_kfree_syn_sent;
 use tcptrace_common::paws::{PawsOffsets, NO_REASON};
+pub(crate) use time_wait::try_kfree_timewait;
+pub(crate) use validate_fallback::try_kfree_validate;
 
 #[unsafe(no_mangle)]
 pub static PAWS_OFFSETS: PawsOffsets = PawsOffsets::UNSET;
@@ -52,13 +57,6 @@ pub(crate) use off;
 const TH_SYN: u8 = 0x02;
 const TH_RST: u8 = 0x04;
 const TH_ACK: u8 = 0x10;
-
-/// The arguments of tp_btf `kfree_skb(skb, location, reason, rx_sk)` the
-/// drop-reason fallback reads: skb, reason, receiving socket.
-#[inline(always)]
-fn kfree_args(ctx: &BtfTracePointContext) -> (u64, u32, u64) {
-    (ctx.arg(0), ctx.arg::<u64>(2) as u32, ctx.arg(3))
-}
 
 /// Whether drop reason `reason` is `want`, a reason this kernel has.
 #[inline(always)]

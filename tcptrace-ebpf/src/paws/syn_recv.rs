@@ -3,8 +3,8 @@
 //! with reason TCP_RFC7323_PAWS where `tcp_check_req` sets one (6.15+).
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, fentry, kprobe},
-    programs::{BtfTracePointContext, FEntryContext, ProbeContext},
+    macros::{fentry, kprobe},
+    programs::{FEntryContext, ProbeContext},
 };
 use tcptrace_common::{
     paws::{tcp_state, PawsSite, PAWS_RST, PAWS_TS_RECENT_UNKNOWN},
@@ -12,7 +12,7 @@ use tcptrace_common::{
 };
 
 use super::{
-    is_reason, kfree_args, off,
+    is_reason, off,
     records::{send_paws, sock_state, Segment},
     tcp_header::skb_tcp_header,
     TH_ACK, TH_RST,
@@ -66,7 +66,7 @@ fn try_check_req(skb: u64, req: u64, fastopen: bool) -> Result<(), i64> {
 /// reason): the skb is freed against the listener, so the flow comes from
 /// the packet and the request's `ts_recent` is not known.
 #[inline(always)]
-fn try_kfree_syn_recv(skb: u64, reason: u32, listener: u64) -> Result<(), i64> {
+pub(crate) fn try_kfree_syn_recv(skb: u64, reason: u32, listener: u64) -> Result<(), i64> {
     if !is_reason(reason, off!(reason_paws)) || listener == 0 {
         return Ok(());
     }
@@ -107,13 +107,5 @@ pub fn check_req_kprobe(ctx: ProbeContext) -> u32 {
     let fastopen = ctx.arg::<u64>(3).unwrap_or(0) & 0xff != 0;
     let result = try_check_req(ctx.arg(1).unwrap_or(0), ctx.arg(2).unwrap_or(0), fastopen);
     done(&ctx, programs::CHECK_REQ_KPROBE, result);
-    0
-}
-
-#[btf_tracepoint(function = "kfree_skb")]
-pub fn kfree_skb_syn_recv(ctx: BtfTracePointContext) -> i32 {
-    let (skb, reason, sk) = kfree_args(&ctx);
-    let result = try_kfree_syn_recv(skb, reason, sk);
-    done(&ctx, programs::KFREE_SKB_SYN_RECV, result);
     0
 }

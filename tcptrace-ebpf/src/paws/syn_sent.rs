@@ -4,8 +4,8 @@
 //! TCP_RFC7323_PAWS where SYN-SENT drops carry one (6.12+).
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, fentry, kprobe},
-    programs::{BtfTracePointContext, FEntryContext, ProbeContext},
+    macros::{fentry, kprobe},
+    programs::{FEntryContext, ProbeContext},
 };
 use tcptrace_common::{
     paws::{tcp_state, PawsSite},
@@ -13,7 +13,7 @@ use tcptrace_common::{
 };
 
 use super::{
-    is_reason, kfree_args, off,
+    is_reason, off,
     records::{send_paws, sock_state, Segment},
     rfc7323::{before32, now_monotonic_ns},
     tcp_header::skb_tcp_header,
@@ -68,7 +68,7 @@ fn try_syn_sent(sk: u64, skb: u64) -> Result<(), i64> {
 
 /// The drop-reason fallback: the SYN-ACK was dropped against socket `sk`.
 #[inline(always)]
-fn try_kfree_syn_sent(skb: u64, reason: u32, sk: u64) -> Result<(), i64> {
+pub(crate) fn try_kfree_syn_sent(skb: u64, reason: u32, sk: u64) -> Result<(), i64> {
     if !is_reason(reason, off!(reason_paws)) || sk == 0 {
         return Ok(());
     }
@@ -108,13 +108,5 @@ pub fn syn_sent_fentry(ctx: FEntryContext) -> i32 {
 pub fn syn_sent_kprobe(ctx: ProbeContext) -> u32 {
     let result = try_syn_sent(ctx.arg(0).unwrap_or(0), ctx.arg(1).unwrap_or(0));
     done(&ctx, programs::SYN_SENT_KPROBE, result);
-    0
-}
-
-#[btf_tracepoint(function = "kfree_skb")]
-pub fn kfree_skb_syn_sent(ctx: BtfTracePointContext) -> i32 {
-    let (skb, reason, sk) = kfree_args(&ctx);
-    let result = try_kfree_syn_sent(skb, reason, sk);
-    done(&ctx, programs::KFREE_SKB_SYN_SENT, result);
     0
 }

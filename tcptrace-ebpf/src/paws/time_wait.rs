@@ -2,8 +2,8 @@
 //! th, ...)`, or tp_btf `kfree_skb` with reason TCP_RFC7323_TW_PAWS (6.16+).
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, fentry, kprobe},
-    programs::{BtfTracePointContext, FEntryContext, ProbeContext},
+    macros::{fentry, kprobe},
+    programs::{FEntryContext, ProbeContext},
 };
 use tcptrace_common::{
     paws::{tcp_state, PawsSite, PAWS_RST},
@@ -11,7 +11,7 @@ use tcptrace_common::{
 };
 
 use super::{
-    is_reason, kfree_args, off,
+    is_reason, off,
     records::{send_paws, Segment},
     rfc7323::paws_rejects,
     tcp_header::{skb_tcp_header, tcp_header},
@@ -63,7 +63,7 @@ fn try_timewait(tw: u64, skb: u64, th: u64) -> Result<(), i64> {
 /// The drop-reason fallback: the segment was dropped against timewait
 /// socket `tw`.
 #[inline(always)]
-fn try_kfree_timewait(skb: u64, reason: u32, tw: u64) -> Result<(), i64> {
+pub(crate) fn try_kfree_timewait(skb: u64, reason: u32, tw: u64) -> Result<(), i64> {
     if !is_reason(reason, off!(reason_tw_paws)) || tw == 0 {
         return Ok(());
     }
@@ -100,13 +100,5 @@ pub fn timewait_kprobe(ctx: ProbeContext) -> u32 {
         ctx.arg(2).unwrap_or(0),
     );
     done(&ctx, programs::TIMEWAIT_KPROBE, result);
-    0
-}
-
-#[btf_tracepoint(function = "kfree_skb")]
-pub fn kfree_skb_timewait(ctx: BtfTracePointContext) -> i32 {
-    let (skb, reason, sk) = kfree_args(&ctx);
-    let result = try_kfree_timewait(skb, reason, sk);
-    done(&ctx, programs::KFREE_SKB_TIMEWAIT, result);
     0
 }

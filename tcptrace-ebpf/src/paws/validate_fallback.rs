@@ -14,7 +14,7 @@ use tcptrace_common::{
 };
 
 use super::{
-    is_reason, kfree_args, off,
+    is_reason, off,
     records::{receive_window, send_paws, send_rst, sock_state, Segment},
     tcp_header::skb_tcp_header,
     validate_incoming::receive_reset_sk,
@@ -26,7 +26,7 @@ use crate::{
 };
 
 #[inline(always)]
-fn try_kfree_validate(skb: u64, reason: u32, sk: u64) -> Result<(), i64> {
+pub(crate) fn try_kfree_validate(skb: u64, reason: u32, sk: u64) -> Result<(), i64> {
     let paws = is_reason(reason, off!(reason_paws));
     let paws_ack = is_reason(reason, off!(reason_paws_ack));
     let challenged = is_reason(reason, off!(reason_reset));
@@ -93,14 +93,6 @@ fn try_receive_reset_emit(sk: u64) -> Result<(), i64> {
         window,
         RST_SEQ_INFERRED,
     )
-}
-
-#[btf_tracepoint(function = "kfree_skb")]
-pub fn kfree_skb_validate(ctx: BtfTracePointContext) -> i32 {
-    let (skb, reason, sk) = kfree_args(&ctx);
-    let result = try_kfree_validate(skb, reason, sk);
-    done(&ctx, programs::KFREE_SKB_VALIDATE, result);
-    0
 }
 
 /// Accepted RSTs in the drop-reason fallback: the kernel frees them without

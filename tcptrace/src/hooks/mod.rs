@@ -28,7 +28,10 @@ use aya::{
     programs::{BtfTracePoint, FEntry, FExit, KProbe, Program, ProgramError, TracePoint},
     Btf, Ebpf,
 };
-use tcptrace_common::programs::Kind;
+use tcptrace_common::{
+    maps,
+    programs::{self, Kind},
+};
 
 use crate::{btf::KernelBtf, kernel::KernelSymbols};
 
@@ -88,6 +91,10 @@ pub struct TpTarget {
     pub program: &'static str,
     /// Its tp_btf twin, tried first.
     pub typed: Typed,
+    /// Non-zero: the tp_btf twin is the one `kfree_skb` program shared by
+    /// every hook that reads drop reasons, serving this family bit
+    /// (`maps::kfree_skb_families`).
+    pub family: u32,
 }
 
 /// The tp_btf form of a tracepoint target: the same tracepoint, its typed
@@ -113,6 +120,7 @@ impl TpTarget {
             name,
             program,
             typed: Typed::None,
+            family: 0,
         }
     }
 
@@ -133,7 +141,15 @@ impl TpTarget {
                 program: typed,
                 args,
             },
+            family: 0,
         }
+    }
+
+    /// The same target whose tp_btf twin is the shared `kfree_skb`
+    /// program, serving `family`.
+    pub const fn serving(mut self, family: u32) -> Self {
+        self.family = family;
+        self
     }
 
     /// Every program this target may load.
@@ -171,6 +187,8 @@ impl TpTarget {
 pub struct BtfTpTarget {
     pub name: &'static str,
     pub program: &'static str,
+    /// As [`TpTarget::family`]: non-zero for the shared `kfree_skb` program.
+    pub family: u32,
 }
 
 /// What a function hook falls back to when neither fentry nor kprobe works.
@@ -204,6 +222,10 @@ pub struct HookSpec {
     pub upgrade: Vec<FnTarget>,
     /// Set when the hook cannot run on this kernel at all, with why.
     pub unavailable: Option<String>,
+    /// `--attach auto` tries the tracepoint `fallback` before the function
+    /// targets: it reports the same fields and runs only on the event
+    /// (a dropped segment), where the functions run per segment.
+    pub fallback_first: bool,
 }
 
 impl HookSpec {
@@ -364,7 +386,17 @@ fn attach_hook(
     if spec.functions.is_empty() {
         return status;
     }
+    // Where the kernel names the drop reason (and the receiving socket),
+    // `auto` takes the drop-reason form first for hooks whose fallback
+    // reports the same fields: it runs only when a segment is dropped,
+    // where fentry and kprobes on the deciding function run for every
+    // segment that reaches it.
+    let by_reason_first =
+        spec.fallback_first && matches!(spec.fallback, Fallback::Tracepoints { .. });
     let mechanisms: &[Mechanism] = match mode {
+        AttachMode::Auto if by_reason_first => {
+            &[Mechanism::TpBtf, Mechanism::Fentry, Mechanism::Kprobe]
+        }
         AttachMode::Auto => &[Mechanism::Fentry, Mechanism::Kprobe, Mechanism::TpBtf],
         AttachMode::Fentry => &[Mechanism::Fentry],
         AttachMode::Kprobe => &[Mechanism::Kprobe],
@@ -448,22 +480,35 @@ fn attach_fallback(
     mode: AttachMode,
 ) -> Result<Vec<String>> {
     let btf = aya_btf.ok_or_else(|| anyhow!("no kernel BTF"))?;
+    let undo = |ebpf: &mut Ebpf, done: &[BtfTpTarget]| {
+        unload(ebpf, done.iter().map(|t| t.program));
+        for t in done.iter().filter(|t| t.family != 0) {
+            release_family(ebpf, t.family);
+        }
+    };
     for (i, t) in tp_btf.iter().enumerate() {
-        let result = (|| -> Result<()> {
-            let prog: &mut BtfTracePoint = program(ebpf, t.program)?.try_into()?;
-            prog.load(t.name, btf)?;
-            prog.attach()?;
-            Ok(())
-        })();
+        let result = if t.family != 0 {
+            attach_shared(ebpf, btf, t.name, t.program, t.family)
+        } else {
+            (|| -> Result<()> {
+                let prog: &mut BtfTracePoint = program(ebpf, t.program)?.try_into()?;
+                prog.load(t.name, btf)?;
+                prog.attach()?;
+                Ok(())
+            })()
+        };
         if let Err(e) = result {
-            unload(ebpf, tp_btf[..=i].iter().map(|t| t.program));
+            undo(ebpf, &tp_btf[..i]);
+            if t.family == 0 {
+                unload(ebpf, [t.program]);
+            }
             return Err(e.context(format!("tp_btf/{}", t.name)));
         }
     }
     let attached = match attach_tracepoints(ebpf, aya_btf, tracepoints, mode) {
         Ok(attached) => attached,
         Err(e) => {
-            unload(ebpf, tp_btf.iter().map(|t| t.program));
+            undo(ebpf, tp_btf);
             return Err(e);
         }
     };
@@ -505,6 +550,10 @@ fn attach_tracepoints(
                 Err(Some("not with --attach tracepoint".to_owned()))
             }
             (Typed::Program { .. }, None) => Err(Some("no kernel BTF".to_owned())),
+            (Typed::Program { program: typed, .. }, Some(btf)) if t.family != 0 => {
+                attach_shared(ebpf, btf, t.name, typed, t.family)
+                    .map_err(|e| Some(format!("{e:#}")))
+            }
             (Typed::Program { program: typed, .. }, Some(btf)) => {
                 attach_typed(ebpf, btf, t.name, typed).map_err(|e| {
                     unload(ebpf, [*typed]);
@@ -528,6 +577,9 @@ fn attach_tracepoints(
         })();
         if let Err(e) = result {
             unload(ebpf, targets[..=i].iter().flat_map(TpTarget::programs));
+            for t in targets[..i].iter().filter(|t| t.family != 0) {
+                release_family(ebpf, t.family);
+            }
             return Err(e.context(match why_plain {
                 Some(why) => format!("{label} (tp_btf: {why})"),
                 None => label,
@@ -549,6 +601,49 @@ fn attach_typed(ebpf: &mut Ebpf, btf: &Btf, name: &str, prog: &str) -> Result<()
     p.attach()
         .with_context(|| format!("attaching {prog} to tp_btf/{name}"))?;
     Ok(())
+}
+
+/// The `kfree_skb` program shared by every hook that reads drop reasons:
+/// attached by the first such hook, then only told to serve one family
+/// more (`KFREE_SKB_FAMILIES`), so one freed skb runs one program.
+fn attach_shared(ebpf: &mut Ebpf, btf: &Btf, name: &str, prog: &str, family: u32) -> Result<()> {
+    let served = families(ebpf)?;
+    if served == 0 {
+        if let Err(e) = attach_typed(ebpf, btf, name, prog) {
+            unload_program(ebpf, prog);
+            return Err(e);
+        }
+    }
+    set_families(ebpf, served | family)
+}
+
+/// A hook that attached through the shared `kfree_skb` program failed
+/// later: the program stops serving it, and is unloaded once it serves
+/// none.
+fn release_family(ebpf: &mut Ebpf, family: u32) {
+    let Ok(served) = families(ebpf) else {
+        return;
+    };
+    let left = served & !family;
+    let _ = set_families(ebpf, left);
+    if left == 0 {
+        unload_program(ebpf, programs::KFREE_SKB_BTF);
+    }
+}
+
+fn families_map(ebpf: &mut Ebpf) -> Result<aya::maps::Array<&mut aya::maps::MapData, u32>> {
+    let map = ebpf
+        .map_mut(maps::KFREE_SKB_FAMILIES)
+        .with_context(|| format!("map {} missing from the object", maps::KFREE_SKB_FAMILIES))?;
+    Ok(aya::maps::Array::try_from(map)?)
+}
+
+fn families(ebpf: &mut Ebpf) -> Result<u32> {
+    Ok(families_map(ebpf)?.get(&0, 0)?)
+}
+
+fn set_families(ebpf: &mut Ebpf, value: u32) -> Result<()> {
+    Ok(families_map(ebpf)?.set(0, value, 0)?)
 }
 
 /// Attaches all function targets with one mechanism, or none of them.
@@ -722,19 +817,26 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Program> {
         .with_context(|| format!("program {name} missing from the embedded object"))
 }
 
-/// Unloads programs (detaching their links) after a failed attempt.
+/// Unloads programs (detaching their links) after a failed attempt; the
+/// shared `kfree_skb` program goes only through [`release_family`].
 fn unload<'a>(ebpf: &mut Ebpf, names: impl IntoIterator<Item = &'a str>) {
     for name in names {
-        if let Some(prog) = ebpf.program_mut(name) {
-            let _ = match prog {
-                Program::TracePoint(p) => p.unload(),
-                Program::FEntry(p) => p.unload(),
-                Program::FExit(p) => p.unload(),
-                Program::KProbe(p) => p.unload(),
-                Program::BtfTracePoint(p) => p.unload(),
-                _ => Ok(()),
-            };
+        if name != programs::KFREE_SKB_BTF {
+            unload_program(ebpf, name);
         }
+    }
+}
+
+fn unload_program(ebpf: &mut Ebpf, name: &str) {
+    if let Some(prog) = ebpf.program_mut(name) {
+        let _ = match prog {
+            Program::TracePoint(p) => p.unload(),
+            Program::FEntry(p) => p.unload(),
+            Program::FExit(p) => p.unload(),
+            Program::KProbe(p) => p.unload(),
+            Program::BtfTracePoint(p) => p.unload(),
+            _ => Ok(()),
+        };
     }
 }
 

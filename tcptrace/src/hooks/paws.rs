@@ -5,7 +5,7 @@
 //! 6.11+), tp_btf on `kfree_skb` is the fallback. Which fallback a kernel
 //! supports is read from its BTF, never from its version number.
 
-use tcptrace_common::programs;
+use tcptrace_common::{maps::kfree_skb_families, programs};
 
 use super::{BtfTpTarget, Fallback, FnTarget, HookSpec, TpTarget};
 use crate::{btf::KernelBtf, paws};
@@ -38,7 +38,7 @@ impl Reasons {
         &self,
         reasons: &[&str],
         extra: Result<(), &str>,
-        program: &'static str,
+        family: u32,
         tracepoints: Vec<TpTarget>,
     ) -> Fallback {
         if !self.rx_sk {
@@ -58,7 +58,8 @@ impl Reasons {
         Fallback::Tracepoints {
             tp_btf: vec![BtfTpTarget {
                 name: "kfree_skb",
-                program,
+                program: programs::KFREE_SKB_BTF,
+                family,
             }],
             tracepoints,
         }
@@ -130,7 +131,7 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
             fallback: reasons.fallback(
                 &["TCP_RFC7323_PAWS", "TCP_RESET", "TCP_OLD_SEQUENCE"],
                 Ok(()),
-                programs::KFREE_SKB_VALIDATE,
+                kfree_skb_families::VALIDATE,
                 vec![receive_reset(
                     programs::RECEIVE_RESET_EMIT,
                     programs::RECEIVE_RESET_EMIT_BTF,
@@ -149,9 +150,12 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
             fallback: reasons.fallback(
                 &["TCP_RFC7323_TW_PAWS"],
                 Ok(()),
-                programs::KFREE_SKB_TIMEWAIT,
+                kfree_skb_families::TIME_WAIT,
                 Vec::new(),
             ),
+            // Same fields as the fentry form, and runs only on the drop
+            // (the function runs for every segment to a TIME_WAIT socket).
+            fallback_first: true,
             ..HookSpec::default()
         },
         HookSpec {
@@ -169,7 +173,7 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
                 } else {
                     Err("tcp_check_req sets no drop reason before 6.15")
                 },
-                programs::KFREE_SKB_SYN_RECV,
+                kfree_skb_families::SYN_RECV,
                 Vec::new(),
             ),
             ..HookSpec::default()
@@ -189,9 +193,13 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
                 } else {
                     Err("SYN-SENT drops carry no reason before 6.12")
                 },
-                programs::KFREE_SKB_SYN_SENT,
+                kfree_skb_families::SYN_SENT,
                 Vec::new(),
             ),
+            // Same fields as the fentry form, and runs only on the drop
+            // (tcp_rcv_state_process runs for every segment of every socket
+            // not ESTABLISHED: handshakes, closes, listeners).
+            fallback_first: true,
             ..HookSpec::default()
         },
         HookSpec {

@@ -1,7 +1,7 @@
 //! SYN family: unanswered SYNs at a listener, accept-queue overflows on the
 //! third ACK, SYN-ACK retransmits, and the owners of listening sockets.
 
-use tcptrace_common::programs;
+use tcptrace_common::{maps::kfree_skb_families, programs};
 
 use super::{FnTarget, HookSpec, TpTarget};
 use crate::btf::KernelBtf;
@@ -103,14 +103,16 @@ fn listen_overflow(btf: &KernelBtf) -> HookSpec {
         about: "accept queue full on the third ACK: reset or ghost connection",
         // skb:kfree_skb carries the verdict as a drop reason on 6.15+.
         tracepoints: if crate::syn::kfree_skb_fallback(btf) {
-            // tp_btf kfree_skb(skb, location, reason, rx_sk).
+            // tp_btf kfree_skb(skb, location, reason, rx_sk): the program
+            // shared with the PAWS/RST hooks' drop-reason forms.
             vec![TpTarget::typed(
                 "skb",
                 "kfree_skb",
                 programs::KFREE_SKB_LISTEN_OVERFLOW,
-                programs::KFREE_SKB_LISTEN_OVERFLOW_BTF,
+                programs::KFREE_SKB_BTF,
                 4,
-            )]
+            )
+            .serving(kfree_skb_families::LISTEN_OVERFLOW)]
         } else {
             Vec::new()
         },
@@ -157,15 +159,24 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
         },
         HookSpec {
             name: "listen_owner",
-            about: "which process called listen(); ends ghost links on ESTABLISHED",
-            tracepoints: vec![TpTarget::typed(
-                "sock",
-                "inet_sock_set_state",
-                programs::SOCK_SET_STATE,
-                programs::SOCK_SET_STATE_BTF,
-                3,
+            about: "which process called listen()",
+            // Runs per listen() call, never per connection. Like connect(),
+            // the syscall tracepoint attaches first and fentry on the
+            // function that puts a socket in LISTEN takes over where the
+            // kernel allows trampolines (no syscall tracepoint left on every
+            // task's syscalls there; io_uring and kernel listeners seen).
+            tracepoints: vec![TpTarget::plain(
+                "syscalls",
+                "sys_enter_listen",
+                programs::SYS_ENTER_LISTEN,
             )],
-            functions: Vec::new(),
+            upgrade: vec![FnTarget {
+                function: "inet_csk_listen_start",
+                fentry: programs::LISTEN_FENTRY,
+                kprobe: "",
+                ret: false,
+                optional: false,
+            }],
             ..HookSpec::default()
         },
     ]

@@ -30,6 +30,7 @@ pub fn offsets(btf: &KernelBtf) -> Result<SynOffsets> {
         net_max_syn_backlog: off("net", "ipv4.sysctl_max_syn_backlog")?,
         net_abort_on_overflow: off("net", "ipv4.sysctl_tcp_abort_on_overflow")?,
         req_num_retrans: off("request_sock", "num_retrans")?,
+        treq_rcv_isn: off("tcp_request_sock", "rcv_isn")?,
         synack_cookie: enum_value(btf, "tcp_synack_type", "TCP_SYNACK_COOKIE")?
             .context("enum tcp_synack_type has no TCP_SYNACK_COOKIE")?,
         synack_fastopen: enum_value(btf, "tcp_synack_type", "TCP_SYNACK_FASTOPEN")?
@@ -37,13 +38,6 @@ pub fn offsets(btf: &KernelBtf) -> Result<SynOffsets> {
         reason_listen_overflow: u32::MAX,
         ..SynOffsets::default()
     };
-    if let Ok(v) = tracefs::field_offsets(
-        "sock",
-        "inet_sock_set_state",
-        &["skaddr", "oldstate", "newstate"],
-    ) {
-        (o.tp_state_skaddr, o.tp_state_oldstate, o.tp_state_newstate) = (v[0], v[1], v[2]);
-    }
     if let Ok(v) = tracefs::field_offsets("tcp", "tcp_retransmit_synack", &["skaddr", "req"]) {
         (o.tp_rtx_skaddr, o.tp_rtx_req) = (v[0], v[1]);
     }
@@ -90,6 +84,6 @@ mod tests {
         assert_eq!(o.synack_cookie, 2);
         assert_eq!(o.synack_fastopen, 1);
         assert_eq!(o.tp_rtx_skaddr, 8);
-        assert_eq!(o.tp_state_skaddr, 8);
+        assert!(o.treq_rcv_isn > 0);
     }
 }

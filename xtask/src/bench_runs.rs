@@ -1,0 +1,234 @@
+//! "Cost on healthy traffic" in BENCHMARKS.md: program runs per unit of
+//! work, counted by the kernel (`tcptrace/benches/cost.rs` prints them as
+//! `benchdata` objects with `"bench": "cost"`), per place (this machine,
+//! each VM kernel) and per tracer, before/after (`--baseline`) in one run.
+//!
+//! `cargo xtask bench --only cost` measures this section alone and splices
+//! it into the existing report ([`splice`]) instead of rewriting the rest.
+
+use std::{fmt::Write as _, path::Path};
+
+use anyhow::{Context as _, Result};
+use serde_json::Value;
+
+use crate::bench::Place;
+
+/// The section's heading; [`splice`] replaces from it to the next `## `.
+pub const HEADING: &str = "## Cost on healthy traffic";
+
+/// Environment for the cost bench inside an emulated VM: fewer units (run
+/// counts are exact, so small workloads suffice), one round.
+pub const VM_ENV: &str = "TCPTRACE_COST_CONNS=100 TCPTRACE_COST_BULK_MB=16 \
+                          TCPTRACE_COST_IDLE_S=2 TCPTRACE_COST_ROUNDS=1";
+
+const WORKLOADS: [(&str, &str); 4] = [
+    ("conn", "connection"),
+    ("syn", "SYN"),
+    ("bulk", "segment"),
+    ("idle", "second"),
+];
+
+fn runs(p: &Place) -> impl Iterator<Item = &Value> {
+    p.data
+        .iter()
+        .filter(|v| v["bench"] == "cost" && v["kind"] == "runs")
+}
+
+fn tracers(p: &Place) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for v in runs(p) {
+        let t = v["tracer"].as_str().unwrap_or("?").to_owned();
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    out
+}
+
+fn find<'a>(p: &'a Place, tracer: &str, workload: &str) -> Option<&'a Value> {
+    runs(p).find(|v| v["tracer"] == tracer && v["workload"] == workload)
+}
+
+fn per(v: &Value, field: &str) -> Option<f64> {
+    let units = v["units"].as_f64().filter(|u| *u > 0.0)?;
+    Some(v[field].as_f64()? / units)
+}
+
+/// `name=runs/unit` for every program that ran, largest first.
+fn breakdown(v: &Value) -> String {
+    let units = v["units"].as_f64().unwrap_or(1.0).max(1.0);
+    let mut progs: Vec<(String, f64)> = v["programs"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    (
+                        p["name"].as_str().unwrap_or("?").to_owned(),
+                        p["runs"].as_f64().unwrap_or(0.0) / units,
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    progs.sort_by(|a, b| b.1.total_cmp(&a.1));
+    progs
+        .iter()
+        .map(|(n, r)| format!("`{n}` {}", fmt_runs(*r)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn fmt_runs(x: f64) -> String {
+    if x == 0.0 {
+        "0".into()
+    } else if x >= 0.1 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+fn table(s: &mut String, p: &Place, emulated: bool) {
+    let _ = writeln!(
+        s,
+        "\n| tracer | runs / connection | runs / SYN | runs / segment (bulk) | runs / s (idle) |{}",
+        if emulated {
+            ""
+        } else {
+            " program ns / connection | program ns / SYN | CPU ns / connection (cgroup) |"
+        }
+    );
+    let _ = writeln!(
+        s,
+        "|---|---|---|---|---|{}",
+        if emulated { "" } else { "---|---|---|" }
+    );
+    for t in tracers(p) {
+        let cell = |w: &str, f: &str| {
+            find(p, &t, w)
+                .and_then(|v| per(v, f))
+                .map_or("–".into(), |x| {
+                    if f == "runs" {
+                        fmt_runs(x)
+                    } else {
+                        format!("{x:.0}")
+                    }
+                })
+        };
+        let _ = write!(
+            s,
+            "| {t} | {} | {} | {} | {} |",
+            cell("conn", "runs"),
+            cell("syn", "runs"),
+            cell("bulk", "runs"),
+            cell("idle", "runs")
+        );
+        if !emulated {
+            let _ = write!(
+                s,
+                " {} | {} | {} |",
+                cell("conn", "run_ns"),
+                cell("syn", "run_ns"),
+                cell("conn", "cpu_ns")
+            );
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(s, "\nPrograms that ran, per unit of work:\n");
+    for t in tracers(p) {
+        for (w, unit) in WORKLOADS {
+            if let Some(v) = find(p, &t, w) {
+                let b = breakdown(v);
+                if !b.is_empty() {
+                    let _ = writeln!(s, "- {t}, per {unit} ({w}): {b}");
+                }
+            }
+        }
+    }
+}
+
+/// The section, or None when no place measured it.
+pub fn section(places: &[Place]) -> Option<String> {
+    if !places.iter().any(|p| runs(p).next().is_some()) {
+        return None;
+    }
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n{HEADING}\n\nProgram runs counted by the kernel (`bpf_prog_info` `run_cnt`/`run_time_ns` of every program the tracer loaded, with BPF run-time stats on, as `kernel.bpf_stats_enabled=1` does), before and after fixed workloads, divided by the work done (`tcptrace/benches/cost.rs`): `conn`, healthy loopback connections (connect, accept, 1 KB each way, FIN close); `syn`, handshakes to a listener with room (connect, accept, FIN close, no data), per answered SYN; `bulk`, one connection carrying 256 MiB (16 MiB in the VMs), per received segment (`Tcp: InSegs` delta, handshake and ACKs included, so the handshake's and close's runs spread over it); `idle`, nothing done for a few seconds (whatever else the machine runs). The workload runs in a network namespace of its own; on a shared machine the round with the fewest runs of 3 is kept (others' traffic only adds runs). Run counts are exact and comparable across kernels, also under emulation; nanoseconds only on this machine. tcptrace runs with every hook and `--min-latency 10ms` (no event printed); `bpftrace[connect]` is the connect()-latency script of the hot-path section, `bpftrace[same tracepoints]` the script below on every tracepoint tcptrace attaches on this kernel (the fair peer). CPU is the cgroup holding the workload threads and the tracer process (softirq work on loopback runs in their context)."
+    );
+    for (i, p) in places.iter().enumerate() {
+        if runs(p).next().is_none() {
+            continue;
+        }
+        let _ = writeln!(s, "\n### {}", p.name);
+        table(&mut s, p, i > 0);
+    }
+    if let Some(v) = places.first().and_then(|h| {
+        h.data
+            .iter()
+            .find(|v| v["bench"] == "cost" && v["kind"] == "bpftrace")
+    }) {
+        let _ = writeln!(
+            s,
+            "\n`bpftrace[same tracepoints]` ({}):\n\n```\n{}\n```",
+            v["version"].as_str().unwrap_or("?"),
+            v["fair_script"].as_str().unwrap_or("").trim()
+        );
+    }
+    Some(s)
+}
+
+/// `--only`: the cost section spliced into the report at `path` (the rest
+/// kept as it was), and the run's raw cost lines printed.
+pub fn write_only(path: &Path, places: &[Place]) -> Result<()> {
+    for p in places {
+        for f in &p.failures {
+            eprintln!("bench: {}: {f}", p.name);
+        }
+    }
+    let Some(section) = section(places) else {
+        anyhow::bail!("no cost numbers were measured");
+    };
+    let report = std::fs::read_to_string(path).unwrap_or_default();
+    std::fs::write(path, splice(&report, &section))
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("bench: wrote the cost section of {}", path.display());
+    Ok(())
+}
+
+/// `report` with its cost section replaced by `section` (or `section`
+/// added at the end when it has none).
+pub fn splice(report: &str, section: &str) -> String {
+    let Some(start) = report.find(HEADING) else {
+        return format!("{}\n{}", report.trim_end(), section);
+    };
+    let after = &report[start + HEADING.len()..];
+    let end = after
+        .find("\n## ")
+        .map_or(report.len(), |i| start + HEADING.len() + i + 1);
+    format!(
+        "{}{}\n{}",
+        &report[..start],
+        section.trim_start_matches('\n').trim_end(),
+        &report[end..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splice_replaces_only_the_section() {
+        let report =
+            "# B\n\n## A\n\na\n\n## Cost on healthy traffic\n\nold\n\n## Raw numbers\n\nraw\n";
+        let out = splice(report, "\n## Cost on healthy traffic\n\nnew\n");
+        assert_eq!(
+            out,
+            "# B\n\n## A\n\na\n\n## Cost on healthy traffic\n\nnew\n## Raw numbers\n\nraw\n"
+        );
+        let out = splice("# B\n", "\n## Cost on healthy traffic\n\nnew\n");
+        assert_eq!(out, "# B\n\n## Cost on healthy traffic\n\nnew\n");
+    }
+}
