@@ -15,11 +15,7 @@
 //! call, but needs CAP_DAC_READ_SEARCH, which lets a process read any file
 //! on the host: the daemon does not take it for this.
 
-use std::{
-    fs,
-    os::unix::fs::MetadataExt as _,
-    path::{Path, PathBuf},
-};
+use std::{fs, os::unix::fs::MetadataExt as _, path::PathBuf};
 
 use walkdir::WalkDir;
 

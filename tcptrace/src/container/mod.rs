@@ -23,6 +23,7 @@
         reason = "Attributor is wired into live and replay at merge"
     )
 )]
+#![cfg_attr(test, allow(dead_code, reason = "Attributor::new is for the live run"))]
 
 pub mod cgroupfs;
 pub mod path;
