@@ -8,22 +8,26 @@
 //! 1. the event's task: `/proc/<pid>/cgroup` names its cgroup v2 path
 //!    (`0::/...`), taken only when that directory's inode is the event's
 //!    id (the task may have moved, or exited and its pid been reused);
-//! 2. otherwise a walk of the tree, bounded in depth and entries, stopping
-//!    at the directory with that inode.
+//! 2. otherwise a walk of the tree, bounded in depth and entries, that
+//!    notes every container cgroup by inode (at most one walk a second).
 //!
 //! `open_by_handle_at()` with the id as a kernfs file handle would be one
 //! call, but needs CAP_DAC_READ_SEARCH, which lets a process read any file
 //! on the host: the daemon does not take it for this.
 
-use std::{fs, os::unix::fs::MetadataExt as _, path::PathBuf};
+use std::{collections::HashMap, fs, os::unix::fs::MetadataExt as _, path::PathBuf};
 
 use walkdir::WalkDir;
+
+use super::path::{self, PathInfo};
 
 /// Deepest a walk goes (the kernel's default `cgroup.max.depth` is
 /// unlimited; Kubernetes nodes use about six levels).
 pub const MAX_DEPTH: usize = 32;
 /// Most directories one walk looks at.
 pub const MAX_WALK: usize = 100_000;
+/// Most container cgroups one walk remembers.
+pub const MAX_CONTAINERS: usize = 16_384;
 /// Longest `/proc/<pid>/cgroup` read.
 const MAX_PROC_CGROUP: u64 = 64 * 1024;
 
@@ -82,19 +86,13 @@ impl CgroupFs {
         Self { root }
     }
 
-    /// The path (relative to the root, `/`-separated, lossy UTF-8) of the
-    /// cgroup with this id; `pid` is the event's task, tried first.
-    pub fn path_of(&self, id: u64, pid: u32) -> Option<String> {
-        if pid != 0 {
-            if let Some(p) = self.via_proc(id, pid) {
-                return Some(p);
-            }
-        }
-        self.walk_for(id)
-    }
-
-    fn via_proc(&self, id: u64, pid: u32) -> Option<String> {
+    /// The path (relative to the root) of the cgroup with this id, if
+    /// it is task `pid`'s cgroup (checked by inode).
+    pub fn via_proc(&self, id: u64, pid: u32) -> Option<String> {
         use std::io::Read as _;
+        if pid == 0 {
+            return None;
+        }
         let mut text = String::new();
         fs::File::open(format!("/proc/{pid}/cgroup"))
             .ok()?
@@ -111,22 +109,25 @@ impl CgroupFs {
         (fs::metadata(&dir).ok()?.ino() == id).then(|| rel.to_owned())
     }
 
-    fn walk_for(&self, id: u64) -> Option<String> {
-        let walk = WalkDir::new(&self.root)
+    /// Every container cgroup in the tree, by id, with what its path
+    /// says: one walk, bounded in depth and entries, that answers every
+    /// miss until the next.
+    pub fn containers(&self) -> HashMap<u64, PathInfo> {
+        use walkdir::DirEntryExt as _;
+        WalkDir::new(&self.root)
             .max_depth(MAX_DEPTH)
             .follow_links(false)
             .same_file_system(true)
             .into_iter()
             .filter_entry(|e| e.file_type().is_dir())
-            .take(MAX_WALK);
-        for entry in walk.flatten() {
-            use walkdir::DirEntryExt as _;
-            if entry.ino() == id {
-                let rel = entry.path().strip_prefix(&self.root).ok()?;
-                return Some(rel.to_string_lossy().into_owned());
-            }
-        }
-        None
+            .take(MAX_WALK)
+            .flatten()
+            .filter_map(|e| {
+                let rel = e.path().strip_prefix(&self.root).ok()?;
+                Some((e.ino(), path::parse(&rel.to_string_lossy())?))
+            })
+            .take(MAX_CONTAINERS)
+            .collect()
     }
 }
 
@@ -158,15 +159,20 @@ mod tests {
     }
 
     #[test]
-    fn walk_finds_a_directory_by_inode() {
+    fn walk_notes_container_directories_by_inode() {
         let dir = std::env::temp_dir().join(format!("tcptrace-cgfs-{}", std::process::id()));
-        let deep = dir.join("a.slice/b.scope");
+        let id = "c".repeat(64);
+        let deep = dir.join(format!("system.slice/docker-{id}.scope"));
         fs::create_dir_all(&deep).unwrap();
-        let fs_ = CgroupFs::new(dir.clone());
+        fs::create_dir_all(dir.join("user.slice/session-1.scope")).unwrap();
+        let cg = CgroupFs::new(dir.clone());
+        let found = cg.containers();
         let ino = fs::metadata(&deep).unwrap().ino();
-        assert_eq!(fs_.walk_for(ino).as_deref(), Some("a.slice/b.scope"));
-        assert_eq!(fs_.path_of(ino, 0).as_deref(), Some("a.slice/b.scope"));
-        assert_eq!(fs_.walk_for(1), None);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[&ino].id.as_str(), id);
+        assert_eq!(cg.via_proc(ino, 0), None);
+        // Our own cgroup is not in this tree.
+        assert_eq!(cg.via_proc(ino, std::process::id()), None);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -136,6 +136,8 @@ impl Resolution {
 
 /// Most cgroup ids remembered; past it the cache starts over.
 pub const MAX_CACHED: usize = 16_384;
+/// The tree is walked at most this often (a miss in between waits).
+const WALK_EVERY: Duration = Duration::from_secs(1);
 /// A container whose pod was not (yet) named is looked up again after this.
 const RETRY: Duration = Duration::from_secs(5);
 
@@ -150,6 +152,9 @@ pub struct Attributor {
     cgroups: Option<CgroupFs>,
     pods: Option<PodIndex>,
     cache: HashMap<u64, Entry>,
+    /// The last walk of the tree: container cgroups by id.
+    walked: HashMap<u64, path::PathInfo>,
+    walked_at: Option<Instant>,
 }
 
 impl Attributor {
@@ -163,6 +168,8 @@ impl Attributor {
             cgroups: root.map(CgroupFs::new),
             pods: Some(PodIndex::new(args.pods_log_root.clone())),
             cache: HashMap::new(),
+            walked: HashMap::new(),
+            walked_at: None,
         }
     }
 
@@ -172,6 +179,8 @@ impl Attributor {
             cgroups: None,
             pods: None,
             cache: HashMap::new(),
+            walked: HashMap::new(),
+            walked_at: None,
         }
     }
 
@@ -200,21 +209,23 @@ impl Attributor {
                 return None;
             }
         }
-        let cgroups = self.cgroups.as_ref()?;
-        let found = cgroups
-            .path_of(ev.cgroup, ev.pid)
-            .and_then(|p| path::parse(&p))
-            .map(|info| self.name(info));
+        let (info, known) = self.locate(ev.cgroup, ev.pid, now)?;
+        let found = info.map(|info| self.name(info));
         let incomplete = found
             .as_ref()
             .is_some_and(|c| c.pod_uid.is_some() && (c.pod.is_none() || c.name.is_none()));
+        let retry_at = if !known {
+            Some(now + WALK_EVERY)
+        } else {
+            incomplete.then(|| now + RETRY)
+        };
         let container = found.map(Arc::new);
         self.bound();
         self.cache.insert(
             ev.cgroup,
             Entry {
                 container: container.clone(),
-                retry_at: incomplete.then(|| now + RETRY),
+                retry_at,
             },
         );
         ev.container = container.clone();
@@ -222,6 +233,33 @@ impl Attributor {
             cgroup: ev.cgroup,
             container: container.map(|c| (*c).clone()),
         })
+    }
+
+    /// What the cgroup's path says, and whether that is settled (false:
+    /// not found, the tree was walked too recently to look again).
+    fn locate(
+        &mut self,
+        id: u64,
+        pid: u32,
+        now: Instant,
+    ) -> Option<(Option<path::PathInfo>, bool)> {
+        let cgroups = self.cgroups.as_ref()?;
+        if let Some(rel) = cgroups.via_proc(id, pid) {
+            return Some((path::parse(&rel), true));
+        }
+        if let Some(info) = self.walked.get(&id) {
+            return Some((Some(info.clone()), true));
+        }
+        if self
+            .walked_at
+            .is_some_and(|t| now.duration_since(t) < WALK_EVERY)
+        {
+            return Some((None, false));
+        }
+        self.walked = cgroups.containers();
+        self.walked_at = Some(now);
+        // Walked just now: not there is not a container (or gone).
+        Some((self.walked.get(&id).cloned(), true))
     }
 
     fn name(&mut self, info: path::PathInfo) -> Container {
