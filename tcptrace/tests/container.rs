@@ -160,7 +160,8 @@ impl Fixture {
             .logs
             .join("pods")
             .join(std::ffi::OsStr::from_bytes(&dir));
-        fs::create_dir_all(pods.join(std::ffi::OsStr::from_bytes(container))).unwrap();
+        fs::create_dir_all(pods.join(std::ffi::OsStr::from_bytes(container)))
+            .expect("pod log directory");
         if link {
             let mut name = pod.to_vec();
             name.push(b'_');
@@ -169,8 +170,9 @@ impl Fixture {
             name.extend_from_slice(container);
             name.extend_from_slice(format!("-{id}.log").as_bytes());
             let dir = self.logs.join("containers");
-            fs::create_dir_all(&dir).unwrap();
-            fs::write(dir.join(std::ffi::OsStr::from_bytes(&name)), "").unwrap();
+            fs::create_dir_all(&dir).expect("containers log directory");
+            fs::write(dir.join(std::ffi::OsStr::from_bytes(&name)), "")
+                .expect("container log link");
         }
     }
 }
@@ -197,7 +199,8 @@ impl Drop for Fixture {
 /// cgroup.procs), calls connect() to `addr` (refused) and exits: the
 /// connect event is the child's, in that cgroup.
 fn connect_from(cgroup: &Path, addr: SocketAddr) {
-    let procs = CString::new(cgroup.join("cgroup.procs").as_os_str().as_bytes()).unwrap();
+    let procs =
+        CString::new(cgroup.join("cgroup.procs").as_os_str().as_bytes()).expect("no NUL in a path");
     let SocketAddr::V4(a) = addr else {
         panic!("v4")
     };
@@ -240,10 +243,15 @@ fn connect_from(cgroup: &Path, addr: SocketAddr) {
 
 /// Bound, not listening: every connect() is refused.
 fn refused_port() -> (socket2::Socket, SocketAddr) {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let s =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .unwrap();
-    let addr = s.local_addr().unwrap().as_socket().unwrap();
+        .expect("bind");
+    let addr = s
+        .local_addr()
+        .expect("local address")
+        .as_socket()
+        .expect("inet");
     (s, addr)
 }
 
@@ -293,7 +301,7 @@ fn setup() -> Option<(Fixture, Vec<Layout>, Vec<socket2::Socket>)> {
 /// Two connects from each layout's cgroup, under tcptrace `extra`.
 fn trace(fx: &Fixture, layouts: &[Layout], extra: &[&str]) -> Vec<Value> {
     let pods = fx.logs.join("pods");
-    let mut args = vec!["--pods-log-root", pods.to_str().unwrap()];
+    let mut args = vec!["--pods-log-root", pods.to_str().expect("UTF-8 temp dir")];
     args.extend_from_slice(extra);
     let t = Tracer::start(&args);
     for l in layouts.iter().take(5) {
