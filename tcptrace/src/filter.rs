@@ -34,7 +34,7 @@ pub struct FilterArgs {
     /// Only this network namespace: inode number, /proc/PID/ns/net, or a name under /run/netns.
     #[arg(long, value_parser = parse_netns)]
     pub netns: Option<u32>,
-    /// Only tasks in this cgroup (v2): cgroup id, or a path (relative paths are under /sys/fs/cgroup).
+    /// Only tasks in this cgroup (v2): cgroup id, or a path (relative paths are under the cgroup2 mount, /sys/fs/cgroup or /sys/fs/cgroup/unified).
     #[arg(long, value_parser = parse_cgroup)]
     pub cgroup: Option<u64>,
     /// Only tasks in the pod of this name (Kubernetes; applied after container attribution, so kernel histograms still count every pod).
@@ -114,10 +114,14 @@ fn parse_cgroup(s: &str) -> Result<u64, String> {
     if let Ok(n) = s.parse::<u64>() {
         return Ok(n);
     }
+    // Relative paths are under the cgroup2 mount: /sys/fs/cgroup, or
+    // /sys/fs/cgroup/unified on hybrid hosts.
+    let root = crate::container::cgroupfs::find_root()
+        .unwrap_or_else(|| Path::new("/sys/fs/cgroup").to_path_buf());
     let path = if s.starts_with('/') && Path::new(s).starts_with("/sys/fs/cgroup") {
         Path::new(s).to_path_buf()
     } else {
-        Path::new("/sys/fs/cgroup").join(s.trim_start_matches('/'))
+        root.join(s.trim_start_matches('/'))
     };
     inode_of(&path).map_err(|e| format!("{e} (give a cgroup id or a cgroup v2 directory)"))
 }
@@ -431,6 +435,13 @@ mod tests {
         assert!(parse_cgroup("no/such/cgroup")
             .unwrap_err()
             .contains("cgroup"));
+        // Relative to the cgroup2 mount, wherever it is (on hybrid hosts
+        // /sys/fs/cgroup is a tmpfs without cgroup.controllers).
+        if let Some(root) = crate::container::cgroupfs::find_root() {
+            let want = std::fs::metadata(root.join("cgroup.controllers")).map(|m| m.ino());
+            assert_eq!(parse_cgroup("cgroup.controllers").ok(), want.ok());
+            assert_eq!(parse_cgroup("cgroup.controllers").map(|_| ()), Ok(()));
+        }
         assert_eq!(parse_netns("4026531840"), Ok(4026531840));
         for bad in [
             "",
