@@ -338,6 +338,58 @@ mod tests {
         assert_eq!(ev.container.as_deref(), Some(&container()));
     }
 
+    /// A tree laid out like a node's (cgroupfs driver) in a temporary
+    /// directory: ids are directory inodes, as on cgroup v2.
+    #[test]
+    fn live_lookup_walks_names_and_caches() {
+        use std::os::unix::fs::MetadataExt as _;
+        let uid = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+        let root = std::env::temp_dir().join(format!("tcptrace-attrib-{}", std::process::id()));
+        let cg = root.join("cgroup");
+        let dir = cg.join(format!("kubepods/burstable/pod{uid}/{ID}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(cg.join("system.slice/ssh.service")).unwrap();
+        std::fs::create_dir_all(root.join(format!("log/pods/prod_web_{uid}/app"))).unwrap();
+        let mut a = Attributor::new(&ContainerArgs {
+            cgroup_root: Some(cg.clone()),
+            pods_log_root: root.join("log/pods"),
+        });
+        let mut ev = decode(&raw_latency(EventKind::Connect, 2, 0)).unwrap();
+        ev.pid = 0;
+        ev.cgroup = std::fs::metadata(&dir).unwrap().ino();
+        let made = a.fill(&mut ev).unwrap();
+        let want = Container {
+            runtime: Runtime::Unknown,
+            id: ContainerId::parse(ID).unwrap(),
+            pod_uid: PodUid::parse(uid),
+            pod: Some("web".into()),
+            namespace: Some("prod".into()),
+            name: Some("app".into()),
+        };
+        assert_eq!(made.container.as_ref(), Some(&want));
+        assert_eq!(ev.container.as_deref(), Some(&want));
+        // Cached: no lookup to record the second time.
+        ev.container = None;
+        assert_eq!(a.fill(&mut ev), None);
+        assert_eq!(ev.container.as_deref(), Some(&want));
+        // A host cgroup is not a container; an unknown id right after a
+        // walk waits for the next one instead of walking again.
+        let mut host = ev.clone();
+        host.cgroup = std::fs::metadata(cg.join("system.slice/ssh.service"))
+            .unwrap()
+            .ino();
+        assert_eq!(a.fill(&mut host).map(|r| r.container), Some(None));
+        assert_eq!(host.container, None);
+        assert!(a.cache[&host.cgroup].retry_at.is_some());
+        // cgroup 0 (no task) is never looked up.
+        let mut none = ev.clone();
+        none.cgroup = 0;
+        none.container = None;
+        assert_eq!(a.fill(&mut none), None);
+        assert_eq!(none.container, None);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
     #[test]
     fn recorded_resolutions_are_bounded() {
         let mut c = container();
