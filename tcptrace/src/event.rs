@@ -129,6 +129,9 @@ pub struct Event {
     /// IP + TCP headers captured with the event (SYN, PAWS and RST kinds);
     /// empty when none were captured.
     pub packet: Vec<u8>,
+    /// The container the task ran in, when attribution found one
+    /// ([`crate::container::Attributor::fill`]); never decoded.
+    pub container: Option<std::sync::Arc<crate::container::Container>>,
 }
 
 impl Event {
@@ -208,6 +211,7 @@ fn with_header(h: &EventHeader, kind: EventKind, flow: &Flow, detail: Detail) ->
         endpoints: Endpoints::from(flow),
         detail,
         packet: Vec::new(),
+        container: None,
     }
 }
 

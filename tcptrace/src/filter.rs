@@ -1,6 +1,10 @@
 //! `--pid --comm --port --addr --netns --cgroup`: parsed once, applied in the
 //! kernel (see tcptrace-ebpf/src/filter.rs) and, with the same rules, to
-//! recordings on replay.
+//! recordings on replay. `--pod --k8s-namespace` are applied in userspace
+//! only, after container attribution ([`FilterArgs::matches`]): a pod is
+//! several cgroups, is named only by the kubelet's directories, and one
+//! started after tcptrace (a restarted pod has a new UID and new cgroups)
+//! must match too, which a cgroup id fixed at load time cannot do.
 
 use std::{net::IpAddr, os::unix::fs::MetadataExt as _, path::Path};
 
@@ -30,9 +34,42 @@ pub struct FilterArgs {
     /// Only this network namespace: inode number, /proc/PID/ns/net, or a name under /run/netns.
     #[arg(long, value_parser = parse_netns)]
     pub netns: Option<u32>,
-    /// Only tasks in this cgroup (v2): cgroup id, or a path (relative paths are under /sys/fs/cgroup).
+    /// Only tasks in this cgroup (v2): cgroup id, or a path (relative paths are under the cgroup2 mount, /sys/fs/cgroup or /sys/fs/cgroup/unified).
     #[arg(long, value_parser = parse_cgroup)]
     pub cgroup: Option<u64>,
+    /// Only tasks in the pod of this name (Kubernetes; applied after container attribution, so kernel histograms still count every pod).
+    #[arg(long, value_parser = parse_pod)]
+    pub pod: Option<String>,
+    /// Only tasks in pods of this Kubernetes namespace (applied like --pod).
+    #[arg(long = "k8s-namespace", value_parser = parse_k8s_namespace)]
+    pub k8s_namespace: Option<String>,
+    #[command(flatten)]
+    pub containers: crate::container::ContainerArgs,
+}
+
+/// Kubernetes names: lowercase letters, digits, `-`, and `.` between
+/// labels of a pod name (DNS-1123), starting and ending alphanumeric.
+fn dns_name(s: &str, max: usize, dots: bool) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    (1..=max).contains(&s.len())
+        && s.bytes()
+            .all(|b| alnum(b) || b == b'-' || (dots && b == b'.'))
+        && s.bytes().next().is_some_and(alnum)
+        && s.bytes().last().is_some_and(alnum)
+}
+
+fn parse_pod(s: &str) -> Result<String, String> {
+    if !dns_name(s, crate::container::pods::MAX_POD_NAME, true) {
+        return Err("a pod name is 1 to 253 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit".into());
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_k8s_namespace(s: &str) -> Result<String, String> {
+    if !dns_name(s, crate::container::pods::MAX_LABEL, false) {
+        return Err("a namespace is 1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit".into());
+    }
+    Ok(s.to_owned())
 }
 
 fn parse_comm(s: &str) -> Result<String, String> {
@@ -77,10 +114,14 @@ fn parse_cgroup(s: &str) -> Result<u64, String> {
     if let Ok(n) = s.parse::<u64>() {
         return Ok(n);
     }
+    // Relative paths are under the cgroup2 mount: /sys/fs/cgroup, or
+    // /sys/fs/cgroup/unified on hybrid hosts.
+    let root = crate::container::cgroupfs::find_root()
+        .unwrap_or_else(|| Path::new("/sys/fs/cgroup").to_path_buf());
     let path = if s.starts_with('/') && Path::new(s).starts_with("/sys/fs/cgroup") {
         Path::new(s).to_path_buf()
     } else {
-        Path::new("/sys/fs/cgroup").join(s.trim_start_matches('/'))
+        root.join(s.trim_start_matches('/'))
     };
     inode_of(&path).map_err(|e| format!("{e} (give a cgroup id or a cgroup v2 directory)"))
 }
@@ -137,6 +178,20 @@ impl FilterArgs {
                 .is_none_or(|n| n.contains(&e.saddr) || n.contains(&e.daddr))
             && self.netns.is_none_or(|n| n == ev.netns)
             && self.cgroup.is_none_or(|c| c == ev.cgroup)
+            && self.matches_pod(ev)
+    }
+
+    /// `--pod` and `--k8s-namespace`, the filters the kernel cannot apply:
+    /// the live run asks this of every event after attribution.
+    pub fn matches_pod(&self, ev: &Event) -> bool {
+        let c = ev.container.as_deref();
+        self.pod
+            .as_deref()
+            .is_none_or(|p| c.and_then(|c| c.pod.as_deref()) == Some(p))
+            && self
+                .k8s_namespace
+                .as_deref()
+                .is_none_or(|n| c.and_then(|c| c.namespace.as_deref()) == Some(n))
     }
 
     /// `--flag value` form, for headers and messages; empty when unfiltered.
@@ -159,6 +214,12 @@ impl FilterArgs {
         }
         if let Some(v) = self.cgroup {
             parts.push(format!("--cgroup {v}"));
+        }
+        if let Some(v) = &self.pod {
+            parts.push(format!("--pod {v}"));
+        }
+        if let Some(v) = &self.k8s_namespace {
+            parts.push(format!("--k8s-namespace {v}"));
         }
         parts.join(" ")
     }
@@ -298,6 +359,42 @@ mod tests {
     }
 
     #[test]
+    fn pod_filters_match_attributed_events() {
+        use crate::container::{Container, ContainerId, Runtime};
+        let mut e = ev();
+        let f = |pod: Option<&str>, ns: Option<&str>| FilterArgs {
+            pod: pod.map(Into::into),
+            k8s_namespace: ns.map(Into::into),
+            ..Default::default()
+        };
+        // Not in a container: only the unfiltered run keeps it.
+        assert!(f(None, None).matches(&e));
+        assert!(!f(Some("web"), None).matches(&e));
+        assert!(!f(None, Some("prod")).matches(&e));
+        e.container = Some(std::sync::Arc::new(Container {
+            runtime: Runtime::Crio,
+            id: ContainerId::parse(&"a".repeat(64)).unwrap(),
+            pod_uid: None,
+            pod: Some("web".into()),
+            namespace: Some("prod".into()),
+            name: Some("app".into()),
+        }));
+        for (pod, ns, want) in [
+            (Some("web"), None, true),
+            (Some("web"), Some("prod"), true),
+            (None, Some("prod"), true),
+            (Some("we"), None, false),
+            (Some("web"), Some("dev"), false),
+            (None, Some("dev"), false),
+        ] {
+            let f = f(pod, ns);
+            assert_eq!(f.matches(&e), want, "{}", f.describe());
+            assert_eq!(f.matches_pod(&e), want, "{}", f.describe());
+            assert_eq!(f.to_kernel().flags, 0);
+        }
+    }
+
+    #[test]
     fn kernel_form_agrees_with_userspace_on_addresses() {
         let e = ev();
         for cidr in [
@@ -338,7 +435,37 @@ mod tests {
         assert!(parse_cgroup("no/such/cgroup")
             .unwrap_err()
             .contains("cgroup"));
+        // Relative to the cgroup2 mount, wherever it is (on hybrid hosts
+        // /sys/fs/cgroup is a tmpfs without cgroup.controllers).
+        if let Some(root) = crate::container::cgroupfs::find_root() {
+            let want = std::fs::metadata(root.join("cgroup.controllers")).map(|m| m.ino());
+            assert_eq!(parse_cgroup("cgroup.controllers").ok(), want.ok());
+            assert_eq!(parse_cgroup("cgroup.controllers").map(|_| ()), Ok(()));
+        }
         assert_eq!(parse_netns("4026531840"), Ok(4026531840));
+        for bad in [
+            "",
+            "Web",
+            "web_1",
+            "-web",
+            "web-",
+            "we\x1bb",
+            &"a".repeat(254),
+        ] {
+            assert!(parse_pod(bad).unwrap_err().contains("pod name"), "{bad:?}");
+        }
+        assert_eq!(
+            parse_pod("web-7d4b9c-x2x.v1"),
+            Ok("web-7d4b9c-x2x.v1".into())
+        );
+        assert_eq!(parse_pod(&"a".repeat(253)).map(|p| p.len()), Ok(253));
+        for bad in ["", "kube.system", "Kube", &"n".repeat(64)] {
+            assert!(
+                parse_k8s_namespace(bad).unwrap_err().contains("namespace"),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(parse_k8s_namespace("kube-system"), Ok("kube-system".into()));
         assert!(parse_netns("/proc/self/ns/net").is_ok());
     }
 }

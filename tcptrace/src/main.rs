@@ -6,6 +6,7 @@ mod bench_flood;
 mod btf;
 mod commands;
 mod connect;
+mod container;
 mod diagnose;
 mod endpoint;
 mod escape;

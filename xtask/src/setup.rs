@@ -40,6 +40,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "bpftrace",
         "cargo xtask bench: the peer tracer measured in the same run",
     ),
+    (
+        "systemd",
+        "systemd-analyze verify of deploy/systemd/tcptrace.service in tests",
+    ),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -205,6 +205,12 @@ pub struct EventJson<'a> {
     pub cgroup: Option<u64>,
     /// Empty when unknown.
     pub comm: Cow<'a, str>,
+    /// Container name in its pod (Kubernetes), when attributed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<Cow<'a, str>>,
+    /// 64 hex digits, when the task ran in a container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub daddr: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -236,6 +242,11 @@ pub struct EventJson<'a> {
     pub packet_len: Option<usize>,
     /// 0 when unknown.
     pub pid: u32,
+    /// Pod name (Kubernetes), when attributed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_namespace: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ports_probed: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -304,6 +315,12 @@ impl<'a> EventJson<'a> {
             packet_len: ev.carries_packet().then_some(ev.packet.len()),
             ..Self::default()
         };
+        if let Some(c) = ev.container.as_deref() {
+            v.container_id = Some(Cow::Borrowed(c.id.as_str()));
+            v.container = c.name.as_deref().map(Cow::Borrowed);
+            v.pod = c.pod.as_deref().map(Cow::Borrowed);
+            v.pod_namespace = c.namespace.as_deref().map(Cow::Borrowed);
+        }
         ev.detail.family().json(ev, &mut v);
         v
     }
@@ -457,6 +474,42 @@ mod tests {
         assert_eq!((e.kind, e.time), (None, None));
         assert!(serde_json::from_str::<EventJson<'_>>(r#"{"daddr": "nope"}"#).is_err());
         assert!(serde_json::from_str::<EventJson<'_>>(r#"{"kind": "nope"}"#).is_err());
+    }
+
+    #[test]
+    fn container_fields_sit_in_name_order() {
+        use crate::container::{Container, ContainerId, Runtime};
+        let mut ev = decode(&raw_latency(EventKind::Connect, 2, 0)).unwrap();
+        ev.container = Some(std::sync::Arc::new(Container {
+            runtime: Runtime::Containerd,
+            id: ContainerId::parse(&"ab".repeat(32)).unwrap(),
+            pod_uid: None,
+            pod: Some("web\u{1b}".into()),
+            namespace: Some("prod".into()),
+            name: Some("app".into()),
+        }));
+        let id = "ab".repeat(32);
+        assert_eq!(
+            serde_json::to_string(&EventJson::of(&ev, 1_700_000_000_123_456_789)).unwrap(),
+            format!(
+                r#"{{"cgroup":7,"comm":"curl","container":"app","container_id":"{id}","daddr":"10.1.2.3","dport":8080,"errno":0,"error":"OK","kind":"connect","latency_ns":1500,"netns":4026531840,"pid":42,"pod":"web\u001b","pod_namespace":"prod","saddr":"127.0.0.1","sport":40000,"tid":43,"time":"2023-11-14T22:13:21.123456Z"}}"#
+            )
+        );
+        // A container outside Kubernetes: the id alone.
+        ev.container = ev.container.map(|c| {
+            std::sync::Arc::new(Container {
+                pod: None,
+                namespace: None,
+                name: None,
+                ..(*c).clone()
+            })
+        });
+        let v = serde_json::to_value(EventJson::of(&ev, 0)).unwrap();
+        assert_eq!(v["container_id"], id.as_str());
+        assert!(
+            v.get("pod").is_none() && v.get("container").is_none(),
+            "{v}"
+        );
     }
 
     #[test]

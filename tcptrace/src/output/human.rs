@@ -102,13 +102,20 @@ impl Human {
         if self.color && failed {
             result = format!("\x1b[31m{result}\x1b[0m");
         }
-        format!(
+        let mut line = format!(
             "{clock:<16} {:<17} {:<7} {:<16} {local:<22} {peer:<22} {:>8} {result}",
             ev.kind.name(),
             ev.pid,
             Escaped(&ev.comm),
             latency.map(fmt_ns).unwrap_or_else(|| "-".into()),
-        )
+        );
+        // Where the task ran, after the result: lines of tasks outside
+        // containers keep their form.
+        if let Some(c) = &ev.container {
+            line.push_str("  ");
+            line.push_str(&c.text());
+        }
+        line
     }
 }
 
@@ -153,6 +160,28 @@ mod tests {
         let line = h.line(&ev, 0);
         assert!(line.contains(r"\x1b[31mEVIL"), "{line}");
         assert!(line.ends_with("\x1b[31mECONNREFUSED\x1b[0m"), "{line:?}");
+    }
+
+    #[test]
+    fn container_follows_the_result_escaped() {
+        use crate::container::{Container, ContainerId, Runtime};
+        let h = Human { color: false };
+        let mut ev = decode(&raw_latency(EventKind::Connect, 2, 111)).unwrap();
+        let before = h.line(&ev, 0);
+        ev.container = Some(std::sync::Arc::new(Container {
+            runtime: Runtime::Docker,
+            id: ContainerId::parse(&"0f".repeat(32)).unwrap(),
+            pod_uid: None,
+            pod: Some("\u{9b}2Jweb\n".into()),
+            namespace: Some("prod".into()),
+            name: Some("app".into()),
+        }));
+        let line = h.line(&ev, 0);
+        assert_eq!(
+            line,
+            format!(r"{before}  pod=prod/\u{{9b}}2Jweb\n container=app id=0f0f0f0f0f0f")
+        );
+        assert!(!line.chars().any(char::is_control), "{line:?}");
     }
 
     #[test]
