@@ -14,9 +14,8 @@ use crate::{
     output::{
         findings::FindingsOnly, findings_log::FindingsLog, human::Text, json::JsonLines, pcap::Pcap,
     },
-    sink::{Sink, SummaryStep},
+    sink::{Lookups, Sink, SummaryStep},
     summary::{KernelCounters, RecordingStop, Summary},
-    syn::OwnerLookup,
 };
 
 /// How the outputs of a run are chosen (from the command line).
@@ -112,15 +111,15 @@ impl Pipeline {
         self.raw
     }
 
-    /// One raw record as received (and the owner found for it) to the
+    /// One raw record as received (and what was looked up for it) to the
     /// recorders; true when one wants the counters now ([`Pipeline::tick`]).
-    pub fn raw(&mut self, raw: &[u8], owner: Option<&OwnerLookup>) -> bool {
+    pub fn raw(&mut self, raw: &[u8], found: &Lookups) -> bool {
         if !self.raw {
             return false;
         }
         let mut wants = false;
         for s in &mut self.sinks {
-            wants |= s.raw(raw, owner);
+            wants |= s.raw(raw, found);
         }
         wants
     }

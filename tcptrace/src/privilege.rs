@@ -30,7 +30,8 @@ pub const KEPT: [Capability; 2] = [Capability::CAP_DAC_READ_SEARCH, Capability::
 static PENDING: AtomicU64 = AtomicU64::new(0);
 
 /// One line naming the first capability of `TO_START` this process lacks
-/// (CAP_SYS_ADMIN stands for both, as on kernels before 5.8).
+/// (CAP_SYS_ADMIN stands for both, as on kernels before 5.8), or
+/// CAP_DAC_READ_SEARCH when tracefs is closed to this user.
 pub fn check_start() -> Result<()> {
     let eff = caps::read(None, CapSet::Effective).context("reading this process' capabilities")?;
     if eff.contains(&Capability::CAP_SYS_ADMIN) {
@@ -44,8 +45,25 @@ pub fn check_start() -> Result<()> {
             names(&KEPT)
         );
     }
+    // tracefs is mode 0700, root's: a non-root user reads the tracepoint
+    // ids in it only through CAP_DAC_READ_SEARCH (or CAP_DAC_OVERRIDE).
+    let denied = std::fs::read_dir(TRACEFS_EVENTS)
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied);
+    if denied
+        && !eff.contains(&Capability::CAP_DAC_READ_SEARCH)
+        && !eff.contains(&Capability::CAP_DAC_OVERRIDE)
+    {
+        bail!(
+            "missing capability CAP_DAC_READ_SEARCH: {TRACEFS_EVENTS} is not readable by this \
+             user, and tcptrace daemon reads the tracepoint ids there; run it as root or grant it"
+        );
+    }
     Ok(())
 }
+
+/// Where the tracepoint ids are (the loader mounts tracefs here when the
+/// host has not; nothing to check then).
+const TRACEFS_EVENTS: &str = "/sys/kernel/tracing/events";
 
 fn names(caps: &[Capability]) -> String {
     caps.iter()

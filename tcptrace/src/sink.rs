@@ -11,11 +11,23 @@
 use anyhow::Result;
 
 use crate::{
+    container::Resolution,
     diagnose::{hookset::HookSet, Finding},
     event::Event,
     summary::{json::SummaryJson, KernelCounters, RecordingStop, Summary},
     syn::OwnerLookup,
 };
+
+/// What the live run looked up on the host for one record, new since the
+/// last: recordings keep it, so replay fills events in the same way
+/// without this host's /proc or cgroup tree.
+#[derive(Default)]
+pub struct Lookups {
+    /// A listener's owner, from /proc.
+    pub owner: Option<OwnerLookup>,
+    /// The container of the event's cgroup.
+    pub container: Option<Resolution>,
+}
 
 /// One output: text or JSON lines, a pcapng capture, the diagnosis, the
 /// metrics.
@@ -34,10 +46,10 @@ pub trait Sink {
     }
 
     /// One raw ring-buffer record as received, before it is decoded, with
-    /// the listener owner the live run looked up in /proc for it (the
-    /// recorders). True when the sink wants the counters now
-    /// ([`Sink::tick`]): its block is full.
-    fn raw(&mut self, _raw: &[u8], _owner: Option<&OwnerLookup>) -> bool {
+    /// what the live run looked up on the host for it (the recorders).
+    /// True when the sink wants the counters now ([`Sink::tick`]): its
+    /// block is full.
+    fn raw(&mut self, _raw: &[u8], _found: &Lookups) -> bool {
         false
     }
 

@@ -298,12 +298,12 @@ fn setup() -> Option<(Fixture, Vec<Layout>, Vec<socket2::Socket>)> {
     Some((fx, layouts, socks))
 }
 
-/// Two connects from each layout's cgroup, under tcptrace `extra`.
-fn trace(fx: &Fixture, layouts: &[Layout], extra: &[&str]) -> Vec<Value> {
+/// Two connects from each layout's cgroup, under `tcptrace PRE… EXTRA…`.
+fn trace(fx: &Fixture, layouts: &[Layout], pre: &[&str], extra: &[&str]) -> Vec<Value> {
     let pods = fx.logs.join("pods");
     let mut args = vec!["--pods-log-root", pods.to_str().expect("UTF-8 temp dir")];
     args.extend_from_slice(extra);
-    let t = Tracer::start(&args);
+    let t = Tracer::start_with(pre, &args);
     for l in layouts.iter().take(5) {
         for _ in 0..2 {
             connect_from(
@@ -330,9 +330,44 @@ fn events_carry_container_and_pod_from_the_cgroup() {
     let Some((fx, layouts, _socks)) = setup() else {
         return;
     };
-    let objs = trace(&fx, &layouts, &[]);
+    let dir = support::tempdir::TempDir::new("container-replay");
+    let rec = dir.file("run.rec");
+    let rec = rec.to_str().expect("UTF-8 temp dir");
+    let objs = trace(&fx, &layouts, &["record", "-o", rec], &[]);
+    check_attribution(&layouts, &objs);
+    // Replay attributes from what the recording holds, the same way, also
+    // with the fixture's cgroups and kubelet directories gone.
+    drop(fx);
+    let replayed = replay(&[rec, "--json"]);
+    check_attribution(&layouts, &replayed);
+    let port = |i: usize| layouts[i].port;
+    let web_a = replay(&[rec, "--json", "--pod", "web-a"]);
+    assert_eq!(connects_to(&web_a, port(0)).len(), 2);
+    assert_eq!(support::events(&web_a, "connect").count(), 2, "{web_a:?}");
+}
+
+fn replay(args: &[&str]) -> Vec<Value> {
+    let out = Command::new(support::tcptrace_bin())
+        .arg("replay")
+        .args(args)
+        .output()
+        .expect("run tcptrace replay");
+    assert!(
+        out.status.success(),
+        "replay {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// Each layout's two connects carry its container (and pod); a task of
+/// the root cgroup none.
+fn check_attribution(layouts: &[Layout], objs: &[Value]) {
     for l in layouts.iter().take(5) {
-        let evs = connects_to(&objs, l.port);
+        let evs = connects_to(objs, l.port);
         assert_eq!(evs.len(), 2, "{}: {evs:?}", l.path);
         for e in evs {
             assert_eq!(e["errno"], 111);
@@ -355,7 +390,7 @@ fn events_carry_container_and_pod_from_the_cgroup() {
     // cgroup) carries none of the fields.
     let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     if own.lines().any(|l| l == "0::/") {
-        let host = connects_to(&objs, layouts[5].port);
+        let host = connects_to(objs, layouts[5].port);
         assert_eq!(host.len(), 1, "{host:?}");
         for k in ["container_id", "pod", "pod_namespace", "container"] {
             assert!(host[0].get(k).is_none(), "{k}: {}", host[0]);
@@ -378,17 +413,27 @@ fn pod_and_namespace_filters_keep_exactly_their_events() {
         p
     };
     let port = |i: usize| u64::from(layouts[i].port);
-    let objs = trace(&fx, &layouts, &["--pod", "web-a"]);
+    let objs = trace(&fx, &layouts, &[], &["--pod", "web-a"]);
     assert_eq!(ports(&objs), [port(0), port(0)]);
     // Nothing but that pod's events at all.
     assert!(support::events(&objs, "connect").all(|e| e["pod"] == "web-a"));
-    let objs = trace(&fx, &layouts, &["--k8s-namespace", "prod"]);
+    let objs = trace(&fx, &layouts, &[], &["--k8s-namespace", "prod"]);
     let mut want = vec![port(0), port(0), port(1), port(1)];
     want.sort_unstable();
     assert_eq!(ports(&objs), want);
-    let objs = trace(&fx, &layouts, &["--pod", "db", "--k8s-namespace", "prod"]);
+    let objs = trace(
+        &fx,
+        &layouts,
+        &[],
+        &["--pod", "db", "--k8s-namespace", "prod"],
+    );
     assert_eq!(ports(&objs), Vec::<u64>::new());
-    let objs = trace(&fx, &layouts, &["--pod", "db", "--k8s-namespace", "data"]);
+    let objs = trace(
+        &fx,
+        &layouts,
+        &[],
+        &["--pod", "db", "--k8s-namespace", "data"],
+    );
     assert_eq!(ports(&objs), [port(2), port(2)]);
 }
 

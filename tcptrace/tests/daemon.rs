@@ -21,30 +21,7 @@ use std::{
 use chrono::{SecondsFormat, Utc};
 use nix::sys::signal::{kill, Signal};
 use serde_json::Value;
-use support::{attach_mode, delta, netstat, tcptrace_bin, thread_netns, Spawned};
-
-/// A fresh directory for one test's files, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("tcptrace-daemon-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::{attach_mode, delta, netstat, tcptrace_bin, tempdir::TempDir, thread_netns, Spawned};
 
 /// A running daemon, killed if the test fails before stopping it (a
 /// daemon left behind would keep the scenario lock its test inherited).
@@ -658,4 +635,33 @@ fn missing_capabilities_and_bad_flags_are_one_line_errors() {
             ),
         );
     }
+    // A non-root user with CAP_BPF and CAP_PERFMON alone: tracefs (root's,
+    // mode 0700 where the host mounted it so) stays closed to it.
+    use std::os::unix::fs::PermissionsExt as _;
+    let closed =
+        std::fs::metadata("/sys/kernel/tracing").is_ok_and(|m| m.permissions().mode() & 0o005 == 0);
+    if !closed {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped the non-root part: tracefs is open to other users here"
+        );
+        return;
+    }
+    one_line(
+        run(
+            &[
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=+bpf,+perfmon",
+                "--ambient-caps=+bpf,+perfmon",
+                "--",
+            ],
+            &["--duration", "1s"],
+        ),
+        "tcptrace: error: missing capability CAP_DAC_READ_SEARCH: /sys/kernel/tracing/events \
+         is not readable by this user, and tcptrace daemon reads the tracepoint ids there; run \
+         it as root or grant it",
+    );
 }

@@ -10,7 +10,7 @@ use std::{
     io::Write as _,
     net::{SocketAddr, TcpListener, TcpStream},
     os::unix::fs::PermissionsExt as _,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Output},
     sync::mpsc,
     thread::{self, JoinHandle},
@@ -20,33 +20,11 @@ use std::{
 use chrono::{DateTime, SecondsFormat};
 use nix::sys::signal::{kill, Signal};
 use serde_json::Value;
-use support::{attach_mode, tcptrace_bin, Spawned};
+use support::{attach_mode, tcptrace_bin, tempdir::TempDir, Spawned};
 
 fn tid() -> u64 {
     // SAFETY: gettid has no preconditions.
     unsafe { libc::gettid() as u64 }
-}
-
-/// A fresh directory for one test's files, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("tcptrace-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// `tcptrace record -o FILE ARGS…`, started and attached.

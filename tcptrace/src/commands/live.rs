@@ -34,6 +34,7 @@ use crate::{
         sink::RecordSink,
         Recorder,
     },
+    sink::Lookups,
     summary::KernelCounters,
 };
 
@@ -251,7 +252,11 @@ pub async fn session(args: &LiveArgs, mode: Mode<'_>) -> Result<()> {
         None => Box::new(std::io::stdout().lock()),
     };
     let mut printer = pipeline::build(BufWriter::new(out), &outputs, Some(diagnosis), boot_offset)?;
-    let mut owners = crate::syn::Owners::default();
+    let mut lookup = HostLookup {
+        owners: crate::syn::Owners::default(),
+        containers: crate::container::Attributor::new(&args.filter.containers),
+        filter: &args.filter,
+    };
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
 
@@ -269,11 +274,11 @@ pub async fn session(args: &LiveArgs, mode: Mode<'_>) -> Result<()> {
             joined = &mut attaching => break joined.context("attaching hooks: the thread died")?,
             guard = ring.readable_mut(), if show_early => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                drain(guard.get_inner_mut(), &counters, &mut printer, &mut owners)?;
+                drain(guard.get_inner_mut(), &counters, &mut printer, &mut lookup)?;
                 guard.clear_ready();
             }
             _ = &mut poll, if show_early => {
-                drain(ring.get_mut(), &counters, &mut printer, &mut owners)?;
+                drain(ring.get_mut(), &counters, &mut printer, &mut lookup)?;
                 poll.as_mut().reset(Instant::now() + poll_every);
             }
         }
@@ -363,11 +368,11 @@ pub async fn session(args: &LiveArgs, mode: Mode<'_>) -> Result<()> {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                drain(guard.get_inner_mut(), &counters, &mut printer, &mut owners)?;
+                drain(guard.get_inner_mut(), &counters, &mut printer, &mut lookup)?;
                 guard.clear_ready();
             }
             _ = &mut poll => {
-                let n = drain(ring.get_mut(), &counters, &mut printer, &mut owners)?;
+                let n = drain(ring.get_mut(), &counters, &mut printer, &mut lookup)?;
                 poll_every = if n > 0 { POLL_MIN } else { (poll_every * 2).min(POLL_MAX) };
                 poll.as_mut().reset(Instant::now() + poll_every);
             }
@@ -392,7 +397,7 @@ pub async fn session(args: &LiveArgs, mode: Mode<'_>) -> Result<()> {
             _ = &mut deadline => break,
         }
     }
-    drain(ring.get_mut(), &counters, &mut printer, &mut owners)?;
+    drain(ring.get_mut(), &counters, &mut printer, &mut lookup)?;
     printer.summary.recording = printer.recording_stop();
     // The recorder notes where the summary was printed and with which
     // counters, so replay prints the same.
@@ -459,23 +464,38 @@ impl HealthTicker {
     }
 }
 
+/// What the drain looks up on this host for each event, and the filters
+/// only userspace can apply (they need those lookups).
+struct HostLookup<'a> {
+    owners: crate::syn::Owners,
+    containers: crate::container::Attributor,
+    filter: &'a crate::filter::FilterArgs,
+}
+
 /// Every record waiting in the ring buffer: to the recorders as received,
-/// then decoded into the sinks.
+/// then decoded into the sinks. Events of other pods than `--pod` and
+/// `--k8s-namespace` ask for go nowhere, not even into the recording.
 fn drain(
     ring: &mut RingBuf<MapData>,
     counters: &CounterMaps,
     printer: &mut Pipeline,
-    owners: &mut crate::syn::Owners,
+    lookup: &mut HostLookup<'_>,
 ) -> Result<usize> {
     let mut n = 0;
     while let Some(item) = ring.next() {
         n += 1;
         let mut ev = decode(&item);
-        let found = match &mut ev {
-            Ok(ev) => owners.fill(ev),
-            Err(_) => None,
-        };
-        if printer.raw(&item, found.as_ref()) {
+        let mut found = Lookups::default();
+        if let Ok(ev) = &mut ev {
+            // A cgroup's resolution only changes when `fill` returns a new
+            // one: events of a pod left out here need none recorded.
+            found.container = lookup.containers.fill(ev);
+            if !lookup.filter.matches_pod(ev) {
+                continue;
+            }
+            found.owner = lookup.owners.fill(ev);
+        }
+        if printer.raw(&item, &found) {
             // A full block closes with a counter snapshot.
             printer.tick(&counters.read()?)?;
         }

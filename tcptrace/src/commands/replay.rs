@@ -13,6 +13,7 @@ use clap::Args;
 
 use crate::{
     args::FilterArgs,
+    container::Attributor,
     diagnose::session::{counter_scope, Session},
     escape::Escaped,
     event::{decode, json::wall_time},
@@ -275,6 +276,9 @@ pub fn run(mut args: ReplayArgs) -> Result<()> {
     // Listener owners come from what the live run found, never from this
     // host's /proc.
     let mut owners = Owners::offline();
+    // Containers likewise: cgroup ids mean nothing on another host or a
+    // day later.
+    let mut containers = Attributor::offline();
     let mut started = false;
     let mut first = Some(first);
     for path in &args.files {
@@ -299,11 +303,15 @@ pub fn run(mut args: ReplayArgs) -> Result<()> {
             for lookup in &block.owners {
                 owners.learn(lookup.clone());
             }
+            for resolved in &block.containers {
+                containers.learn(resolved.clone());
+            }
             for item in block.items() {
                 match item {
                     Item::Record(raw) => match decode(raw) {
                         Ok(mut ev) => {
                             owners.fill(&mut ev);
+                            containers.fill(&mut ev);
                             if !window.before(ev.ts_ns)
                                 && !window.after(ev.ts_ns)
                                 && args.filter.matches(&ev)

@@ -12,19 +12,6 @@
 //! ([`Attributor::offline`], [`Attributor::learn`]), as it does for SYN
 //! listener owners: cgroup ids mean nothing on another host or a day later.
 
-// Until the live run and replay call [`Attributor`] (commands/live.rs and
-// commands/replay.rs belong to the daemon work; wired at merge), only the
-// tests and the outputs use this module. The expectation fails the build
-// once everything is called: remove it then.
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "Attributor is wired into live and replay at merge"
-    )
-)]
-#![cfg_attr(test, allow(dead_code, reason = "Attributor::new is for the live run"))]
-
 pub mod cgroupfs;
 pub mod path;
 pub mod pods;
@@ -106,14 +93,14 @@ pub struct Resolution {
 impl Resolution {
     /// The form a recording stores (JSON: the format is versioned by its
     /// field names, not by byte offsets).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
     }
 
-    pub fn from_bytes(bytes: &[u8]) -> anyhow::Result<Self> {
+    pub fn from_json(text: &str) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         let r: Self =
-            serde_json::from_slice(bytes).context("container resolution in the recording")?;
+            serde_json::from_str(text).context("container resolution in the recording")?;
         Ok(r.bounded())
     }
 
@@ -289,14 +276,14 @@ impl Attributor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::event::{decode, tests::raw_latency};
     use tcptrace_common::EventKind;
 
     const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-    fn container() -> Container {
+    pub fn container() -> Container {
         Container {
             runtime: Runtime::Containerd,
             id: ContainerId::parse(ID).unwrap(),
@@ -333,7 +320,7 @@ mod tests {
             cgroup: ev.cgroup,
             container: Some(container()),
         };
-        a.learn(Resolution::from_bytes(&r.to_bytes()).unwrap());
+        a.learn(Resolution::from_json(&r.to_json()).unwrap());
         assert_eq!(a.fill(&mut ev), None);
         assert_eq!(ev.container.as_deref(), Some(&container()));
     }
@@ -398,8 +385,8 @@ mod tests {
             cgroup: 7,
             container: Some(c),
         };
-        let back = Resolution::from_bytes(&r.to_bytes()).unwrap();
+        let back = Resolution::from_json(&r.to_json()).unwrap();
         assert_eq!(back.container.unwrap().pod, None);
-        assert!(Resolution::from_bytes(b"{\"cgroup\":1,\"container\":{\"id\":\"xyz\"}}").is_err());
+        assert!(Resolution::from_json("{\"cgroup\":1,\"container\":{\"id\":\"xyz\"}}").is_err());
     }
 }

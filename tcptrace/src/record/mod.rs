@@ -43,6 +43,7 @@ use self::{
     writer::{FileWriter, Written},
 };
 use crate::{
+    container::Resolution,
     filter::FilterArgs,
     hooks::HookStatus,
     summary::{KernelCounters, RecordingStop},
@@ -290,6 +291,12 @@ impl Recorder {
     /// current block so replay fills events in the same way.
     pub fn owner(&mut self, lookup: OwnerLookup) {
         self.block.owners.push(lookup);
+    }
+
+    /// A container resolution the live run made, stored with the current
+    /// block so replay attributes events in the same way.
+    pub fn container(&mut self, r: Resolution) {
+        self.block.containers.push(r);
     }
 
     /// Stores counters at this point of the stream, and for a printed

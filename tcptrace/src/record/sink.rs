@@ -1,5 +1,5 @@
 //! The recorder as a sink of the pipeline: it takes the raw ring-buffer
-//! records (before decoding) with the listener owners found for them, a
+//! records (before decoding) with the listener owners and containers found for them, a
 //! counter snapshot every second and at every summary, and closes the file
 //! at the end. Live, `record` and the daemon add it to the same list as
 //! their other outputs.
@@ -9,9 +9,8 @@ use anyhow::Result;
 use super::{format::MarkerKind, Recorder};
 use crate::{
     event::Event,
-    sink::{Sink, SummaryStep},
+    sink::{Lookups, Sink, SummaryStep},
     summary::{KernelCounters, RecordingStop},
-    syn::OwnerLookup,
 };
 
 pub struct RecordSink {
@@ -46,11 +45,15 @@ impl Sink for RecordSink {
         self.rec.finish()
     }
 
-    /// A listener owner found in /proc goes into the recording (in the
-    /// block of this record), so replay fills it in the same way.
-    fn raw(&mut self, raw: &[u8], owner: Option<&OwnerLookup>) -> bool {
-        if let Some(found) = owner {
-            self.rec.owner(found.clone());
+    /// A listener owner found in /proc and a container resolved go into
+    /// the recording (in the block of this record), so replay fills them
+    /// in the same way.
+    fn raw(&mut self, raw: &[u8], found: &Lookups) -> bool {
+        if let Some(owner) = &found.owner {
+            self.rec.owner(owner.clone());
+        }
+        if let Some(container) = &found.container {
+            self.rec.container(container.clone());
         }
         self.rec.push(raw)
     }

@@ -7,6 +7,7 @@ pub mod diagnose;
 mod netns;
 pub mod prometheus;
 pub mod scrape;
+pub mod tempdir;
 pub use netns::enter_private_netns;
 
 use std::{

@@ -1,6 +1,6 @@
 //! An events block: the raw ring-buffer records of about a second, the
 //! counter snapshots ("markers") taken between them, and the listener
-//! owners the live run looked up meanwhile.
+//! owners and containers the live run looked up meanwhile.
 
 use anyhow::{bail, ensure, Context as _, Result};
 
@@ -9,7 +9,7 @@ use super::{
     counters::{decode_counters, encode_counters},
     wire::{put_section, put_str, put_varint, Cursor},
 };
-use crate::{summary::KernelCounters, syn::OwnerLookup};
+use crate::{container::Resolution, summary::KernelCounters, syn::OwnerLookup};
 
 /// When and why kernel counters were stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +54,8 @@ pub struct Block {
     pub markers: Vec<Marker>,
     /// Listener owners the live run found in /proc while these records came in.
     pub owners: Vec<OwnerLookup>,
+    /// Containers the live run resolved from cgroup ids meanwhile.
+    pub containers: Vec<Resolution>,
 }
 
 impl Block {
@@ -67,7 +69,10 @@ impl Block {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty() && self.markers.is_empty() && self.owners.is_empty()
+        self.ends.is_empty()
+            && self.markers.is_empty()
+            && self.owners.is_empty()
+            && self.containers.is_empty()
     }
 
     pub fn record(&self, i: usize) -> &[u8] {
@@ -108,6 +113,8 @@ impl Block {
 ///                    ("host": the host view the live findings used, JSON)
 /// sections           varint count, then (name, length, body) each:
 ///                    "owners": listener owners found in /proc
+///                    "containers": cgroup ids resolved (varint count, then
+///                    one JSON `container::Resolution` string each)
 /// ```
 pub fn encode_block(block: &Block) -> Vec<u8> {
     let mut out = Vec::with_capacity(block.data.len() + 16);
@@ -126,11 +133,17 @@ pub fn encode_block(block: &Block) -> Vec<u8> {
             None => put_varint(&mut out, 0),
         }
     }
-    if block.owners.is_empty() {
-        put_varint(&mut out, 0);
-    } else {
-        put_varint(&mut out, 1);
+    let sections = u64::from(!block.owners.is_empty()) + u64::from(!block.containers.is_empty());
+    put_varint(&mut out, sections);
+    if !block.owners.is_empty() {
         put_section(&mut out, "owners", &encode_owners(&block.owners));
+    }
+    if !block.containers.is_empty() {
+        put_section(
+            &mut out,
+            "containers",
+            &encode_containers(&block.containers),
+        );
     }
     out
 }
@@ -170,8 +183,13 @@ pub fn decode_block(payload: &[u8]) -> Result<Block> {
         });
     }
     for (name, body) in c.sections()? {
-        if name == "owners" {
-            block.owners = decode_owners(body).context("listener owners")?;
+        match name {
+            "owners" => block.owners = decode_owners(body).context("listener owners")?,
+            "containers" => {
+                block.containers = decode_containers(body).context("containers")?;
+            }
+            // A section a newer tcptrace wrote: not needed to read the rest.
+            _ => {}
         }
     }
     ensure!(
@@ -218,6 +236,24 @@ fn decode_owners(body: &[u8]) -> Result<Vec<OwnerLookup>> {
     Ok(out)
 }
 
+fn encode_containers(resolved: &[Resolution]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_varint(&mut out, resolved.len() as u64);
+    for r in resolved {
+        put_str(&mut out, &r.to_json());
+    }
+    out
+}
+
+fn decode_containers(body: &[u8]) -> Result<Vec<Resolution>> {
+    let mut c = Cursor::new(body);
+    let mut out = Vec::new();
+    for _ in 0..c.count("container")? {
+        out.push(Resolution::from_json(c.str()?)?);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use tcptrace_common::EventKind;
@@ -253,6 +289,16 @@ pub(crate) mod tests {
         }
         b.owners.push((12345, Some((77, "nginx".into()))));
         b.owners.push((12346, None));
+        if n > 0 {
+            b.containers.push(Resolution {
+                cgroup: 4242,
+                container: Some(crate::container::tests::container()),
+            });
+            b.containers.push(Resolution {
+                cgroup: 4243,
+                container: None,
+            });
+        }
         b.markers.push(Marker {
             pos: 0,
             kind: MarkerKind::Baseline,
