@@ -248,7 +248,11 @@ pub fn run_all(args: &BenchArgs) -> Result<()> {
     if let Some(d) = args.soak {
         let section = crate::soak::run(d)?;
         println!("{section}");
-        return crate::soak::write_section(&root().join(&args.output), &section);
+        return crate::report_section::write(
+            &root().join(&args.output),
+            crate::soak::HEADING,
+            &section,
+        );
     }
     if args.scrape_only {
         return crate::bench_scrape::run_alone(args);
@@ -317,6 +321,12 @@ pub fn run_all(args: &BenchArgs) -> Result<()> {
         places,
     });
     let path = root().join(&args.output);
+    // The soak is a run of its own (`--soak`): its section is kept.
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let report = match crate::report_section::find(&old, crate::soak::HEADING) {
+        Some(soak) => crate::report_section::splice(&report, crate::soak::HEADING, soak),
+        None => report,
+    };
     std::fs::write(&path, report).with_context(|| format!("writing {}", path.display()))?;
     eprintln!("bench: wrote {}", path.display());
     Ok(())

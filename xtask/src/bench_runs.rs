@@ -4,16 +4,16 @@
 //! each VM kernel) and per tracer, before/after (`--baseline`) in one run.
 //!
 //! `cargo xtask bench --only cost` measures this section alone and splices
-//! it into the existing report ([`splice`]) instead of rewriting the rest.
+//! it into the existing report (`report_section`) instead of rewriting the rest.
 
 use std::{fmt::Write as _, path::Path};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use serde_json::Value;
 
 use crate::bench::Place;
 
-/// The section's heading; [`splice`] replaces from it to the next `## `.
+/// The section's heading; `--only cost` replaces from it to the next `## `.
 pub const HEADING: &str = "## Cost on healthy traffic";
 
 /// Environment for the cost bench inside an emulated VM: fewer units (run
@@ -190,45 +190,5 @@ pub fn write_only(path: &Path, places: &[Place]) -> Result<()> {
     let Some(section) = section(places) else {
         anyhow::bail!("no cost numbers were measured");
     };
-    let report = std::fs::read_to_string(path).unwrap_or_default();
-    std::fs::write(path, splice(&report, &section))
-        .with_context(|| format!("writing {}", path.display()))?;
-    eprintln!("bench: wrote the cost section of {}", path.display());
-    Ok(())
-}
-
-/// `report` with its cost section replaced by `section` (or `section`
-/// added at the end when it has none).
-pub fn splice(report: &str, section: &str) -> String {
-    let Some(start) = report.find(HEADING) else {
-        return format!("{}\n{}", report.trim_end(), section);
-    };
-    let after = &report[start + HEADING.len()..];
-    let end = after
-        .find("\n## ")
-        .map_or(report.len(), |i| start + HEADING.len() + i + 1);
-    format!(
-        "{}{}\n{}",
-        &report[..start],
-        section.trim_start_matches('\n').trim_end(),
-        &report[end..]
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splice_replaces_only_the_section() {
-        let report =
-            "# B\n\n## A\n\na\n\n## Cost on healthy traffic\n\nold\n\n## Raw numbers\n\nraw\n";
-        let out = splice(report, "\n## Cost on healthy traffic\n\nnew\n");
-        assert_eq!(
-            out,
-            "# B\n\n## A\n\na\n\n## Cost on healthy traffic\n\nnew\n## Raw numbers\n\nraw\n"
-        );
-        let out = splice("# B\n", "\n## Cost on healthy traffic\n\nnew\n");
-        assert_eq!(out, "# B\n\n## Cost on healthy traffic\n\nnew\n");
-    }
+    crate::report_section::write(path, HEADING, &section)
 }

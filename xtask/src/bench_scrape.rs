@@ -8,7 +8,7 @@
 
 use std::{fmt::Write as _, process::Command};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use serde_json::Value;
 
 use crate::{
@@ -165,47 +165,5 @@ pub fn run_alone(args: &BenchArgs) -> Result<()> {
     }
     let _ = writeln!(new, "```\n</details>");
     let path = root().join(&args.output);
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    std::fs::write(&path, splice(&old, &new))
-        .with_context(|| format!("writing {}", path.display()))?;
-    eprintln!("bench: scrape section written to {}", path.display());
-    Ok(())
-}
-
-/// `report` with its metrics section replaced by `section` (which starts
-/// with a blank line and the heading), or `section` put before the raw
-/// numbers (or at the end).
-fn splice(report: &str, section: &str) -> String {
-    let body = section.trim_start_matches('\n');
-    if let Some(at) = report.find(HEADING) {
-        let end = report[at + HEADING.len()..]
-            .find("\n## ")
-            .map_or(report.len(), |e| at + HEADING.len() + e + 1);
-        return format!("{}{body}\n{}", &report[..at], &report[end..]);
-    }
-    match report.find("\n## Raw numbers") {
-        Some(at) => format!("{}\n{body}{}", &report[..at], &report[at..]),
-        None => format!("{report}\n{body}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_section_is_replaced_or_added() {
-        let sec = format!("\n{HEADING}\n\nnew\n");
-        let without = "# B\n\n## Pipeline\n\nx\n\n## Raw numbers\n\nraw\n";
-        let added = splice(without, &sec);
-        assert_eq!(
-            added,
-            format!("# B\n\n## Pipeline\n\nx\n\n{HEADING}\n\nnew\n\n## Raw numbers\n\nraw\n")
-        );
-        let again = splice(&added, &format!("\n{HEADING}\n\nnewer\n"));
-        assert_eq!(
-            again,
-            format!("# B\n\n## Pipeline\n\nx\n\n{HEADING}\n\nnewer\n\n## Raw numbers\n\nraw\n")
-        );
-    }
+    crate::report_section::write(&path, HEADING, &new)
 }

@@ -13,6 +13,7 @@ mod bench_notes;
 mod bench_report;
 mod bench_runs;
 mod bench_scrape;
+mod report_section;
 mod setup;
 mod sh;
 mod soak;

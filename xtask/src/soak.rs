@@ -30,7 +30,10 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::{artifacts, sh::root};
+use crate::artifacts;
+
+/// The section of BENCHMARKS.md this writes.
+pub const HEADING: &str = "## Daemon soak";
 
 const MAX_DISK: u64 = 8 << 20;
 const METRICS_PORT: u16 = 19391;
@@ -316,7 +319,7 @@ pub fn run(duration: Duration) -> Result<String> {
     let replayed: u64 = counted.values().sum();
     let exact = replayed == made.saturating_sub(lost);
     let section = format!(
-        "## Daemon soak\n\n\
+        "{HEADING}\n\n\
          Written by `cargo xtask bench --soak {soak}` (static tcptrace, `tcptrace daemon --record-dir DIR \
          --max-disk 8M --segment-size 1M --segment-time 30s --metrics PORT --pid <load generator>`).\n\n\
          | figure | value |\n|---|---|\n\
@@ -349,26 +352,4 @@ fn humanize(d: Duration) -> String {
     } else {
         format!("{s}s")
     }
-}
-
-/// Puts `section` in place of the report's "Daemon soak" section (or at
-/// its end).
-pub fn write_section(report: &Path, section: &str) -> Result<()> {
-    let text = std::fs::read_to_string(report).unwrap_or_default();
-    let start = text.find("## Daemon soak");
-    let new = match start {
-        Some(i) => {
-            let rest = &text[i + 2..];
-            let end = rest.find("\n## ").map_or(text.len(), |j| i + 2 + j + 1);
-            format!("{}{section}\n{}", &text[..i], &text[end..])
-        }
-        None => format!(
-            "{}\n{section}",
-            text.trim_end_matches('\n').to_owned() + "\n"
-        ),
-    };
-    std::fs::write(report, new).with_context(|| format!("writing {}", report.display()))?;
-    eprintln!("bench: wrote the daemon soak to {}", report.display());
-    let _ = root();
-    Ok(())
 }
