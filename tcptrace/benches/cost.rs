@@ -48,27 +48,14 @@ use serde_json::json;
 /// The bpftrace script on the tracepoints tcptrace attaches where the
 /// kernel has no trampolines (this machine's kind): connect() as in
 /// `common::BPFTRACE_CONNECT`, and the same filter tcptrace's programs
-/// apply first on the others (listen() callers, a drop reason of interest, SYN-ACK retransmits, RSTs), with a map update each.
-const BPFTRACE_FAIR: &str = r#"
-tracepoint:syscalls:sys_enter_connect
-{
-  $sa = (struct sockaddr_in *)args->uservaddr;
-  if ($sa->sin_family == 2 || $sa->sin_family == 10) {
-    @start[tid] = (nsecs, $sa->sin_addr.s_addr, $sa->sin_port);
-  }
+/// apply first on the others (listen() callers, a drop reason of
+/// interest, SYN-ACK retransmits, RSTs), with a map update each.
+fn bpftrace_fair() -> String {
+    format!("{}{FAIR_REST}", common::BPFTRACE_CONNECT)
 }
-tracepoint:syscalls:sys_exit_connect
-/@start[tid].0/
-{
-  $s = @start[tid];
-  delete(@start[tid]);
-  $lat = nsecs - $s.0;
-  @connect_ns = hist($lat);
-  if ((args->ret < 0 && args->ret != -115) || $lat >= $1) {
-    printf("%s pid=%d tid=%d %s:%d lat=%d ret=%d\n", comm, pid, tid, ntop($s.1),
-           ($s.2 >> 8) | (($s.2 & 0xff) << 8), $lat, args->ret);
-  }
-}
+
+/// [`bpftrace_fair`] after connect().
+const FAIR_REST: &str = r#"
 tracepoint:syscalls:sys_enter_listen
 {
   @owner[args->fd] = (pid, comm);
@@ -368,9 +355,10 @@ fn tracers() -> Vec<Tracer> {
         }
     }
     if let Some(bin) = bpftrace_bin() {
+        let fair = bpftrace_fair();
         for (label, script) in [
             ("bpftrace[connect]", common::BPFTRACE_CONNECT),
-            ("bpftrace[same tracepoints]", BPFTRACE_FAIR),
+            ("bpftrace[same tracepoints]", fair.as_str()),
         ] {
             let path = std::env::temp_dir().join(format!(
                 "tcptrace-cost-{}-{}.bt",
@@ -389,7 +377,7 @@ fn tracers() -> Vec<Tracer> {
         }
         data(
             "cost",
-            json!({"kind": "bpftrace", "version": bpftrace_version(&bin), "fair_script": BPFTRACE_FAIR}),
+            json!({"kind": "bpftrace", "version": bpftrace_version(&bin), "fair_script": fair}),
         );
     }
     out

@@ -199,17 +199,7 @@ fn final_counts(f: &Finished, sink: Sink, produced: u64) -> (u64, u64) {
         };
         return (received, lost);
     }
-    let summary = f
-        .tail
-        .lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["kind"] == "summary" && v["final"] == true)
-        .expect("final summary");
-    (
-        summary["events"]["connect"].as_u64().unwrap_or(0),
-        summary["lost_total"].as_u64().unwrap_or(0),
-    )
+    f.final_json_counts()
 }
 
 fn report(r: &Run) {

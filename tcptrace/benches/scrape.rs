@@ -114,21 +114,6 @@ fn tracer(extra: &[String], cpu: usize) -> (Running, u16) {
     (r, port)
 }
 
-/// (received, lost) from the final summary.
-fn final_counts(f: &Finished) -> (u64, u64) {
-    let summary = f
-        .tail
-        .lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["kind"] == "summary" && v["final"] == true)
-        .expect("final summary");
-    (
-        summary["events"]["connect"].as_u64().unwrap_or(0),
-        summary["lost_total"].as_u64().unwrap_or(0),
-    )
-}
-
 /// Calls getppid() `rate / per_call` times a second for `dur`.
 fn generate(rate: f64, per_call: u32, dur: Duration) -> u64 {
     let cps = rate / f64::from(per_call);
@@ -183,7 +168,7 @@ fn flood(rate: f64, every: Option<Duration>, dur: Duration, cpus: (usize, usize)
     let f = r.stop(Duration::from_secs(60));
     assert!(f.success, "tcptrace failed: {err}");
     let produced = calls * u64::from(per_call);
-    let (received, lost) = final_counts(&f);
+    let (received, lost) = f.final_json_counts();
     let mut v = json!({"kind": "under_load", "rate": rate, "produced": produced,
                        "received": received, "lost": lost,
                        "scrape_every_ms": every.map(|e| e.as_millis() as u64)});

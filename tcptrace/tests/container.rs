@@ -241,20 +241,6 @@ fn connect_from(cgroup: &Path, addr: SocketAddr) {
     assert!(status.success(), "{status}");
 }
 
-/// Bound, not listening: every connect() is refused.
-fn refused_port() -> (socket2::Socket, SocketAddr) {
-    let s =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .expect("bind");
-    let addr = s
-        .local_addr()
-        .expect("local address")
-        .as_socket()
-        .expect("inet");
-    (s, addr)
-}
-
 /// Sets up every layout, or says why not.
 fn setup() -> Option<(Fixture, Vec<Layout>, Vec<socket2::Socket>)> {
     let Some(root) = cgroup2_root() else {
@@ -273,7 +259,7 @@ fn setup() -> Option<(Fixture, Vec<Layout>, Vec<socket2::Socket>)> {
     };
     let (socks, ports): (Vec<_>, Vec<_>) = (0..6)
         .map(|_| {
-            let (s, a) = refused_port();
+            let (s, a) = support::refused_addr();
             (s, a.port())
         })
         .unzip();

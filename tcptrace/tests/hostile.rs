@@ -75,22 +75,6 @@ impl Run {
     }
 }
 
-/// A loopback address where a socket is bound but not listening: every
-/// connect() to it is refused, and nobody else can listen there while the
-/// returned socket lives.
-fn refused_addr() -> (socket2::Socket, SocketAddr) {
-    let s =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .expect("bind");
-    let addr = s
-        .local_addr()
-        .expect("local address")
-        .as_socket()
-        .expect("inet");
-    (s, addr)
-}
-
 fn connect_refused(addr: SocketAddr) {
     let err = TcpStream::connect(addr).expect_err("nobody listens there");
     assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED), "{err}");
@@ -110,7 +94,7 @@ const EVIL: &[u8] = b"\x1b[31mEVIL\x1b[2J\x07";
 #[test]
 #[ignore = "needs root and BPF: run by cargo xtask test"]
 fn escape_sequences_in_a_task_name_never_reach_the_terminal() {
-    let (_bound, addr) = refused_addr();
+    let (_bound, addr) = support::refused_addr();
     let port = addr.port().to_string();
     let run = Run::start(&[
         "--interval",
@@ -212,7 +196,7 @@ fn a_recording_cut_by_a_full_disk_says_so_and_replays_what_was_written() {
     let fs = TinyFs::mount("diskfull", "64k");
     let file = fs.file("run.rec");
     let file_s = file.to_str().expect("utf-8 path").to_owned();
-    let (_bound, addr) = refused_addr();
+    let (_bound, addr) = support::refused_addr();
     let port = addr.port().to_string();
     let run = Run::start(&[
         "record",

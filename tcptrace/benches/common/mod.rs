@@ -305,6 +305,23 @@ pub struct Finished {
     pub success: bool,
 }
 
+impl Finished {
+    /// (connect events received, events lost) from the final JSON summary.
+    pub fn final_json_counts(&self) -> (u64, u64) {
+        let summary = self
+            .tail
+            .lines()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["kind"] == "summary" && v["final"] == true)
+            .expect("final summary");
+        (
+            summary["events"]["connect"].as_u64().unwrap_or(0),
+            summary["lost_total"].as_u64().unwrap_or(0),
+        )
+    }
+}
+
 impl Running {
     /// Spawns `cmd` with stdout to a pipe read by a thread (exact timing).
     pub fn spawn(cmd: Command, watch: Watch) -> Running {

@@ -28,7 +28,7 @@ use anyhow::{Context as _, Result};
 
 use super::{
     boot_now_ns,
-    format::{Block, Marker, MarkerKind, Metadata},
+    format::{Block, Metadata},
     reserve::{self, RESERVE},
     retention::{segment_name, Retention},
     writer::{FileWriter, Written},
@@ -248,20 +248,10 @@ impl SegmentWriter {
     /// The block with the counters it continues from, for the first block
     /// of a segment.
     fn with_baseline(&self, block: &Block) -> Block {
-        let mut b = block.clone();
-        if let Some((boot_ns, counters)) = &self.last_counters {
-            b.markers.insert(
-                0,
-                Marker {
-                    pos: 0,
-                    kind: MarkerKind::Baseline,
-                    boot_ns: *boot_ns,
-                    counters: counters.clone(),
-                    host: None,
-                },
-            );
+        match &self.last_counters {
+            Some((boot_ns, counters)) => block.with_baseline(*boot_ns, counters),
+            None => block.clone(),
         }
-        b
     }
 
     fn write(&mut self, block: &Block) -> Result<(), (SegmentError, anyhow::Error)> {

@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context as _, Result};
 
 use super::{
-    format::{self, block_type, Block, Marker, MarkerKind, Metadata, StopReason},
+    format::{self, block_type, Block, Metadata, StopReason},
     reserve::{self, RESERVE},
 };
 use crate::summary::KernelCounters;
@@ -181,18 +181,7 @@ impl FileWriter {
                     return self.failed(e, "rotating");
                 }
                 if let Some((boot_ns, counters)) = &self.last_counters {
-                    let mut with_base = block.clone();
-                    with_base.markers.insert(
-                        0,
-                        Marker {
-                            pos: 0,
-                            kind: MarkerKind::Baseline,
-                            boot_ns: *boot_ns,
-                            counters: counters.clone(),
-                            host: None,
-                        },
-                    );
-                    framed = frame(&with_base)?;
+                    framed = frame(&block.with_baseline(*boot_ns, counters))?;
                 }
             }
         }
@@ -339,7 +328,7 @@ mod tests {
         // A rotated file starts with the counters it continues from.
         let mut r = Reader::open(&path).unwrap();
         let first = r.next_block().unwrap().unwrap();
-        assert_eq!(first.markers[0].kind, MarkerKind::Baseline);
+        assert_eq!(first.markers[0].kind, format::MarkerKind::Baseline);
 
         let mut w =
             FileWriter::create(&path, Metadata::default(), Some(header + one + 10), 0).unwrap();

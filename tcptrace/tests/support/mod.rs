@@ -478,6 +478,22 @@ pub fn listener(addr: &str) -> (TcpListener, SocketAddr) {
     (l, a)
 }
 
+/// A loopback address where a socket is bound but not listening: every
+/// connect() to it is refused, and nobody else can listen there while the
+/// returned socket lives.
+pub fn refused_addr() -> (socket2::Socket, SocketAddr) {
+    let s =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    let addr = s
+        .local_addr()
+        .expect("local address")
+        .as_socket()
+        .expect("inet");
+    (s, addr)
+}
+
 /// One packet of a pcapng file tcptrace wrote, with the TCP fields the tests
 /// check.
 #[derive(Clone, Debug, PartialEq, Eq)]

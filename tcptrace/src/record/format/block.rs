@@ -75,6 +75,23 @@ impl Block {
             && self.containers.is_empty()
     }
 
+    /// A copy that starts with a baseline marker: the counters at
+    /// `boot_ns`, which a file opened by rotation continues from.
+    pub fn with_baseline(&self, boot_ns: u64, counters: &KernelCounters) -> Block {
+        let mut b = self.clone();
+        b.markers.insert(
+            0,
+            Marker {
+                pos: 0,
+                kind: MarkerKind::Baseline,
+                boot_ns,
+                counters: counters.clone(),
+                host: None,
+            },
+        );
+        b
+    }
+
     pub fn record(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         &self.data[start..self.ends[i] as usize]
