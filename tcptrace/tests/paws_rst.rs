@@ -624,32 +624,7 @@ fn syn_sent(family: Family) {
     let (tracer, on) = tracer_for("paws_syn_sent");
     let before = lab.server_netstat();
 
-    let peer = std::net::SocketAddr::new(lab.peer_ip, 9000);
-    let ns = lab.server_ns.clone();
-    let client = thread::spawn(move || {
-        craft::in_netns(&ns, move || {
-            std::net::TcpStream::connect_timeout(&peer, Duration::from_millis(1500)).is_ok()
-        })
-    });
-    let syn = wire
-        .recv(9000, craft::WAIT, |r| r.syn && !r.ack_flag)
-        .expect("SYN from the connecting socket");
-    let tsval = syn.tsval.expect("SYN timestamp");
-    for _ in 0..SYNACKS {
-        wire.send(&craft::Segment {
-            sport: 9000,
-            dport: syn.sport,
-            seq: 77_000_000,
-            ack: Some(syn.seq.wrapping_add(1)),
-            syn: true,
-            mss: Some(1400),
-            ts: Some((555, tsval.wrapping_sub(100_000))),
-            window: 64000,
-            ..craft::Segment::default()
-        });
-        thread::sleep(Duration::from_millis(50));
-    }
-    assert!(!client.join().expect("client"), "connect must not succeed");
+    let syn = lab.stale_synacks(&wire, 9000, SYNACKS);
     let after = lab.server_netstat();
     let objs = tracer.stop();
 

@@ -39,8 +39,10 @@ task-storage write and read, the histogram) is the difference between its \
 figure and the floor; the task storage replaced an LRU hash map keyed by \
 thread (an insert at entry, a lookup and a delete at exit), about 85 ns \
 per call on this host (`eisconn`, `tcptrace@hashmap` rows). With every hook this kernel allows, tcptrace also \
-runs on every TCP state change (listener owners), every freed socket \
-buffer (kfree_skb by drop reason) and every reset, and reports each RST \
+runs on every listen() call (listener owners), every freed socket \
+buffer (one kfree_skb program, which returns at once unless the drop \
+reason is one it reports; the healthy-traffic cost section counts its \
+runs) and every reset, and reports each RST \
 the loopback close produces (an accepted-RST event per connection): more \
 work than the script does. The VM sections measure the connect hook on \
 fentry/fexit against the same hook on the syscall tracepoints and against \

@@ -140,32 +140,7 @@ fn paws(family: Family) {
 
     // SYN-SENT: SYN-ACKs echoing a time before our SYN.
     let before = lab.server_netstat();
-    let to = std::net::SocketAddr::new(lab.peer_ip, 9000);
-    let ns = lab.server_ns.clone();
-    let client = thread::spawn(move || {
-        craft::in_netns(&ns, move || {
-            std::net::TcpStream::connect_timeout(&to, Duration::from_millis(1500)).is_ok()
-        })
-    });
-    let syn = wire
-        .recv(9000, craft::WAIT, |r| r.syn && !r.ack_flag)
-        .expect("SYN from the connecting socket");
-    let tsval = syn.tsval.expect("SYN timestamp");
-    for _ in 0..2 {
-        wire.send(&Segment {
-            sport: 9000,
-            dport: syn.sport,
-            seq: 77_000_000,
-            ack: Some(syn.seq.wrapping_add(1)),
-            syn: true,
-            mss: Some(1400),
-            ts: Some((555, tsval.wrapping_sub(100_000))),
-            window: 64000,
-            ..Segment::default()
-        });
-        thread::sleep(Duration::from_millis(50));
-    }
-    assert!(!client.join().expect("client"), "connect must not succeed");
+    lab.stale_synacks(&wire, 9000, 2);
     let after = lab.server_netstat();
     let active = delta(&before, &after, "PAWSActive");
     assert_eq!(active, 2);

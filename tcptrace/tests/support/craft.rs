@@ -159,6 +159,39 @@ impl Lab {
             .ino()
     }
 
+    /// An active open from the server namespace to the peer's `port` gets
+    /// `n` SYN-ACKs whose TSecr echoes a time 100,000 ticks before its SYN
+    /// (each rejected: PAWSActive) and fails. Returns its SYN.
+    pub fn stale_synacks(&self, wire: &Wire, port: u16, n: u32) -> Reply {
+        let to = std::net::SocketAddr::new(self.peer_ip, port);
+        let ns = self.server_ns.clone();
+        let client = std::thread::spawn(move || {
+            in_netns(&ns, move || {
+                std::net::TcpStream::connect_timeout(&to, Duration::from_millis(1500)).is_ok()
+            })
+        });
+        let syn = wire
+            .recv(port, WAIT, |r| r.syn && !r.ack_flag)
+            .expect("SYN from the connecting socket");
+        let tsval = syn.tsval.expect("SYN timestamp");
+        for _ in 0..n {
+            wire.send(&Segment {
+                sport: port,
+                dport: syn.sport,
+                seq: 77_000_000,
+                ack: Some(syn.seq.wrapping_add(1)),
+                syn: true,
+                mss: Some(1400),
+                ts: Some((555, tsval.wrapping_sub(100_000))),
+                window: 64000,
+                ..Segment::default()
+            });
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!client.join().expect("client"), "connect must not succeed");
+        syn
+    }
+
     /// An AF_PACKET socket on the client veth.
     pub fn wire(&self) -> Wire {
         let client_ns = self.client_ns.clone();
