@@ -323,7 +323,24 @@ fn retention_keeps_disk_under_max_disk_and_the_newest_segments() {
         seen.extend(segments(&rec));
         max_use = max_use.max(disk_use(&rec));
     }
+    // Retention keeps room for the segment being written to grow to
+    // --segment-size, so an idle second or two of new segments (one a
+    // second, --segment-time 1s) can push every segment holding events
+    // out. Connects go on until the daemon has exited: the segments left
+    // hold its last events.
+    let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stopping = stopping.clone();
+        thread::spawn(move || {
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                refused_connects(100);
+            }
+        })
+    };
+    thread::sleep(Duration::from_millis(1500));
     let (ok, _, stderr) = stop(d, Signal::SIGTERM);
+    stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.join().expect("load thread");
     assert!(ok, "{stderr:?}");
     seen.extend(segments(&rec));
     let left = segments(&rec);
