@@ -6,6 +6,9 @@
 //! it (clear the screen, move the cursor, rewrite the title, ring the bell).
 //! Every text rendering of such a string goes through [`Escaped`]. JSON
 //! needs nothing more: serde already escapes control characters there.
+//! HTML (the report) needs [`Html`]: the same controls escaped, then the
+//! characters markup gives a meaning to (`& < > " '`) as entities, so a
+//! name cannot open a tag, close an attribute or start a script.
 
 use std::fmt;
 
@@ -55,6 +58,28 @@ pub fn escaped(s: &str) -> String {
     Escaped(s).to_string()
 }
 
+/// Displays a string for HTML text or a quoted attribute value: controls
+/// escaped as [`Escaped`] does, then `& < > " '` as character references.
+pub struct Html<'a>(pub &'a str);
+
+impl fmt::Display for Html<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut plain = String::with_capacity(self.0.len());
+        push_escaped(&mut plain, self.0)?;
+        for c in plain.chars() {
+            match c {
+                '&' => f.write_str("&amp;")?,
+                '<' => f.write_str("&lt;")?,
+                '>' => f.write_str("&gt;")?,
+                '"' => f.write_str("&quot;")?,
+                '\'' => f.write_str("&#39;")?,
+                c => fmt::Write::write_char(f, c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +116,19 @@ mod tests {
         assert_eq!(format!("[{:<6}]", Escaped("ab")), "[ab    ]");
         assert_eq!(format!("[{:<6}]", Escaped("a\x07")), r"[a\x07 ]");
         assert_eq!(format!("[{:>4}]", Escaped("\t")), r"[  \t]");
+    }
+
+    #[test]
+    fn html_takes_markup_characters_out() {
+        let comm = "<script>alert(1)</script>\"&'";
+        assert_eq!(
+            Html(comm).to_string(),
+            "&lt;script&gt;alert(1)&lt;/script&gt;&quot;&amp;&#39;"
+        );
+        assert_eq!(Html("a\x1b[2Jb").to_string(), r"a\x1b[2Jb");
+        assert_eq!(Html("nginx: worker").to_string(), "nginx: worker");
+        let all: String = (0u32..0x100).filter_map(char::from_u32).collect();
+        let out = Html(&all).to_string();
+        assert!(!out.chars().any(|c| c.is_control() || "<>\"'".contains(c)));
     }
 }

@@ -26,6 +26,7 @@ mod pipeline;
 mod privilege;
 mod progstats;
 mod record;
+mod report;
 mod sink;
 mod summary;
 mod syn;
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
         Some(Command::Diagnose(args)) => commands::diagnose::run(args),
         Some(Command::Record(args)) => commands::record::run(args),
         Some(Command::Replay(args)) => commands::replay::run(args),
+        Some(Command::Report(args)) => commands::report::run(args),
         None => commands::live::run(cli.live),
     };
     match result {

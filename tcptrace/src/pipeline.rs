@@ -14,7 +14,7 @@ use crate::{
     output::{
         findings::FindingsOnly, findings_log::FindingsLog, human::Text, json::JsonLines, pcap::Pcap,
     },
-    sink::{Lookups, Sink, SummaryStep},
+    sink::{CountersAt, Lookups, Sink, SummaryStep},
     summary::{KernelCounters, RecordingStop, Summary},
 };
 
@@ -93,6 +93,23 @@ pub fn build<W: Write + 'static>(
     })
 }
 
+/// The diagnosis and `sinks` alone, no text or JSON output (the report):
+/// every summary reaches them, as the outputs of a replay see them.
+pub fn with_sinks(diagnosis: Session, sinks: Vec<Box<dyn Sink>>, boot_offset_ns: i64) -> Pipeline {
+    let mut all: Vec<Box<dyn Sink>> = vec![Box::new(diagnosis)];
+    all.extend(sinks);
+    Pipeline {
+        summary: Summary::default(),
+        received: 0,
+        boot_offset_ns,
+        periodic: true,
+        raw: false,
+        hooks: HookSet::default(),
+        recorded_host: None,
+        sinks: all,
+    }
+}
+
 impl Pipeline {
     /// A recorder, added once the hooks are attached (its header lists
     /// them); it takes the raw records from then on.
@@ -161,6 +178,13 @@ impl Pipeline {
             s.event(ev, self.boot_offset_ns)?;
         }
         Ok(())
+    }
+
+    /// Replay: one counter snapshot of the recording to every sink.
+    pub fn counters(&mut self, at: &CountersAt<'_>) {
+        for s in &mut self.sinks {
+            s.counters(at);
+        }
     }
 
     pub fn undecodable(&mut self, e: &DecodeError) {

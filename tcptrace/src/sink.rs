@@ -69,6 +69,23 @@ pub trait Sink {
     fn recording_stop(&self) -> Option<RecordingStop> {
         None
     }
+
+    /// Replay: every counter snapshot of the recording up to the end of
+    /// the window, as read (the report draws them over time).
+    fn counters(&mut self, _at: &CountersAt<'_>) {}
+}
+
+/// One counter snapshot of a recording, as replay reads it.
+pub struct CountersAt<'a> {
+    /// When it was taken (CLOCK_BOOTTIME).
+    pub boot_ns: u64,
+    /// The kernel's counters then, since its run started.
+    pub counters: &'a KernelCounters,
+    /// The host view the live findings used then (JSON), at summaries.
+    pub host: Option<&'a str>,
+    /// Counters to count from, not an interval of their own: taken before
+    /// `--since`, or a rotated file's baseline.
+    pub base_only: bool,
 }
 
 /// What a summary hands the sinks, in list order.

@@ -7,6 +7,7 @@ pub mod diagnose;
 pub mod live;
 pub mod record;
 pub mod replay;
+pub mod report;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +40,8 @@ pub enum Command {
     Record(record::RecordArgs),
     /// Print a recording as the live run printed it (text or JSON, filtered, as pcapng).
     Replay(replay::ReplayArgs),
+    /// Write a recording as one self-contained HTML incident report.
+    Report(report::ReportArgs),
 }
 
 #[cfg(test)]

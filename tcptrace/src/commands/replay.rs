@@ -18,13 +18,14 @@ use crate::{
     escape::Escaped,
     event::{decode, json::wall_time},
     host::Scope,
-    pipeline::{self, Outputs},
+    pipeline::{self, Outputs, Pipeline},
     record::{
         fmt_bytes,
         format::{Item, MarkerKind, Metadata, StopReason},
         reader::{Ending, Reader},
         retention::list,
     },
+    sink::CountersAt,
     summary::KernelCounters,
     syn::Owners,
 };
@@ -93,13 +94,13 @@ pub fn parse_time(s: &str) -> Result<TimeArg, String> {
 }
 
 /// [since, until) in CLOCK_BOOTTIME nanoseconds.
-struct Window {
-    since: u64,
-    until: u64,
+pub struct Window {
+    pub since: u64,
+    pub until: u64,
 }
 
 impl Window {
-    fn new(since: Option<TimeArg>, until: Option<TimeArg>, meta: &Metadata) -> Self {
+    pub fn new(since: Option<TimeArg>, until: Option<TimeArg>, meta: &Metadata) -> Self {
         let boot = |t: TimeArg| match t {
             TimeArg::Wall(unix) => unix.saturating_sub(meta.boot_offset_ns).max(0) as u64,
             TimeArg::After(d) => meta
@@ -142,29 +143,29 @@ impl Counters {
     }
 }
 
-fn ending_note(path: &std::path::Path, r: &Reader<impl std::io::Read>) {
-    match r.ending {
-        Ending::Truncated { offset } => eprintln!(
-            "tcptrace: {}: ends inside a block at byte {offset} (recorder killed while \
+fn ending_note(path: &std::path::Path, r: &Reader<impl std::io::Read>) -> Option<String> {
+    Some(match r.ending {
+        Ending::Truncated { offset } => format!(
+            "{}: ends inside a block at byte {offset} (recorder killed while \
              writing?): read the {} complete blocks before it",
             path.display(),
             r.blocks
         ),
-        Ending::Unclosed => eprintln!(
-            "tcptrace: {}: no end block (recorder stopped abruptly): read all {} blocks",
+        Ending::Unclosed => format!(
+            "{}: no end block (recorder stopped abruptly): read all {} blocks",
             path.display(),
             r.blocks
         ),
-        Ending::Stopped { reason, records } => eprintln!(
-            "tcptrace: {}: recording stopped: {} after {records} events: read all of them",
+        Ending::Stopped { reason, records } => format!(
+            "{}: recording stopped: {} after {records} events: read all of them",
             path.display(),
             reason.map_or(
                 "for a reason this tcptrace does not know",
                 StopReason::describe
             )
         ),
-        Ending::Clean | Ending::Open => {}
-    }
+        Ending::Clean | Ending::Open => return None,
+    })
 }
 
 /// How far before a segment's start (its name) an event in it can be:
@@ -247,7 +248,6 @@ pub fn run(mut args: ReplayArgs) -> Result<()> {
         return info(&args.files);
     }
     let first = Reader::open(&args.files[0])?;
-    let window = Window::new(args.since, args.until, &first.meta);
     let outputs = Outputs {
         json: args.json,
         show_events: true,
@@ -261,12 +261,61 @@ pub fn run(mut args: ReplayArgs) -> Result<()> {
     let mut printer = pipeline::build(
         BufWriter::new(std::io::stdout().lock()),
         &outputs,
-        Some(Session::offline_scoped(replay_scope(
-            &first.meta,
-            &args.filter,
-        ))),
+        Some(replay_session(&first.meta, &args.filter)),
         first.meta.boot_offset_ns,
     )?;
+    let source = Source {
+        files: &args.files,
+        window: Window::new(args.since, args.until, &first.meta),
+        filter: &args.filter,
+        keep_going: false,
+    };
+    read_into(&source, first, &mut printer, &mut |note| {
+        eprintln!("tcptrace: {note}")
+    })?;
+    printer.finish()
+}
+
+/// The diagnosis of a replay: from the recording only, weighing the
+/// namespaces the live run weighed.
+pub fn replay_session(meta: &Metadata, filter: &FilterArgs) -> Session {
+    Session::offline_scoped(replay_scope(meta, filter))
+}
+
+/// What a replay reads: the files (directories expanded, oldest first),
+/// the time window and the filters.
+pub struct Source<'a> {
+    pub files: &'a [PathBuf],
+    pub window: Window,
+    pub filter: &'a FilterArgs,
+    /// A corrupt block ends its file with a note instead of the run with
+    /// an error (the report covers what could be read).
+    pub keep_going: bool,
+}
+
+/// Expands FILE|DIR arguments and opens the first file: what every reader
+/// of recordings starts with.
+pub fn open(
+    files: &[PathBuf],
+    since: &mut Option<TimeArg>,
+    until: &mut Option<TimeArg>,
+) -> Result<(Vec<PathBuf>, Reader<std::io::BufReader<std::fs::File>>)> {
+    let files = expand(files, since, until)?;
+    let first = Reader::open(&files[0])?;
+    Ok((files, first))
+}
+
+/// Feeds every selected event and counter snapshot of `src` (its first
+/// file already open as `first`) to `printer`, then the final summary.
+/// What could not be read, or how a file ended, goes to `note` (one
+/// line, without the `tcptrace: ` prefix) as each file ends.
+pub fn read_into(
+    src: &Source<'_>,
+    first: Reader<std::io::BufReader<std::fs::File>>,
+    printer: &mut Pipeline,
+    note: &mut dyn FnMut(String),
+) -> Result<()> {
+    let window = &src.window;
     // The findings weigh which hooks the live run attached, as it did.
     printer.set_hooks(crate::diagnose::hookset::HookSet::from(
         first.meta.hooks.as_slice(),
@@ -281,25 +330,34 @@ pub fn run(mut args: ReplayArgs) -> Result<()> {
     let mut containers = Attributor::offline();
     let mut started = false;
     let mut first = Some(first);
-    for path in &args.files {
+    for path in src.files {
         let mut reader = match first.take() {
             Some(r) => r,
             // A segment that never got its header (the daemon killed as
             // it started one) holds nothing: said, and the next is read.
             None => match Reader::open(path) {
                 Ok(r) => r,
-                Err(e) if args.files.len() > 1 => {
-                    eprintln!("tcptrace: skipping {}: {e:#}", path.display());
+                Err(e) if src.files.len() > 1 => {
+                    note(format!("skipping {}: {e:#}", path.display()));
                     continue;
                 }
                 Err(e) => return Err(e),
             },
         };
         printer.set_boot_offset(reader.meta.boot_offset_ns);
-        while let Some(block) = reader
-            .next_block()
-            .with_context(|| path.display().to_string())?
-        {
+        loop {
+            let block = match reader.next_block() {
+                Ok(Some(block)) => block,
+                Ok(None) => break,
+                Err(e) if src.keep_going => {
+                    note(format!(
+                        "{}: {e:#}: the rest of this file was not read",
+                        path.display()
+                    ));
+                    break;
+                }
+                Err(e) => return Err(e).with_context(|| path.display().to_string()),
+            };
             for lookup in &block.owners {
                 owners.learn(lookup.clone());
             }
@@ -314,7 +372,7 @@ pub fn run(mut args: ReplayArgs) -> Result<()> {
                             containers.fill(&mut ev);
                             if !window.before(ev.ts_ns)
                                 && !window.after(ev.ts_ns)
-                                && args.filter.matches(&ev)
+                                && src.filter.matches(&ev)
                             {
                                 printer.event(&ev)?;
                             }
@@ -324,8 +382,17 @@ pub fn run(mut args: ReplayArgs) -> Result<()> {
                     Item::Marker(m) => {
                         // Counters at the start: a rotated file's baseline, or
                         // the newest snapshot before --since.
-                        if (m.kind == MarkerKind::Baseline && !started) || window.before(m.boot_ns)
-                        {
+                        let base_only = (m.kind == MarkerKind::Baseline && !started)
+                            || window.before(m.boot_ns);
+                        if !window.after(m.boot_ns) {
+                            printer.counters(&CountersAt {
+                                boot_ns: m.boot_ns,
+                                counters: &m.counters,
+                                host: m.host.as_deref(),
+                                base_only,
+                            });
+                        }
+                        if base_only {
                             counters.base = Some(m.counters.clone());
                         } else if !window.after(m.boot_ns) {
                             counters.last = Some(m.counters.clone());
@@ -347,7 +414,9 @@ pub fn run(mut args: ReplayArgs) -> Result<()> {
             }
         }
         printer.flush()?;
-        ending_note(path, &reader);
+        if let Some(text) = ending_note(path, &reader) {
+            note(text);
+        }
     }
     let end = counters
         .final_
@@ -356,8 +425,7 @@ pub fn run(mut args: ReplayArgs) -> Result<()> {
         .or_else(|| counters.base.clone())
         .unwrap_or_else(KernelCounters::zero);
     printer.set_recorded_host_view(final_host.as_deref());
-    printer.summary(&counters.since_base(&end), true)?;
-    printer.finish()
+    printer.summary(&counters.since_base(&end), true)
 }
 
 /// `replay --info`: header and size statistics of each file.
