@@ -33,6 +33,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "a real Prometheus server (and promtool) scraping --metrics in scenario tests",
     ),
     (
+        "chromium",
+        "renders tcptrace report's page headless in tests/report.rs (DOM and screenshot)",
+    ),
+    (
         "nginx",
         "a real master/worker server in the diagnosis scenarios",
     ),
