@@ -1,0 +1,143 @@
+//! Report: the time and peak memory of `tcptrace report` on a large
+//! recording. The recording is made with the bench-only event source
+//! (`--bench-flood PID:N`: synthetic connect records for each getppid()
+//! call of this process, `--pid` keeping real events out) paced at about
+//! a million events a second, to a file on tmpfs; then `tcptrace report`
+//! reads it, timed, its peak RSS taken from wait4()'s rusage (the
+//! report's own, not the recorder's). Events:
+//! `TCPTRACE_BENCH_REPORT_EVENTS` (default 10,000,000). Needs root.
+
+mod common;
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use common::*;
+use serde_json::json;
+
+const PER_CALL: u32 = 50;
+const CALLS_PER_SEC: f64 = 20_000.0;
+
+fn tmpfs_file(name: &str) -> std::path::PathBuf {
+    let dir = if std::path::Path::new("/dev/shm").is_dir() {
+        std::path::PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    dir.join(format!("tcptrace-bench-{}-{name}", std::process::id()))
+}
+
+/// `calls` getppid() calls at [`CALLS_PER_SEC`].
+fn generate(calls: u64) {
+    let start = Instant::now();
+    let mut done = 0u64;
+    while done < calls {
+        let due = ((start.elapsed().as_secs_f64() * CALLS_PER_SEC) as u64).min(calls);
+        if done >= due {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        while done < due {
+            // SAFETY: getppid has no arguments and cannot fail.
+            unsafe { libc::syscall(libc::SYS_getppid) };
+            done += 1;
+        }
+    }
+}
+
+/// Runs `cmd` to its end: (wall seconds, peak RSS in KiB, success).
+fn measured(cmd: &mut Command) -> (f64, u64, bool) {
+    let t0 = Instant::now();
+    let child = cmd.spawn().expect("spawn tcptrace report");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child, with pointers to live locals; the
+    // Child handle is not waited on afterwards.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let wall = t0.elapsed().as_secs_f64();
+    assert_eq!(pid, child.id() as i32, "wait4 failed");
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (wall, usage.ru_maxrss as u64, ok)
+}
+
+/// A number from the page: the text of the element with `id`.
+fn page_number(page: &str, id: &str) -> u64 {
+    let open = format!("id=\"{id}\">");
+    page.split_once(&open)
+        .and_then(|(_, rest)| rest.split('<').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    // Nothing here makes connections; a namespace of its own all the same,
+    // as every bench.
+    enter_private_netns();
+    environment("report");
+    let bin = tcptrace_bin();
+    if !has_bench_flags(&bin) {
+        eprintln!("report: {bin} has no bench flags: skipped");
+        return;
+    }
+    let events = env_usize("TCPTRACE_BENCH_REPORT_EVENTS", 10_000_000) as u64;
+    let me = std::process::id();
+    let rec = tmpfs_file("report.rec");
+    let page = tmpfs_file("report.html");
+    let mut cmd = Command::new(&bin);
+    cmd.arg("record")
+        .arg("-o")
+        .arg(&rec)
+        .args(["--pid", &me.to_string()])
+        .arg("--bench-flood")
+        .arg(format!("{me}:{PER_CALL}"));
+    let mut r = Running::spawn_to_file(
+        cmd,
+        Watch {
+            ready: "tracing;".into(),
+            ..Watch::default()
+        },
+    );
+    assert!(
+        r.wait_ready(Duration::from_secs(60)).is_some(),
+        "tcptrace record did not start: {}",
+        r.stderr_text()
+    );
+    let g0 = Instant::now();
+    generate(events.div_ceil(u64::from(PER_CALL)));
+    let gen_secs = g0.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(1500));
+    let f = r.stop(Duration::from_secs(60));
+    assert!(f.success, "tcptrace record failed");
+    let size = std::fs::metadata(&rec).map_or(0, |m| m.len());
+
+    let (wall, rss_kib, ok) = measured(
+        Command::new(&bin)
+            .arg("report")
+            .arg(&rec)
+            .arg("-o")
+            .arg(&page)
+            .stderr(std::process::Stdio::null()),
+    );
+    assert!(ok, "tcptrace report failed");
+    let html = std::fs::read_to_string(&page).unwrap_or_default();
+    let recorded = page_number(&html, "total-events");
+    let lost = page_number(&html, "lost-total");
+    let _ = std::fs::remove_file(&rec);
+    let _ = std::fs::remove_file(&page);
+    eprintln!(
+        "report: {recorded} events ({lost} lost) in {:.1} MB recorded in {gen_secs:.1} s; \
+         tcptrace report: {wall:.2} s, peak RSS {:.1} MiB, page {:.0} KiB",
+        size as f64 / 1e6,
+        rss_kib as f64 / 1024.0,
+        html.len() as f64 / 1024.0
+    );
+    data(
+        "report",
+        json!({"kind": "run", "events": recorded, "lost": lost, "recording_bytes": size,
+               "wall_secs": wall, "peak_rss_kib": rss_kib, "page_bytes": html.len(),
+               "gen_secs": gen_secs}),
+    );
+}
