@@ -58,9 +58,9 @@ fn tcptrace(args: &[&str]) -> Output {
 fn report(rec: &Path, page: &Path) -> String {
     let out = tcptrace(&[
         "report",
-        rec.to_str().unwrap(),
+        rec.to_str().expect("UTF-8 path"),
         "-o",
-        page.to_str().unwrap(),
+        page.to_str().expect("UTF-8 path"),
     ]);
     assert!(out.status.success(), "report failed");
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -68,7 +68,7 @@ fn report(rec: &Path, page: &Path) -> String {
 
 /// The final summary `replay --json` prints for `rec`.
 fn replay_summary(rec: &Path) -> Value {
-    let out = tcptrace(&["replay", rec.to_str().unwrap(), "--json"]);
+    let out = tcptrace(&["replay", rec.to_str().expect("UTF-8 path"), "--json"]);
     assert!(out.status.success(), "replay failed");
     let text = String::from_utf8(out.stdout).expect("UTF-8");
     let objs: Vec<Value> = text

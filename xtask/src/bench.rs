@@ -300,8 +300,17 @@ pub fn run_all(args: &BenchArgs) -> Result<()> {
         places.extend(vm_places(args, &tcptrace, &benches, &baselines)?);
     }
     if !args.only.is_empty() {
-        return crate::bench_runs::write_only(&root().join(&args.output), &places);
+        let path = root().join(&args.output);
+        if args.only.iter().any(|o| o == "report") {
+            crate::bench_page::write_only(&path, &places)?;
+        }
+        if args.only.iter().all(|o| o == "report") {
+            return Ok(());
+        }
+        return crate::bench_runs::write_only(&path, &places);
     }
+    // Rendered from the places below, which the render takes.
+    let page_section = crate::bench_page::section(&places);
     let report = crate::bench_report::render(&crate::bench_report::Run {
         command: command_line(),
         started,
@@ -327,6 +336,7 @@ pub fn run_all(args: &BenchArgs) -> Result<()> {
         Some(soak) => crate::report_section::splice(&report, crate::soak::HEADING, soak),
         None => report,
     };
+    let report = crate::bench_page::keep(report, page_section, &old);
     std::fs::write(&path, report).with_context(|| format!("writing {}", path.display()))?;
     eprintln!("bench: wrote {}", path.display());
     Ok(())

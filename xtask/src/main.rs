@@ -10,6 +10,7 @@
 mod artifacts;
 mod bench;
 mod bench_notes;
+mod bench_page;
 mod bench_report;
 mod bench_runs;
 mod bench_scrape;
