@@ -105,6 +105,19 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn report_subcommand() {
+        let cli = parse(&["report", "a.rec", "b.rec", "-o", "r.html", "--since", "30s"]).unwrap();
+        let Some(Command::Report(r)) = cli.command else {
+            panic!("not report");
+        };
+        assert_eq!(r.files.len(), 2);
+        assert_eq!(r.output, std::path::PathBuf::from("r.html"));
+        assert_eq!(r.events_per_kind, 20);
+        assert!(r.since.is_some() && r.until.is_none());
+        assert!(parse(&["report", "a.rec"]).is_err(), "-o is required");
+    }
+
     /// The first line of clap's error, which is all it prints besides usage.
     fn first_line(args: &[&str]) -> String {
         let err = parse(args).unwrap_err().to_string();
