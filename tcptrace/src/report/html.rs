@@ -160,6 +160,21 @@ fn header(out: &mut String, p: &Page<'_>, s: &SummaryJson) {
         paren(&missed_per),
         s.decode_errors
     );
+    // Events of a hook that did not attach are missing from every count.
+    let missing: Vec<String> = m
+        .hooks
+        .iter()
+        .filter(|h| h.mechanism.is_none())
+        .map(|h| Html(&h.hook).to_string())
+        .collect();
+    if !missing.is_empty() {
+        let _ = write!(
+            out,
+            "<div id=\"hooks-missing\" class=\"alert\">hooks that did not attach in the \
+             recorded run (their events are in no count): {}</div>",
+            missing.join(", ")
+        );
+    }
     if let Some(r) = &s.recording {
         let _ = write!(
             out,
