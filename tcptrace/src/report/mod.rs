@@ -2,11 +2,12 @@
 //! bounded memory, what the page draws ([`Collected`]: the time axis of
 //! `timeline.rs`, the first events of each kind, the final summary and
 //! findings the replay computes), then one self-contained HTML file
-//! (`html.rs`) with SVG charts drawn here (`svg.rs`). The command is
-//! `commands/report.rs`. Every total comes from the replay's summary; the
-//! page only draws it.
+//! (`html.rs`, the sections over time in `over_time.rs`) with SVG charts
+//! drawn here (`svg.rs`). The command is `commands/report.rs`. Every total
+//! comes from the replay's summary; the page only draws it.
 
 pub mod html;
+mod over_time;
 pub mod svg;
 pub mod timeline;
 
