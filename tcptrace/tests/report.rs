@@ -230,6 +230,10 @@ fn report_shows_every_section_with_replays_totals() {
         dom.contains("id=\"chart-latency-connect\""),
         "no latency chart"
     );
+    assert!(
+        dom.contains("id=\"chart-heatmap-connect\""),
+        "no latency heatmap"
+    );
     assert!(dom.contains("id=\"sample-connect\""), "no event table");
     assert!(dom.contains("ECONNREFUSED"), "refused connects listed");
     assert!(dom.contains("every file was read to its end"));

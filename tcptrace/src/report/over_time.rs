@@ -108,7 +108,8 @@ pub fn timeline(out: &mut String, d: &Collected, axis: &Axis) {
 pub fn latency(out: &mut String, d: &Collected, s: &SummaryJson, axis: &Axis) {
     out.push_str(
         "<section id=\"latency\"><h2>latency</h2><p>p50 and p99 per interval from the \
-         kernel's log2 histograms (every call, whatever --min-latency), log scale.</p>",
+         kernel's log2 histograms (every call, whatever --min-latency), log scale; \
+         below each, the histogram itself per interval (a log2 heatmap).</p>",
     );
     for (name, h) in &s.histograms {
         let pct = |v: Option<u64>| v.map_or("-".to_owned(), fmt_ns);
@@ -158,6 +159,23 @@ pub fn latency(out: &mut String, d: &Collected, s: &SummaryJson, axis: &Axis) {
             &series,
             Scale::Log,
             |v| fmt_ns(v as u64),
+        ));
+        let cells: Vec<Vec<u64>> = d
+            .timeline
+            .buckets
+            .iter()
+            .map(|b| {
+                b.hists
+                    .get(name.as_str())
+                    .map_or_else(Vec::new, |h| h.slots.to_vec())
+            })
+            .collect();
+        out.push_str(&svg::heatmap(
+            &format!("chart-heatmap-{name}"),
+            &format!("{name} latency, calls per log2 slot per interval"),
+            axis,
+            &cells,
+            |slot| fmt_ns(crate::hist::slot_low(slot)),
         ));
     }
     out.push_str("</section>\n");

@@ -261,6 +261,60 @@ pub fn lines(
     out
 }
 
+/// A log2 heatmap: one column per interval, one row per histogram slot
+/// (`cells[interval][slot]`, counts), the darker the more calls; `label`
+/// names a slot's lower bound. Only the slots with calls are drawn.
+pub fn heatmap(
+    id: &str,
+    title: &str,
+    axis: &Axis,
+    cells: &[Vec<u64>],
+    label: fn(usize) -> String,
+) -> String {
+    let used = |i: usize| cells.iter().any(|c| c.get(i).is_some_and(|n| *n > 0));
+    let slots = cells.iter().map(Vec::len).max().unwrap_or(0);
+    let (Some(lo), Some(hi)) = (
+        (0..slots).find(|&i| used(i)),
+        (0..slots).rfind(|&i| used(i)),
+    ) else {
+        return String::new();
+    };
+    let rows = hi - lo + 1;
+    let f = Frame::new(axis, (14.0 * rows as f64).max(60.0) + TOP + BOTTOM);
+    let row_h = f.plot_h / rows as f64;
+    let max = cells.iter().flatten().copied().max().unwrap_or(1).max(1) as f64;
+    let mut out = String::new();
+    open(&mut out, id, title, &f);
+    for r in 0..rows {
+        let slot = lo + r;
+        let y = f.bottom() - row_h * (r as f64 + 1.0);
+        if rows <= 12 || r % 2 == 0 {
+            y_label(&mut out, y + row_h / 2.0, &label(slot));
+        }
+        for (i, col) in cells.iter().enumerate() {
+            let n = col.get(slot).copied().unwrap_or(0);
+            if n == 0 {
+                continue;
+            }
+            // Log shading: one call is visible beside a million.
+            let t = ((n as f64).ln_1p() / max.ln_1p()).clamp(0.08, 1.0);
+            let _ = write!(
+                out,
+                r#"<rect x="{:.2}" y="{y:.2}" width="{:.2}" height="{row_h:.2}" fill="rgb({},{},{})"><title>{}: {n}</title></rect>"#,
+                f.x(i),
+                f.step().max(0.5),
+                (255.0 - 224.0 * t) as u8,
+                (255.0 - 136.0 * t) as u8,
+                (255.0 - 75.0 * t) as u8,
+                Html(&label(slot))
+            );
+        }
+    }
+    x_labels(&mut out, axis, &f);
+    out.push_str("</svg>");
+    out
+}
+
 /// A count for an axis: whole numbers, k and M above ten thousand.
 pub fn fmt_count(v: f64) -> String {
     if v >= 10_000_000.0 {
@@ -310,6 +364,16 @@ mod tests {
         assert_eq!(svg.matches("<rect x=").count(), 3 + 1 + 2);
         assert!(svg.contains("&lt;script&gt;") && !svg.contains("<script"));
         assert!(svg.contains("&lt;b&gt;"));
+    }
+
+    #[test]
+    fn heatmap_draws_the_slots_with_calls() {
+        let cells = vec![vec![0, 0, 3, 0, 1], vec![], vec![0, 0, 0, 0, 9]];
+        let svg = heatmap("h", "latency", &axis(), &cells, |s| format!("s{s}"));
+        // Rows 2..=4, three cells.
+        assert_eq!(svg.matches("<title>s").count(), 3, "{svg}");
+        assert!(svg.contains(">s2<") && svg.contains(">s4<") && !svg.contains(">s1<"));
+        assert!(heatmap("h", "t", &axis(), &[vec![0; 3]], |s| format!("{s}")).is_empty());
     }
 
     #[test]
