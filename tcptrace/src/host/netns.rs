@@ -5,13 +5,14 @@
 use std::{
     collections::BTreeMap,
     fs,
+    net::IpAddr,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
 
 use super::{
     netstat::parse_netstat,
-    sockets::{parse_proc_net_tcp, SockLine},
+    sockets::{parse_fib_trie_local, parse_if_inet6, parse_proc_net_tcp, SockLine},
     sysctl::Sysctls,
 };
 
@@ -24,6 +25,8 @@ pub(super) struct NetRead {
     pub netstat: Option<BTreeMap<String, u64>>,
     pub socks: Vec<SockLine>,
     pub sockets_read: bool,
+    /// The namespace's own addresses (`fib_trie` LOCAL, `if_inet6`).
+    pub local_addrs: Vec<IpAddr>,
     pub sysctls: Sysctls,
 }
 
@@ -106,6 +109,12 @@ pub(super) fn read_net_dir(net: &Path, sockets: bool) -> NetRead {
             r.sockets_read = true;
             r.socks.extend(parse_proc_net_tcp(&t));
         }
+    }
+    if let Ok(t) = fs::read_to_string(net.join("fib_trie")) {
+        r.local_addrs.extend(parse_fib_trie_local(&t));
+    }
+    if let Ok(t) = fs::read_to_string(net.join("if_inet6")) {
+        r.local_addrs.extend(parse_if_inet6(&t));
     }
     r
 }

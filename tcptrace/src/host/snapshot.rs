@@ -102,6 +102,7 @@ impl Snapshotter {
             if r.sockets_read {
                 s.add_sockets(&r.socks);
             }
+            s.set_local_addrs(r.local_addrs);
             s
         });
         Some((r.netstat.unwrap_or_default(), snap))
