@@ -460,6 +460,9 @@ mod tests {
         ns2.listener_peers
             .insert(8080, ["10.0.0.9".parse().unwrap()].into());
         now.netns.insert(NS2, ns2);
+        // As a recording carries it: the snapshot read back from JSON.
+        let now: crate::host::HostSnapshot =
+            serde_json::from_value(json!(now)).expect("a snapshot read back");
         let f = run(
             &[conn(0, 2_040_000_000, 0)],
             HostView {

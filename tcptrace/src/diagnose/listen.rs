@@ -1041,6 +1041,33 @@ mod tests {
             .iter()
             .any(|s| s.contains("does not call accept()")));
         assert!(!a.advice.iter().any(|s| s.contains("EMFILE")));
+        // The clients' SYN timer: this namespace's settings, else defaults.
+        assert!(
+            a.advice.iter().any(|s| s.contains(
+                "sysctls unknown: the defaults tcp_syn_retries=6, no tcp_syn_linear_timeouts"
+            ) && s.contains("resends at 1, 3, 7, 15, 31, 63 s")),
+            "{:?}",
+            a.advice
+        );
+        let mut now = now;
+        if let Some(ns) = now.netns.get_mut(&NS) {
+            ns.sysctls.tcp_syn_retries = Some(6);
+            ns.sysctls.tcp_syn_linear_timeouts = Some(4);
+        }
+        let f = run(
+            &events,
+            HostView {
+                start: Some(&start),
+                now: Some(&now),
+            },
+        );
+        assert!(
+            f[0].advice
+                .iter()
+                .any(|s| s.contains("resends at 1, 2, 3, 4, 5, 7, 11, ... s after its first SYN and gives up after 131 s")),
+            "{:?}",
+            f[0].advice
+        );
     }
 
     #[test]
