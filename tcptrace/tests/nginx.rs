@@ -1,14 +1,19 @@
 //! Scenario tests with a real server: nginx (master + one worker) in a
 //! private network namespace. The master calls listen(), the worker
 //! inherits the socket and accepts, under its own `worker_rlimit_nofile`:
-//! diagnose must name the worker, not the master. They need root, BPF and
-//! nginx (installed by `cargo xtask setup`); the VM initramfs has no nginx,
-//! so there they say so and return.
+//! diagnose must name the worker, not the master. With its worker stopped,
+//! blocking clients in the same namespace, and in another one across a
+//! veth pair, wait for SYN retransmissions: their `slow_connect` must name
+//! nginx's listener, its namespace and its ListenOverflows. They need
+//! root, BPF and nginx (installed by `cargo xtask setup`); the VM initramfs
+//! has no nginx, so there they say so and return.
 
 mod support;
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
@@ -17,6 +22,7 @@ use std::{
 
 use serde_json::Value;
 use support::{
+    craft::{in_netns, netns_path, Family, Lab},
     diagnose::{worker, Diagnose},
     *,
 };
@@ -51,6 +57,11 @@ impl Nginx {
     /// Starts nginx on 127.0.0.1:`port` (listen backlog 2) in the calling
     /// thread's network namespace; returns once its worker runs.
     fn start(bin: &Path, port: u16, worker_nofile: Option<u64>) -> Nginx {
+        Nginx::start_at(bin, "127.0.0.1", port, worker_nofile)
+    }
+
+    /// The same on `addr`:`port` (`0.0.0.0` for a wildcard listener).
+    fn start_at(bin: &Path, addr: &str, port: u16, worker_nofile: Option<u64>) -> Nginx {
         let dir =
             std::env::temp_dir().join(format!("tcptrace-nginx-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -61,7 +72,7 @@ impl Nginx {
             "daemon off;\nmaster_process on;\nworker_processes 1;\n{rlimit}\nuser root;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
              events {{ worker_connections 512; }}\n\
              http {{\n  access_log off;\n  client_header_timeout 120s;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-             server {{ listen 127.0.0.1:{port} backlog=2; location / {{ return 204; }} }}\n}}\n"
+             server {{ listen {addr}:{port} backlog=2; location / {{ return 204; }} }}\n}}\n"
         );
         std::fs::write(dir.join("nginx.conf"), conf).expect("nginx.conf");
         let master = Command::new(bin)
@@ -375,4 +386,315 @@ fn nginx_stopped_worker_is_named() {
         advice.contains(&format!("kill -CONT {worker_pid}")),
         "{advice}"
     );
+}
+
+/// Stops nginx's worker and waits until it is (state T).
+fn stop_worker(nginx: &Nginx) {
+    let pid = nix::unistd::Pid::from_raw(nginx.worker as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stat(nginx.worker).map(|s| s.1).as_deref() != Some("T") {
+        assert!(Instant::now() < deadline, "worker not stopped");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// One blocking connect() to `addr` on a thread of its own (in the named
+/// namespace, else the caller's), with TCP_SYNCNT 2 so that it gives up
+/// within seconds should nothing ever accept: the socket or the error, and
+/// how long connect() took.
+fn blocking_client(
+    ns: Option<String>,
+    addr: SocketAddr,
+) -> thread::JoinHandle<(std::io::Result<socket2::Socket>, Duration)> {
+    thread::spawn(move || {
+        if let Some(ns) = ns {
+            let path = netns_path(&ns);
+            let f = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        }
+        let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("client");
+        let syncnt: libc::c_int = 2;
+        // SAFETY: setsockopt reads an int from a local for the given length.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&c),
+                libc::IPPROTO_TCP,
+                libc::TCP_SYNCNT,
+                std::ptr::addr_of!(syncnt).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "TCP_SYNCNT");
+        let t = Instant::now();
+        let r = c.connect(&addr.into()).map(|()| c);
+        (r, t.elapsed())
+    })
+}
+
+/// Clients of the stalled-accept scenario: the first 3 fill the queue
+/// (backlog 2 holds 3), the SYNs of the others are dropped.
+const STALLED_CLIENTS: usize = 6;
+
+/// What the stalled-accept scenario leaves for the assertions.
+struct Stalled {
+    _nginx: Nginx,
+    _clients: Vec<socket2::Socket>,
+    /// connect() calls that took 1 s or more.
+    slow: usize,
+    /// The server namespace's ListenOverflows delta.
+    overflows: u64,
+}
+
+/// nginx's worker stopped, [`STALLED_CLIENTS`] blocking clients (from
+/// namespace `client_ns`, else the caller's) connect to `addr` 30 ms
+/// apart; the worker is resumed 1.5 s after the last one, so the clients
+/// whose SYNs were dropped get in on a later SYN retransmission. `netstat`
+/// reads the server namespace's counters.
+fn stalled_accept(
+    nginx: Nginx,
+    client_ns: Option<String>,
+    addr: SocketAddr,
+    netstat: impl Fn() -> HashMap<String, u64>,
+) -> Stalled {
+    stop_worker(&nginx);
+    let before = netstat();
+    let clients: Vec<_> = (0..STALLED_CLIENTS)
+        .map(|_| {
+            let c = blocking_client(client_ns.clone(), addr);
+            thread::sleep(Duration::from_millis(30));
+            c
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(1500));
+    let pid = nix::unistd::Pid::from_raw(nginx.worker as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    let mut done = Vec::new();
+    let mut slow = 0;
+    for c in clients {
+        let (r, took) = c.join().expect("client");
+        let sock = r.unwrap_or_else(|e| panic!("connect after {took:?}: {e}"));
+        slow += usize::from(took >= Duration::from_secs(1));
+        done.push(sock);
+    }
+    let overflows = netstat()["ListenOverflows"] - before["ListenOverflows"];
+    Stalled {
+        _nginx: nginx,
+        _clients: done,
+        slow,
+        overflows,
+    }
+}
+
+/// The findings about these namespaces (an unfiltered run sees the host).
+fn about<'a>(findings: &'a [Value], namespaces: &[u64]) -> Vec<&'a Value> {
+    findings
+        .iter()
+        .filter(|f| {
+            namespaces.iter().any(|n| {
+                f["evidence"]["netns"] == *n
+                    || f["subject"]
+                        .as_str()
+                        .is_some_and(|s| s.ends_with(&format!("netns {n}")))
+            })
+        })
+        .collect()
+}
+
+/// Checks the `accept_queue_overflow` finding of nginx's listener in
+/// `netns` and the `slow_connect` linked to it: the listener's subject,
+/// namespace, address and port, its ListenOverflows delta == the finding's
+/// count, `match` as expected, the derived SYN schedule and the measured
+/// times in the advice.
+fn assert_linked(
+    found: &[&Value],
+    run: &Stalled,
+    server_netns: u64,
+    client_netns: u64,
+    listen_addr: &str,
+    dest: SocketAddr,
+    how: &str,
+) {
+    let ids: Vec<&str> = found.iter().filter_map(|f| f["id"].as_str()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        ["accept_queue_overflow", "slow_connect"],
+        "{found:#?}"
+    );
+    let a = found
+        .iter()
+        .find(|f| f["id"] == "accept_queue_overflow")
+        .expect("accept_queue_overflow");
+    let s = found
+        .iter()
+        .find(|f| f["id"] == "slow_connect")
+        .expect("slow_connect");
+    assert_eq!(a["count"], run.overflows, "count == ListenOverflows delta");
+    assert_eq!(a["evidence"]["netns"], server_netns);
+    let from_events = a["evidence"]["source"] != "counters";
+    if from_events {
+        assert_eq!(
+            a["subject"],
+            format!(
+                "listener {listen_addr}:{} netns {server_netns}",
+                dest.port()
+            )
+        );
+        assert_eq!(a["evidence"]["syn_drops_accept_queue_full"], run.overflows);
+    } else {
+        assert_eq!(a["subject"], format!("netns {server_netns}"));
+    }
+    assert_eq!(
+        s["subject"],
+        format!("destination {dest} netns {client_netns}")
+    );
+    assert_eq!(s["count"], run.slow);
+    let e = &s["evidence"];
+    assert_eq!(e["slow_connects"], run.slow);
+    assert_eq!(e["connects_seen"], STALLED_CLIENTS);
+    assert_eq!(e["netns"], client_netns);
+    assert_eq!(e["local_listener"], true);
+    let side = e["server_side"].as_array().expect("server_side");
+    assert_eq!(side.len(), 1, "{e}");
+    let c = &side[0];
+    assert_eq!(c["id"], "accept_queue_overflow");
+    assert_eq!(
+        c["subject"], a["subject"],
+        "linked to the listener's finding"
+    );
+    assert_eq!(c["netns"], server_netns);
+    assert_eq!(c["port"], dest.port());
+    assert_eq!(c["listen_addr"], listen_addr);
+    assert_eq!(c["match"], how);
+    assert_eq!(c["listen_overflows"], run.overflows);
+    if from_events {
+        assert_eq!(
+            c["events"], run.overflows,
+            "events == ListenOverflows delta"
+        );
+    }
+    assert!(e.get("server_side_ambiguous").is_none(), "{e}");
+    // The schedule from the client namespace's sysctls, and what was measured.
+    let sched = &e["syn_schedule"];
+    assert_eq!(sched["source"], "sysctls");
+    let lat = e["latencies_ms"].as_array().expect("latencies_ms");
+    let n: u64 = lat.iter().filter_map(|l| l["count"].as_u64()).sum();
+    assert_eq!(n, run.slow as u64);
+    // Resumed 1.5 s after the last SYN: every dropped client got in on a
+    // retransmission the schedule names.
+    for l in lat {
+        let ms = l["ms"].as_u64().unwrap_or(0);
+        let resends = l["syn_resends"].as_u64().unwrap_or(0);
+        assert!(resends >= 1, "{l}");
+        let at = sched["resend_ms"][resends as usize - 1]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(
+            ms >= at && ms < at + 500,
+            "{ms} ms vs resend at {at} ms: {e}"
+        );
+    }
+    let advice = s["advice"].to_string();
+    assert!(
+        advice.contains(&format!(
+            "netns {client_netns}, connect() resends its SYN at"
+        )),
+        "{advice}"
+    );
+    assert!(
+        advice.contains(&format!(
+            "see accept_queue_overflow for {}",
+            a["subject"].as_str().unwrap_or("")
+        )),
+        "{advice}"
+    );
+    let summary = s["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains(&format!(
+            "ListenOverflows +{} in netns {server_netns}",
+            run.overflows
+        )),
+        "{summary}"
+    );
+}
+
+/// Accept queue full (nginx's worker stopped, backlog 2) and blocking
+/// clients in nginx's own namespace: `slow_connect` names the listener of
+/// this namespace (`match` local) and its ListenOverflows.
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn nginx_full_queue_slows_clients_in_its_namespace() {
+    const PORT: u16 = 8083;
+    let Some(bin) = nginx_bin() else {
+        eprintln!("nginx is not installed here (VM initramfs): skipped");
+        return;
+    };
+    let w = worker(move |_release| {
+        let nginx = Nginx::start(&bin, PORT, None);
+        let addr: SocketAddr = format!("127.0.0.1:{PORT}").parse().expect("addr");
+        stalled_accept(nginx, None, addr, netstat)
+    });
+    let d = Diagnose::start("6s", w.netns);
+    let netns = w.netns;
+    let (run, findings) = w.finish(d);
+    eprintln!("{findings:#?}");
+    assert_eq!(
+        run.slow,
+        STALLED_CLIENTS - 3,
+        "the clients beyond the queue"
+    );
+    assert!(run.overflows >= run.slow as u64, "{}", run.overflows);
+    let found: Vec<&Value> = findings.iter().collect();
+    let dest: SocketAddr = format!("127.0.0.1:{PORT}").parse().expect("addr");
+    assert_linked(&found, &run, netns, netns, "127.0.0.1", dest, "local");
+}
+
+/// The same with the clients in another namespace, across a veth pair, and
+/// nginx on a wildcard address: the run is unfiltered (the host's
+/// counters), and `slow_connect` of the client's namespace must name
+/// nginx's listener in the server's namespace (`match` route: the SYNs from
+/// the client's address reached it at the destination address).
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn nginx_full_queue_slows_clients_in_another_namespace() {
+    const PORT: u16 = 8084;
+    let Some(bin) = nginx_bin() else {
+        eprintln!("nginx is not installed here (VM initramfs): skipped");
+        return;
+    };
+    let lab = Lab::new(Family::V4);
+    let ino = |ns: &str| std::fs::metadata(netns_path(ns)).expect("netns").ino();
+    let (server_netns, client_netns) = (ino(&lab.server_ns), ino(&lab.client_ns));
+    let nginx = in_netns(&lab.server_ns, move || {
+        Nginx::start_at(&bin, "0.0.0.0", PORT, None)
+    });
+    let dest = SocketAddr::new(lab.server_ip, PORT);
+    let d = Diagnose::start_with("7s", &[]);
+    let server_ns = lab.server_ns.clone();
+    let run = stalled_accept(nginx, Some(lab.client_ns.clone()), dest, move || {
+        in_netns(&server_ns, netstat)
+    });
+    let findings = d.findings();
+    let found = about(&findings, &[server_netns, client_netns]);
+    eprintln!("{found:#?}");
+    assert_eq!(
+        run.slow,
+        STALLED_CLIENTS - 3,
+        "the clients beyond the queue"
+    );
+    assert!(run.overflows >= run.slow as u64, "{}", run.overflows);
+    assert_linked(
+        &found,
+        &run,
+        server_netns,
+        client_netns,
+        "0.0.0.0",
+        dest,
+        "route",
+    );
+    drop(run);
+    drop(lab);
 }

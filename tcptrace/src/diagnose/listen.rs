@@ -17,6 +17,7 @@ use super::{
     endpoint,
     evidence::Evidence,
     hookset,
+    syn_timer::{seconds, SynSchedule},
     tally::{capped_insert, top, Span},
     Context, Finding, Severity,
 };
@@ -74,6 +75,17 @@ impl Listener {
         self.overflow_ghost
             .merge(&self.overflow_reset)
             .merge(&self.overflow_unknown)
+    }
+
+    /// SYNs dropped and third ACKs overflowed because the accept queue
+    /// was full: what `ListenOverflows` counts for this listener.
+    pub fn accept_events(&self) -> u64 {
+        self.accept_full.count + self.overflows().count
+    }
+
+    /// SYNs dropped by a full SYN queue (or its last quarter).
+    pub fn syn_queue_events(&self) -> u64 {
+        self.syn_queue_full.count + self.last_quarter.count
     }
 
     /// Whether connections to this listener were being dropped.
@@ -169,19 +181,6 @@ impl Listeners {
                 n.pids.insert(pid);
             }
         }
-    }
-
-    /// Listeners in `netns` (or reached at `daddr`) on `port` that were
-    /// dropping connections: the server side of a slow connect().
-    pub fn related(&self, netns: u64, daddr: Option<IpAddr>, port: u16) -> Vec<(&Key, &Listener)> {
-        self.by_key
-            .iter()
-            .filter(|(k, l)| {
-                k.port == port
-                    && l.dropping()
-                    && (k.netns == netns || daddr.is_some_and(|d| l.local_addrs.contains(&d)))
-            })
-            .collect()
     }
 
     pub fn findings(&self, ctx: &Context<'_>, out: &mut Vec<Finding>) {
@@ -321,9 +320,13 @@ fn accept_queue(ctx: &Context<'_>, k: &Key, l: &Listener, out: &mut Vec<Finding>
         }
     }
     if l.accept_full.count > 0 {
-        advice.push(
-            "SYNs dropped because the accept queue is full are retransmitted by clients after 1 s, 3 s, 7 s...: connect() calls stall for seconds or time out.".into(),
-        );
+        let sched = SynSchedule::for_netns(k.netns, h.sysctls(k.netns));
+        advice.push(format!(
+            "SYNs dropped because the accept queue is full are retransmitted by the clients on their SYN timer — a Linux client with {} resends at {} after its first SYN and gives up after {} s: connect() calls stall for seconds or time out.",
+            sched.settings_text(),
+            sched.resends_text(7),
+            seconds(sched.give_up_ms * 1_000_000),
+        ));
     }
     let backlog = match (l.backlog_seen, l.backlog_max) {
         (Some(s), Some(m)) => format!(" (backlog {s}/{m})"),
@@ -1038,6 +1041,33 @@ mod tests {
             .iter()
             .any(|s| s.contains("does not call accept()")));
         assert!(!a.advice.iter().any(|s| s.contains("EMFILE")));
+        // The clients' SYN timer: this namespace's settings, else defaults.
+        assert!(
+            a.advice.iter().any(|s| s.contains(
+                "sysctls unknown: the defaults tcp_syn_retries=6, no tcp_syn_linear_timeouts"
+            ) && s.contains("resends at 1, 3, 7, 15, 31, 63 s")),
+            "{:?}",
+            a.advice
+        );
+        let mut now = now;
+        if let Some(ns) = now.netns.get_mut(&NS) {
+            ns.sysctls.tcp_syn_retries = Some(6);
+            ns.sysctls.tcp_syn_linear_timeouts = Some(4);
+        }
+        let f = run(
+            &events,
+            HostView {
+                start: Some(&start),
+                now: Some(&now),
+            },
+        );
+        assert!(
+            f[0].advice
+                .iter()
+                .any(|s| s.contains("resends at 1, 2, 3, 4, 5, 7, 11, ... s after its first SYN and gives up after 131 s")),
+            "{:?}",
+            f[0].advice
+        );
     }
 
     #[test]

@@ -17,7 +17,9 @@ pub mod listen;
 pub mod paws;
 pub mod ports;
 pub mod rst;
+pub mod server;
 pub mod session;
+pub mod syn_timer;
 pub mod tally;
 
 use std::{fmt::Write as _, net::IpAddr};

@@ -37,6 +37,8 @@ pub struct Peer {
     /// When the rejects of each reading were seen.
     pub spans: BTreeMap<Reading, Span>,
     pub local_ports: BTreeMap<u16, u64>,
+    /// TIME_WAIT rejects (4-tuple reuse) per local port.
+    pub time_wait_by_port: BTreeMap<u16, u64>,
     pub peer_ports: BTreeSet<u16>,
     /// First reject: (tsval, ts_recent).
     pub sample: Option<(u64, Option<u64>)>,
@@ -87,6 +89,11 @@ impl Paws {
             if let Some(n) = capped_insert(&mut p.local_ports, lp, 64) {
                 *n += 1;
             }
+            if reading == Reading::TimeWaitReuse {
+                if let Some(n) = capped_insert(&mut p.time_wait_by_port, lp, 64) {
+                    *n += 1;
+                }
+            }
         }
         if let Some(pp) = ev.dport {
             if p.peer_ports.len() < 1024 {
@@ -99,15 +106,12 @@ impl Paws {
         n.netns.extend(self.by_peer.keys().map(|(ns, _)| *ns));
     }
 
-    /// TIME_WAIT rejects of SYNs from `peer` to local `port`: the server
-    /// side of a slow connect() on this host.
+    /// TIME_WAIT rejects of SYNs from `peer` to local `port` (that port
+    /// only): the server side of a slow connect() on this host.
     pub fn time_wait_rejects(&self, peer: IpAddr, port: u16) -> Option<(u64, IpAddr, u64)> {
         self.by_peer.iter().find_map(|((ns, a), p)| {
-            (*a == peer && p.local_ports.contains_key(&port) && p.clocks.time_wait > 0).then_some((
-                *ns,
-                *a,
-                p.clocks.time_wait,
-            ))
+            let n = p.time_wait_by_port.get(&port).copied().unwrap_or(0);
+            (*a == peer && n > 0).then_some((*ns, *a, n))
         })
     }
 

@@ -10,7 +10,7 @@ use anyhow::{anyhow, Result};
 use serde::Deserialize;
 
 use super::{evidence::HostView, hookset::HookSet, Context, Engine, Finding};
-use crate::host::{HostSnapshot, Needs, Scope, Snapshotter};
+use crate::host::{snapshot::Baseline, HostSnapshot, Needs, Scope, Snapshotter};
 use crate::{event::json::EventJson, filter::FilterArgs, summary::json::SummaryJson};
 
 /// Namespaces whose counters may speak for themselves under this filter:
@@ -87,7 +87,7 @@ pub struct Session {
     host_view: Option<HostPair>,
     /// The live host to read sysctls, counters and sockets from; `None` when
     /// diagnosing a recording on another machine or later.
-    host: Option<(Snapshotter, HostSnapshot)>,
+    host: Option<(Snapshotter, Baseline)>,
     scope: Scope,
 }
 
@@ -127,10 +127,10 @@ impl Session {
     /// Findings now. Live: from a fresh host snapshot (kept for
     /// `take_host_view`). Replay: from the recorded host view, if any.
     pub fn evaluate(&mut self, summary: Option<&SummaryJson>, hooks: &HookSet) -> Vec<Finding> {
-        if let Some((snap, base)) = &self.host {
-            let now = snap.snapshot(&self.engine.needs(), self.scope, Some(base));
+        if let Some((snap, base)) = &mut self.host {
+            let now = snap.snapshot_since(&self.engine.needs(), self.scope, base);
             self.host_view = Some(HostPair {
-                start: base.clone(),
+                start: base.snapshot.clone(),
                 now,
             });
         }
@@ -213,10 +213,7 @@ mod tests {
         Session {
             engine: Engine::default(),
             host_view: None,
-            host: Some((
-                Snapshotter::new("/nonexistent-root"),
-                HostSnapshot::default(),
-            )),
+            host: Some((Snapshotter::new("/nonexistent-root"), Baseline::default())),
             scope: Scope::Needed,
         }
     }

@@ -9,8 +9,9 @@
 //! - namespaces are found through `<root>/proc/<pid>/task/<tid>/ns/net`
 //!   (threads count: a test or a container runtime may move one thread
 //!   only) and `<root>/run/netns/*`; our own is `<root>/proc/self/ns/net`;
-//! - counters and sockets of a namespace come from the `net/` directory of
-//!   a task inside it (`netstat`, `tcp`, `tcp6`);
+//! - counters, sockets and own addresses of a namespace come from the
+//!   `net/` directory of a task inside it (`netstat`, `tcp`, `tcp6`,
+//!   `fib_trie`, `if_inet6`);
 //! - sysctls are per namespace and `/proc/sys/net` shows the opener's, so
 //!   for our own namespace they are read from `<root>/proc/sys`, and for
 //!   another one (live host only) from a short-lived thread that enters it

@@ -5,13 +5,14 @@
 use std::{
     collections::BTreeMap,
     fs,
+    net::IpAddr,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
 
 use super::{
     netstat::parse_netstat,
-    sockets::{parse_proc_net_tcp, SockLine},
+    sockets::{parse_fib_trie_local, parse_if_inet6, parse_proc_net_tcp, SockLine},
     sysctl::Sysctls,
 };
 
@@ -24,6 +25,8 @@ pub(super) struct NetRead {
     pub netstat: Option<BTreeMap<String, u64>>,
     pub socks: Vec<SockLine>,
     pub sockets_read: bool,
+    /// The namespace's own addresses (`fib_trie` LOCAL, `if_inet6`).
+    pub local_addrs: Vec<IpAddr>,
     pub sysctls: Sysctls,
 }
 
@@ -107,6 +110,12 @@ pub(super) fn read_net_dir(net: &Path, sockets: bool) -> NetRead {
             r.socks.extend(parse_proc_net_tcp(&t));
         }
     }
+    if let Ok(t) = fs::read_to_string(net.join("fib_trie")) {
+        r.local_addrs.extend(parse_fib_trie_local(&t));
+    }
+    if let Ok(t) = fs::read_to_string(net.join("if_inet6")) {
+        r.local_addrs.extend(parse_if_inet6(&t));
+    }
     r
 }
 
@@ -128,4 +137,87 @@ pub(super) fn read_in_netns(ns_file: &Path, sockets: bool) -> anyhow::Result<Net
     handle
         .join()
         .map_err(|_| anyhow::anyhow!("namespace reader thread panicked"))?
+}
+
+/// Open handles on the namespaces a baseline read. A namespace's inode
+/// number is given to a new namespace once the old one is freed, and a
+/// baseline keyed by inode would then lend the old namespace's counters to
+/// the new one (its deltas would start from the old readings). While a
+/// handle is open the namespace is not freed, so a baseline reading always
+/// belongs to the namespace it was read from; [`NetnsPins::release_gone`]
+/// lets go of those nothing else reaches any more.
+#[derive(Debug, Default)]
+pub struct NetnsPins(pub(super) BTreeMap<u64, fs::File>);
+
+/// Whether a namespace could be held open.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Pin {
+    Held,
+    /// It is gone (or its only task moved on): its reading may belong to
+    /// another namespace by now.
+    Gone,
+    /// Not allowed or not possible here: kept unpinned.
+    Unpinned,
+}
+
+impl NetnsPins {
+    /// Opens `access`'s namespace file and checks it is still `ino`.
+    pub(super) fn pin(&mut self, ino: u64, access: &NsAccess) -> Pin {
+        let Some(path) = &access.ns_file else {
+            return Pin::Unpinned;
+        };
+        match fs::File::open(path) {
+            Ok(f) => match f.metadata() {
+                Ok(md) if md.ino() == ino => {
+                    self.0.insert(ino, f);
+                    Pin::Held
+                }
+                Ok(_) => Pin::Gone,
+                Err(_) => Pin::Unpinned,
+            },
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => Pin::Gone,
+            Err(_) => Pin::Unpinned,
+        }
+    }
+
+    /// Closes the handles of namespaces no task or mount in `found`
+    /// reaches and returns their inodes (the baseline forgets them, so a
+    /// new namespace given the same number counts from zero).
+    pub(super) fn release_gone(&mut self, found: &BTreeMap<u64, NsAccess>) -> Vec<u64> {
+        let gone: Vec<u64> = self
+            .0
+            .keys()
+            .copied()
+            .filter(|ino| !found.contains_key(ino))
+            .collect();
+        for ino in &gone {
+            self.0.remove(ino);
+        }
+        gone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_hold_what_they_name_and_let_go_of_what_is_gone() {
+        let own = ns_inode_of_link(Path::new("/proc/self/ns/net")).expect("own netns");
+        let at = |p: &str| NsAccess {
+            task: None,
+            ns_file: Some(PathBuf::from(p)),
+        };
+        let mut pins = NetnsPins::default();
+        assert_eq!(pins.pin(own, &at("/proc/self/ns/net")), Pin::Held);
+        // Another inode behind the path: the one asked for is gone.
+        assert_eq!(pins.pin(own + 1, &at("/proc/self/ns/net")), Pin::Gone);
+        assert_eq!(pins.pin(7, &at("/proc/self/no-such-file")), Pin::Gone);
+        assert_eq!(pins.pin(7, &NsAccess::default()), Pin::Unpinned);
+        let mut found = BTreeMap::new();
+        found.insert(own, at("/proc/self/ns/net"));
+        assert!(pins.release_gone(&found).is_empty());
+        assert_eq!(pins.release_gone(&BTreeMap::new()), vec![own]);
+        assert!(pins.release_gone(&BTreeMap::new()).is_empty());
+    }
 }

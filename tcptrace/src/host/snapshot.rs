@@ -9,7 +9,7 @@ use std::{
 
 use super::{
     holders,
-    netns::{discover, ns_inode_of_link, read_in_netns, read_net_dir, NsAccess},
+    netns::{discover, ns_inode_of_link, read_in_netns, read_net_dir, NetnsPins, NsAccess, Pin},
     owner_key,
     process::ProcessInfo,
     sockets::NetnsSnapshot,
@@ -40,6 +40,26 @@ pub enum Scope {
 /// Counters that make a namespace worth a closer look without events.
 pub const SIGNAL_COUNTERS: [&str; 3] =
     ["ListenOverflows", "TCPReqQFullDrop", "TCPReqQFullDoCookies"];
+
+/// The counters later snapshots are compared with. On the live host it
+/// holds the namespaces it read open (see [`NetnsPins`]), so a namespace
+/// freed during the run and a new one given its inode number are never
+/// taken for one another.
+#[derive(Debug, Default)]
+pub struct Baseline {
+    pub snapshot: HostSnapshot,
+    pins: NetnsPins,
+}
+
+impl Baseline {
+    /// Forgets the namespaces nothing in `found` reaches any more.
+    fn forget_gone(&mut self, found: &BTreeMap<u64, NsAccess>) {
+        for ino in self.pins.release_gone(found) {
+            self.snapshot.netstat.remove(&ino);
+            self.snapshot.known_netns.remove(&ino);
+        }
+    }
+}
 
 /// Reads host snapshots under a root directory.
 #[derive(Clone, Debug)]
@@ -102,6 +122,7 @@ impl Snapshotter {
             if r.sockets_read {
                 s.add_sockets(&r.socks);
             }
+            s.set_local_addrs(r.local_addrs);
             s
         });
         Some((r.netstat.unwrap_or_default(), snap))
@@ -110,14 +131,37 @@ impl Snapshotter {
     /// Takes a snapshot: counters of the namespaces in `scope`, details of
     /// the needed ones and of those whose [`SIGNAL_COUNTERS`] moved since
     /// `baseline`, and the owners of the listeners involved.
+    #[cfg(test)]
     pub fn snapshot(
         &self,
         needs: &Needs,
         scope: Scope,
         baseline: Option<&HostSnapshot>,
     ) -> HostSnapshot {
-        let own = self.own_netns();
+        self.snapshot_of(discover(&self.root), needs, scope, baseline)
+    }
+
+    /// [`Snapshotter::snapshot`] against a baseline that first forgets the
+    /// namespaces gone since the last one.
+    pub fn snapshot_since(
+        &self,
+        needs: &Needs,
+        scope: Scope,
+        baseline: &mut Baseline,
+    ) -> HostSnapshot {
         let found = discover(&self.root);
+        baseline.forget_gone(&found);
+        self.snapshot_of(found, needs, scope, Some(&baseline.snapshot))
+    }
+
+    fn snapshot_of(
+        &self,
+        found: BTreeMap<u64, NsAccess>,
+        needs: &Needs,
+        scope: Scope,
+        baseline: Option<&HostSnapshot>,
+    ) -> HostSnapshot {
+        let own = self.own_netns();
         let mut snap = HostSnapshot {
             own_netns: own,
             ..HostSnapshot::default()
@@ -199,28 +243,33 @@ impl Snapshotter {
         snap
     }
 
-    /// Counters of every namespace in scope: the baseline for deltas.
-    pub fn baseline(&self, scope: Scope, needs: &Needs) -> HostSnapshot {
+    /// Counters of every namespace in scope: the baseline for deltas. On
+    /// the live host the namespaces read are held open; one gone before it
+    /// could be is left out, as if it had never been seen.
+    pub fn baseline(&self, scope: Scope, needs: &Needs) -> Baseline {
         let own = self.own_netns();
         let found = discover(&self.root);
-        let mut snap = HostSnapshot {
-            own_netns: own,
-            known_netns: found.keys().copied().collect(),
-            ..HostSnapshot::default()
-        };
+        let mut base = Baseline::default();
+        base.snapshot.own_netns = own;
+        base.snapshot.known_netns = found.keys().copied().collect();
         for (ino, access) in found {
             let wanted = match scope {
                 Scope::All => true,
                 Scope::Netns(n) => n == ino,
                 Scope::Needed => needs.netns.contains(&ino),
             };
-            if wanted {
-                if let Some((netstat, _)) = self.read_netns(ino, own, &access, false) {
-                    snap.netstat.insert(ino, netstat);
-                }
+            if !wanted {
+                continue;
+            }
+            if self.is_live() && ino != own && base.pins.pin(ino, &access) == Pin::Gone {
+                base.snapshot.known_netns.remove(&ino);
+                continue;
+            }
+            if let Some((netstat, _)) = self.read_netns(ino, own, &access, false) {
+                base.snapshot.netstat.insert(ino, netstat);
             }
         }
-        snap
+        base
     }
 
     pub fn process(&self, pid: u32) -> Option<ProcessInfo> {
@@ -271,7 +320,7 @@ mod tests {
         let t = Tree::new("signal");
         fixture_host(&t);
         let s = Snapshotter::new(&t.0);
-        let mut base = s.baseline(Scope::All, &Needs::default());
+        let mut base = s.baseline(Scope::All, &Needs::default()).snapshot;
         base.netstat
             .get_mut(&100)
             .unwrap()
@@ -290,6 +339,28 @@ mod tests {
         assert_eq!(base2.counter_before(200, "TCPChallengeACK"), Some(0));
         assert_eq!(base.counter_before(200, "TCPChallengeACK"), Some(3));
         assert_eq!(HostSnapshot::default().counter_before(200, "X"), None);
+        // A baseline forgets namespaces no longer found, so one given the
+        // same inode later counts from zero.
+        let mut pinned = Baseline {
+            snapshot: base.clone(),
+            pins: NetnsPins::default(),
+        };
+        let mut found = discover(&t.0);
+        pinned.forget_gone(&found);
+        assert_eq!(
+            pinned.snapshot.counter_before(200, "TCPChallengeACK"),
+            Some(3)
+        );
+        found.remove(&200);
+        pinned
+            .pins
+            .0
+            .insert(200, std::fs::File::open(&t.0).unwrap());
+        pinned.forget_gone(&found);
+        assert_eq!(
+            pinned.snapshot.counter_before(200, "TCPChallengeACK"),
+            Some(0)
+        );
         // Scope limited to one namespace.
         let only = s.snapshot(&Needs::default(), Scope::Netns(200), Some(&base));
         assert_eq!(only.netstat.keys().copied().collect::<Vec<_>>(), vec![200]);

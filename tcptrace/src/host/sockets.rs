@@ -13,6 +13,10 @@ use super::sysctl::{Sysctls, DEFAULT_PORT_RANGE};
 
 /// Destinations listed as holders of the ephemeral range.
 const TOP_DESTINATIONS: usize = 5;
+/// A namespace's own addresses kept.
+const MAX_LOCAL_ADDRS: usize = 256;
+/// Peers kept per listening port.
+const MAX_LISTENER_PEERS: usize = 64;
 
 /// TCP states as printed in /proc/net/tcp.
 pub mod state {
@@ -128,6 +132,12 @@ pub struct NetnsSnapshot {
     pub ephemeral_time_wait: u64,
     /// Destinations holding most of the ephemeral range, most first.
     pub holders: Vec<Holder>,
+    /// The namespace's own addresses (where a wildcard listener answers;
+    /// bounded, sorted).
+    pub local_addrs: Vec<IpAddr>,
+    /// Per listening port: peer addresses of its connections (bounded):
+    /// which clients reached this namespace's listener.
+    pub listener_peers: BTreeMap<u16, BTreeSet<IpAddr>>,
 }
 
 impl NetnsSnapshot {
@@ -166,6 +176,10 @@ impl NetnsSnapshot {
                 _ => {}
             }
             if listening.contains(&s.lport) {
+                let peers = self.listener_peers.entry(s.lport).or_default();
+                if peers.len() < MAX_LISTENER_PEERS {
+                    peers.insert(s.remote);
+                }
                 let p = self.listener_ports.entry(s.lport).or_default();
                 match s.state {
                     state::ESTABLISHED => p.established += 1,
@@ -198,6 +212,29 @@ impl NetnsSnapshot {
         self.holders = holders;
     }
 
+    /// Keeps the namespace's own addresses (bounded, deduplicated).
+    pub fn set_local_addrs(&mut self, mut addrs: Vec<IpAddr>) {
+        addrs.sort();
+        addrs.dedup();
+        addrs.truncate(MAX_LOCAL_ADDRS);
+        self.local_addrs = addrs;
+    }
+
+    /// Whether `addr` is one of this namespace's own addresses (loopback
+    /// always is).
+    pub fn owns(&self, addr: IpAddr) -> bool {
+        addr.is_loopback() || self.local_addrs.binary_search(&addr).is_ok()
+    }
+
+    /// The listener on `port` that a SYN to `addr` reaches here: bound to
+    /// `addr`, or a wildcard listener when `addr` is this namespace's own.
+    pub fn listener_for(&self, addr: IpAddr, port: u16) -> Option<&Listener> {
+        let on_port = || self.listeners.iter().filter(move |l| l.port == port);
+        on_port()
+            .find(|l| l.addr == addr)
+            .or_else(|| on_port().find(|l| l.addr.is_unspecified() && self.owns(addr)))
+    }
+
     pub fn listener(&self, port: u16, addr: Option<IpAddr>) -> Option<&Listener> {
         let mut on_port = self.listeners.iter().filter(|l| l.port == port);
         match addr {
@@ -205,6 +242,35 @@ impl NetnsSnapshot {
             None => on_port.next(),
         }
     }
+}
+
+/// The addresses `/proc/net/fib_trie` marks `/32 host LOCAL`: a
+/// namespace's own IPv4 addresses.
+pub fn parse_fib_trie_local(text: &str) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut last: Option<Ipv4Addr> = None;
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(a) = t.strip_prefix("|-- ") {
+            last = a.trim().parse().ok();
+        } else if t.starts_with("/32 host LOCAL") {
+            if let Some(a) = last.take() {
+                out.push(IpAddr::V4(a));
+            }
+        }
+    }
+    out
+}
+
+/// The addresses of `/proc/net/if_inet6`: a namespace's own IPv6 addresses.
+pub fn parse_if_inet6(text: &str) -> Vec<IpAddr> {
+    text.lines()
+        .filter_map(|l| {
+            let hex = l.split_whitespace().next()?;
+            let v = u128::from_str_radix(hex, 16).ok()?;
+            Some(IpAddr::V6(Ipv6Addr::from(v)))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -276,5 +342,35 @@ mod tests {
         assert_eq!(ns.holders[0].dport, 5555);
         assert_eq!((ns.holders[0].ports, ns.holders[0].time_wait), (6, 2));
         assert_eq!(ns.holders[1].ports, 1);
+        let peers: Vec<IpAddr> = ns.listener_peers[&8080].iter().copied().collect();
+        assert_eq!(peers, ["127.0.0.1".parse::<IpAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn finds_a_namespaces_own_addresses() {
+        let fib = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     +-- 10.77.0.0/24 2 0 2\n        |-- 10.77.0.0\n           /24 link UNICAST\n        |-- 10.77.0.1\n           /32 host LOCAL\n     +-- 127.0.0.0/8 2 0 2\n        |-- 127.0.0.1\n           /32 host LOCAL\n        |-- 127.255.255.255\n           /32 link BROADCAST\n";
+        let v4 = parse_fib_trie_local(fib);
+        assert_eq!(
+            v4,
+            [
+                "10.77.0.1".parse::<IpAddr>().unwrap(),
+                "127.0.0.1".parse().unwrap()
+            ]
+        );
+        let v6 = parse_if_inet6(
+            "00000000000000000000000000000001 01 80 10 80       lo\nfd770000000000000000000000000001 02 40 00 80       vs\n",
+        );
+        assert_eq!(v6[1], "fd77::1".parse::<IpAddr>().unwrap());
+        let mut ns = NetnsSnapshot::default();
+        ns.set_local_addrs([v4, v6].concat());
+        ns.listeners.push(Listener {
+            addr: "0.0.0.0".parse().unwrap(),
+            port: 80,
+            backlog: 0,
+            inode: 1,
+        });
+        assert!(ns.listener_for("10.77.0.1".parse().unwrap(), 80).is_some());
+        assert!(ns.listener_for("10.77.0.2".parse().unwrap(), 80).is_none());
+        assert!(ns.listener_for("127.0.0.1".parse().unwrap(), 81).is_none());
     }
 }

@@ -21,6 +21,11 @@ pub struct Sysctls {
     pub tcp_max_tw_buckets: Option<u64>,
     pub ip_local_port_range: Option<(u16, u16)>,
     pub tcp_tw_recycle: Option<u64>,
+    /// How many times connect() resends a SYN (before the linear ones).
+    pub tcp_syn_retries: Option<u64>,
+    /// SYN retransmissions on a linear 1 s timeout before the exponential
+    /// backoff (6.x kernels that have it; `None`: absent, all exponential).
+    pub tcp_syn_linear_timeouts: Option<u64>,
 }
 
 impl Sysctls {
@@ -46,6 +51,8 @@ impl Sysctls {
             tcp_max_tw_buckets: num("net/ipv4/tcp_max_tw_buckets"),
             ip_local_port_range: range,
             tcp_tw_recycle: num("net/ipv4/tcp_tw_recycle"),
+            tcp_syn_retries: num("net/ipv4/tcp_syn_retries"),
+            tcp_syn_linear_timeouts: num("net/ipv4/tcp_syn_linear_timeouts"),
         }
     }
 

@@ -22,6 +22,12 @@ pub struct Diagnose {
 impl Diagnose {
     /// Starts it for `duration` on namespace `netns`; returns once attached.
     pub fn start(duration: &str, netns: u64) -> Self {
+        Self::start_with(duration, &["--netns", &netns.to_string()])
+    }
+
+    /// Starts it for `duration` with these filters (none: the whole host,
+    /// every namespace's counters); returns once attached.
+    pub fn start_with(duration: &str, filters: &[&str]) -> Self {
         let mut child = Command::new(tcptrace_bin())
             .args([
                 "diagnose",
@@ -31,7 +37,7 @@ impl Diagnose {
                 "--attach",
                 &attach_mode(),
             ])
-            .args(["--netns", &netns.to_string()])
+            .args(filters)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
