@@ -402,7 +402,11 @@ fn sigkilled_recorder_leaves_a_file_readable_to_its_last_block() {
             .lines()
             .filter(|l| !l.contains("\"summary\""))
             .collect();
-        assert!(events.len() < replayed_events.len(), "cut at {cut}");
+        // The last block may hold no event (a counter snapshot, written when
+        // the kernel's counters moved after the second burst: a state map's
+        // fill, RSTs sent), so the cut may lose none; what was read is
+        // always a prefix.
+        assert!(events.len() <= replayed_events.len(), "cut at {cut}");
         assert_eq!(events[..], replayed_events[..events.len()], "cut at {cut}");
     }
 }

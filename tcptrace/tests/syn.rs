@@ -381,8 +381,13 @@ fn third_ack_overflow(v6: bool, abort: bool) {
         let after = netstat();
         (thread_netns(), port, b, resets, resent, before, after)
     };
+    // The kernel counts the runs of the SYN-ACK retransmit program while
+    // run-time stats are on (kernel names are cut to 15 bytes).
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF_ENABLE_STATS");
+    let runs_before = tracer.program_runs("retransmit_syn");
     let (netns, port, ghost_port, resets, resent, before, after) =
         thread::scope(|s| s.spawn(worker).join()).expect("worker");
+    let rtx_runs = tracer.program_runs("retransmit_syn") - runs_before;
     let objs = tracer.stop();
 
     let overflows = delta(&before, &after, "ListenOverflows");
@@ -420,15 +425,37 @@ fn third_ack_overflow(v6: bool, abort: bool) {
     }
     if rtx {
         let ev = in_netns(&objs, "synack_retransmit", netns);
+        // Every run of the program is an event; the kernel's count of its
+        // runs is the oracle for what tcptrace received.
         assert_eq!(
             ev.len() as u64,
-            synrtx,
-            "synack_retransmit == TCPSynRetrans"
+            rtx_runs,
+            "synack_retransmit == program runs"
         );
-        for (i, e) in ev.iter().enumerate() {
+        assert!(
+            rtx_runs <= synrtx,
+            "{rtx_runs} runs > TCPSynRetrans {synrtx}"
+        );
+        if rtx_runs < synrtx {
+            // Seen on this host's 6.18 about once in a hundred runs (never
+            // in the VM matrix): the tracepoint fired (ftrace saw it) and
+            // the kernel did not run the program, nor count a miss.
+            eprintln!("KERNEL-SKIPPED: {rtx_runs} runs of the synack_retrans program, TCPSynRetrans {synrtx}");
+            assert!(
+                synrtx - rtx_runs <= 1 && !required("synack_retrans"),
+                "synack_retransmit: {rtx_runs} program runs, TCPSynRetrans {synrtx}"
+            );
+        }
+        let mut last = 0;
+        for e in &ev {
             assert_eq!(e["dport"], ghost_port);
-            assert_eq!(e["retransmit"], i + 1);
+            let n = e["retransmit"].as_u64().expect("retransmit");
+            assert!(n > last && n <= synrtx, "{e}");
+            last = n;
             assert_eq!(e["after_overflow"], overflow, "{e}");
+        }
+        if rtx_runs == synrtx {
+            assert_eq!(last, synrtx, "retransmits numbered 1..=TCPSynRetrans");
         }
     }
 

@@ -169,6 +169,29 @@ impl Tracer {
         }
     }
 
+    /// Runs of this tcptrace's BPF programs whose kernel name starts with
+    /// `prefix` (names are cut to 15 bytes), as the kernel counts them
+    /// while run-time stats are on (`aya::sys::enable_stats`). Its programs
+    /// are those its fds hold (`prog_id:` in /proc/PID/fdinfo).
+    pub fn program_runs(&self, prefix: &str) -> u64 {
+        let fdinfo = format!("/proc/{}/fdinfo", self.child.id());
+        let ids: std::collections::BTreeSet<u32> = std::fs::read_dir(&fdinfo)
+            .expect("tcptrace's fdinfo")
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+            .filter_map(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("prog_id:"))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .collect();
+        aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .filter(|p| ids.contains(&p.id()))
+            .filter(|p| p.name_as_str().is_some_and(|n| n.starts_with(prefix)))
+            .map(|p| p.run_count())
+            .sum()
+    }
+
     /// The mechanism a hook attached with, or None if it is unavailable.
     pub fn mechanism(&self, hook: &str) -> Option<String> {
         let line = self
