@@ -132,7 +132,7 @@ fn run(bin: &Bin, sink: Sink, rate: Option<f64>, per_call: u32, dur: Duration, c
         Sink::Human | Sink::Record => &mut cmd,
     };
     pin_command(&mut cmd, cpu);
-    let mut r = Running::spawn_to_file(
+    let r = Running::tracing_to_file(
         cmd,
         Watch {
             // The synthetic records' local endpoint, in human lines.
@@ -141,14 +141,8 @@ fn run(bin: &Bin, sink: Sink, rate: Option<f64>, per_call: u32, dur: Duration, c
             } else {
                 String::new()
             },
-            ready: "tracing;".into(),
             ..Watch::default()
         },
-    );
-    assert!(
-        r.wait_ready(Duration::from_secs(60)).is_some(),
-        "tcptrace did not start: {}",
-        r.stderr_text()
     );
     let pid = r.pid();
     let (cpu0, t0) = (cpu_ns(pid), Instant::now());
@@ -231,18 +225,12 @@ fn bytes_per_event(bin: &Bin, work_cpu: usize, tracer_cpu: usize) {
         .args(["--json", "--interval", "0", "--min-latency", "0"])
         .args(["--pid", &me.to_string()]);
     pin_command(&mut cmd, tracer_cpu);
-    let mut r = Running::spawn_to_file(
+    let r = Running::tracing_to_file(
         cmd,
         Watch {
             count: "\"tid\":".into(),
-            ready: "tracing;".into(),
             ..Watch::default()
         },
-    );
-    assert!(
-        r.wait_ready(Duration::from_secs(60)).is_some(),
-        "tcptrace record did not start: {}",
-        r.stderr_text()
     );
     std::thread::spawn(move || {
         enter_private_netns();

@@ -106,18 +106,7 @@ fn run(bin: &str, events: u64) {
         .args(["--pid", &me.to_string()])
         .arg("--bench-flood")
         .arg(format!("{me}:{PER_CALL}"));
-    let mut r = Running::spawn_to_file(
-        cmd,
-        Watch {
-            ready: "tracing;".into(),
-            ..Watch::default()
-        },
-    );
-    assert!(
-        r.wait_ready(Duration::from_secs(60)).is_some(),
-        "tcptrace record did not start: {}",
-        r.stderr_text()
-    );
+    let r = Running::tracing_to_file(cmd, Watch::default());
     let g0 = Instant::now();
     generate(events.div_ceil(u64::from(PER_CALL)));
     let gen_secs = g0.elapsed().as_secs_f64();

@@ -99,19 +99,7 @@ fn tracer(extra: &[String], cpu: usize) -> (Running, u16) {
         .arg(format!("127.0.0.1:{port}"))
         .args(extra);
     pin_command(&mut cmd, cpu);
-    let mut r = Running::spawn_to_file(
-        cmd,
-        Watch {
-            ready: "tracing;".into(),
-            ..Watch::default()
-        },
-    );
-    assert!(
-        r.wait_ready(Duration::from_secs(60)).is_some(),
-        "tcptrace did not start: {}",
-        r.stderr_text()
-    );
-    (r, port)
+    (Running::tracing_to_file(cmd, Watch::default()), port)
 }
 
 /// Calls getppid() `rate / per_call` times a second for `dur`.

@@ -336,13 +336,7 @@ fn nginx_stopped_worker_is_named() {
     };
     let w = worker(move |_release| {
         let nginx = Nginx::start(&bin, PORT, None);
-        let pid = nix::unistd::Pid::from_raw(nginx.worker as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while stat(nginx.worker).map(|s| s.1).as_deref() != Some("T") {
-            assert!(Instant::now() < deadline, "worker not stopped");
-            thread::sleep(Duration::from_millis(10));
-        }
+        stop_worker(&nginx);
         overflow(nginx, PORT, 8)
     });
     let d = Diagnose::start("6s", w.netns);

@@ -334,6 +334,22 @@ impl Running {
         Self::start(cmd, watch, true)
     }
 
+    /// [`Running::spawn_to_file`] for tcptrace: waits (up to a minute)
+    /// until it says `tracing;`, which `watch.ready` is set to.
+    pub fn tracing_to_file(cmd: Command, watch: Watch) -> Running {
+        let watch = Watch {
+            ready: "tracing;".into(),
+            ..watch
+        };
+        let mut r = Self::spawn_to_file(cmd, watch);
+        assert!(
+            r.wait_ready(Duration::from_secs(60)).is_some(),
+            "tcptrace did not start: {}",
+            r.stderr_text()
+        );
+        r
+    }
+
     fn start(mut cmd: Command, watch: Watch, to_file: bool) -> Running {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let file = to_file.then(|| {

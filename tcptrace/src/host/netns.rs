@@ -19,6 +19,11 @@ use super::{
 /// How many namespaces one snapshot reads counters for.
 const MAX_NETNS: usize = 512;
 
+/// How many namespaces a baseline holds open: a quarter of the usual
+/// RLIMIT_NOFILE soft limit (1024), so the rest of tcptrace keeps its file
+/// descriptors. Namespaces beyond it are read unpinned.
+const MAX_PINS: usize = 256;
+
 /// What was read from one namespace.
 #[derive(Debug, Default)]
 pub(super) struct NetRead {
@@ -166,6 +171,9 @@ impl NetnsPins {
         let Some(path) = &access.ns_file else {
             return Pin::Unpinned;
         };
+        if self.0.len() >= MAX_PINS {
+            return Pin::Unpinned;
+        }
         match fs::File::open(path) {
             Ok(f) => match f.metadata() {
                 Ok(md) if md.ino() == ino => {
@@ -214,6 +222,12 @@ mod tests {
         assert_eq!(pins.pin(own + 1, &at("/proc/self/ns/net")), Pin::Gone);
         assert_eq!(pins.pin(7, &at("/proc/self/no-such-file")), Pin::Gone);
         assert_eq!(pins.pin(7, &NsAccess::default()), Pin::Unpinned);
+        let mut full = NetnsPins::default();
+        for i in 0..MAX_PINS as u64 {
+            full.0
+                .insert(u64::MAX - i, fs::File::open("/proc/self/ns/net").unwrap());
+        }
+        assert_eq!(full.pin(own, &at("/proc/self/ns/net")), Pin::Unpinned);
         let mut found = BTreeMap::new();
         found.insert(own, at("/proc/self/ns/net"));
         assert!(pins.release_gone(&found).is_empty());
