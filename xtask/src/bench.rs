@@ -58,8 +58,8 @@ pub struct BenchArgs {
     /// section of the report is replaced, the rest kept.
     #[arg(long, value_name = "DURATION", value_parser = parse_minutes)]
     pub soak: Option<Duration>,
-    /// Run only these benches (e.g. `cost`); the report then keeps every
-    /// other section and gets only the cost section replaced.
+    /// Run only these benches (e.g. `cost`, `pipeline`, `report`); the
+    /// report then keeps every other section and gets only theirs replaced.
     #[arg(long)]
     pub only: Vec<String>,
 }
@@ -304,7 +304,13 @@ pub fn run_all(args: &BenchArgs) -> Result<()> {
         if args.only.iter().any(|o| o == "report") {
             crate::bench_page::write_only(&path, &places)?;
         }
-        if args.only.iter().all(|o| o == "report") {
+        if args.only.iter().any(|o| o == "pipeline") {
+            let mut section = String::new();
+            crate::bench_report::pipeline_section(&mut section, &places[0]);
+            let heading = crate::bench_report::PIPELINE_HEADING;
+            crate::report_section::write(&path, heading, &section)?;
+        }
+        if args.only.iter().all(|o| o == "report" || o == "pipeline") {
             return Ok(());
         }
         return crate::bench_runs::write_only(&path, &places);

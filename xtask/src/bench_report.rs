@@ -439,6 +439,19 @@ fn startup_table(s: &mut String, p: &Place) {
     }
 }
 
+/// The heading of the pipeline section, which `--only pipeline` rewrites
+/// alone.
+pub const PIPELINE_HEADING: &str = "## Pipeline: ring buffer to userspace";
+
+/// The pipeline section from the host's place.
+pub fn pipeline_section(s: &mut String, h: &Place) {
+    let _ = writeln!(
+        s,
+        "\n{PIPELINE_HEADING}\n\nThe bench-only event source (hidden `--bench-flood PID:N`: a program on the getppid() tracepoint emitting N synthetic 104-byte connect records per call of one process; never loaded otherwise) drives the real drain loop."
+    );
+    pipeline_tables(s, h);
+}
+
 fn pipeline_tables(s: &mut String, p: &Place) {
     let ladder: Vec<&Value> = data(p, "pipeline", "ladder").collect();
     if !ladder.is_empty() {
@@ -591,11 +604,7 @@ pub fn render(run: &Run) -> String {
             "\n## Start-up\n\nFrom starting the process to its first printed event while a thread calls connect() (refused) every 2 ms, and to \"probes attached\" (tcptrace: its `tracing;` line, printed once every hook is attached; bpftrace: `Attaching N probes...`, printed just before it attaches, so a lower bound). The tracers take turns."
         );
         startup_table(&mut s, h);
-        let _ = writeln!(
-            s,
-            "\n## Pipeline: ring buffer to userspace\n\nThe bench-only event source (hidden `--bench-flood PID:N`: a program on the getppid() tracepoint emitting N synthetic 104-byte connect records per call of one process; never loaded otherwise) drives the real drain loop."
-        );
-        pipeline_tables(&mut s, h);
+        pipeline_section(&mut s, h);
         crate::bench_scrape::section(&mut s, h);
         let ps: Vec<&String> = h
             .lines
