@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::{io::ErrorKind, net::TcpStream, thread};
+use std::{net::TcpStream, thread};
 
 use serde_json::Value;
 use support::*;
@@ -143,18 +143,7 @@ fn port_exhaustion_is_reported_with_eaddrnotavail() {
     }
     let worker = thread::spawn(|| {
         enter_private_netns();
-        set_sysctl(
-            "net/ipv4/ip_local_port_range",
-            &format!("40000 {}", 40000 + RANGE - 1),
-        );
-        let (l, addr) = listener("127.0.0.1:5555");
-        let held: Vec<TcpStream> = (0..RANGE)
-            .map(|_| TcpStream::connect(addr).expect("connect within range"))
-            .collect();
-        let err = TcpStream::connect(addr).expect_err("the range is exhausted");
-        assert_eq!(err.raw_os_error(), Some(libc::EADDRNOTAVAIL), "{err}");
-        assert_ne!(err.kind(), ErrorKind::TimedOut);
-        drop((held, l));
+        drop(exhaust_ports(40000, RANGE));
         thread_netns()
     });
     let netns = worker.join().expect("worker");

@@ -28,19 +28,10 @@ use support::{
 fn port_exhaustion_is_diagnosed() {
     const RANGE: u16 = 8;
     let w = worker(|release| {
-        set_sysctl(
-            "net/ipv4/ip_local_port_range",
-            &format!("41000 {}", 41000 + RANGE - 1),
-        );
-        let (l, addr) = listener("127.0.0.1:5555");
-        let held: Vec<TcpStream> = (0..RANGE)
-            .map(|_| TcpStream::connect(addr).expect("connect within range"))
-            .collect();
-        let err = TcpStream::connect(addr).expect_err("the range is exhausted");
-        assert_eq!(err.raw_os_error(), Some(libc::EADDRNOTAVAIL), "{err}");
+        let held = exhaust_ports(41000, RANGE);
         thread::spawn(move || {
             let _ = release.recv();
-            drop((held, l));
+            drop(held);
         });
     });
     let d = Diagnose::start("3s", w.netns);

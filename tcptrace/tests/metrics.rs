@@ -89,16 +89,7 @@ fn metrics_hold_what_tcptrace_printed_and_an_alert_fires() {
     const RANGE: u16 = 8;
     const REFUSED: usize = 3;
     let lab = lab(|| {
-        set_sysctl(
-            "net/ipv4/ip_local_port_range",
-            &format!("41000 {}", 41000 + RANGE - 1),
-        );
-        let (l, addr) = listener("127.0.0.1:5555");
-        let held: Vec<TcpStream> = (0..RANGE)
-            .map(|_| TcpStream::connect(addr).expect("connect within range"))
-            .collect();
-        let err = TcpStream::connect(addr).expect_err("the range is exhausted");
-        assert_eq!(err.raw_os_error(), Some(libc::EADDRNOTAVAIL), "{err}");
+        let (l, held) = exhaust_ports(41000, RANGE);
         drop(held);
         for _ in 0..REFUSED {
             let err = TcpStream::connect("127.0.0.1:5556").expect_err("nobody listens");

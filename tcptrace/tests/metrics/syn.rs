@@ -69,6 +69,9 @@ fn accept_queue_overflow(family: Family) {
         "no series before the scenario"
     );
 
+    // The kernel counts the runs of the SYN-ACK retransmit program.
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF_ENABLE_STATS");
+    let runs_before = tracer.program_runs("retransmit_syn");
     let before = lab.server_netstat();
     // BACKLOG handshakes fill the accept queue up to its limit...
     for p in 41000..41000 + BACKLOG as u16 {
@@ -95,6 +98,7 @@ fn accept_queue_overflow(family: Family) {
     drop(l);
     thread::sleep(Duration::from_millis(150));
     let after = lab.server_netstat();
+    let rtx_runs = tracer.program_runs("retransmit_syn") - runs_before;
 
     let overflows = delta(&before, &after, "ListenOverflows");
     let synrtx = delta(&before, &after, "TCPSynRetrans");
@@ -104,7 +108,11 @@ fn accept_queue_overflow(family: Family) {
     let want = Expected {
         ghost: if overflow { 2.0 } else { 0.0 },
         accept_queue_full: if syn_drop { 1.0 } else { 0.0 },
-        synack_retransmits: if rtx { synrtx as f64 } else { 0.0 },
+        synack_retransmits: if rtx {
+            runs_against_counter("synack_retrans", rtx_runs, synrtx) as f64
+        } else {
+            0.0
+        },
         answered: if syn_drop {
             f64::from(BACKLOG + 2)
         } else {
@@ -203,7 +211,7 @@ fn accept_queue_overflow(family: Family) {
     assert_eq!(retransmits, rtx_ev.len() as f64, "retransmits == events");
     assert_eq!(
         retransmits, want.synack_retransmits,
-        "retransmits == TCPSynRetrans"
+        "retransmits == program runs (== TCPSynRetrans)"
     );
     assert_eq!(answered, want.answered, "first SYN-ACKs the peer saw");
     assert_eq!(cookies, 0.0);
