@@ -47,45 +47,9 @@ struct Bin {
     label: String,
 }
 
-fn tmpfs_file(name: &str) -> std::path::PathBuf {
-    let dir = if std::path::Path::new("/dev/shm").is_dir() {
-        std::path::PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    dir.join(format!("tcptrace-bench-{}-{name}", std::process::id()))
-}
-
 /// Records per getppid() call for a target rate: about 20k calls/s.
 fn per_call(rate: f64) -> u32 {
     ((rate / 20_000.0) as u32).clamp(1, 128)
-}
-
-/// Calls getppid() for `dur` at `rate / per_call` calls per second (as fast
-/// as possible when `rate` is None). Returns the number of calls.
-fn generate(rate: Option<f64>, per_call: u32, dur: Duration) -> u64 {
-    let cps = rate.map(|r| r / per_call as f64);
-    let start = Instant::now();
-    let mut calls = 0u64;
-    loop {
-        let elapsed = start.elapsed();
-        if elapsed >= dur {
-            break;
-        }
-        let due = cps.map_or(calls + 64, |c| (elapsed.as_secs_f64() * c) as u64);
-        if calls >= due {
-            if cps.is_some_and(|c| c < 200_000.0) {
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            continue;
-        }
-        while calls < due {
-            // SAFETY: getppid has no arguments and cannot fail.
-            unsafe { libc::syscall(libc::SYS_getppid) };
-            calls += 1;
-        }
-    }
-    calls
 }
 
 struct Run {
@@ -147,7 +111,7 @@ fn run(bin: &Bin, sink: Sink, rate: Option<f64>, per_call: u32, dur: Duration, c
     let pid = r.pid();
     let (cpu0, t0) = (cpu_ns(pid), Instant::now());
     let g0 = Instant::now();
-    let calls = generate(rate, per_call, dur);
+    let calls = getppid_paced(rate.map(|r| r / f64::from(per_call)), u64::MAX, dur);
     let gen_secs = g0.elapsed().as_secs_f64();
     // What is still in the ring buffer is drained within a poll period.
     std::thread::sleep(Duration::from_millis(200));

@@ -21,33 +21,6 @@ use serde_json::json;
 const PER_CALL: u32 = 50;
 const CALLS_PER_SEC: f64 = 20_000.0;
 
-fn tmpfs_file(name: &str) -> std::path::PathBuf {
-    let dir = if std::path::Path::new("/dev/shm").is_dir() {
-        std::path::PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    dir.join(format!("tcptrace-bench-{}-{name}", std::process::id()))
-}
-
-/// `calls` getppid() calls at [`CALLS_PER_SEC`].
-fn generate(calls: u64) {
-    let start = Instant::now();
-    let mut done = 0u64;
-    while done < calls {
-        let due = ((start.elapsed().as_secs_f64() * CALLS_PER_SEC) as u64).min(calls);
-        if done >= due {
-            std::thread::sleep(Duration::from_micros(200));
-            continue;
-        }
-        while done < due {
-            // SAFETY: getppid has no arguments and cannot fail.
-            unsafe { libc::syscall(libc::SYS_getppid) };
-            done += 1;
-        }
-    }
-}
-
 /// Runs `cmd` to its end: (wall seconds, peak RSS in KiB, success).
 #[allow(
     clippy::zombie_processes,
@@ -108,7 +81,11 @@ fn run(bin: &str, events: u64) {
         .arg(format!("{me}:{PER_CALL}"));
     let r = Running::tracing_to_file(cmd, Watch::default());
     let g0 = Instant::now();
-    generate(events.div_ceil(u64::from(PER_CALL)));
+    getppid_paced(
+        Some(CALLS_PER_SEC),
+        events.div_ceil(u64::from(PER_CALL)),
+        Duration::MAX,
+    );
     let gen_secs = g0.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(1500));
     let f = r.stop(Duration::from_secs(60));

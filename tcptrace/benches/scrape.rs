@@ -102,26 +102,6 @@ fn tracer(extra: &[String], cpu: usize) -> (Running, u16) {
     (Running::tracing_to_file(cmd, Watch::default()), port)
 }
 
-/// Calls getppid() `rate / per_call` times a second for `dur`.
-fn generate(rate: f64, per_call: u32, dur: Duration) -> u64 {
-    let cps = rate / f64::from(per_call);
-    let start = Instant::now();
-    let mut calls = 0u64;
-    while start.elapsed() < dur {
-        let due = (start.elapsed().as_secs_f64() * cps) as u64;
-        if calls >= due {
-            std::thread::sleep(Duration::from_micros(200));
-            continue;
-        }
-        while calls < due {
-            // SAFETY: getppid has no arguments and cannot fail.
-            unsafe { libc::syscall(libc::SYS_getppid) };
-            calls += 1;
-        }
-    }
-    calls
-}
-
 /// One flood run, scraping every `every` (None: no scrapes).
 fn flood(rate: f64, every: Option<Duration>, dur: Duration, cpus: (usize, usize)) {
     let me = std::process::id();
@@ -143,7 +123,7 @@ fn flood(rate: f64, every: Option<Duration>, dur: Duration, cpus: (usize, usize)
             .spawn()
             .expect("start the scraping client")
     });
-    let calls = generate(rate, per_call, dur);
+    let calls = getppid_paced(Some(rate / f64::from(per_call)), u64::MAX, dur);
     std::thread::sleep(Duration::from_millis(200));
     let scrapes = scraper.map(|mut child| {
         // Its stdin closing tells it to stop and report.

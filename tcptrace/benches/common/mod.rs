@@ -625,3 +625,44 @@ fn bpftrace_script(bin: &str, name: &str, script: &str, arg: &str) -> Command {
 pub fn marker_connect(port: u16) {
     let _ = std::net::TcpStream::connect(("127.0.0.1", port));
 }
+
+/// A file under /dev/shm (else the temporary directory) named for this
+/// process.
+pub fn tmpfs_file(name: &str) -> std::path::PathBuf {
+    let dir = if std::path::Path::new("/dev/shm").is_dir() {
+        std::path::PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    dir.join(format!("tcptrace-bench-{}-{name}", std::process::id()))
+}
+
+/// Calls getppid() (the tracepoint of the bench-only event source)
+/// `per_sec` times a second, or as fast as it can with `None`, until `dur`
+/// has passed or `max` calls were made; returns the calls made.
+pub fn getppid_paced(per_sec: Option<f64>, max: u64, dur: Duration) -> u64 {
+    let start = Instant::now();
+    let mut calls = 0u64;
+    while calls < max {
+        let elapsed = start.elapsed();
+        if elapsed >= dur {
+            break;
+        }
+        let due = per_sec
+            .map_or(calls + 64, |c| (elapsed.as_secs_f64() * c) as u64)
+            .min(max);
+        if calls >= due {
+            // Ahead of the pace: sleep, except at rates a sleep would miss.
+            if per_sec.is_some_and(|c| c < 200_000.0) {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            continue;
+        }
+        while calls < due {
+            // SAFETY: getppid has no arguments and cannot fail.
+            unsafe { libc::syscall(libc::SYS_getppid) };
+            calls += 1;
+        }
+    }
+    calls
+}
