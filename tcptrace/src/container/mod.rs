@@ -142,6 +142,10 @@ pub struct Attributor {
     /// The last walk of the tree: container cgroups by id.
     walked: HashMap<u64, path::PathInfo>,
     walked_at: Option<Instant>,
+    /// The last cgroup served from a settled cache entry, and its answer:
+    /// events come in runs from one cgroup, and this spares each a hash
+    /// and a clock read. Cleared whenever the cache changes.
+    last: Option<(u64, Option<Arc<Container>>)>,
 }
 
 impl Attributor {
@@ -157,6 +161,7 @@ impl Attributor {
             cache: HashMap::new(),
             walked: HashMap::new(),
             walked_at: None,
+            last: None,
         }
     }
 
@@ -168,12 +173,14 @@ impl Attributor {
             cache: HashMap::new(),
             walked: HashMap::new(),
             walked_at: None,
+            last: None,
         }
     }
 
     /// A resolution the live run made (from a recording).
     pub fn learn(&mut self, r: Resolution) {
         self.bound();
+        self.last = None;
         self.cache.insert(
             r.cgroup,
             Entry {
@@ -189,13 +196,24 @@ impl Attributor {
         if ev.cgroup == 0 {
             return None;
         }
-        let now = Instant::now();
-        if let Some(e) = self.cache.get(&ev.cgroup) {
-            if e.retry_at.is_none_or(|t| now < t) || self.cgroups.is_none() {
-                ev.container = e.container.clone();
+        if let Some((cgroup, container)) = &self.last {
+            if *cgroup == ev.cgroup {
+                ev.container = container.clone();
                 return None;
             }
         }
+        if let Some(e) = self.cache.get(&ev.cgroup) {
+            // A settled entry needs no clock read.
+            let settled = e.retry_at.is_none() || self.cgroups.is_none();
+            if settled || e.retry_at.is_some_and(|t| Instant::now() < t) {
+                ev.container = e.container.clone();
+                if settled {
+                    self.last = Some((ev.cgroup, e.container.clone()));
+                }
+                return None;
+            }
+        }
+        let now = Instant::now();
         let (info, known) = self.locate(ev.cgroup, ev.pid, now)?;
         let found = info.map(|info| self.name(info));
         let incomplete = found
@@ -208,6 +226,7 @@ impl Attributor {
         };
         let container = found.map(Arc::new);
         self.bound();
+        self.last = None;
         self.cache.insert(
             ev.cgroup,
             Entry {
