@@ -129,19 +129,8 @@ fn header(out: &mut String, p: &Page<'_>, s: &SummaryJson) {
     // Losses first and loud: every number below is short by them.
     let lost = s.lost_total;
     let missed = s.missed_total;
-    let lost_per: Vec<String> = s
-        .lost
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(k, n)| format!("{}={n}", Html(k)))
-        .collect();
-    let missed_per: Vec<String> = s
-        .missed
-        .iter()
-        .flatten()
-        .filter(|(_, n)| **n > 0)
-        .map(|(k, n)| format!("{}={n}", Html(k)))
-        .collect();
+    let lost_per = counts(s.lost.iter().filter(|(_, n)| **n > 0));
+    let missed_per = counts(s.missed.iter().flatten().filter(|(_, n)| **n > 0));
     let class = if lost > 0 || missed > 0 || s.decode_errors > 0 {
         "alert"
     } else {
@@ -224,6 +213,12 @@ fn header(out: &mut String, p: &Page<'_>, s: &SummaryJson) {
     out.push_str("</section>\n");
 }
 
+/// `name=count` for each entry of a count map, names escaped.
+fn counts<'a, K: AsRef<str> + 'a>(m: impl Iterator<Item = (&'a K, &'a u64)>) -> Vec<String> {
+    m.map(|(k, n)| format!("{}={n}", Html(k.as_ref())))
+        .collect()
+}
+
 fn paren(parts: &[String]) -> String {
     if parts.is_empty() {
         String::new()
@@ -283,11 +278,7 @@ fn peers(out: &mut String, s: &SummaryJson) {
         s.paws.rejects
     );
     for p in &s.paws.top_peers {
-        let sites: Vec<String> = p
-            .by_site
-            .iter()
-            .map(|(k, n)| format!("{}={n}", Html(k)))
-            .collect();
+        let sites = counts(p.by_site.iter());
         let _ = write!(
             out,
             "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
@@ -300,12 +291,7 @@ fn peers(out: &mut String, s: &SummaryJson) {
             sites.join(", ")
         );
     }
-    let verdicts: Vec<String> = s
-        .rst_received
-        .by_verdict
-        .iter()
-        .map(|(k, n)| format!("{}={n}", Html(k)))
-        .collect();
+    let verdicts = counts(s.rst_received.by_verdict.iter());
     let _ = write!(
         out,
         "</table><h3>RSTs received by verdict: {}</h3><table><tr><th>peer</th><th>accepted</th>\
@@ -326,12 +312,7 @@ fn peers(out: &mut String, s: &SummaryJson) {
             p.ignored
         );
     }
-    let sent: Vec<String> = s
-        .rst_sent
-        .by_reason
-        .iter()
-        .map(|(k, n)| format!("{}={n}", Html(k)))
-        .collect();
+    let sent = counts(s.rst_sent.by_reason.iter());
     let _ = writeln!(
         out,
         "</table><p>RSTs sent: {} {}</p></section>",
