@@ -135,6 +135,26 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event to decode into ([`decode_into`]).
+    pub fn blank() -> Self {
+        Self {
+            kind: EventKind::Connect,
+            ts_ns: 0,
+            pid: 0,
+            tid: 0,
+            netns: 0,
+            cgroup: 0,
+            comm: String::new(),
+            endpoints: Endpoints::from(&Flow::default()),
+            detail: Detail::Connect(connect::decode::ConnectDetail {
+                latency_ns: 0,
+                errno: 0,
+            }),
+            packet: Vec::new(),
+            container: None,
+        }
+    }
+
     /// The errno of a failed call; 0 for events without one.
     pub fn errno(&self) -> i32 {
         self.detail.family().errno()
@@ -194,25 +214,29 @@ fn read_record<T: Copy>(kind: EventKind, bytes: &[u8]) -> Result<T, DecodeError>
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
-fn comm(raw: &[u8; 16]) -> String {
+/// The task name into `out`, replacing what it held (its allocation is
+/// kept for the next event).
+fn set_comm(out: &mut String, raw: &[u8; 16]) {
     let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(&raw[..end]).into_owned()
+    out.clear();
+    match std::str::from_utf8(&raw[..end]) {
+        Ok(s) => out.push_str(s),
+        Err(_) => out.push_str(&String::from_utf8_lossy(&raw[..end])),
+    }
 }
 
-fn with_header(h: &EventHeader, kind: EventKind, flow: &Flow, detail: Detail) -> Event {
-    Event {
-        kind,
-        ts_ns: h.ts_ns,
-        pid: h.pid,
-        tid: h.tid,
-        netns: h.netns,
-        cgroup: h.cgroup,
-        comm: comm(&h.comm),
-        endpoints: Endpoints::from(flow),
-        detail,
-        packet: Vec::new(),
-        container: None,
-    }
+fn set_header(ev: &mut Event, h: &EventHeader, kind: EventKind, flow: &Flow, detail: Detail) {
+    ev.kind = kind;
+    ev.ts_ns = h.ts_ns;
+    ev.pid = h.pid;
+    ev.tid = h.tid;
+    ev.netns = h.netns;
+    ev.cgroup = h.cgroup;
+    set_comm(&mut ev.comm, &h.comm);
+    ev.endpoints = Endpoints::from(flow);
+    ev.detail = detail;
+    ev.packet.clear();
+    ev.container = None;
 }
 
 /// A record that ends in a [`Packet`]: records written before packets were
@@ -232,13 +256,16 @@ fn read_packet_record<T: Copy + Default>(kind: EventKind, bytes: &[u8]) -> Resul
     Ok(rec)
 }
 
-fn with_packet(mut ev: Event, packet: &Packet) -> Event {
-    ev.packet = packet.bytes().to_vec();
-    ev
-}
-
 /// Decodes one ring-buffer record.
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let mut ev = Event::blank();
+    decode_into(bytes, &mut ev)?;
+    Ok(ev)
+}
+
+/// Decodes one ring-buffer record into `ev`, reusing its buffers: the
+/// drain decodes millions a second. On error `ev` is not changed.
+pub fn decode_into(bytes: &[u8], ev: &mut Event) -> Result<(), DecodeError> {
     let first = *bytes.first().ok_or(DecodeError::Empty)?;
     let kind = EventKind::from_u8(first).ok_or(DecodeError::UnknownKind(first))?;
     let latency = |bytes: &[u8]| read_record::<LatencyEvent>(kind, bytes);
@@ -246,20 +273,18 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::Connect => {
             let rec = latency(bytes)?;
             let detail = Detail::Connect(connect::decode::connect(&rec));
-            Ok(with_header(&rec.header, kind, &rec.flow, detail))
+            set_header(ev, &rec.header, kind, &rec.flow, detail);
         }
         EventKind::PortSearch => {
             let rec = latency(bytes)?;
             let detail = Detail::PortSearch(connect::decode::port_search(&rec));
-            Ok(with_header(&rec.header, kind, &rec.flow, detail))
+            set_header(ev, &rec.header, kind, &rec.flow, detail);
         }
         EventKind::SynDrop | EventKind::ListenOverflow | EventKind::SynackRetransmit => {
             let rec: SynEvent = read_packet_record(kind, bytes)?;
             let detail = Detail::Syn(syn::decode::detail(&rec));
-            Ok(with_packet(
-                with_header(&rec.header, kind, &rec.flow, detail),
-                &rec.packet,
-            ))
+            set_header(ev, &rec.header, kind, &rec.flow, detail);
+            ev.packet.extend_from_slice(rec.packet.bytes());
         }
         EventKind::PawsReject => {
             let rec: PawsEvent = read_packet_record(kind, bytes)?;
@@ -268,10 +293,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 field: "site",
                 value: rec.site,
             })?;
-            Ok(with_packet(
-                with_header(&rec.header, kind, &rec.flow, Detail::PawsReject(detail)),
-                &rec.packet,
-            ))
+            set_header(ev, &rec.header, kind, &rec.flow, Detail::PawsReject(detail));
+            ev.packet.extend_from_slice(rec.packet.bytes());
         }
         EventKind::Rst => {
             let rec: RstEvent = read_packet_record(kind, bytes)?;
@@ -280,12 +303,11 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 field: "verdict",
                 value: rec.verdict,
             })?;
-            Ok(with_packet(
-                with_header(&rec.header, kind, &rec.flow, Detail::Rst(detail)),
-                &rec.packet,
-            ))
+            set_header(ev, &rec.header, kind, &rec.flow, Detail::Rst(detail));
+            ev.packet.extend_from_slice(rec.packet.bytes());
         }
     }
+    Ok(())
 }
 
 /// Name of an errno value ("EADDRNOTAVAIL"), or its number.

@@ -24,7 +24,7 @@ use crate::{
     args::LiveArgs,
     diagnose::session::Session,
     escape::Escaped,
-    event::decode,
+    event::{decode_into, Event},
     hist,
     loader::{self, Loaded},
     metrics::{Endpoint, Health, KernelReader},
@@ -482,25 +482,27 @@ fn drain(
     lookup: &mut HostLookup<'_>,
 ) -> Result<usize> {
     let mut n = 0;
+    // One event decoded into over and over: its buffers are reused.
+    let mut ev = Event::blank();
     while let Some(item) = ring.next() {
         n += 1;
-        let mut ev = decode(&item);
+        let decoded = decode_into(&item, &mut ev);
         let mut found = Lookups::default();
-        if let Ok(ev) = &mut ev {
+        if decoded.is_ok() {
             // A cgroup's resolution only changes when `fill` returns a new
             // one: events of a pod left out here need none recorded.
-            found.container = lookup.containers.fill(ev);
-            if !lookup.filter.matches_pod(ev) {
+            found.container = lookup.containers.fill(&mut ev);
+            if !lookup.filter.matches_pod(&ev) {
                 continue;
             }
-            found.owner = lookup.owners.fill(ev);
+            found.owner = lookup.owners.fill(&mut ev);
         }
         if printer.raw(&item, &found) {
             // A full block closes with a counter snapshot.
             printer.tick(&counters.read()?)?;
         }
-        match ev {
-            Ok(ev) => printer.event(&ev)?,
+        match decoded {
+            Ok(()) => printer.event(&ev)?,
             Err(e) => printer.undecodable(&e),
         }
     }

@@ -55,33 +55,70 @@ pub struct Dest {
 #[derive(Clone, Debug, Default)]
 pub struct Connects {
     pub slow: BTreeMap<Key, Dest>,
-    /// Blocking connects seen per destination (for the ratio).
-    pub totals: BTreeMap<Key, u64>,
+    /// Blocking connects seen per destination (for the ratio), but for the
+    /// ones in `run`.
+    totals: BTreeMap<Key, u64>,
+    /// The destination of the latest connects and how many went there in a
+    /// row: a burst to one destination costs no map search per connect.
+    run: Option<(Key, u64)>,
     pub untracked: u64,
 }
 
 impl Connects {
+    fn count(&mut self, key: Key) {
+        if let Some((k, n)) = &mut self.run {
+            if *k == key {
+                *n += 1;
+                return;
+            }
+        }
+        if let Some((k, n)) = self.run.replace((key, 1)) {
+            if let Some(t) = capped_insert(&mut self.totals, k, MAX_DESTS) {
+                *t += n;
+            }
+        }
+    }
+
+    /// Blocking connects seen to `k`.
+    fn total(&self, k: &Key) -> Option<u64> {
+        let run = self.run.filter(|(rk, _)| rk == k).map(|(_, n)| n);
+        match (self.totals.get(k), run) {
+            (None, None) => None,
+            (t, r) => Some(t.copied().unwrap_or(0) + r.unwrap_or(0)),
+        }
+    }
+
+    /// A connect that this rule only counts (fast, or non-blocking) is
+    /// counted and `true`; `false` for one it wants whole, not yet counted.
+    /// The decoded path ([`super::Engine::observe_decoded`]) asks first, so
+    /// most connects never need their JSON view.
+    pub fn counted(&mut self, key: Key, latency: u64, errno: i64) -> bool {
+        if errno == EINPROGRESS {
+            // Non-blocking: the handshake time is not in this latency.
+            return true;
+        }
+        if latency >= SLOW_NS {
+            return false;
+        }
+        self.count(key);
+        true
+    }
+
     pub fn observe(&mut self, ev: &EventJson<'_>, netns: u64, at: Option<&Stamp>) {
         let (Some(daddr), Some(dport), Some(latency), Some(errno)) =
             (ev.daddr, ev.dport, ev.latency_ns, ev.errno.map(i64::from))
         else {
             return;
         };
-        if errno == EINPROGRESS {
-            // Non-blocking: the handshake time is not in this latency.
-            return;
-        }
         let key = Key {
             netns,
             daddr,
             dport,
         };
-        if let Some(n) = capped_insert(&mut self.totals, key, MAX_DESTS) {
-            *n += 1;
-        }
-        if latency < SLOW_NS {
+        if self.counted(key, latency, errno) {
             return;
         }
+        self.count(key);
         let Some(d) = capped_insert(&mut self.slow, key, MAX_DESTS) else {
             self.untracked += 1;
             return;
@@ -120,7 +157,7 @@ impl Connects {
         out: &mut Vec<Finding>,
     ) {
         for (k, d) in &self.slow {
-            out.push(finding(ctx, k, d, ls, paws_, self.totals.get(k).copied()));
+            out.push(finding(ctx, k, d, ls, paws_, self.total(k)));
         }
     }
 }

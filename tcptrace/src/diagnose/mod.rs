@@ -32,7 +32,7 @@ use crate::escape::Escaped;
 use self::{evidence::HostView, tally::Span};
 use crate::host::{Needs, Scope};
 use crate::{
-    event::json::EventJson,
+    event::{json::EventJson, Detail, Event},
     summary::json::{FindingJson, SummaryJson},
 };
 use tcptrace_common::EventKind;
@@ -221,6 +221,26 @@ impl Engine {
             EventKind::PawsReject => self.paws.observe(ev, netns, at),
             EventKind::Rst => self.rst.observe(ev, netns, at),
         }
+    }
+
+    /// A decoded event (live, replay): a connect that the rules only count
+    /// is counted here; every other event goes through its JSON view.
+    pub fn observe_decoded(&mut self, ev: &Event, boot_offset_ns: i64) {
+        if let Detail::Connect(c) = &ev.detail {
+            let errno = i64::from(c.errno);
+            let key = connect::Key {
+                netns: u64::from(ev.netns),
+                daddr: ev.endpoints.daddr,
+                dport: ev.endpoints.dport,
+            };
+            if !ports::Ports::wants(ev.kind, errno, None)
+                && self.connect.counted(key, c.latency_ns, errno)
+            {
+                self.events += 1;
+                return;
+            }
+        }
+        self.observe(&EventJson::of(ev, boot_offset_ns));
     }
 
     /// What of the host the current candidates want read.
@@ -532,5 +552,53 @@ pub mod tests {
         );
         // JSON keeps the name itself; serde escapes it.
         assert_eq!(json!(f.to_json())["evidence"]["comm"], evil);
+    }
+
+    /// The decoded path's shortcut for connects the rules only count gives
+    /// the findings and counts of the JSON view it skips.
+    #[test]
+    fn decoded_connects_read_as_their_json_view() {
+        use crate::connect::decode::ConnectDetail;
+        use crate::event::{decode, tests::raw_latency, Detail};
+
+        let mut stream = Vec::new();
+        for (i, (latency_ns, errno)) in [
+            (50_000, 0),
+            (1_020_000_000, 0),
+            (55_000, 115),
+            (3_000_000_000, 110),
+            (20_000, 99),
+            (70_000, 0),
+        ]
+        .into_iter()
+        .cycle()
+        .take(40)
+        .enumerate()
+        {
+            let mut ev = decode(&raw_latency(EventKind::Connect, 2, errno)).unwrap();
+            ev.detail = Detail::Connect(ConnectDetail { latency_ns, errno });
+            // Runs to one destination, then another, and back.
+            ev.endpoints.dport = 8080 + (i as u16 / 7) % 3;
+            ev.ts_ns += i as u64 * 1_000_000_000;
+            stream.push(ev);
+        }
+        let (mut decoded, mut viewed) = (Engine::default(), Engine::default());
+        for ev in &stream {
+            decoded.observe_decoded(ev, 0);
+            viewed.observe(&EventJson::of(ev, 0));
+        }
+        let ctx = Context {
+            summary: None,
+            host: HostView::default(),
+            counters: Scope::All,
+            hooks: &hookset::HookSet(Vec::new()),
+        };
+        let findings = decoded.evaluate(&ctx);
+        assert!(findings.iter().any(|f| f.id == "slow_connect"));
+        assert_eq!(findings, viewed.evaluate(&ctx));
+        // The same state behind them, the failed connects' included.
+        assert_eq!(format!("{decoded:?}"), format!("{viewed:?}"));
+        assert!(format!("{:?}", decoded.ports).contains("connect_fail: Span { count: 6,"));
+        assert_eq!((decoded.events, viewed.events), (40, 40));
     }
 }

@@ -52,6 +52,13 @@ fn range_size(r: (u16, u16)) -> u64 {
 }
 
 impl Ports {
+    /// Whether an event with this errno (and ports probed, for a search)
+    /// tells this rule anything: a failure, or a search that struggled.
+    pub fn wants(kind: EventKind, errno: i64, probed: Option<u64>) -> bool {
+        let struggled = kind == EventKind::PortSearch && probed.is_some_and(|p| p >= MIN_STRUGGLE);
+        errno == EADDRNOTAVAIL || struggled
+    }
+
     pub fn observe(&mut self, kind: EventKind, ev: &EventJson<'_>, netns: u64, at: Option<&Stamp>) {
         let Some(errno) = ev.errno.map(i64::from) else {
             return;
@@ -62,8 +69,7 @@ impl Ports {
         }
         let probed = ev.ports_probed.map(u64::from);
         let failed = errno == EADDRNOTAVAIL;
-        let struggled = search && probed.is_some_and(|p| p >= MIN_STRUGGLE);
-        if !failed && !struggled {
+        if !Self::wants(kind, errno, probed) {
             return;
         }
         let Some(n) = capped_insert(&mut self.by_netns, netns, MAX_NETNS) else {

@@ -11,7 +11,11 @@ use serde::Deserialize;
 
 use super::{evidence::HostView, hookset::HookSet, Context, Engine, Finding};
 use crate::host::{snapshot::Baseline, HostSnapshot, Needs, Scope, Snapshotter};
-use crate::{event::json::EventJson, filter::FilterArgs, summary::json::SummaryJson};
+use crate::{
+    event::{json::EventJson, Event},
+    filter::FilterArgs,
+    summary::json::SummaryJson,
+};
 
 /// Namespaces whose counters may speak for themselves under this filter:
 /// counters carry no process, port or address, so only an unfiltered run
@@ -119,9 +123,9 @@ impl Session {
         }
     }
 
-    /// One event in its typed JSON form.
-    pub fn observe(&mut self, ev: &EventJson<'_>) {
-        self.engine.observe(ev);
+    /// One decoded event.
+    pub fn observe_decoded(&mut self, ev: &Event, boot_offset_ns: i64) {
+        self.engine.observe_decoded(ev, boot_offset_ns);
     }
 
     /// Findings now. Live: from a fresh host snapshot (kept for
@@ -224,7 +228,8 @@ mod tests {
     }
 
     fn observe(s: &mut Session, v: &Value) {
-        s.observe(&serde_json::from_value(v.clone()).unwrap());
+        s.engine
+            .observe(&serde_json::from_value(v.clone()).unwrap());
     }
 
     /// One summary step through the diagnosis and then `out`, as the

@@ -6,13 +6,13 @@ use anyhow::Result;
 
 use crate::{
     diagnose::session::Session,
-    event::{json::EventJson, Event},
+    event::Event,
     sink::{Sink, SummaryStep},
 };
 
 impl Sink for Session {
     fn event(&mut self, ev: &Event, boot_offset_ns: i64) -> Result<()> {
-        self.observe(&EventJson::of(ev, boot_offset_ns));
+        self.observe_decoded(ev, boot_offset_ns);
         Ok(())
     }
 
