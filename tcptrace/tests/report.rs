@@ -20,7 +20,13 @@ use std::{
 
 use nix::sys::signal::{kill, Signal};
 use serde_json::Value;
-use support::{attach_mode, have, refused_addr, tcptrace_bin, tempdir::TempDir, Spawned};
+use support::{
+    attach_mode,
+    craft::{self, Family, Lab, Peer},
+    delta, have, refused_addr, set_sysctl, tcptrace_bin,
+    tempdir::TempDir,
+    Spawned,
+};
 
 /// Every section of the page, by id (docs/report.md).
 const SECTIONS: [&str; 7] = [
@@ -162,8 +168,10 @@ fn overflowing_listener() -> (socket2::Socket, SocketAddr) {
 }
 
 /// Records refused connects and an overflowing listener over about three
-/// seconds, so the page has several intervals.
-fn record(file: &Path) {
+/// seconds, so the page has several intervals. A crafted peer's third ACK
+/// also overflows a listener in a namespace: returns its port and the
+/// namespace's ListenOverflows.
+fn record(file: &Path) -> (u16, u64) {
     let mut cmd = Command::new(tcptrace_bin());
     cmd.arg("record")
         .arg("-o")
@@ -172,6 +180,23 @@ fn record(file: &Path) {
     let mut rec = Spawned::until_tracing(cmd, "tcptrace record");
     let (_refusing, refused) = refused_addr();
     let (_listener, full) = overflowing_listener();
+    let lab = Lab::new(Family::V4);
+    let in_lab = SocketAddr::new(lab.server_ip, 0);
+    let lab_listener = craft::in_netns(&lab.server_ns, move || {
+        set_sysctl("net/ipv4/tcp_abort_on_overflow", "0");
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        s.bind(&in_lab.into()).expect("bind");
+        s.listen(2).expect("listen");
+        s
+    });
+    let lab_port = lab_listener
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("inet")
+        .port();
+    let mut overflows = 0;
     for round in 0..3 {
         for _ in 0..20 {
             assert!(TcpStream::connect(refused).is_err());
@@ -182,6 +207,9 @@ fn record(file: &Path) {
                 .collect();
             thread::sleep(Duration::from_millis(300));
             drop(held);
+            let before = lab.server_netstat();
+            Peer::new(lab.wire(), lab_port).overflow_at_third_ack(41000, 2);
+            overflows = delta(&before, &lab.server_netstat(), "ListenOverflows");
         }
         thread::sleep(Duration::from_millis(1100));
     }
@@ -191,6 +219,7 @@ fn record(file: &Path) {
     )
     .expect("signal tcptrace");
     assert!(rec.child.wait().expect("wait").success());
+    (lab_port, overflows)
 }
 
 #[test]
@@ -198,10 +227,11 @@ fn record(file: &Path) {
 fn report_shows_every_section_with_replays_totals() {
     let dir = TempDir::new("report");
     let rec = dir.file("run.rec");
-    record(&rec);
+    let (lab_port, overflows) = record(&rec);
     let page = dir.file("report.html");
     report(&rec, &page);
     let summary = replay_summary(&rec);
+    assert_eq!(overflows, 1, "one third ACK found the queue full");
 
     let html = std::fs::read_to_string(&page).expect("read page");
     assert!(html.len() < 4 << 20, "page of {} bytes", html.len());
@@ -234,6 +264,25 @@ fn report_shows_every_section_with_replays_totals() {
         dom.contains("id=\"chart-heatmap-connect\""),
         "no latency heatmap"
     );
+    // The crafted overflow's listener: its row and its charts over time.
+    let listener = summary["listeners"]
+        .as_array()
+        .and_then(|ls| ls.iter().find(|l| l["port"] == lab_port))
+        .expect("the namespace's listener in the summary");
+    assert_eq!(listener["listen_overflows"], overflows);
+    let row = format!(
+        "<td class=\"n\">{}</td><td class=\"n\">{}</td>",
+        listener["listen_overflows"], listener["synack_retransmits"]
+    );
+    let at = dom.find("<section id=\"listeners\"").expect("listeners");
+    let section = &dom[at..at + dom[at..].find("</section>").expect("section end")];
+    assert!(section.contains(&row), "listener row {row}");
+    for chart in ["drops", "backlog"] {
+        assert!(
+            dom.contains(&format!("id=\"chart-listener-0-{chart}\"")),
+            "no listener {chart} chart"
+        );
+    }
     assert!(dom.contains("id=\"sample-connect\""), "no event table");
     assert!(dom.contains("ECONNREFUSED"), "refused connects listed");
     assert!(dom.contains("every file was read to its end"));

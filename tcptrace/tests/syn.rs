@@ -333,23 +333,7 @@ fn third_ack_overflow(v6: bool, abort: bool) {
         let port = port_of(&l);
         let peer = Peer::new(pair.wire(), port);
         let before = netstat();
-        // B handshakes fill the accept queue up to its limit...
-        let mut p = 41000;
-        for _ in 0..BACKLOG {
-            peer.syn(p);
-            peer.ack(&peer.synack(p));
-            p += 1;
-        }
-        // ...two more SYNs are answered while it still has room...
-        let (a, b) = (p, p + 1);
-        peer.syn(a);
-        let synack_a = peer.synack(a);
-        peer.syn(b);
-        let synack_b = peer.synack(b);
-        peer.ack(&synack_a);
-        thread::sleep(Duration::from_millis(50));
-        // ...and the last third ACK finds it full.
-        peer.ack(&synack_b);
+        let b = peer.overflow_at_third_ack(41000, BACKLOG as u16);
         let mut resets = 0;
         let mut resent = 0;
         let mut count = |seg: Reply, reply: bool| {

@@ -73,23 +73,11 @@ fn accept_queue_overflow(family: Family) {
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF_ENABLE_STATS");
     let runs_before = tracer.program_runs("retransmit_syn");
     let before = lab.server_netstat();
-    // BACKLOG handshakes fill the accept queue up to its limit...
-    for p in 41000..41000 + BACKLOG as u16 {
-        peer.syn(p);
-        peer.ack(&peer.synack(p));
-    }
-    // ...two more SYNs are answered while it still has room...
-    let (a, b, c) = (41100, 41101, 41102);
-    peer.syn(a);
-    let synack_a = peer.synack(a);
-    peer.syn(b);
-    let synack_b = peer.synack(b);
-    peer.ack(&synack_a);
-    thread::sleep(Duration::from_millis(50));
-    // ...b's third ACK finds it full (a ghost: the request stays)...
-    peer.ack(&synack_b);
+    // b's third ACK finds the accept queue full (a ghost: the request
+    // stays)...
+    let b = peer.overflow_at_third_ack(41000, BACKLOG as u16);
     // ...so does the SYN of c...
-    peer.syn(c);
+    peer.syn(b + 1);
     // ...and b's re-ACK of the resent SYN-ACK overflows again.
     let resent = peer.synack_within(b, Duration::from_secs(3));
     peer.ack(&resent);

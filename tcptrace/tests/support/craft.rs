@@ -618,4 +618,25 @@ impl Peer {
     pub fn synack(&self, port: u16) -> Reply {
         self.synack_within(port, Duration::from_secs(2))
     }
+
+    /// Overflows an accept queue of `backlog` at a third ACK: `backlog`
+    /// handshakes from `first` on fill it, two more SYNs are answered while
+    /// it still has room, the first of them completes, and the second's
+    /// third ACK finds it full. That port is returned: its request stays
+    /// (a ghost) and its SYN-ACK is resent.
+    pub fn overflow_at_third_ack(&self, first: u16, backlog: u16) -> u16 {
+        for p in first..first + backlog {
+            self.syn(p);
+            self.ack(&self.synack(p));
+        }
+        let (a, b) = (first + backlog, first + backlog + 1);
+        self.syn(a);
+        let synack_a = self.synack(a);
+        self.syn(b);
+        let synack_b = self.synack(b);
+        self.ack(&synack_a);
+        std::thread::sleep(Duration::from_millis(50));
+        self.ack(&synack_b);
+        b
+    }
 }
