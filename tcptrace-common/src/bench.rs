@@ -8,7 +8,8 @@
 
 use crate::{maps, programs};
 
-/// Name of the `Array<u32>` configuring the source: `[tgid, records per call]`.
+/// Name of the `Array<u32>` configuring the source: `[tgid, records per
+/// call, varied]` (records all alike, or varied as real connects are).
 pub const FLOOD_MAP: &str = maps::BENCH_FLOOD;
 /// Name of the tracepoint program.
 pub const FLOOD_PROGRAM: &str = programs::BENCH_FLOOD;

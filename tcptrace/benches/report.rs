@@ -1,11 +1,14 @@
 //! Report: the time and peak memory of `tcptrace report` on a large
 //! recording. The recording is made with the bench-only event source
 //! (`--bench-flood PID:N`: synthetic connect records for each getppid()
-//! call of this process, `--pid` keeping real events out) paced at about
-//! a million events a second, to a file on tmpfs; then `tcptrace report`
+//! call of this process, `--pid` keeping real events out; with
+//! `--bench-flood-varied` their times, ports, addresses, latencies and
+//! errors vary as real connects' do, so the file has a real size) paced at
+//! about a million events a second, to a file on tmpfs; then `tcptrace report`
 //! reads it, timed, its peak RSS taken from wait4()'s rusage (the
-//! report's own, not the recorder's). Two runs: a tenth of
-//! `TCPTRACE_BENCH_REPORT_EVENTS` (default 10,000,000), then all of them.
+//! report's own, not the recorder's). One run per size in
+//! `TCPTRACE_BENCH_REPORT_EVENTS` (comma-separated; default 1, 10 and 150
+//! million events, the last about a gigabyte).
 //! Needs root.
 
 mod common;
@@ -60,9 +63,14 @@ fn main() {
         eprintln!("report: {bin} has no bench flags: skipped");
         return;
     }
-    let events = env_usize("TCPTRACE_BENCH_REPORT_EVENTS", 10_000_000) as u64;
-    // A tenth, then all: the same peak memory is the point.
-    for n in [events / 10, events] {
+    // 1 M, 10 M, then about a gigabyte: the same peak memory is the point.
+    let sizes = std::env::var("TCPTRACE_BENCH_REPORT_EVENTS")
+        .unwrap_or_else(|_| "1000000,10000000,150000000".into());
+    for n in sizes.split(',') {
+        let n: u64 = n
+            .trim()
+            .parse()
+            .expect("TCPTRACE_BENCH_REPORT_EVENTS: comma-separated event counts");
         run(&bin, n.max(1));
     }
 }
@@ -78,7 +86,8 @@ fn run(bin: &str, events: u64) {
         .arg(&rec)
         .args(["--pid", &me.to_string()])
         .arg("--bench-flood")
-        .arg(format!("{me}:{PER_CALL}"));
+        .arg(format!("{me}:{PER_CALL}"))
+        .arg("--bench-flood-varied");
     let r = Running::tracing_to_file(cmd, Watch::default());
     let g0 = Instant::now();
     getppid_paced(

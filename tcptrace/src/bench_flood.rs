@@ -14,6 +14,10 @@ pub struct BenchArgs {
     /// Bench only: PID:N emits N synthetic records per getppid() call of PID.
     #[arg(long, hide = true, value_parser = parse_flood)]
     pub bench_flood: Option<(u32, u32)>,
+    /// Bench only: the flood's records vary as real connects do (time,
+    /// ports, addresses, latency, errors), so a recording has a real size.
+    #[arg(long, hide = true, requires = "bench_flood")]
+    pub bench_flood_varied: bool,
     /// Bench only: decode and count every event, print only the final summary.
     #[arg(long, hide = true)]
     pub bench_quiet: bool,
@@ -70,6 +74,8 @@ pub fn attach(ebpf: &mut Ebpf, args: &BenchArgs) -> Result<()> {
         .with_context(|| format!("map {FLOOD_MAP}"))?;
     map.set(0, pid, 0).context("configuring the bench source")?;
     map.set(1, n, 0).context("configuring the bench source")?;
+    map.set(2, u32::from(args.bench_flood_varied), 0)
+        .context("configuring the bench source")?;
     let Some(prog) = ebpf.program_mut(FLOOD_PROGRAM) else {
         bail!("program {FLOOD_PROGRAM} missing from the object");
     };

@@ -47,8 +47,9 @@ pub fn section(places: &[Place]) -> Option<String> {
     let mut s = format!(
         "{HEADING}\n\nWritten by `cargo xtask bench` (tcptrace/benches/report.rs) on kernel {}, \
          load average {}. The recording is made by `tcptrace record` from the bench-only \
-         event source (`--bench-flood`: synthetic connect records paced at a million a \
-         second) on tmpfs; then `tcptrace report FILE -o PAGE` is timed, its peak RSS taken \
+         event source (`--bench-flood --bench-flood-varied`: synthetic connect records \
+         whose times, ports, 16 addresses, latencies and 1-in-32 refusals vary as real \
+         connects' do, paced at a million a second) on tmpfs; then `tcptrace report FILE -o PAGE` is timed, its peak RSS taken \
          from wait4()'s rusage of that process alone.\n\n\
          | events recorded | recording | `tcptrace report` wall time | peak RSS | page |\n\
          |---|---|---|---|---|\n",
@@ -68,10 +69,8 @@ pub fn section(places: &[Place]) -> Option<String> {
     }
     s.push_str(
         "\nThe report keeps at most 300 intervals and 20 events per kind, so its peak memory \
-         is the same for a tenth of the events and for all of them; the time is replay's \
-         decode and summary of every event. The synthetic records are all alike and \
-         compress to a fraction of a byte each; a real recording is 6–10 bytes per event, \
-         read block by block in the same bounded memory.\n",
+         is the same whatever the size of the recording, read block by block; the time is \
+         replay's decode and summary of every event.\n",
     );
     Some(s)
 }
