@@ -194,17 +194,8 @@ fn listener_overflow_while_unattended_replays_the_morning_after() {
     let worker = thread::spawn(move || {
         support::enter_private_netns();
         let before = netstat();
-        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .expect("socket");
-        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        sock.bind(&addr.into()).expect("bind");
-        sock.listen(1).expect("listen");
-        let port = sock
-            .local_addr()
-            .expect("addr")
-            .as_socket()
-            .expect("inet")
-            .port();
+        let sock = support::backlog_listener(([127, 0, 0, 1], 0).into(), 1);
+        let port = support::addr_of(&sock).port();
         let clients: Vec<socket2::Socket> = (0..CLIENTS)
             .map(|_| {
                 let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)

@@ -144,12 +144,7 @@ fn accept_queue_overflow_and_slow_connects_are_linked() {
     const CLIENTS: usize = 4;
     let w = worker(|release| {
         let before = netstat();
-        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .expect("socket");
-        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        sock.bind(&addr.into()).expect("bind");
-        sock.listen(1).expect("listen");
-        let l: TcpListener = sock.into();
+        let l: TcpListener = backlog_listener(([127, 0, 0, 1], 0).into(), 1).into();
         let addr = l.local_addr().expect("addr");
         // One at a time, so each handshake finishes before the next SYN:
         // the first two fill the queue, the SYNs of the others are dropped.
@@ -254,13 +249,8 @@ fn emfile_listener_child() {
         rl.rlim_cur = LIMIT;
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &rl), 0);
     }
-    let sock =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    sock.set_reuse_address(true).expect("reuse");
-    sock.bind(&addr.into()).expect("bind");
-    sock.listen(1).expect("listen");
-    let l: TcpListener = sock.into();
+    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let l: TcpListener = backlog_listener(addr, 1).into();
     // Use up every descriptor (duplicates of the listener: no filesystem needed).
     let mut filler = Vec::new();
     while let Ok(f) = l.try_clone() {

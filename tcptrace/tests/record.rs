@@ -270,11 +270,8 @@ fn syn_events_and_listener_owners_replay_identically() {
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let worker = thread::spawn(move || {
         support::enter_private_netns();
-        let l = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-        l.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-            .expect("bind");
-        l.listen(BACKLOG).expect("listen");
-        let addr = l.local_addr().expect("addr").as_socket().expect("inet");
+        let l = support::backlog_listener(([127, 0, 0, 1], 0).into(), BACKLOG);
+        let addr = support::addr_of(&l);
         ready_tx.send(()).expect("ready");
         go_rx.recv().expect("go");
         let clients: Vec<Socket> = (0..CLIENTS)

@@ -21,7 +21,7 @@ use std::{
 use nix::sys::signal::{kill, Signal};
 use serde_json::Value;
 use support::{
-    attach_mode,
+    addr_of, attach_mode, backlog_listener,
     craft::{self, Family, Lab, Peer},
     delta, have, refused_addr, set_sysctl, tcptrace_bin,
     tempdir::TempDir,
@@ -155,18 +155,6 @@ fn number(dom: &str, id: &str) -> u64 {
         .unwrap_or_else(|e| panic!("{id}: not a number: {e}"))
 }
 
-/// A listener with a backlog of 1 that never accepts: connects past it
-/// overflow its accept queue.
-fn overflowing_listener() -> (socket2::Socket, SocketAddr) {
-    let s =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .expect("bind");
-    s.listen(1).expect("listen");
-    let addr = s.local_addr().expect("addr").as_socket().expect("inet");
-    (s, addr)
-}
-
 /// Records refused connects and an overflowing listener over about three
 /// seconds, so the page has several intervals. A crafted peer's third ACK
 /// also overflows a listener in a namespace: returns its port and the
@@ -179,23 +167,16 @@ fn record(file: &Path) -> (u16, u64) {
         .args(["--attach", &attach_mode(), "--interval", "1s"]);
     let mut rec = Spawned::until_tracing(cmd, "tcptrace record");
     let (_refusing, refused) = refused_addr();
-    let (_listener, full) = overflowing_listener();
+    // A backlog of 1, never accepting: connects past it overflow it.
+    let listener = backlog_listener(([127, 0, 0, 1], 0).into(), 1);
+    let full = addr_of(&listener);
     let lab = Lab::new(Family::V4);
     let in_lab = SocketAddr::new(lab.server_ip, 0);
     let lab_listener = craft::in_netns(&lab.server_ns, move || {
         set_sysctl("net/ipv4/tcp_abort_on_overflow", "0");
-        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .expect("socket");
-        s.bind(&in_lab.into()).expect("bind");
-        s.listen(2).expect("listen");
-        s
+        backlog_listener(in_lab, 2)
     });
-    let lab_port = lab_listener
-        .local_addr()
-        .expect("addr")
-        .as_socket()
-        .expect("inet")
-        .port();
+    let lab_port = addr_of(&lab_listener).port();
     let mut overflows = 0;
     for round in 0..3 {
         for _ in 0..20 {

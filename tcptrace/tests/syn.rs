@@ -43,27 +43,6 @@ fn lab(v6: bool) -> Lab {
 }
 
 /// A listener that never accepts.
-fn listener(addr: SocketAddr, backlog: i32) -> Socket {
-    let domain = if addr.is_ipv6() {
-        Domain::IPV6
-    } else {
-        Domain::IPV4
-    };
-    let s = Socket::new(domain, Type::STREAM, None).expect("socket");
-    s.set_reuse_address(true).expect("SO_REUSEADDR");
-    s.bind(&addr.into()).expect("bind");
-    s.listen(backlog).expect("listen");
-    s
-}
-
-fn port_of(s: &Socket) -> u16 {
-    s.local_addr()
-        .expect("local addr")
-        .as_socket()
-        .expect("inet")
-        .port()
-}
-
 /// Events of `kind` in `netns`; drops carry the packet's headers.
 fn in_netns<'a>(objs: &'a [Value], kind: &str, netns: u64) -> Vec<&'a Value> {
     let found: Vec<&Value> = events(objs, kind).filter(|e| e["netns"] == netns).collect();
@@ -192,8 +171,8 @@ fn accept_queue_full_at_syn(v6: bool) {
             Ipv4Addr::LOCALHOST.into()
         };
         let before = netstat();
-        let l = listener(SocketAddr::new(host, 0), BACKLOG);
-        let addr = SocketAddr::new(host, port_of(&l));
+        let l = backlog_listener(SocketAddr::new(host, 0), BACKLOG);
+        let addr = SocketAddr::new(host, addr_of(&l).port());
         let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
         let clients: Vec<Socket> = (0..CLIENTS)
             .map(|_| {
@@ -329,8 +308,8 @@ fn third_ack_overflow(v6: bool, abort: bool) {
             "net/ipv4/tcp_abort_on_overflow",
             if abort { "1" } else { "0" },
         );
-        let l = listener(SocketAddr::new(server_ip, 0), BACKLOG);
-        let port = port_of(&l);
+        let l = backlog_listener(SocketAddr::new(server_ip, 0), BACKLOG);
+        let port = addr_of(&l).port();
         let peer = Peer::new(pair.wire(), port);
         let before = netstat();
         let b = peer.overflow_at_third_ack(41000, BACKLOG as u16);
@@ -531,8 +510,8 @@ fn syn_burst(v6: bool, kind: Burst) {
         if kind == Burst::LastQuarter {
             set_sysctl("net/ipv4/tcp_max_syn_backlog", "8");
         }
-        let l = listener(SocketAddr::new(server_ip, 0), backlog);
-        let port = port_of(&l);
+        let l = backlog_listener(SocketAddr::new(server_ip, 0), backlog);
+        let port = addr_of(&l).port();
         let peer = Peer::new(pair.wire(), port);
         let before = netstat();
         for p in 0..N {
@@ -869,8 +848,8 @@ fn ghosts_under_interference(attach: &str) -> InterferenceRun {
         pin_to_cpu(0);
         enter_netns(server);
         set_sysctl("net/ipv4/tcp_abort_on_overflow", "0");
-        let l = listener(SocketAddr::new(server_ip, 0), i32::from(BACKLOG));
-        let port = port_of(&l);
+        let l = backlog_listener(SocketAddr::new(server_ip, 0), i32::from(BACKLOG));
+        let port = addr_of(&l).port();
         let peer = Peer::new(pair.wire(), port);
         let before = netstat();
         let first = 43000u16;

@@ -10,8 +10,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use socket2::{Domain, Socket, Type};
-
 use super::{
     rules,
     support::{
@@ -48,10 +46,7 @@ fn accept_queue_overflow(family: Family) {
     let addr = SocketAddr::new(lab.server_ip, PORT);
     let l = craft::in_netns(&lab.server_ns, move || {
         set_sysctl("net/ipv4/tcp_abort_on_overflow", "0");
-        let s = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("socket");
-        s.bind(&addr.into()).expect("bind");
-        s.listen(BACKLOG).expect("listen");
-        s
+        backlog_listener(addr, BACKLOG)
     });
     let peer = Peer::new(lab.wire(), PORT);
     let port = free_port();

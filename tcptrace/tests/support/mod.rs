@@ -495,6 +495,28 @@ pub fn listener_subject(addr: std::net::IpAddr, port: u16, netns: u64) -> String
     format!("listener {} netns {netns}", SocketAddr::new(addr, port))
 }
 
+/// A listening socket on `addr` (SO_REUSEADDR) with this listen() backlog.
+pub fn backlog_listener(addr: SocketAddr, backlog: i32) -> socket2::Socket {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("socket");
+    s.set_reuse_address(true).expect("SO_REUSEADDR");
+    s.bind(&addr.into()).expect("bind");
+    s.listen(backlog).expect("listen");
+    s
+}
+
+/// The address a socket is bound to.
+pub fn addr_of(s: &socket2::Socket) -> SocketAddr {
+    s.local_addr()
+        .expect("local addr")
+        .as_socket()
+        .expect("inet")
+}
+
 pub fn listener(addr: &str) -> (TcpListener, SocketAddr) {
     let l = TcpListener::bind(addr).expect("bind listener");
     let a = l.local_addr().expect("local addr");
