@@ -363,6 +363,45 @@ mod tests {
         )
     }
 
+    fn handshake(sec: u32, ns: u64, outcome: &str, rtx: u32) -> Value {
+        ev(
+            "handshake",
+            sec,
+            json!({"handshake_ns": ns, "outcome": outcome, "syn_retransmits": rtx, "errno": 0, "error": "OK",
+                   "comm": "curl", "saddr": "10.0.0.9", "sport": 42000 + sec, "daddr": "10.0.0.1", "dport": 8080}),
+        )
+    }
+
+    #[test]
+    fn handshakes_count_non_blocking_and_given_up_connects_once() {
+        let events = vec![
+            // A blocking connect after one retransmission: its handshake
+            // and its connect() event, counted once.
+            handshake(0, 1_020_000_000, "established", 1),
+            conn(0, 1_020_000_000, 0),
+            // Non-blocking: EINPROGRESS, then given up after 100 ms.
+            conn(1, 50_000, 115),
+            handshake(1, 100_000_000, "closed", 0),
+            // Healthy and refused ones are not slow.
+            handshake(2, 300_000, "established", 0),
+            handshake(3, 200_000, "reset", 0),
+        ];
+        let f = run(&events, HostView::default());
+        assert_eq!(ids(&f), ["slow_connect"]);
+        assert_eq!(f[0].count, 2);
+        let e = &f[0].evidence;
+        assert_eq!(e["measured"], "handshake");
+        assert_eq!(e["connects_seen"], 4);
+        assert_eq!(e["syn_retransmits"], 1);
+        assert_eq!(e["given_up"], 1);
+        assert_eq!(e["results"], json!({"closed": 1, "established": 1}));
+        assert!(
+            f[0].summary.starts_with("2 of 4 handshakes to 10.0.0.1:8080 went through the SYN timer or were given up (longest 1.02 s; 1 SYN retransmits, 1 closed"),
+            "{}",
+            f[0].summary
+        );
+    }
+
     #[test]
     fn slow_connect_alone() {
         let events = vec![
