@@ -55,7 +55,9 @@ pub struct KernelOffsets {
     /// kernel keeps after a closing socket gives its port back (`skc_num`
     /// is 0 by the time the CLOSE state change is traced).
     pub inet_sport: u32,
-    pub _pad: u32,
+    /// `tcp_sock.segs_out`: 0 when a socket left SYN_SENT without sending
+    /// its SYN (connect() failed in between, e.g. EADDRNOTAVAIL).
+    pub tcp_segs_out: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 96);

@@ -150,6 +150,11 @@ fn ended(sk: u64, _old: i32, new: i32) -> Result<(), i64> {
     let (outcome, errno) = match new {
         TCP_ESTABLISHED => (HandshakeOutcome::Established, 0),
         TCP_CLOSE => {
+            // connect() fails after entering SYN_SENT and before the SYN
+            // (no free port, no route): not a handshake.
+            if read::<u32>(sk, global!(OFFSETS.tcp_segs_out))? == 0 {
+                return Ok(());
+            }
             let err: i32 = read(sk, global!(OFFSETS.sk_err))?;
             let outcome = match err {
                 0 => HandshakeOutcome::Closed,

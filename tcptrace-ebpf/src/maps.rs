@@ -113,7 +113,7 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     sk_err: 0,
     tcp_total_retrans: 0,
     inet_sport: 0,
-    _pad: 0,
+    tcp_segs_out: 0,
 };
 
 #[unsafe(no_mangle)]

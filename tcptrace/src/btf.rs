@@ -384,7 +384,7 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets> {
         sk_err: off("sock", "sk_err")?,
         tcp_total_retrans: off("tcp_sock", "total_retrans")?,
         inet_sport: off("inet_sock", "inet_sport")?,
-        _pad: 0,
+        tcp_segs_out: off("tcp_sock", "segs_out")?,
     })
 }
 
