@@ -106,12 +106,17 @@ pub fn handshake_state_btf(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// One change from or to SYN_SENT (the only ones that get here).
 fn state_change(sk: u64, old: i32, new: i32) -> Result<(), i64> {
     if new == TCP_SYN_SENT {
-        started(sk)
-    } else {
-        ended(sk, old, new)
+        // Only CLOSE -> SYN_SENT exists (connect()); checked all the same.
+        return if old == TCP_CLOSE {
+            started(sk)
+        } else {
+            Ok(())
+        };
     }
+    ended(sk, new)
 }
 
 /// CLOSE -> SYN_SENT, in the connecting task.
@@ -140,7 +145,7 @@ fn started(sk: u64) -> Result<(), i64> {
 
 /// SYN_SENT -> `new`, in softirq (SYN-ACK, RST), timer (timeout) or task
 /// (close) context: the task is the one stored at the start.
-fn ended(sk: u64, _old: i32, new: i32) -> Result<(), i64> {
+fn ended(sk: u64, new: i32) -> Result<(), i64> {
     // SAFETY: the value is copied at once; the socket's state changes are
     // serialised by its lock, so no other program updates this entry now.
     let Some(start) = (unsafe { HANDSHAKE_STATE.get(sk) }).copied() else {
