@@ -21,12 +21,15 @@ pub enum EventKind {
     PawsReject = 6,
     /// An RST reached a synchronized socket ([`crate::paws::RstEvent`]).
     Rst = 7,
+    /// An active open's handshake ended: SYN sent -> established, reset,
+    /// timed out or closed by the application ([`HandshakeEvent`]).
+    Handshake = 8,
 }
 
 impl EventKind {
     /// Number of slots in per-kind counter arrays (index = discriminant).
-    pub const SLOTS: u32 = 8;
-    pub const ALL: [EventKind; 7] = [
+    pub const SLOTS: u32 = 9;
+    pub const ALL: [EventKind; 8] = [
         EventKind::Connect,
         EventKind::PortSearch,
         EventKind::SynDrop,
@@ -34,6 +37,7 @@ impl EventKind {
         EventKind::SynackRetransmit,
         EventKind::PawsReject,
         EventKind::Rst,
+        EventKind::Handshake,
     ];
 
     pub const fn from_u8(v: u8) -> Option<Self> {
@@ -45,6 +49,7 @@ impl EventKind {
             5 => Some(Self::SynackRetransmit),
             6 => Some(Self::PawsReject),
             7 => Some(Self::Rst),
+            8 => Some(Self::Handshake),
             _ => None,
         }
     }
@@ -59,6 +64,7 @@ impl EventKind {
             Self::SynackRetransmit => "synack_retransmit",
             Self::PawsReject => "paws_reject",
             Self::Rst => "rst",
+            Self::Handshake => "handshake",
         }
     }
 }
@@ -114,6 +120,80 @@ pub struct LatencyEvent {
     pub ports_probed: u32,
 }
 
+/// How an active open's handshake ended ([`HandshakeEvent::outcome`]).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HandshakeOutcome {
+    /// SYN_SENT -> ESTABLISHED: the SYN-ACK came back.
+    Established = 1,
+    /// SYN_SENT -> CLOSE with ECONNREFUSED: the peer answered with a RST.
+    Reset = 2,
+    /// SYN_SENT -> CLOSE with ETIMEDOUT: the SYN retransmissions ran out.
+    TimedOut = 3,
+    /// SYN_SENT -> CLOSE with no socket error: the application closed the
+    /// socket (or disconnected it) before an answer came.
+    Closed = 4,
+    /// SYN_SENT -> CLOSE with another socket error (an ICMP error such as
+    /// EHOSTUNREACH, alone or as the soft error behind a timeout).
+    Error = 5,
+}
+
+impl HandshakeOutcome {
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::Established),
+            2 => Some(Self::Reset),
+            3 => Some(Self::TimedOut),
+            4 => Some(Self::Closed),
+            5 => Some(Self::Error),
+            _ => None,
+        }
+    }
+
+    /// The name used in JSON (`outcome`) and in the live view.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Established => "established",
+            Self::Reset => "reset",
+            Self::TimedOut => "timeout",
+            Self::Closed => "closed",
+            Self::Error => "error",
+        }
+    }
+
+    /// All outcomes, by discriminant.
+    pub const ALL: [HandshakeOutcome; 5] = [
+        Self::Established,
+        Self::Reset,
+        Self::TimedOut,
+        Self::Closed,
+        Self::Error,
+    ];
+}
+
+/// Record for [`EventKind::Handshake`]: one active open (a socket leaving
+/// SYN_SENT), timed from CLOSE -> SYN_SENT (in connect(), just before the
+/// first SYN) to the state change that ended it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HandshakeEvent {
+    /// The task that called connect() (the end runs in softirq or timer
+    /// context); `ts_ns` is when the handshake ended.
+    pub header: EventHeader,
+    /// The 4-tuple as the socket held it when the handshake ended (before a
+    /// failed socket is unhashed and its source address cleared).
+    pub flow: Flow,
+    pub handshake_ns: u64,
+    /// `sock.sk_err` when it ended in CLOSE (positive errno), else 0.
+    pub errno: i32,
+    /// SYNs retransmitted (`tcp_sock.total_retrans` at the end).
+    pub syn_retransmits: u32,
+    /// [`HandshakeOutcome`] discriminant.
+    pub outcome: u8,
+    pub _pad: [u8; 7],
+}
+
 const _: () = assert!(size_of::<EventHeader>() == 48);
+const _: () = assert!(size_of::<HandshakeEvent>() == 112);
 const _: () = assert!(size_of::<Flow>() == 40);
 const _: () = assert!(size_of::<LatencyEvent>() == 104);

@@ -14,16 +14,20 @@ pub const HIST_SLOTS: u32 = 64;
 pub enum HistId {
     Connect = 0,
     PortSearch = 1,
+    /// Active opens: SYN_SENT entered -> left (the `handshake` events).
+    Handshake = 2,
 }
 
 impl HistId {
-    pub const COUNT: u32 = 2;
-    pub const ALL: [HistId; Self::COUNT as usize] = [HistId::Connect, HistId::PortSearch];
+    pub const COUNT: u32 = 3;
+    pub const ALL: [HistId; Self::COUNT as usize] =
+        [HistId::Connect, HistId::PortSearch, HistId::Handshake];
 
     pub const fn name(self) -> &'static str {
         match self {
             Self::Connect => "connect",
             Self::PortSearch => "port_search",
+            Self::Handshake => "handshake",
         }
     }
 }

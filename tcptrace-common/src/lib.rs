@@ -18,7 +18,7 @@ pub mod statemaps;
 pub mod syn;
 
 pub use config::{Config, Filter};
-pub use event::{EventHeader, EventKind, Flow, LatencyEvent};
+pub use event::{EventHeader, EventKind, Flow, HandshakeEvent, HandshakeOutcome, LatencyEvent};
 pub use hist::{HistId, HIST_SLOTS};
 pub use offsets::KernelOffsets;
 

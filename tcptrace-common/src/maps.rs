@@ -28,6 +28,11 @@ pub const STATE_MAP_FULL: &str = "STATE_MAP_FULL";
 pub const CONNECT_TASK: &str = "CONNECT_TASK";
 /// Per-CPU count of connect() calls in flight (task storage cannot be walked).
 pub const CONNECT_IN_FLIGHT: &str = "CONNECT_IN_FLIGHT";
+/// Active opens in SYN_SENT, by socket: start time and the connecting task.
+pub const HANDSHAKE_STATE: &str = "HANDSHAKE_STATE";
+/// The 4-tuple of a handshake that failed, by socket, for the connect()
+/// that returns after the kernel cleared the source address.
+pub const HANDSHAKE_FAILED: &str = "HANDSHAKE_FAILED";
 
 // ---- port search -------------------------------------------------------------
 
@@ -97,6 +102,8 @@ pub const ALL: &[&str] = &[
     STATE_MAP_FULL,
     CONNECT_TASK,
     CONNECT_IN_FLIGHT,
+    HANDSHAKE_STATE,
+    HANDSHAKE_FAILED,
     PORT_SEARCH_STATE,
     SYN_SLOT,
     SYN_RECV_SLOT,

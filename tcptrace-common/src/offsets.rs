@@ -47,11 +47,22 @@ pub struct KernelOffsets {
     pub skb_head: u32,
     pub skb_network_header: u32,
     pub skb_transport_header: u32,
+    /// `sock.sk_err`: why a handshake ended in CLOSE.
+    pub sk_err: u32,
+    /// `tcp_sock.total_retrans`: SYNs retransmitted by a handshake.
+    pub tcp_total_retrans: u32,
+    /// `inet_sock.inet_sport` (network order): the source port, which the
+    /// kernel keeps after a closing socket gives its port back (`skc_num`
+    /// is 0 by the time the CLOSE state change is traced).
+    pub inet_sport: u32,
+    /// `tcp_sock.segs_out`: 0 when a socket left SYN_SENT without sending
+    /// its SYN (connect() failed in between, e.g. EADDRNOTAVAIL).
+    pub tcp_segs_out: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 80);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 96);
 
-// SAFETY: #[repr(C)], Copy, u32 fields only (no padding, asserted 80
+// SAFETY: #[repr(C)], Copy, u32 fields only (no padding, asserted 96
 // bytes): every bit pattern is a valid value.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for KernelOffsets {}

@@ -28,6 +28,9 @@ pub enum Kind {
 /// `syscalls:sys_enter_connect` / `sys_exit_connect`: no tp_btf form
 /// (syscall tracepoints are not BTF tracepoints).
 pub const SYS_ENTER_CONNECT: &str = "sys_enter_connect";
+/// `sock:inet_sock_set_state` and its tp_btf twin: active opens' handshakes.
+pub const HANDSHAKE_STATE: &str = "handshake_state";
+pub const HANDSHAKE_STATE_BTF: &str = "handshake_state_btf";
 pub const SYS_EXIT_CONNECT: &str = "sys_exit_connect";
 /// `inet_stream_connect`, where the kernel allows BPF trampolines.
 pub const CONNECT_FENTRY: &str = "connect_fentry";
@@ -129,6 +132,8 @@ pub const ALL: &[(&str, Kind)] = &[
     (SYS_EXIT_CONNECT, Kind::Tracepoint),
     (CONNECT_FENTRY, Kind::FEntry),
     (CONNECT_FEXIT, Kind::FExit),
+    (HANDSHAKE_STATE, Kind::Tracepoint),
+    (HANDSHAKE_STATE_BTF, Kind::TpBtf),
     (HASH_CONNECT_FENTRY, Kind::FEntry),
     (HASH_CONNECT_FEXIT, Kind::FExit),
     (HASH_CONNECT_KPROBE, Kind::KProbe),

@@ -30,10 +30,12 @@ pub enum StateMap {
     ListenOwners = 5,
     /// Accept-queue overflows awaiting SYN-ACK retransmits, by 4-tuple.
     Ghosts = 6,
+    /// Active opens in SYN_SENT, by socket.
+    Handshakes = 7,
 }
 
 impl StateMap {
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 8;
     pub const ALL: [StateMap; Self::COUNT as usize] = [
         StateMap::Connect,
         StateMap::PortSearch,
@@ -42,6 +44,7 @@ impl StateMap {
         StateMap::SynListeners,
         StateMap::ListenOwners,
         StateMap::Ghosts,
+        StateMap::Handshakes,
     ];
 
     /// Short name in summaries.
@@ -54,6 +57,7 @@ impl StateMap {
             StateMap::SynListeners => "syn_listeners",
             StateMap::ListenOwners => "listen_owners",
             StateMap::Ghosts => "syn_ghosts",
+            StateMap::Handshakes => "handshakes",
         }
     }
 
@@ -73,6 +77,7 @@ impl StateMap {
             StateMap::SynListeners => maps::SYN_LISTENERS,
             StateMap::ListenOwners => maps::SYN_LISTEN_OWNERS,
             StateMap::Ghosts => maps::SYN_GHOSTS,
+            StateMap::Handshakes => maps::HANDSHAKE_STATE,
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::{
     diag::done,
     emit::{header, now, passes_threshold, record_latency, send},
     filter,
+    handshake::HANDSHAKE_FAILED,
     kernel::{read, sock_flow, sock_netns, tcp_sock_of_fd, tcp_sock_of_socket},
     maps::{map_full, TaskStorage},
 };
@@ -216,6 +217,7 @@ pub fn connect_fexit(ctx: FExitContext) -> i32 {
 fn finish(ret: i64) -> Result<(), i64> {
     const ENOTSOCK: i32 = 88;
     const EINTR: i32 = 4;
+    const EINPROGRESS: i32 = 115;
     // Restart codes (ERESTARTSYS..ERESTART_RESTARTBLOCK) never reach
     // userspace: an interrupted connect() returns EINTR there, or restarts.
     const RESTART: core::ops::RangeInclusive<i32> = 512..=516;
@@ -250,6 +252,17 @@ fn finish(ret: i64) -> Result<(), i64> {
     if let Ok(now_flow) = sock_flow(start.sk) {
         flow.saddr = now_flow.saddr;
         flow.sport = now_flow.sport;
+    }
+    // A failed handshake's socket has lost its source address by now
+    // (tcp_disconnect): take the 4-tuple its end saw. Failures only, so
+    // healthy calls never look.
+    if errno != 0 && errno != EINPROGRESS {
+        // SAFETY: the value is copied at once.
+        if let Some(failed) = unsafe { HANDSHAKE_FAILED.get(start.sk) }.copied() {
+            let _ = HANDSHAKE_FAILED.remove(start.sk);
+            flow.saddr = failed.saddr;
+            flow.sport = failed.sport;
+        }
     }
     let header = header(EventKind::Connect, sock_netns(start.sk));
     if !filter::allows(&header, &flow) {

@@ -8,6 +8,7 @@ mod connect;
 mod diag;
 mod emit;
 mod filter;
+mod handshake;
 mod kernel;
 mod kfree_skb;
 mod maps;

@@ -110,6 +110,10 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     skb_head: 0,
     skb_network_header: 0,
     skb_transport_header: 0,
+    sk_err: 0,
+    tcp_total_retrans: 0,
+    inet_sport: 0,
+    tcp_segs_out: 0,
 };
 
 #[unsafe(no_mangle)]

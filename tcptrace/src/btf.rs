@@ -381,6 +381,10 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets> {
         skb_head: off("sk_buff", "head")?,
         skb_network_header: off("sk_buff", "network_header")?,
         skb_transport_header: off("sk_buff", "transport_header")?,
+        sk_err: off("sock", "sk_err")?,
+        tcp_total_retrans: off("tcp_sock", "total_retrans")?,
+        inet_sport: off("inet_sock", "inet_sport")?,
+        tcp_segs_out: off("tcp_sock", "segs_out")?,
     })
 }
 

@@ -15,12 +15,12 @@ use tcptrace_common::{
     packet::Packet,
     paws::{PawsEvent, RstEvent},
     syn::SynEvent,
-    EventHeader, EventKind, Flow, LatencyEvent,
+    EventHeader, EventKind, Flow, HandshakeEvent, LatencyEvent,
 };
 
 use crate::{connect, paws, syn};
 pub use crate::{
-    connect::{ConnectDetail, PortSearchDetail},
+    connect::{ConnectDetail, HandshakeDetail, PortSearchDetail},
     paws::{PawsDetail, RstDetail},
     syn::SynDetail,
 };
@@ -58,6 +58,7 @@ impl From<&Flow> for Endpoints {
 pub enum Detail {
     Connect(ConnectDetail),
     PortSearch(PortSearchDetail),
+    Handshake(HandshakeDetail),
     /// syn_drop, listen_overflow, synack_retransmit.
     Syn(SynDetail),
     PawsReject(PawsDetail),
@@ -71,6 +72,7 @@ impl Detail {
         match self {
             Self::Connect(d) => d,
             Self::PortSearch(d) => d,
+            Self::Handshake(d) => d,
             Self::Syn(d) => d,
             Self::PawsReject(d) => d,
             Self::Rst(d) => d,
@@ -296,6 +298,15 @@ pub fn decode_into(bytes: &[u8], ev: &mut Event) -> Result<(), DecodeError> {
             set_header(ev, &rec.header, kind, &rec.flow, Detail::PawsReject(detail));
             ev.packet.extend_from_slice(rec.packet.bytes());
         }
+        EventKind::Handshake => {
+            let rec: HandshakeEvent = read_record(kind, bytes)?;
+            let detail = connect::decode::handshake(&rec).ok_or(DecodeError::BadField {
+                kind,
+                field: "outcome",
+                value: rec.outcome,
+            })?;
+            set_header(ev, &rec.header, kind, &rec.flow, Detail::Handshake(detail));
+        }
         EventKind::Rst => {
             let rec: RstEvent = read_packet_record(kind, bytes)?;
             let detail = paws::decode::rst(&rec).ok_or(DecodeError::BadField {
@@ -368,6 +379,67 @@ pub(crate) mod tests {
             )
         }
         .to_vec()
+    }
+
+    /// A handshake record: 127.0.0.1:40000 -> 10.1.2.3:8080 by curl.
+    pub fn raw_handshake(outcome: u8, errno: i32, syn_retransmits: u32) -> Vec<u8> {
+        let mut ev = decode(&raw_latency(EventKind::Connect, 2, 0)).unwrap();
+        ev.kind = EventKind::Handshake;
+        let mut flow = Flow {
+            family: 2,
+            sport: 40000,
+            dport: 8080,
+            ..Flow::default()
+        };
+        flow.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        flow.daddr[..4].copy_from_slice(&[10, 1, 2, 3]);
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"curl");
+        let rec = HandshakeEvent {
+            header: EventHeader {
+                kind: EventKind::Handshake as u8,
+                pid: ev.pid,
+                tid: ev.tid,
+                netns: ev.netns,
+                ts_ns: ev.ts_ns,
+                cgroup: ev.cgroup,
+                comm,
+                ..EventHeader::default()
+            },
+            flow,
+            handshake_ns: 1_020_000_000,
+            errno,
+            syn_retransmits,
+            outcome,
+            _pad: [0; 7],
+        };
+        bytes_of(&rec)
+    }
+
+    #[test]
+    fn handshake_decodes_and_reads_in_text_and_json() {
+        use tcptrace_common::HandshakeOutcome;
+        let ev = decode(&raw_handshake(HandshakeOutcome::TimedOut as u8, 110, 1)).unwrap();
+        assert_eq!(ev.kind, EventKind::Handshake);
+        let Detail::Handshake(d) = &ev.detail else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(d.outcome, HandshakeOutcome::TimedOut);
+        assert_eq!(
+            (d.errno, d.syn_retransmits, d.handshake_ns),
+            (110, 1, 1_020_000_000)
+        );
+        let cols = ev.detail.family().text(&ev);
+        assert_eq!(cols.result, "timeout ETIMEDOUT syn_rtx=1");
+        assert!(cols.failed);
+        let v = serde_json::to_value(json::EventJson::of(&ev, 0)).unwrap();
+        assert_eq!(v["kind"], "handshake");
+        assert_eq!(v["outcome"], "timeout");
+        assert_eq!(v["handshake_ns"], 1_020_000_000u64);
+        assert_eq!(v["syn_retransmits"], 1);
+        assert_eq!(v["error"], "ETIMEDOUT");
+        // An outcome this tcptrace does not know is a decode error.
+        assert!(decode(&raw_handshake(9, 0, 0)).is_err());
     }
 
     fn bytes_of<T>(rec: &T) -> Vec<u8> {

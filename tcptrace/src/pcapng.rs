@@ -244,7 +244,7 @@ mod tests {
     fn kinds_without_captured_bytes_carry_no_packet() {
         use crate::event::{
             decode,
-            tests::{raw_latency, raw_paws, raw_rst},
+            tests::{raw_handshake, raw_latency, raw_paws, raw_rst},
         };
         use tcptrace_common::{
             paws::{PawsSite, RstVerdict},
@@ -255,6 +255,7 @@ mod tests {
                 EventKind::Connect | EventKind::PortSearch => raw_latency(kind, 2, 0),
                 EventKind::PawsReject => raw_paws(PawsSite::Established, [10, 0, 0, 2], 5, 9, 0),
                 EventKind::Rst => raw_rst(RstVerdict::Ignored, 1),
+                EventKind::Handshake => raw_handshake(1, 0, 0),
                 _ => crate::syn::tests::raw_syn(kind, 0, 0),
             };
             let ev = decode(&raw).unwrap();

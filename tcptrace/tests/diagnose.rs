@@ -324,22 +324,42 @@ fn emfile_listener_is_diagnosed() {
         // The two queued connections get a FIN: CLOSE_WAIT in the queue.
         drop(clients);
         thread::sleep(Duration::from_millis(200));
-        let overflows = netstat()["ListenOverflows"] - before["ListenOverflows"];
+        let after = netstat();
+        let overflows = after["ListenOverflows"] - before["ListenOverflows"];
+        let syn_rtx = delta(&before, &after, "TCPSynRetrans");
         let pid = child.id();
         thread::spawn(move || {
             let _ = release.recv();
             drop(child.stdin.take());
             let _ = child.wait();
         });
-        (pid, overflows)
+        (pid, overflows, syn_rtx)
     });
     let d = Diagnose::start("5s", w.netns);
-    let ((pid, overflows), findings) = w.finish(d);
+    let handshakes = d.hook_attached("handshake");
+    let ((pid, overflows, syn_rtx), findings) = w.finish(d);
     eprintln!("{findings:#?}");
     assert!(overflows >= (CLIENTS - 2) as u64, "{overflows}");
 
+    // The clients whose SYNs the full queue dropped gave up (closed their
+    // non-blocking sockets after 1.6 s and one retransmission): with the
+    // handshake hook a slow_connect names the overflowing queue.
+    let (slow, findings): (Vec<&Value>, Vec<&Value>) =
+        findings.iter().partition(|f| f["id"] == "slow_connect");
+    if handshakes {
+        assert_eq!(slow.len(), 1, "{slow:#?}");
+        let e = &slow[0]["evidence"];
+        assert_eq!(e["measured"], "handshake");
+        assert_eq!(e["dport"], PORT);
+        assert_eq!(e["slow_connects"], CLIENTS - 2);
+        assert_eq!(e["given_up"], CLIENTS - 2);
+        assert_eq!(e["syn_retransmits"], syn_rtx, "== TCPSynRetrans delta");
+        assert_eq!(e["server_side"][0]["id"], "accept_queue_overflow");
+    } else {
+        assert!(slow.is_empty(), "{slow:#?}");
+    }
     assert_eq!(findings.len(), 1, "{findings:#?}");
-    let f = &findings[0];
+    let f = findings[0];
     assert_eq!(f["id"], "accept_queue_overflow");
     assert_eq!(f["count"], overflows, "count == ListenOverflows delta");
     assert!(

@@ -630,10 +630,13 @@ fn syn_sent(family: Family) {
 
     assert_eq!(delta(&before, &after, "PAWSActive"), u64::from(SYNACKS));
     // Two SYN-ACKs rejected on one active open are below the stale-
-    // timestamp threshold (3), syn_sent rejects carry our own clock (no
-    // NAT evidence), and the connect() was non-blocking (not a slow
-    // connect): no finding.
-    lab_findings(&objs, &lab, &[]);
+    // timestamp threshold (3) and syn_sent rejects carry our own clock (no
+    // NAT evidence): no PAWS finding. The non-blocking connect never
+    // completed and was closed: one slow handshake.
+    let found = lab_findings(&objs, &lab, &["slow_connect"]);
+    let s = the_finding(&found, "slow_connect");
+    assert_eq!(s["evidence"]["measured"], "handshake", "{s}");
+    assert_eq!(s["evidence"]["slow_connects"], 1, "{s}");
     if !on {
         eprintln!("paws_syn_sent unavailable: kernel counters checked only");
         return;

@@ -1,5 +1,5 @@
-//! Connect family (connect and port_search), userspace side: decoding of
-//! `LatencyEvent` records ([`decode`]), their text and JSON fields
+//! Connect family (connect, port_search and handshake), userspace side:
+//! decoding of `LatencyEvent` and `HandshakeEvent` records ([`decode`]), their text and JSON fields
 //! ([`output`]) and the summary's port-search line ([`summary`]). The
 //! latency histograms are kernel counters read with the others; the attach
 //! tables are `hooks/connect.rs` and `hooks/port_search.rs`, the rules
@@ -10,6 +10,6 @@ pub mod output;
 pub mod summary;
 
 pub use self::{
-    decode::{ConnectDetail, PortSearchDetail},
+    decode::{ConnectDetail, HandshakeDetail, PortSearchDetail},
     summary::ConnectSummary,
 };

@@ -24,7 +24,7 @@ use super::{
     tally::{capped_insert, top, Span},
     Context, Finding, Severity,
 };
-use crate::event::json::{EventJson, Stamp};
+use crate::event::json::{EventJson, Outcome, Stamp};
 use crate::host::Needs;
 
 /// connect() at least this slow went through a SYN retransmission.
@@ -50,6 +50,10 @@ pub struct Dest {
     pub saddrs: BTreeSet<IpAddr>,
     /// Slow connect() times in ms, and how many took each.
     pub latencies_ms: BTreeMap<u64, u64>,
+    /// Handshakes only: SYNs retransmitted by the slow ones, and how many
+    /// the application gave up on (closed before an answer).
+    pub syn_retransmits: u64,
+    pub given_up: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -62,6 +66,21 @@ pub struct Connects {
     /// row: a burst to one destination costs no map search per connect.
     run: Option<(Key, u64)>,
     pub untracked: u64,
+    /// The same from `handshake` events (every active open, blocking or
+    /// not). Where a destination has handshake events, the finding uses
+    /// them: a blocking connect() is then measured once, by its handshake.
+    pub hs_slow: BTreeMap<Key, Dest>,
+    pub hs_totals: BTreeMap<Key, u64>,
+}
+
+/// Whether a handshake went through the SYN timer or was given up on: a
+/// SYN retransmitted, a timeout, the application closing it before an
+/// answer came (a client timeout such as `curl --connect-timeout 0.1`), or
+/// a second or more.
+fn slow_handshake(ev: &EventJson<'_>, ns: u64) -> bool {
+    ev.syn_retransmits.unwrap_or(0) > 0
+        || matches!(ev.outcome, Some(Outcome::Timeout | Outcome::Closed))
+        || ns >= SLOW_NS
 }
 
 impl Connects {
@@ -104,6 +123,33 @@ impl Connects {
         true
     }
 
+    pub fn observe_handshake(&mut self, ev: &EventJson<'_>, netns: u64, at: Option<&Stamp>) {
+        let (Some(daddr), Some(dport), Some(ns)) = (ev.daddr, ev.dport, ev.handshake_ns) else {
+            return;
+        };
+        let key = Key {
+            netns,
+            daddr,
+            dport,
+        };
+        if let Some(n) = capped_insert(&mut self.hs_totals, key, MAX_DESTS) {
+            *n += 1;
+        }
+        if !slow_handshake(ev, ns) {
+            return;
+        }
+        let Some(d) = capped_insert(&mut self.hs_slow, key, MAX_DESTS) else {
+            self.untracked += 1;
+            return;
+        };
+        let result = ev.outcome.map_or("unknown", Outcome::name);
+        d.note(ev, ns, result.to_owned(), at);
+        d.syn_retransmits += u64::from(ev.syn_retransmits.unwrap_or(0));
+        if ev.outcome == Some(Outcome::Closed) {
+            d.given_up += 1;
+        }
+    }
+
     pub fn observe(&mut self, ev: &EventJson<'_>, netns: u64, at: Option<&Stamp>) {
         let (Some(daddr), Some(dport), Some(latency), Some(errno)) =
             (ev.daddr, ev.dport, ev.latency_ns, ev.errno.map(i64::from))
@@ -123,16 +169,24 @@ impl Connects {
             self.untracked += 1;
             return;
         };
+        let err = ev
+            .error
+            .as_ref()
+            .map_or_else(|| errno.to_string(), |e| e.text().into_owned());
+        d.note(ev, latency, err, at);
+    }
+}
+
+impl Dest {
+    /// One slow call or handshake of `latency` ns that ended in `result`.
+    fn note(&mut self, ev: &EventJson<'_>, latency: u64, result: String, at: Option<&Stamp>) {
+        let d = self;
         d.slow.add(at);
         d.max_latency_ns = d.max_latency_ns.max(latency);
         if let Some(n) = capped_insert(&mut d.latencies_ms, latency / 1_000_000, MAX_LATENCIES) {
             *n += 1;
         }
-        let err = ev
-            .error
-            .as_ref()
-            .map_or_else(|| errno.to_string(), |e| e.text().into_owned());
-        *d.errors.entry(err).or_default() += 1;
+        *d.errors.entry(result).or_default() += 1;
         if let Some(c) = ev.known_comm() {
             if let Some(n) = capped_insert(&mut d.comms, c.to_owned(), 16) {
                 *n += 1;
@@ -144,9 +198,12 @@ impl Connects {
             }
         }
     }
+}
 
+impl Connects {
     pub fn needs(&self, n: &mut Needs) {
         n.netns.extend(self.slow.keys().map(|k| k.netns));
+        n.netns.extend(self.hs_slow.keys().map(|k| k.netns));
     }
 
     pub fn findings(
@@ -156,8 +213,16 @@ impl Connects {
         paws_: &Paws,
         out: &mut Vec<Finding>,
     ) {
+        for (k, d) in &self.hs_slow {
+            let total = self.hs_totals.get(k).copied();
+            out.push(finding(ctx, k, d, ls, paws_, total, true));
+        }
         for (k, d) in &self.slow {
-            out.push(finding(ctx, k, d, ls, paws_, self.total(k)));
+            if self.hs_totals.contains_key(k) {
+                continue;
+            }
+            let total = self.total(k);
+            out.push(finding(ctx, k, d, ls, paws_, total, false));
         }
     }
 }
@@ -169,6 +234,7 @@ fn finding(
     ls: &Listeners,
     paws_: &Paws,
     total: Option<u64>,
+    handshakes: bool,
 ) -> Finding {
     let dest = endpoint(Some(k.daddr), k.dport);
     let h = &ctx.host;
@@ -210,12 +276,17 @@ fn finding(
         .set("dport", k.dport)
         .set("slow_connects", d.slow.count)
         .opt("connects_seen", total)
+        .set("measured", if handshakes { "handshake" } else { "connect" })
         .set("max_latency_ns", d.max_latency_ns)
         .set("latencies_ms", Value::Array(latencies))
         .set("results", Value::Object(errors))
         .set("processes", Value::Array(comms))
         .set("local_listener", local.is_some() || !causes.is_empty())
         .set("server_side", Value::Array(causes.clone()));
+    if handshakes {
+        e.set("syn_retransmits", d.syn_retransmits)
+            .set("given_up", d.given_up);
+    }
     if resolved.ambiguous {
         e.set("server_side_ambiguous", true);
     }
@@ -287,13 +358,28 @@ fn finding(
         format!("destination {dest} netns {}", k.netns),
         &d.slow,
     );
-    f.summary = format!(
-        "connect() to {dest} took 1 s or more {} times{} (up to {} s): the SYN was retransmitted{}.",
-        d.slow.count,
-        total.map_or(String::new(), |t| format!(" of {t}")),
-        seconds(d.max_latency_ns),
-        if because.is_empty() { String::new() } else { format!(" because {}", because.join(", and ")) }
-    );
+    let because = if because.is_empty() {
+        String::new()
+    } else {
+        format!(" because {}", because.join(", and "))
+    };
+    f.summary = if handshakes {
+        format!(
+            "{} of {} handshakes to {dest} went through the SYN timer or were given up (longest {} s; {} SYN retransmits, {} closed by the client before an answer){because}.",
+            d.slow.count,
+            total.unwrap_or(d.slow.count),
+            seconds(d.max_latency_ns),
+            d.syn_retransmits,
+            d.given_up,
+        )
+    } else {
+        format!(
+            "connect() to {dest} took 1 s or more {} times{} (up to {} s): the SYN was retransmitted{because}.",
+            d.slow.count,
+            total.map_or(String::new(), |t| format!(" of {t}")),
+            seconds(d.max_latency_ns),
+        )
+    };
     f.evidence = e.0;
     f.advice = advice;
     f
@@ -312,6 +398,45 @@ mod tests {
             json!({"latency_ns": latency_ns, "errno": errno, "error": if errno == 0 { "OK" } else { "ETIMEDOUT" },
                    "comm": "curl", "saddr": "10.0.0.9", "sport": 41000 + sec, "daddr": "10.0.0.1", "dport": 8080}),
         )
+    }
+
+    fn handshake(sec: u32, ns: u64, outcome: &str, rtx: u32) -> Value {
+        ev(
+            "handshake",
+            sec,
+            json!({"handshake_ns": ns, "outcome": outcome, "syn_retransmits": rtx, "errno": 0, "error": "OK",
+                   "comm": "curl", "saddr": "10.0.0.9", "sport": 42000 + sec, "daddr": "10.0.0.1", "dport": 8080}),
+        )
+    }
+
+    #[test]
+    fn handshakes_count_non_blocking_and_given_up_connects_once() {
+        let events = vec![
+            // A blocking connect after one retransmission: its handshake
+            // and its connect() event, counted once.
+            handshake(0, 1_020_000_000, "established", 1),
+            conn(0, 1_020_000_000, 0),
+            // Non-blocking: EINPROGRESS, then given up after 100 ms.
+            conn(1, 50_000, 115),
+            handshake(1, 100_000_000, "closed", 0),
+            // Healthy and refused ones are not slow.
+            handshake(2, 300_000, "established", 0),
+            handshake(3, 200_000, "reset", 0),
+        ];
+        let f = run(&events, HostView::default());
+        assert_eq!(ids(&f), ["slow_connect"]);
+        assert_eq!(f[0].count, 2);
+        let e = &f[0].evidence;
+        assert_eq!(e["measured"], "handshake");
+        assert_eq!(e["connects_seen"], 4);
+        assert_eq!(e["syn_retransmits"], 1);
+        assert_eq!(e["given_up"], 1);
+        assert_eq!(e["results"], json!({"closed": 1, "established": 1}));
+        assert!(
+            f[0].summary.starts_with("2 of 4 handshakes to 10.0.0.1:8080 went through the SYN timer or were given up (longest 1.02 s; 1 SYN retransmits, 1 closed"),
+            "{}",
+            f[0].summary
+        );
     }
 
     #[test]

@@ -23,9 +23,9 @@ use super::{
 };
 use crate::host::Needs;
 use crate::{
+    event::json::Outcome,
     event::json::{EventJson, Stamp},
     summary::json::SummaryJson,
-    syn::Outcome,
 };
 
 /// Listeners tracked one by one.
@@ -138,7 +138,7 @@ impl Listeners {
                 match (ev.outcome, abort) {
                     (Some(Outcome::Ghost), _) | (None, Some(0)) => l.overflow_ghost.add(at),
                     (Some(Outcome::Reset), _) | (None, Some(_)) => l.overflow_reset.add(at),
-                    (None, None) => l.overflow_unknown.add(at),
+                    (None, None) | (Some(_), _) => l.overflow_unknown.add(at),
                 }
             }
             EventKind::SynackRetransmit => {

@@ -218,6 +218,7 @@ impl Engine {
                 self.ports.observe(kind, ev, netns, at);
             }
             EventKind::PortSearch => self.ports.observe(kind, ev, netns, at),
+            EventKind::Handshake => self.connect.observe_handshake(ev, netns, at),
             EventKind::PawsReject => self.paws.observe(ev, netns, at),
             EventKind::Rst => self.rst.observe(ev, netns, at),
         }

@@ -19,7 +19,56 @@ use tcptrace_common::{
 };
 
 use super::{errno_name, Event};
-use crate::syn::{Outcome, Owner};
+use crate::syn::Owner;
+
+/// `outcome`: how it ended for the client. `listen_overflow`: `reset` or
+/// `ghost`; `handshake`: `established`, `reset`, `timeout`, `closed` or
+/// `error`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Reset,
+    Ghost,
+    Established,
+    Timeout,
+    Closed,
+    Error,
+}
+
+impl Outcome {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Reset => "reset",
+            Self::Ghost => "ghost",
+            Self::Established => "established",
+            Self::Timeout => "timeout",
+            Self::Closed => "closed",
+            Self::Error => "error",
+        }
+    }
+}
+
+impl From<crate::syn::Outcome> for Outcome {
+    fn from(o: crate::syn::Outcome) -> Self {
+        match o {
+            crate::syn::Outcome::Reset => Self::Reset,
+            crate::syn::Outcome::Ghost => Self::Ghost,
+        }
+    }
+}
+
+impl From<tcptrace_common::HandshakeOutcome> for Outcome {
+    fn from(o: tcptrace_common::HandshakeOutcome) -> Self {
+        use tcptrace_common::HandshakeOutcome as H;
+        match o {
+            H::Established => Self::Established,
+            H::Reset => Self::Reset,
+            H::TimedOut => Self::Timeout,
+            H::Closed => Self::Closed,
+            H::Error => Self::Error,
+        }
+    }
+}
 
 /// RFC 3339 wall-clock time of a CLOCK_BOOTTIME stamp.
 pub fn wall_time(ts_ns: u64, boot_offset_ns: i64) -> String {
@@ -224,6 +273,8 @@ pub struct EventJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "flag")]
     pub last_quarter: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake_ns: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ns: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen_addr: Option<IpAddr>,
@@ -277,6 +328,8 @@ pub struct EventJson<'a> {
     pub state: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syn_queue: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syn_retransmits: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syncookies: Option<u8>,
     pub tid: u32,

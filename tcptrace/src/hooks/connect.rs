@@ -35,3 +35,23 @@ pub fn spec() -> HookSpec {
         ..HookSpec::default()
     }
 }
+
+/// Active opens' handshakes, blocking or not: `sock:inet_sock_set_state`,
+/// tp_btf where the kernel has its BTF (every supported kernel), else the
+/// plain tracepoint. It runs on every TCP state change (about five per
+/// connection and side); all but CLOSE -> SYN_SENT and SYN_SENT -> its end
+/// return after comparing two arguments.
+pub fn handshake_spec() -> HookSpec {
+    HookSpec {
+        name: "handshake",
+        about: "active opens: SYN sent -> established, reset, timed out or closed; SYN retransmits",
+        tracepoints: vec![TpTarget::typed(
+            "sock",
+            "inet_sock_set_state",
+            programs::HANDSHAKE_STATE,
+            programs::HANDSHAKE_STATE_BTF,
+            3,
+        )],
+        ..HookSpec::default()
+    }
+}

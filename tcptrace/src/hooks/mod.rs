@@ -320,7 +320,11 @@ impl HookStatus {
 
 /// Every hook, in display order, specialised for this kernel's BTF.
 pub fn table(btf: &KernelBtf) -> Vec<HookSpec> {
-    let mut specs = vec![connect::spec(), port_search::spec(btf)];
+    let mut specs = vec![
+        connect::spec(),
+        connect::handshake_spec(),
+        port_search::spec(btf),
+    ];
     specs.extend(syn::specs(btf));
     specs.extend(paws::specs(btf));
     for spec in &mut specs {

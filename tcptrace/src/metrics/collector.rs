@@ -551,6 +551,10 @@ impl Exporter {
                         "tcptrace_port_search_duration_seconds",
                         "Time the kernel searched for a free ephemeral port, every search (from the kernel's log2 histogram).",
                     ),
+                    HistId::Handshake => (
+                        "tcptrace_handshake_duration_seconds",
+                        "Time of active opens' handshakes, SYN sent to established, reset, timed out or closed, every one (from the kernel's log2 histogram).",
+                    ),
                 };
                 latency_histogram(enc, name, help, h)?;
             }

@@ -180,6 +180,8 @@ impl Totals {
                     bump_peer(&mut self.paws_by_peer, &mut self.paws_untracked, i, ev);
                 }
             }
+            // Counted by kind; their times are the handshake histogram.
+            Detail::Handshake(_) => {}
             Detail::Rst(r) => {
                 let i = r.verdict as usize - 1;
                 self.rst[i] += 1;

@@ -35,7 +35,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use tcptrace_common::{
     paws::{PawsEvent, RstEvent},
     syn::SynEvent,
-    EventHeader, EventKind, Flow, LatencyEvent,
+    EventHeader, EventKind, Flow, HandshakeEvent, LatencyEvent,
 };
 
 use self::{
@@ -106,6 +106,10 @@ pub fn metadata(hooks: &[HookStatus], filter: &FilterArgs, boot_offset_ns: i64) 
             ("EventHeader".to_owned(), size(size_of::<EventHeader>())),
             ("Flow".to_owned(), size(size_of::<Flow>())),
             ("LatencyEvent".to_owned(), size(size_of::<LatencyEvent>())),
+            (
+                "HandshakeEvent".to_owned(),
+                size(size_of::<HandshakeEvent>()),
+            ),
             ("SynEvent".to_owned(), size(size_of::<SynEvent>())),
             ("PawsEvent".to_owned(), size(size_of::<PawsEvent>())),
             ("RstEvent".to_owned(), size(size_of::<RstEvent>())),

@@ -80,7 +80,7 @@ fn json_fields(kind: EventKind, d: &SynDetail, v: &mut EventJson<'_>) {
         }
         EventKind::ListenOverflow => {
             v.abort_on_overflow = Some(d.abort_on_overflow);
-            v.outcome = Some(Outcome::of(d.abort_on_overflow));
+            v.outcome = Some(Outcome::of(d.abort_on_overflow).into());
         }
         _ => {
             v.retransmit = Some(d.retransmit);
