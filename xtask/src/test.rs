@@ -109,7 +109,10 @@ pub fn all(args: &TestArgs) -> Result<()> {
             ])
             .args(["--", "-D", "warnings"]))
     });
-    stage(&mut tally, "clippy (eBPF)", clippy_ebpf);
+    stage(&mut tally, "clippy (eBPF)", || clippy_ebpf(&[]));
+    stage(&mut tally, "clippy (eBPF, thread-hash)", || {
+        clippy_ebpf(&["--features", "thread-hash"])
+    });
     stage(&mut tally, "unit tests", || {
         run(cargo().args([
             "test",
@@ -137,8 +140,9 @@ pub fn all(args: &TestArgs) -> Result<()> {
 }
 
 /// clippy over the kernel programs, built for the BPF target with the same
-/// toolchain and flags as the real build.
-fn clippy_ebpf() -> Result<()> {
+/// toolchain and flags as the real build; `features`: the second object's
+/// (`--features thread-hash`, kernels without task storage).
+fn clippy_ebpf(features: &[&str]) -> Result<()> {
     let mut c = std::process::Command::new("rustup");
     c.current_dir(crate::sh::root())
         .args([
@@ -150,6 +154,7 @@ fn clippy_ebpf() -> Result<()> {
             "tcptrace-ebpf",
             "--release",
         ])
+        .args(features)
         .args([
             "--target",
             "bpfel-unknown-none",

@@ -11,7 +11,7 @@
 //! accept queue. tp_btf (and fentry) programs have a guard of their own.
 //! Syscall tracepoints have no tp_btf form and stay plain.
 
-mod connect;
+pub mod connect;
 #[cfg(test)]
 mod contract;
 mod paws;
