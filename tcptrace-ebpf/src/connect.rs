@@ -26,7 +26,7 @@ use crate::{
     diag::done,
     emit::{header, now, passes_threshold, record_latency, send},
     filter,
-    kernel::{read, sock_flow, sock_netns, tcp_sock_of_fd, tcp_sock_of_socket},
+    kernel::{fexit_ret, read, sock_flow, sock_netns, tcp_sock_of_fd, tcp_sock_of_socket},
     maps::map_full,
 };
 #[cfg(feature = "thread-hash")]
@@ -218,7 +218,8 @@ fn try_connect_fentry(socket: u64, uaddr: u64) -> Result<(), i64> {
 #[fexit(function = "inet_stream_connect")]
 pub fn connect_fexit(ctx: FExitContext) -> i32 {
     // The function returns int; sign-extend what the trampoline saved.
-    let result = finish(ctx.ret::<i32>().unwrap_or(0) as i64);
+    let result =
+        finish(fexit_ret::<i32>(&ctx, programs::RET_SLOT_INET_STREAM_CONNECT).unwrap_or(0) as i64);
     done(&ctx, programs::CONNECT_FEXIT, result);
     0
 }

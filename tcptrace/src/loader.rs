@@ -101,6 +101,9 @@ pub fn load_staged(
     // loads without aya's BTF (which the loader would otherwise parse here).
     // Task storage has no userspace type in aya; the programs alone use it.
     let (object, object_note) = object();
+    if object_note.is_some() {
+        hooks::check_fexit_ret_slots(&btf);
+    }
     let mut ebpf = EbpfLoader::new()
         .btf(None)
         .allow_unsupported_maps()

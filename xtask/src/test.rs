@@ -197,12 +197,15 @@ fn finish(tally: Tally) -> Result<()> {
 /// `tcptrace check` for the record.
 fn guest_script(
     tests: &[(String, std::path::PathBuf)],
+    kernel: &str,
     attach: &str,
     filter: Option<&str>,
     repeat: u32,
 ) -> String {
+    let unavailable = vm::known_unavailable(kernel).join(",");
     let mut s = format!(
-        "export TCPTRACE_BIN=/bin/tcptrace TCPTRACE_ATTACH={attach} TCPTRACE_REQUIRE=all RUST_BACKTRACE=1\n\
+        "export TCPTRACE_BIN=/bin/tcptrace TCPTRACE_ATTACH={attach} TCPTRACE_REQUIRE=all \
+         TCPTRACE_UNAVAILABLE={unavailable} RUST_BACKTRACE=1\n\
          rc=0\n"
     );
     // Test names are Rust identifiers: nothing to quote.
@@ -296,7 +299,7 @@ fn run_one(
     args: &VmArgs,
 ) -> (String, Result<(), String>) {
     let what = format!("VM {name} ({}) --attach {mode}", kernel.release);
-    let script = guest_script(tests, mode, args.filter.as_deref(), args.repeat);
+    let script = guest_script(tests, name, mode, args.filter.as_deref(), args.repeat);
     let mut job = vm::Job::new(script, Duration::from_secs(args.timeout));
     job.files
         .push((tcptrace.to_path_buf(), "/bin/tcptrace".into()));
