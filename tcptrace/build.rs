@@ -5,8 +5,18 @@
 //! there is one, otherwise the `bpf-debian` toolchain that `cargo xtask setup`
 //! links to Debian's rustc-web and rust-web-src. `TCPTRACE_BPF_TOOLCHAIN`
 //! overrides the choice.
+//!
+//! Two objects: `tcptrace` (the per-thread connect() state in task storage)
+//! and `tcptrace-thread-hash` (the same programs with that state in an LRU
+//! hash, feature `thread-hash`), which the loader takes on kernels without
+//! task storage (before 5.11). The second build shares the first's target
+//! directory, so only tcptrace-ebpf itself is compiled and linked again.
 
-use std::{env, path::Path, process::Command};
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::{bail, Context as _};
 use aya_build::{Package, Toolchain};
@@ -50,11 +60,27 @@ fn main() -> anyhow::Result<()> {
     if !which.map(|o| o.status.success()).unwrap_or(false) {
         bail!("bpf-linker not found on PATH: {SETUP_HINT}");
     }
-    let package = Package {
-        name: "tcptrace-ebpf",
-        root_dir: "../tcptrace-ebpf",
-        ..Default::default()
-    };
-    aya_build::build_ebpf([package], Toolchain::Custom(&toolchain))
-        .with_context(|| format!("building tcptrace-ebpf with toolchain {toolchain}"))
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?);
+    // aya-build writes the object as OUT_DIR/tcptrace whatever the features:
+    // the thread-hash build goes first and is moved aside.
+    for (features, object) in [
+        (&["thread-hash"][..], Some("tcptrace-thread-hash")),
+        (&[][..], None),
+    ] {
+        let package = Package {
+            name: "tcptrace-ebpf",
+            root_dir: "../tcptrace-ebpf",
+            features,
+            ..Default::default()
+        };
+        aya_build::build_ebpf([package], Toolchain::Custom(&toolchain)).with_context(|| {
+            format!("building tcptrace-ebpf (features {features:?}) with toolchain {toolchain}")
+        })?;
+        if let Some(object) = object {
+            let (from, to) = (out_dir.join("tcptrace"), out_dir.join(object));
+            fs::rename(&from, &to)
+                .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
+        }
+    }
+    Ok(())
 }

@@ -36,6 +36,50 @@ pub const SYS_EXIT_CONNECT: &str = "sys_exit_connect";
 pub const CONNECT_FENTRY: &str = "connect_fentry";
 pub const CONNECT_FEXIT: &str = "connect_fexit";
 
+// ---- fexit return values on kernels before 5.11 ----------------------------------
+
+/// The thread-hash object (kernels without task storage, before 5.11, so
+/// also without `bpf_get_func_ret`, 5.17+) reads an fexit program's return
+/// value from the trampoline's context, in the slot after the arguments:
+/// the function's parameter count on those kernels (5.10's), fixed at
+/// build time because the verifier takes context reads at constant offsets
+/// only. Userspace loads such a program only where the kernel's BTF gives
+/// the function exactly that many parameters ([`FEXIT_RET_SLOTS`]).
+pub const RET_SLOT_INET_STREAM_CONNECT: usize = 4;
+pub const RET_SLOT_INET_HASH_CONNECT: usize = 4;
+pub const RET_SLOT_SYN_RECV_SOCK: usize = 6;
+pub const RET_SLOT_VALIDATE_INCOMING: usize = 4;
+
+/// (fexit program, function, return slot) of every fexit program that reads
+/// its function's return value.
+pub const FEXIT_RET_SLOTS: [(&str, &str, usize); 5] = [
+    (
+        CONNECT_FEXIT,
+        "inet_stream_connect",
+        RET_SLOT_INET_STREAM_CONNECT,
+    ),
+    (
+        HASH_CONNECT_FEXIT,
+        "__inet_hash_connect",
+        RET_SLOT_INET_HASH_CONNECT,
+    ),
+    (
+        SYN_RECV_SOCK4_FEXIT,
+        "tcp_v4_syn_recv_sock",
+        RET_SLOT_SYN_RECV_SOCK,
+    ),
+    (
+        SYN_RECV_SOCK6_FEXIT,
+        "tcp_v6_syn_recv_sock",
+        RET_SLOT_SYN_RECV_SOCK,
+    ),
+    (
+        VALIDATE_FEXIT,
+        "tcp_validate_incoming",
+        RET_SLOT_VALIDATE_INCOMING,
+    ),
+];
+
 // ---- port search -------------------------------------------------------------
 
 /// `__inet_hash_connect`.

@@ -20,17 +20,21 @@ use tcptrace_common::{
     EventKind, Flow, HistId, LatencyEvent,
 };
 
+#[cfg(not(feature = "thread-hash"))]
+use crate::maps::TaskStorage;
 use crate::{
     diag::done,
     emit::{header, now, passes_threshold, record_latency, send},
     filter,
     handshake::HANDSHAKE_FAILED,
-    kernel::{read, sock_flow, sock_netns, tcp_sock_of_fd, tcp_sock_of_socket},
-    maps::{map_full, TaskStorage},
+    kernel::{fexit_ret, read, sock_flow, sock_netns, tcp_sock_of_fd, tcp_sock_of_socket},
+    maps::map_full,
 };
+#[cfg(feature = "thread-hash")]
+use {crate::maps::ThreadHash, aya_ebpf::macros::map as hash_map};
 
 /// A connect() in flight on one thread.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct ConnectStart {
     start_ns: u64,
     sk: u64,
@@ -42,9 +46,17 @@ pub struct ConnectStart {
 /// storage, so entry and return reach it without a hash lookup. A call whose
 /// return the kernel skipped (program recursion) leaves its value set, and
 /// the thread's next connect() overwrites it.
+#[cfg(not(feature = "thread-hash"))]
 #[unsafe(link_section = ".maps")]
 #[unsafe(export_name = "CONNECT_TASK")]
 static CONNECT_TASK: TaskStorage<ConnectStart> = TaskStorage::new();
+
+/// Kernels without task storage (before 5.11; the `thread-hash` object):
+/// the same state in an LRU hash keyed by thread, an entry from the call's
+/// entry to its return.
+#[cfg(feature = "thread-hash")]
+#[hash_map(name = "CONNECT_TASK")]
+static CONNECT_TASK: ThreadHash<ConnectStart> = ThreadHash::with_max_entries(16384);
 
 /// Calls in flight (see `statemaps::CONNECT_IN_FLIGHT`): task storage
 /// cannot be walked from userspace.
@@ -207,7 +219,8 @@ fn try_connect_fentry(socket: u64, uaddr: u64) -> Result<(), i64> {
 #[fexit(function = "inet_stream_connect")]
 pub fn connect_fexit(ctx: FExitContext) -> i32 {
     // The function returns int; sign-extend what the trampoline saved.
-    let result = finish(ctx.ret::<i32>().unwrap_or(0) as i64);
+    let result =
+        finish(fexit_ret::<i32>(&ctx, programs::RET_SLOT_INET_STREAM_CONNECT).unwrap_or(0) as i64);
     done(&ctx, programs::CONNECT_FEXIT, result);
     0
 }
@@ -231,6 +244,7 @@ fn finish(ret: i64) -> Result<(), i64> {
     }
     // SAFETY: as in `start`.
     unsafe { (*slot).start_ns = 0 };
+    CONNECT_TASK.release();
     in_flight(u64::MAX);
     let errno = match ret {
         0.. => 0,

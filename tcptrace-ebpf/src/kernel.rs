@@ -1,6 +1,10 @@
 //! Reading kernel structures through offsets resolved from BTF at load time.
 
-use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
+use aya_ebpf::{
+    helpers::{bpf_get_current_task, bpf_probe_read_kernel},
+    programs::FExitContext,
+    Argument,
+};
 use tcptrace_common::{event::AF_INET6, Flow};
 
 use crate::maps::global;
@@ -94,4 +98,22 @@ pub fn tcp_sock_of_socket(socket: u64) -> Result<Option<u64>, i64> {
         return Ok(None);
     }
     Ok(Some(sk))
+}
+
+/// The return value of an fexit program's function, whose parameter count
+/// on kernels before 5.11 is `slot` (`programs::RET_SLOT_*`):
+/// `bpf_get_func_ret` (5.17+), or in the thread-hash object, loaded on
+/// kernels without task storage (before 5.11), the trampoline's context
+/// slot after the arguments (userspace checked the count against BTF).
+#[inline(always)]
+pub fn fexit_ret<T: Argument>(ctx: &FExitContext, slot: usize) -> Result<T, i32> {
+    #[cfg(feature = "thread-hash")]
+    {
+        Ok(ctx.arg(slot))
+    }
+    #[cfg(not(feature = "thread-hash"))]
+    {
+        let _ = slot;
+        ctx.ret()
+    }
 }

@@ -1,8 +1,13 @@
 //! Maps and read-only globals shared by every hook family.
 
+#[cfg(not(feature = "thread-hash"))]
 use aya_ebpf::{
     bindings::{bpf_map_type, BPF_F_NO_PREALLOC, BPF_LOCAL_STORAGE_GET_F_CREATE},
     helpers::{bpf_get_current_task_btf, bpf_task_storage_get},
+};
+#[cfg(feature = "thread-hash")]
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, maps::LruHashMap};
+use aya_ebpf::{
     macros::map,
     maps::{PerCpuArray, RingBuf},
 };
@@ -41,6 +46,7 @@ pub static STATE_MAP_FULL: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat
 /// the thread. Declared the BTF way (a `.maps` section entry whose member
 /// types carry the map's type, key, value and flags), since the kernel takes
 /// the key and value types of local storage from the object's BTF.
+#[cfg(not(feature = "thread-hash"))]
 #[repr(C)]
 pub struct TaskStorage<T> {
     r#type: *const [i32; bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE as usize],
@@ -50,8 +56,10 @@ pub struct TaskStorage<T> {
 }
 
 // SAFETY: the members are never dereferenced; only their BTF types matter.
+#[cfg(not(feature = "thread-hash"))]
 unsafe impl<T> Sync for TaskStorage<T> {}
 
+#[cfg(not(feature = "thread-hash"))]
 impl<T> TaskStorage<T> {
     pub const fn new() -> Self {
         Self {
@@ -85,6 +93,50 @@ impl<T> TaskStorage<T> {
             )
         };
         (!value.is_null()).then_some(value.cast())
+    }
+
+    /// Done with the current thread's value: it stays, with the thread.
+    #[inline(always)]
+    pub fn release(&self) {}
+}
+
+/// [`TaskStorage`]'s interface over an LRU hash keyed by thread
+/// (`pid_tgid`): the object built with the `thread-hash` feature, which
+/// userspace loads on kernels without task storage (before 5.11). A value
+/// lives from the call's entry to its [`release`](Self::release); LRU, so
+/// one whose return the kernel skipped is recycled.
+#[cfg(feature = "thread-hash")]
+#[repr(transparent)]
+pub struct ThreadHash<T: 'static>(LruHashMap<u64, T>);
+
+#[cfg(feature = "thread-hash")]
+impl<T: Default + 'static> ThreadHash<T> {
+    pub const fn with_max_entries(max_entries: u32) -> Self {
+        Self(LruHashMap::with_max_entries(max_entries, 0))
+    }
+
+    /// The current thread's value, inserted as `T::default()` first when
+    /// `create`. None when it has none (and not `create`), or the insert
+    /// failed.
+    #[inline(always)]
+    pub fn current(&self, create: bool) -> Option<*mut T> {
+        let key = bpf_get_current_pid_tgid();
+        if let Some(value) = self.0.get_ptr_mut(key) {
+            return Some(value);
+        }
+        if !create {
+            return None;
+        }
+        self.0.insert(key, T::default(), 0).ok()?;
+        self.0.get_ptr_mut(key)
+    }
+
+    /// Done with the current thread's value: removes it (a pointer from
+    /// [`current`](Self::current) is not used after this).
+    #[inline(always)]
+    pub fn release(&self) {
+        // Already gone (recycled) is as good as removed.
+        let _ = self.0.remove(bpf_get_current_pid_tgid());
     }
 }
 

@@ -15,7 +15,7 @@ use crate::{
     diag::done,
     emit::{header, now, passes_threshold, record_latency, send},
     filter,
-    kernel::{sock_flow, sock_netns},
+    kernel::{fexit_ret, sock_flow, sock_netns},
     maps::map_full,
 };
 
@@ -104,7 +104,9 @@ pub fn hash_connect_fentry(ctx: FEntryContext) -> i32 {
 #[fexit(function = "__inet_hash_connect")]
 pub fn hash_connect_fexit(ctx: FExitContext) -> i32 {
     // The function returns int; sign-extend what the trampoline saved.
-    let result = try_search_exit(ctx.ret::<i32>().unwrap_or(0) as i64);
+    let result = try_search_exit(
+        fexit_ret::<i32>(&ctx, programs::RET_SLOT_INET_HASH_CONNECT).unwrap_or(0) as i64,
+    );
     done(&ctx, programs::HASH_CONNECT_FEXIT, result);
     0
 }

@@ -29,6 +29,7 @@ use aya_ebpf::{
 };
 use tcptrace_common::{
     event::AF_INET6,
+    programs,
     statemaps::StateMap,
     syn::{flags, ListenerCounters, ListenerKey, SynAnswer, SynDropCause, SynEvent, SynOffsets},
     EventHeader, EventKind, Flow, Stat,
@@ -37,7 +38,7 @@ use tcptrace_common::{
 use crate::{
     emit::now,
     filter,
-    kernel::{read, sock_flow, sock_netns, tcp_sock_of_fd},
+    kernel::{fexit_ret, read, sock_flow, sock_netns, tcp_sock_of_fd},
     maps::{bump, count, global, map_full, EVENTS, LOST},
     packet::{capture, segment_flow, segment_seq},
 };
@@ -574,7 +575,7 @@ pub fn syn_recv_sock4_fentry(ctx: FEntryContext) -> i32 {
 
 #[fexit(function = "tcp_v4_syn_recv_sock")]
 pub fn syn_recv_sock4_fexit(ctx: FExitContext) -> i32 {
-    recv_sock_exit(ctx.ret::<u64>().unwrap_or(1));
+    recv_sock_exit(fexit_ret::<u64>(&ctx, programs::RET_SLOT_SYN_RECV_SOCK).unwrap_or(1));
     0
 }
 
@@ -586,7 +587,7 @@ pub fn syn_recv_sock6_fentry(ctx: FEntryContext) -> i32 {
 
 #[fexit(function = "tcp_v6_syn_recv_sock")]
 pub fn syn_recv_sock6_fexit(ctx: FExitContext) -> i32 {
-    recv_sock_exit(ctx.ret::<u64>().unwrap_or(1));
+    recv_sock_exit(fexit_ret::<u64>(&ctx, programs::RET_SLOT_SYN_RECV_SOCK).unwrap_or(1));
     0
 }
 

@@ -146,6 +146,22 @@ pub fn boot_to_unix_offset_ns() -> i64 {
     real - boot
 }
 
+/// Whether the running kernel's release (`uname -r`) is older than
+/// `major.minor`; false when it cannot be read. For tests that check
+/// kernel facts which arrived in a known release.
+#[cfg(test)]
+pub fn release_before(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    match (parts.next(), parts.next()) {
+        (Some(a), Some(b)) => (a, b) < (major, minor),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

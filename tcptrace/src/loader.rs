@@ -19,6 +19,31 @@ use crate::{
 pub(crate) static OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcptrace"));
 
+/// The same programs with the per-thread connect() state in an LRU hash
+/// (tcptrace-ebpf's `thread-hash` feature), for kernels without task
+/// storage (before 5.11), which cannot create `CONNECT_TASK` as
+/// [`OBJECT`] declares it.
+pub(crate) static OBJECT_THREAD_HASH: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcptrace-thread-hash"));
+
+/// Which object this kernel loads, and why when not the first choice.
+pub fn object() -> (&'static [u8], Option<&'static str>) {
+    match aya::sys::is_map_supported(aya::maps::MapType::TaskStorage) {
+        Ok(true) => (OBJECT, None),
+        Ok(false) => (
+            OBJECT_THREAD_HASH,
+            Some(
+                "no task storage on this kernel (5.11+): connect() state in an LRU hash by thread",
+            ),
+        ),
+        // The probe itself failed: try task storage, the load says why if not.
+        Err(e) => {
+            log::debug!("probing for task storage: {e}");
+            (OBJECT, None)
+        }
+    }
+}
+
 pub struct Loaded {
     pub ebpf: Ebpf,
     pub hooks: Vec<HookStatus>,
@@ -75,6 +100,10 @@ pub fn load_staged(
     // The object relocates no kernel types (offsets come as globals), so it
     // loads without aya's BTF (which the loader would otherwise parse here).
     // Task storage has no userspace type in aya; the programs alone use it.
+    let (object, object_note) = object();
+    if object_note.is_some() {
+        hooks::check_fexit_ret_slots(&btf);
+    }
     let mut ebpf = EbpfLoader::new()
         .btf(None)
         .allow_unsupported_maps()
@@ -83,7 +112,7 @@ pub fn load_staged(
         .override_global(globals::SYN_OFFSETS, &syn_offsets, true)
         .override_global(globals::PAWS_OFFSETS, &paws_offsets, true)
         .override_global(aya_log::LEVEL, &kernel_log_level, false)
-        .load(OBJECT)
+        .load(object)
         .context("loading the tcptrace eBPF object")?;
     // Before any program loads: they refer to the log map the logger takes.
     forward_kernel_log(&mut ebpf);
@@ -137,6 +166,7 @@ pub fn load_staged(
             syms,
             mode,
             started,
+            object_note,
         },
     ))
 }
@@ -153,6 +183,8 @@ pub struct Rest {
     syms: KernelSymbols,
     mode: AttachMode,
     started: Instant,
+    /// Why the thread-hash object was loaded, for the connect hook's line.
+    object_note: Option<&'static str>,
 }
 
 impl Rest {
@@ -173,6 +205,14 @@ impl Rest {
         let mut statuses = early;
         statuses.extend(later);
         statuses.extend(self.off);
+        if let Some(note) = self.object_note {
+            for s in statuses
+                .iter_mut()
+                .filter(|s| s.hook == hooks::connect::HOOK)
+            {
+                s.notes.push(note.to_owned());
+            }
+        }
         log::debug!("every hook attached in {:?}", self.started.elapsed());
         // The parsed BTF and symbols are not needed again: free them and give
         // the heap back to the system.

@@ -109,7 +109,10 @@ pub fn all(args: &TestArgs) -> Result<()> {
             ])
             .args(["--", "-D", "warnings"]))
     });
-    stage(&mut tally, "clippy (eBPF)", clippy_ebpf);
+    stage(&mut tally, "clippy (eBPF)", || clippy_ebpf(&[]));
+    stage(&mut tally, "clippy (eBPF, thread-hash)", || {
+        clippy_ebpf(&["--features", "thread-hash"])
+    });
     stage(&mut tally, "unit tests", || {
         run(cargo().args([
             "test",
@@ -137,8 +140,9 @@ pub fn all(args: &TestArgs) -> Result<()> {
 }
 
 /// clippy over the kernel programs, built for the BPF target with the same
-/// toolchain and flags as the real build.
-fn clippy_ebpf() -> Result<()> {
+/// toolchain and flags as the real build; `features`: the second object's
+/// (`--features thread-hash`, kernels without task storage).
+fn clippy_ebpf(features: &[&str]) -> Result<()> {
     let mut c = std::process::Command::new("rustup");
     c.current_dir(crate::sh::root())
         .args([
@@ -150,6 +154,7 @@ fn clippy_ebpf() -> Result<()> {
             "tcptrace-ebpf",
             "--release",
         ])
+        .args(features)
         .args([
             "--target",
             "bpfel-unknown-none",
@@ -192,12 +197,15 @@ fn finish(tally: Tally) -> Result<()> {
 /// `tcptrace check` for the record.
 fn guest_script(
     tests: &[(String, std::path::PathBuf)],
+    kernel: &str,
     attach: &str,
     filter: Option<&str>,
     repeat: u32,
 ) -> String {
+    let unavailable = vm::known_unavailable(kernel).join(",");
     let mut s = format!(
-        "export TCPTRACE_BIN=/bin/tcptrace TCPTRACE_ATTACH={attach} TCPTRACE_REQUIRE=all RUST_BACKTRACE=1\n\
+        "export TCPTRACE_BIN=/bin/tcptrace TCPTRACE_ATTACH={attach} TCPTRACE_REQUIRE=all \
+         TCPTRACE_UNAVAILABLE={unavailable} RUST_BACKTRACE=1\n\
          rc=0\n"
     );
     // Test names are Rust identifiers: nothing to quote.
@@ -291,7 +299,7 @@ fn run_one(
     args: &VmArgs,
 ) -> (String, Result<(), String>) {
     let what = format!("VM {name} ({}) --attach {mode}", kernel.release);
-    let script = guest_script(tests, mode, args.filter.as_deref(), args.repeat);
+    let script = guest_script(tests, name, mode, args.filter.as_deref(), args.repeat);
     let mut job = vm::Job::new(script, Duration::from_secs(args.timeout));
     job.files
         .push((tcptrace.to_path_buf(), "/bin/tcptrace".into()));

@@ -30,7 +30,7 @@ use super::{
 };
 use crate::{
     diag::done,
-    kernel::{read, sock_flow},
+    kernel::{fexit_ret, read, sock_flow},
     maps::map_full,
 };
 
@@ -193,7 +193,8 @@ pub fn validate_fentry(ctx: FEntryContext) -> i32 {
 #[fexit(function = "tcp_validate_incoming")]
 pub fn validate_fexit(ctx: FExitContext) -> i32 {
     // Returns bool: anything but 0 means the segment goes on.
-    let passed = ctx.ret::<u64>().unwrap_or(0) & 0xff != 0;
+    let passed =
+        fexit_ret::<u64>(&ctx, programs::RET_SLOT_VALIDATE_INCOMING).unwrap_or(0) & 0xff != 0;
     let result = try_validate_exit(ctx.arg(0), ctx.arg(1), passed);
     done(&ctx, programs::VALIDATE_FEXIT, result);
     0

@@ -12,6 +12,9 @@ use tcptrace_common::programs;
 
 use super::{FnTarget, HookSpec, TpTarget};
 
+/// The hook's name.
+pub const HOOK: &str = "connect";
+
 pub fn spec() -> HookSpec {
     // fentry only: a kretprobe costs more than the syscall tracepoints.
     let function = |fentry, ret| FnTarget {
@@ -22,7 +25,7 @@ pub fn spec() -> HookSpec {
         optional: false,
     };
     HookSpec {
-        name: "connect",
+        name: HOOK,
         about: "connect() on TCP sockets: latency and errno",
         tracepoints: vec![
             TpTarget::plain("syscalls", "sys_enter_connect", programs::SYS_ENTER_CONNECT),

@@ -1,5 +1,6 @@
-//! The kernel <-> userspace contract, checked against the embedded object
-//! (the bytes the loader loads): the programs and maps it holds are exactly
+//! The kernel <-> userspace contract, checked against both embedded objects
+//! (the bytes the loader loads; the thread-hash one on kernels without task
+//! storage): the programs and maps it holds are exactly
 //! those `tcptrace_common::{programs, maps}` name, every program the attach
 //! table names is there with the kind of program its slot loads, and every
 //! map userspace takes is there with the type userspace reads it as.
@@ -16,8 +17,18 @@ use tcptrace_common::{
 use super::{table, Typed};
 use crate::btf::KernelBtf;
 
-fn object() -> Object {
-    Object::parse(crate::loader::OBJECT).expect("the embedded object parses")
+/// Both objects, by name.
+fn objects() -> [(&'static str, Object); 2] {
+    let parse = |name, bytes| {
+        (
+            name,
+            Object::parse(bytes).unwrap_or_else(|e| panic!("object {name} parses: {e}")),
+        )
+    };
+    [
+        parse("tcptrace", crate::loader::OBJECT),
+        parse("tcptrace-thread-hash", crate::loader::OBJECT_THREAD_HASH),
+    ]
 }
 
 fn kind(section: &ProgramSection) -> Option<Kind> {
@@ -32,32 +43,39 @@ fn kind(section: &ProgramSection) -> Option<Kind> {
     })
 }
 
-/// Program name -> kind (None: a kind tcptrace never loads).
-fn object_programs() -> HashMap<String, Option<Kind>> {
-    object()
-        .programs
+/// Program name -> kind (None: a kind tcptrace never loads), per object.
+fn object_programs() -> Vec<(&'static str, HashMap<String, Option<Kind>>)> {
+    objects()
         .into_iter()
-        .map(|(name, p)| (name, kind(&p.section)))
+        .map(|(object, o)| {
+            let programs = o
+                .programs
+                .into_iter()
+                .map(|(name, p)| (name, kind(&p.section)))
+                .collect();
+            (object, programs)
+        })
         .collect()
 }
 
 #[test]
 fn object_holds_exactly_the_shared_programs() {
-    let found = object_programs();
-    for &(name, want) in programs::ALL {
-        assert_eq!(
-            found.get(name),
-            Some(&Some(want)),
-            "program {name} ({want:?}) in the object"
-        );
+    for (object, found) in object_programs() {
+        for &(name, want) in programs::ALL {
+            assert_eq!(
+                found.get(name),
+                Some(&Some(want)),
+                "program {name} ({want:?}) in {object}"
+            );
+        }
+        for name in found.keys() {
+            assert!(
+                programs::kind(name).is_some(),
+                "program {name} of {object} has no name in tcptrace_common::programs"
+            );
+        }
+        assert_eq!(found.len(), programs::ALL.len(), "a name listed twice");
     }
-    for name in found.keys() {
-        assert!(
-            programs::kind(name).is_some(),
-            "program {name} of the object has no name in tcptrace_common::programs"
-        );
-    }
-    assert_eq!(found.len(), programs::ALL.len(), "a name listed twice");
 }
 
 /// Every program the attach table names for this kernel is in the object,
@@ -65,7 +83,9 @@ fn object_holds_exactly_the_shared_programs() {
 /// form has its tp_btf twin available on this kernel (6.18).
 #[test]
 fn attach_table_names_programs_of_the_object() {
-    let found = object_programs();
+    let [(_, found), ..] = &object_programs()[..] else {
+        panic!("no object");
+    };
     let btf = KernelBtf::from_sys().expect("kernel BTF");
     let mut typed = 0;
     for mut spec in table(&btf) {
@@ -95,15 +115,20 @@ fn attach_table_names_programs_of_the_object() {
 /// The bench switches load their programs as tracepoints.
 #[test]
 fn bench_programs_are_tracepoints() {
-    let found = object_programs();
-    let floor = bench::FLOOR_PROGRAMS.map(|(name, _)| name);
-    for name in [bench::FLOOD_PROGRAM].into_iter().chain(floor) {
-        assert_eq!(found.get(name), Some(&Some(Kind::Tracepoint)), "{name}");
+    for (object, found) in object_programs() {
+        let floor = bench::FLOOR_PROGRAMS.map(|(name, _)| name);
+        for name in [bench::FLOOD_PROGRAM].into_iter().chain(floor) {
+            assert_eq!(
+                found.get(name),
+                Some(&Some(Kind::Tracepoint)),
+                "{name} in {object}"
+            );
+        }
     }
 }
 
-/// Every map userspace takes, with the map types it accepts.
-fn taken() -> Vec<(&'static str, Vec<map_type>)> {
+/// Every map userspace takes, with the map types it accepts in `object`.
+fn taken(object: &str) -> Vec<(&'static str, Vec<map_type>)> {
     use map_type::*;
     let per_cpu = || vec![BPF_MAP_TYPE_PERCPU_ARRAY];
     let mut out = vec![
@@ -122,10 +147,13 @@ fn taken() -> Vec<(&'static str, Vec<map_type>)> {
         (statemaps::CONNECT_IN_FLIGHT, per_cpu()),
         (bench::FLOOD_MAP, vec![BPF_MAP_TYPE_ARRAY]),
     ];
-    // The state maps are walked by key (`mapstats`), except task storage,
-    // which the programs count in CONNECT_IN_FLIGHT.
+    // The state maps are walked by key (`mapstats`), except task storage
+    // (an LRU hash in the thread-hash object), which the programs count in
+    // CONNECT_IN_FLIGHT.
     for m in StateMap::ALL {
-        let types = if m.per_task() {
+        let types = if m.per_task() && object == "tcptrace-thread-hash" {
+            vec![BPF_MAP_TYPE_LRU_HASH]
+        } else if m.per_task() {
             vec![BPF_MAP_TYPE_TASK_STORAGE]
         } else {
             vec![
@@ -142,35 +170,37 @@ fn taken() -> Vec<(&'static str, Vec<map_type>)> {
 
 #[test]
 fn maps_userspace_takes_are_in_the_object() {
-    let obj = object();
-    for (name, types) in taken() {
-        let map = obj
-            .maps
-            .get(name)
-            .unwrap_or_else(|| panic!("map {name} missing from the object"));
-        assert!(
-            types.iter().any(|&t| t as u32 == map.map_type()),
-            "map {name}: type {} is none of {types:?}",
-            map.map_type()
-        );
+    for (object, obj) in objects() {
+        for (name, types) in taken(object) {
+            let map = obj
+                .maps
+                .get(name)
+                .unwrap_or_else(|| panic!("map {name} missing from {object}"));
+            assert!(
+                types.iter().any(|&t| t as u32 == map.map_type()),
+                "map {name} in {object}: type {} is none of {types:?}",
+                map.map_type()
+            );
+        }
     }
 }
 
 #[test]
 fn object_holds_exactly_the_shared_maps() {
-    let obj = object();
-    for name in maps::ALL {
-        assert!(obj.maps.contains_key(*name), "map {name} in the object");
-    }
-    for name in obj.maps.keys() {
-        // Data sections (.rodata, .bss, ...) hold the globals; aya-log's
-        // map (AYA_LOGS) is named by aya-log on both sides.
-        if name.starts_with('.') || name.starts_with("AYA_") {
-            continue;
+    for (object, obj) in objects() {
+        for name in maps::ALL {
+            assert!(obj.maps.contains_key(*name), "map {name} in {object}");
         }
-        assert!(
-            maps::ALL.contains(&name.as_str()),
-            "map {name} of the object has no name in tcptrace_common::maps"
-        );
+        for name in obj.maps.keys() {
+            // Data sections (.rodata, .bss, ...) hold the globals; aya-log's
+            // map (AYA_LOGS) is named by aya-log on both sides.
+            if name.starts_with('.') || name.starts_with("AYA_") {
+                continue;
+            }
+            assert!(
+                maps::ALL.contains(&name.as_str()),
+                "map {name} of {object} has no name in tcptrace_common::maps"
+            );
+        }
     }
 }

@@ -11,7 +11,7 @@
 //! accept queue. tp_btf (and fentry) programs have a guard of their own.
 //! Syscall tracepoints have no tp_btf form and stay plain.
 
-mod connect;
+pub mod connect;
 #[cfg(test)]
 mod contract;
 mod paws;
@@ -20,7 +20,10 @@ pub mod syn;
 
 use std::{
     fmt,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        OnceLock,
+    },
 };
 
 use anyhow::{anyhow, Context as _, Result};
@@ -729,6 +732,12 @@ fn attach_function_to(
                 // Known from an earlier hook: no BTF lookup and load again.
                 return Err(Failure::Mechanism(fentry_refused()));
             }
+            if let Some((_, why)) = FEXIT_RET_UNUSABLE
+                .get()
+                .and_then(|u| u.iter().find(|(p, _)| *p == t.fentry))
+            {
+                return Err(Failure::Target(anyhow!("{why}")));
+            }
             let prog = program(ebpf, t.fentry)?;
             if !loaded.contains(&t.fentry) {
                 let result = if t.ret {
@@ -770,6 +779,32 @@ fn attach_function_to(
         }
     }
     Ok(())
+}
+
+/// fexit programs of the thread-hash object that cannot read their
+/// function's return value on this kernel (its parameter count is not the
+/// one the object reads after), with why; set once by the loader.
+static FEXIT_RET_UNUSABLE: OnceLock<Vec<(&'static str, String)>> = OnceLock::new();
+
+/// Records, for the thread-hash object (kernels without `bpf_get_func_ret`),
+/// which fexit programs read their return value from the wrong slot here.
+pub fn check_fexit_ret_slots(btf: &KernelBtf) {
+    let unusable = programs::FEXIT_RET_SLOTS
+        .iter()
+        .filter_map(|&(program, function, slot)| {
+            let n = btf.func_params(function)?;
+            (n != slot).then(|| {
+                (
+                    program,
+                    format!(
+                        "without bpf_get_func_ret (5.17+) fexit reads the return value after \
+                         {slot} arguments, and {function} has {n} on this kernel: use kprobes"
+                    ),
+                )
+            })
+        })
+        .collect();
+    let _ = FEXIT_RET_UNUSABLE.set(unusable);
 }
 
 /// Set once this kernel refused an fentry/fexit load with EPERM: it refuses

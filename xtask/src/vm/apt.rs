@@ -26,6 +26,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use super::tools;
 
 pub const MIRROR: &str = "http://deb.debian.org/debian";
+/// Where `<suite>-security` suites are (bullseye-security).
+pub const SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
 const SYSTEM_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// Suites to take a newer `debian-archive-keyring` from, one per hop, in
 /// order, while the keys at hand cannot verify a private suite. Keys
@@ -91,7 +93,8 @@ impl Apt {
         Self { private: None }
     }
 
-    /// The private configuration for `suites` (component main) of [`MIRROR`].
+    /// The private configuration for `suites` (component main) of [`MIRROR`]
+    /// ([`SECURITY_MIRROR`] for `*-security`).
     pub fn private(cache: &Path, suites: &[&str]) -> Self {
         Self {
             private: Some(Private {
@@ -334,7 +337,14 @@ impl Private {
         let sources: String = self
             .suites
             .iter()
-            .map(|s| format!("deb [arch=amd64 signed-by={signed_by}] {MIRROR} {s} main\n"))
+            .map(|s| {
+                let mirror = if s.ends_with("-security") {
+                    SECURITY_MIRROR
+                } else {
+                    MIRROR
+                };
+                format!("deb [arch=amd64 signed-by={signed_by}] {mirror} {s} main\n")
+            })
             .collect();
         let list = r.join("sources.list");
         fs::write(&list, sources).with_context(|| format!("writing {}", list.display()))?;

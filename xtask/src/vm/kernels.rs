@@ -15,6 +15,22 @@ use super::{apt::Apt, tools, Kernel};
 /// Matrix names, oldest first.
 pub const MATRIX: &[&str] = &["6.1", "6.12", "6.18", "newest"];
 
+/// Every name `--kernel` takes, oldest first: the matrix and the kernels
+/// run by name only (5.10: Debian 11's kernel, no task storage).
+pub const KNOWN: &[&str] = &["5.10", "6.1", "6.12", "6.18", "newest"];
+
+/// Hooks a kernel of `name` cannot attach under any mechanism, which the
+/// scenario tests then require to be reported UNAVAILABLE with the reason
+/// (`TCPTRACE_UNAVAILABLE`) instead of attached. 5.10: validate_incoming
+/// needs `tcp_send_challenge_ack`, inlined there, and its drop-reason form
+/// needs 6.11.
+pub fn known_unavailable(name: &str) -> &'static [&'static str] {
+    match name {
+        "5.10" => &["validate_incoming"],
+        _ => &[],
+    }
+}
+
 /// Where a matrix name is looked up.
 enum Source {
     /// A meta package of the system's (bookworm) apt that depends on the
@@ -23,16 +39,21 @@ enum Source {
         meta: &'static str,
         prefix: &'static str,
     },
-    /// The newest `linux-image-<version>-cloud-amd64` of a private suite whose
+    /// The newest `linux-image-<version>-cloud-amd64` of private suites whose
     /// version starts with `series` (empty: any).
     Newest {
-        suite: &'static str,
+        suites: &'static [&'static str],
         series: &'static [u64],
     },
 }
 
 fn source(name: &str) -> Result<Source> {
     Ok(match name {
+        // Debian 11: the point release's kernel and its security updates.
+        "5.10" => Source::Newest {
+            suites: &["bullseye", "bullseye-security"],
+            series: &[5, 10],
+        },
         "6.1" => Source::SystemMeta {
             meta: "linux-image-cloud-amd64",
             prefix: "6.1.",
@@ -42,14 +63,14 @@ fn source(name: &str) -> Result<Source> {
             prefix: "6.12.",
         },
         "6.18" => Source::Newest {
-            suite: "trixie-backports",
+            suites: &["trixie-backports"],
             series: &[6, 18],
         },
         "newest" => Source::Newest {
-            suite: "sid",
+            suites: &["sid"],
             series: &[],
         },
-        _ => bail!("unknown kernel `{name}` (known: {})", MATRIX.join(", ")),
+        _ => bail!("unknown kernel `{name}` (known: {})", KNOWN.join(", ")),
     })
 }
 
@@ -80,8 +101,9 @@ pub fn resolve(name: &str, cache: &Path) -> Result<Kernel> {
                 other => other,
             }
         }
-        Source::Newest { suite, series } => {
-            let apt = Apt::private(cache, &[suite]);
+        Source::Newest { suites, series } => {
+            let apt = Apt::private(cache, suites);
+            let suite = suites.join(", ");
             apt.update_once()
                 .with_context(|| format!("updating the {suite} lists"))?;
             let names = apt.package_names("linux-image-")?;
@@ -294,5 +316,16 @@ mod tests {
             Some("linux-image-6.1.0-56-cloud-amd64")
         );
         assert_eq!(newest_image(&names, &[5]), None);
+        let bullseye: Vec<String> = [
+            "linux-image-5.10.0-30-cloud-amd64",
+            "linux-image-5.10.0-35-cloud-amd64",
+            "linux-image-5.10.0-35-cloud-amd64-dbg",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            newest_image(&bullseye, &[5, 10]).as_deref(),
+            Some("linux-image-5.10.0-35-cloud-amd64")
+        );
     }
 }

@@ -91,6 +91,8 @@ pub struct Outcome {
 }
 
 /// The kernels of the matrix, oldest first.
+pub use kernels::known_unavailable;
+
 pub fn matrix() -> &'static [&'static str] {
     kernels::MATRIX
 }
