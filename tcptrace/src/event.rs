@@ -148,7 +148,7 @@ impl Event {
             cgroup: 0,
             comm: String::new(),
             endpoints: Endpoints::from(&Flow::default()),
-            detail: Detail::Connect(connect::decode::ConnectDetail {
+            detail: Detail::Connect(ConnectDetail {
                 latency_ns: 0,
                 errno: 0,
             }),

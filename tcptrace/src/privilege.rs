@@ -81,14 +81,29 @@ fn mask(set: &CapsHashSet) -> u64 {
 /// effective), then inheritable, effective and permitted. Later threads
 /// inherit it; [`apply_pending`] does it in the older ones. Returns the
 /// capabilities kept.
-pub fn drop_after_attach() -> Result<CapsHashSet> {
+///
+/// `reads_maps` reads a BPF map through a descriptor the run holds. It is
+/// first tried with only `KEPT` effective, on a thread of its own
+/// (capabilities are per thread): kernels before 5.19 refuse every `bpf()`
+/// call without CAP_BPF while `kernel.unprivileged_bpf_disabled` is set
+/// (Debian 11's 5.10 does), and there CAP_BPF is kept too, or the first
+/// summary could not read the kernel's counters.
+pub fn drop_after_attach(reads_maps: impl Fn() -> bool + Sync) -> Result<CapsHashSet> {
     let permitted =
         caps::read(None, CapSet::Permitted).context("reading this process' capabilities")?;
-    let keep: CapsHashSet = KEPT
+    let mut keep: CapsHashSet = KEPT
         .iter()
         .copied()
         .filter(|c| permitted.contains(c))
         .collect();
+    let without = std::thread::scope(|s| {
+        s.spawn(|| caps::set(None, CapSet::Effective, &keep).is_ok() && reads_maps())
+            .join()
+            .unwrap_or(false)
+    });
+    if !without && permitted.contains(&Capability::CAP_BPF) {
+        keep.insert(Capability::CAP_BPF);
+    }
     PENDING.store(mask(&keep) | 1 << 63, Ordering::Release);
     apply(&keep)?;
     Ok(keep)

@@ -339,12 +339,7 @@ fn nonblocking_handshake_after_one_syn_retransmit() {
         thread::sleep(std::time::Duration::from_millis(300));
         let (_accepted, _) = l.accept().expect("accept the filler");
         let err = wait_connected(&s, 5000);
-        let sport = s
-            .local_addr()
-            .expect("local")
-            .as_socket()
-            .expect("inet")
-            .port();
+        let sport = addr_of(&s).port();
         let rtx = delta(&before, &netstat(), "TCPSynRetrans");
         let filler_port = filler.local_addr().expect("filler addr").port();
         (thread_netns(), sport, filler_port, rtx, err)
@@ -399,12 +394,7 @@ fn handshake_given_up_after_100ms_is_closed_and_found() {
         let (l, addr, _filler) = full_listener();
         let s = connect_nonblocking(addr);
         thread::sleep(std::time::Duration::from_millis(100));
-        let sport = s
-            .local_addr()
-            .expect("local")
-            .as_socket()
-            .expect("inet")
-            .port();
+        let sport = addr_of(&s).port();
         drop(s);
         let curl_rc = curl.then(|| {
             std::process::Command::new("curl")

@@ -498,12 +498,17 @@ fn restart_after_sigkill_resumes_in_the_same_directory() {
 }
 
 /// After attach every thread of the daemon holds CAP_DAC_READ_SEARCH and
-/// CAP_SYS_PTRACE only (effective, permitted and bounding); without
-/// --drop-caps it keeps what it started with.
+/// CAP_SYS_PTRACE only (effective, permitted and bounding), and CAP_BPF
+/// too where the kernel checks it on every bpf() call (before 5.19, while
+/// unprivileged BPF is disabled); without --drop-caps it keeps what it
+/// started with.
 #[test]
 #[ignore = "needs root and BPF: run by cargo xtask test"]
 fn capabilities_after_attach_are_the_documented_ones() {
-    const KEPT: u64 = 1 << 2 | 1 << 19;
+    let bpf_per_call = support::kernel_before(5, 19)
+        && std::fs::read_to_string("/proc/sys/kernel/unprivileged_bpf_disabled")
+            .is_ok_and(|v| v.trim() != "0");
+    let kept: u64 = 1 << 2 | 1 << 19 | if bpf_per_call { 1 << 39 } else { 0 };
     let cap = |pid: u32, task: &str, field: &str| -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{pid}/task/{task}/status"))
             .expect("task status");
@@ -536,13 +541,19 @@ fn capabilities_after_attach_are_the_documented_ones() {
     let mut n = 0;
     for t in tasks(pid) {
         for field in ["CapEff:", "CapPrm:", "CapBnd:"] {
-            assert_eq!(cap(pid, &t, field), KEPT, "task {t} {field}");
+            assert_eq!(cap(pid, &t, field), kept, "task {t} {field}");
         }
         assert_eq!(cap(pid, &t, "CapInh:"), 0);
         assert_eq!(cap(pid, &t, "CapAmb:"), 0);
         n += 1;
     }
     assert!(n >= 3, "{n} threads");
+    let attach = d.0.as_ref().expect("running").before_tracing.join("\n");
+    assert_eq!(
+        attach.contains("refuses the map reads without CAP_BPF"),
+        bpf_per_call,
+        "{attach}"
+    );
     let (ok, _, stderr) = stop(d, Signal::SIGTERM);
     assert!(ok, "{stderr:?}");
 

@@ -316,10 +316,21 @@ pub async fn session(args: &LiveArgs, mode: Mode<'_>) -> Result<()> {
     // Before the daemon's recorder and endpoint start their threads,
     // which inherit the reduced sets.
     if daemon.is_some_and(|d| d.drop_caps) {
-        let kept = crate::privilege::drop_after_attach()?;
+        let hists = &counters.hists;
+        let kept = crate::privilege::drop_after_attach(|| hists.get(&0, 0).is_ok())?;
+        let bpf = kept.contains(&caps::Capability::CAP_BPF);
         let mut kept: Vec<String> = kept.iter().map(|c| c.to_string()).collect();
         kept.sort();
-        eprintln!("tcptrace: capabilities after attach: {}", kept.join(", "));
+        eprintln!(
+            "tcptrace: capabilities after attach: {}{}",
+            kept.join(", "),
+            if bpf {
+                " (this kernel refuses the map reads without CAP_BPF while \
+                 kernel.unprivileged_bpf_disabled is set)"
+            } else {
+                ""
+            }
+        );
     }
     let segment_stats = Arc::new(SegmentStats::default());
     if let Some(cfg) = daemon.and_then(|d| d.segments.as_ref()) {

@@ -513,6 +513,16 @@ pub fn the_finding<'a>(found: &[&'a Value], id: &str) -> &'a Value {
     with.remove(0)
 }
 
+/// Whether the running kernel's release is older than `major.minor`.
+pub fn kernel_before(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut v = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    (v.next().unwrap_or(0), v.next().unwrap_or(0)) < (major, minor)
+}
+
 /// `subject` of a finding about one listener.
 pub fn listener_subject(addr: std::net::IpAddr, port: u16, netns: u64) -> String {
     format!("listener {} netns {netns}", SocketAddr::new(addr, port))
