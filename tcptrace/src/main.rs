@@ -58,9 +58,35 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of stdout went away (`| head`): nothing more to say.
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tcptrace: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(BrokenPipe))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context as _;
+
+    #[test]
+    fn a_reader_gone_is_no_error_and_a_full_disk_is() {
+        let io = |kind| Err::<(), _>(std::io::Error::from(kind));
+        let gone = io(std::io::ErrorKind::BrokenPipe).context("writing JSON");
+        assert!(super::broken_pipe(&gone.unwrap_err()));
+        let full = io(std::io::ErrorKind::StorageFull).context("writing JSON");
+        assert!(!super::broken_pipe(&full.unwrap_err()));
     }
 }
