@@ -449,21 +449,26 @@ struct Stalled {
     slow: usize,
     /// The server namespace's ListenOverflows delta.
     overflows: u64,
+    /// The client namespace's TCPSynRetrans delta.
+    syn_retrans: u64,
 }
+
+/// Reads a namespace's TcpExt counters.
+type Netstat = Box<dyn Fn() -> HashMap<String, u64>>;
 
 /// nginx's worker stopped, [`STALLED_CLIENTS`] blocking clients (from
 /// namespace `client_ns`, else the caller's) connect to `addr` 30 ms
 /// apart; the worker is resumed 1.5 s after the last one, so the clients
-/// whose SYNs were dropped get in on a later SYN retransmission. `netstat`
-/// reads the server namespace's counters.
+/// whose SYNs were dropped get in on a later SYN retransmission. The
+/// netstats read the server's and the clients' namespaces' counters.
 fn stalled_accept(
     nginx: Nginx,
     client_ns: Option<String>,
     addr: SocketAddr,
-    netstat: impl Fn() -> HashMap<String, u64>,
+    (server_netstat, client_netstat): (Netstat, Netstat),
 ) -> Stalled {
     stop_worker(&nginx);
-    let before = netstat();
+    let (before, client_before) = (server_netstat(), client_netstat());
     let clients: Vec<_> = (0..STALLED_CLIENTS)
         .map(|_| {
             let c = blocking_client(client_ns.clone(), addr);
@@ -482,13 +487,19 @@ fn stalled_accept(
         slow += usize::from(took >= Duration::from_secs(1));
         done.push(sock);
     }
-    let overflows = netstat()["ListenOverflows"] - before["ListenOverflows"];
     Stalled {
         _nginx: nginx,
         _clients: done,
         slow,
-        overflows,
+        overflows: delta(&before, &server_netstat(), "ListenOverflows"),
+        syn_retrans: delta(&client_before, &client_netstat(), "TCPSynRetrans"),
     }
+}
+
+/// The TcpExt counters of namespace `ns`.
+fn netstat_of(ns: &str) -> Netstat {
+    let ns = ns.to_owned();
+    Box::new(move || in_netns(&ns, netstat))
 }
 
 /// The findings about these namespaces (an unfiltered run sees the host).
@@ -561,6 +572,12 @@ fn assert_linked(
     assert_eq!(e["connects_seen"], STALLED_CLIENTS);
     assert_eq!(e["netns"], client_netns);
     assert_eq!(e["local_listener"], true);
+    // Judged by the handshakes: each client's own measure, and every SYN
+    // retransmission the client namespace counted.
+    assert_eq!(e["measured"], "handshake");
+    assert_eq!(e["syn_retransmits"], run.syn_retrans, "== TCPSynRetrans");
+    assert!(run.syn_retrans >= run.slow as u64, "{}", run.syn_retrans);
+    assert_eq!(e["given_up"], 0);
     let side = e["server_side"].as_array().expect("server_side");
     assert_eq!(side.len(), 1, "{e}");
     let c = &side[0];
@@ -639,7 +656,7 @@ fn nginx_full_queue_slows_clients_in_its_namespace() {
     let w = worker(move |_release| {
         let nginx = Nginx::start(&bin, PORT, None);
         let addr: SocketAddr = format!("127.0.0.1:{PORT}").parse().expect("addr");
-        stalled_accept(nginx, None, addr, netstat)
+        stalled_accept(nginx, None, addr, (Box::new(netstat), Box::new(netstat)))
     });
     let d = Diagnose::start("6s", w.netns);
     let netns = w.netns;
@@ -677,10 +694,12 @@ fn nginx_full_queue_slows_clients_in_another_namespace() {
     });
     let dest = SocketAddr::new(lab.server_ip, PORT);
     let d = Diagnose::start_with("7s", &[]);
-    let server_ns = lab.server_ns.clone();
-    let run = stalled_accept(nginx, Some(lab.client_ns.clone()), dest, move || {
-        in_netns(&server_ns, netstat)
-    });
+    let run = stalled_accept(
+        nginx,
+        Some(lab.client_ns.clone()),
+        dest,
+        (netstat_of(&lab.server_ns), netstat_of(&lab.client_ns)),
+    );
     let findings = d.findings();
     let found = about(&findings, &[server_netns, client_netns]);
     eprintln!("{found:#?}");
@@ -700,5 +719,89 @@ fn nginx_full_queue_slows_clients_in_another_namespace() {
         "route",
     );
     drop(run);
+    drop(lab);
+}
+
+/// Curl fetches per run of the given-up scenario.
+const CURLS: usize = 4;
+
+/// Accept queue full (nginx's worker stopped; 3 blocking clients fill its
+/// backlog of 2) and curl in another namespace giving up after 100 ms, as
+/// a client with a short connect timeout does: each curl exits 28, its SYN
+/// is dropped once (ListenOverflows), nothing is retransmitted
+/// (TCPSynRetrans), and `slow_connect` counts the handshakes given up, as
+/// many as curl's failures, and names nginx's listener across namespaces.
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn nginx_full_queue_times_out_curl_in_another_namespace() {
+    const PORT: u16 = 8085;
+    let (Some(bin), true) = (nginx_bin(), have("curl")) else {
+        eprintln!("nginx or curl is not installed here (VM initramfs): skipped");
+        return;
+    };
+    let lab = Lab::new(Family::V4);
+    let ino = |ns: &str| std::fs::metadata(netns_path(ns)).expect("netns").ino();
+    let (server_netns, client_netns) = (ino(&lab.server_ns), ino(&lab.client_ns));
+    let nginx = in_netns(&lab.server_ns, move || {
+        Nginx::start_at(&bin, "0.0.0.0", PORT, None)
+    });
+    let dest = SocketAddr::new(lab.server_ip, PORT);
+    let (server_netstat, client_netstat) = (netstat_of(&lab.server_ns), netstat_of(&lab.client_ns));
+    let d = Diagnose::start_with("5s", &[]);
+    stop_worker(&nginx);
+    // Three connections fill the queue (backlog 2 holds 3) and stay.
+    let fillers: Vec<_> = (0..3)
+        .map(|_| blocking_client(Some(lab.client_ns.clone()), dest))
+        .map(|c| c.join().expect("filler").0.expect("a filler connects"))
+        .collect();
+    let (before, client_before) = (server_netstat(), client_netstat());
+    let client_ns = lab.client_ns.clone();
+    let codes: Vec<Option<i32>> = in_netns(&client_ns, move || {
+        (0..CURLS)
+            .map(|_| {
+                Command::new("curl")
+                    .args(["-s", "-o", "/dev/null", "--connect-timeout", "0.1"])
+                    .arg(format!("http://{dest}/"))
+                    .status()
+                    .expect("run curl")
+                    .code()
+            })
+            .collect()
+    });
+    let overflows = delta(&before, &server_netstat(), "ListenOverflows");
+    let syn_retrans = delta(&client_before, &client_netstat(), "TCPSynRetrans");
+    let findings = d.findings();
+    let found = about(&findings, &[server_netns, client_netns]);
+    eprintln!("{found:#?}");
+    let given_up = codes.iter().filter(|c| **c == Some(28)).count();
+    assert_eq!(given_up, CURLS, "curl's connect timeouts: {codes:?}");
+    assert_eq!(overflows, CURLS as u64, "one dropped SYN per curl");
+    assert_eq!(syn_retrans, 0, "TCPSynRetrans delta");
+    let s = found
+        .iter()
+        .find(|f| f["id"] == "slow_connect")
+        .unwrap_or_else(|| panic!("no slow_connect: {found:#?}"));
+    assert_eq!(
+        s["subject"],
+        format!("destination {dest} netns {client_netns}")
+    );
+    let e = &s["evidence"];
+    assert_eq!(e["measured"], "handshake", "{e}");
+    assert_eq!(e["given_up"], given_up, "== curl's rc 28 count: {e}");
+    assert_eq!(e["slow_connects"], given_up, "{e}");
+    assert_eq!(e["syn_retransmits"], syn_retrans, "{e}");
+    let side = e["server_side"].as_array().expect("server_side");
+    assert_eq!(side.len(), 1, "{e}");
+    assert_eq!(side[0]["id"], "accept_queue_overflow");
+    assert_eq!(side[0]["netns"], server_netns);
+    assert_eq!(side[0]["port"], PORT);
+    assert_eq!(side[0]["match"], "route");
+    let a = found
+        .iter()
+        .find(|f| f["id"] == "accept_queue_overflow")
+        .expect("accept_queue_overflow");
+    assert_eq!(a["evidence"]["netns"], server_netns);
+    drop(fillers);
+    drop(nginx);
     drop(lab);
 }

@@ -255,38 +255,55 @@ fn matrix(args: &VmArgs, tally: &mut Tally) -> Result<()> {
             Err(e) => tally.skip(&format!("kernel {name}"), &format!("{e:#}")),
         }
     }
-    // Each VM is single-threaded TCG: run one kernel per host core, a
-    // kernel's attach modes one after the other (they share its cache).
+    // Each VM is single-threaded TCG: one VM per host core, each worker
+    // taking the next (kernel, mode) pair, so no core idles while another
+    // kernel's runs remain. Results are tallied in matrix order.
     let parallel = std::env::var("TCPTRACE_VM_JOBS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let results: Vec<(String, Result<(), String>)> = std::thread::scope(|scope| {
-        let mut out = Vec::new();
-        for chunk in ready.chunks(parallel) {
-            let handles: Vec<_> = chunk
-                .iter()
-                .map(|(name, kernel)| {
-                    let (tests, tcptrace, modes) = (&tests, &tcptrace, &modes);
-                    scope.spawn(move || {
-                        modes
-                            .iter()
-                            .map(|mode| run_one(name, kernel, mode, tests, tcptrace, args))
-                            .collect::<Vec<_>>()
-                    })
+    let jobs: Vec<(&String, &vm::Kernel, &String)> = ready
+        .iter()
+        .flat_map(|(name, kernel)| modes.iter().map(move |mode| (name, kernel, mode)))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<Result<(), String>>> = vec![None; jobs.len()];
+    let done: Vec<(usize, Result<(), String>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..parallel.min(jobs.len()))
+            .map(|_| {
+                let (jobs, next, tests, tcptrace) = (&jobs, &next, &tests, &tcptrace);
+                scope.spawn(move || {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((name, kernel, mode)) = jobs.get(i) else {
+                            return done;
+                        };
+                        done.push((i, run_one(name, kernel, mode, tests, tcptrace, args)));
+                    }
                 })
-                .collect();
-            for h in handles {
-                out.extend(h.join().unwrap_or_default());
-            }
-        }
-        out
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
     });
-    for (what, result) in results {
-        tally.record(&what, result);
+    for (i, result) in done {
+        results[i] = Some(result);
+    }
+    for ((name, kernel, mode), result) in jobs.iter().zip(results) {
+        // A worker that panicked took its runs' results with it: they fail.
+        let result =
+            result.unwrap_or_else(|| Err("the xtask worker running it panicked".to_owned()));
+        tally.record(&vm_title(name, kernel, mode), result);
     }
     Ok(())
+}
+
+fn vm_title(name: &str, kernel: &vm::Kernel, mode: &str) -> String {
+    format!("VM {name} ({}) --attach {mode}", kernel.release)
 }
 
 /// One kernel with one attach mode: every test executable in the VM.
@@ -297,8 +314,8 @@ fn run_one(
     tests: &[(String, std::path::PathBuf)],
     tcptrace: &std::path::Path,
     args: &VmArgs,
-) -> (String, Result<(), String>) {
-    let what = format!("VM {name} ({}) --attach {mode}", kernel.release);
+) -> Result<(), String> {
+    let what = vm_title(name, kernel, mode);
     let script = guest_script(tests, name, mode, args.filter.as_deref(), args.repeat);
     let mut job = vm::Job::new(script, Duration::from_secs(args.timeout));
     job.files
@@ -314,7 +331,14 @@ fn run_one(
             if o.passed {
                 Ok(())
             } else {
-                Err(format!("{} (log: {})", o.summary, o.log.display()))
+                Err(format!(
+                    "{} (log: {}){}",
+                    o.summary,
+                    o.log.display(),
+                    std::fs::read_to_string(&o.log)
+                        .map(|text| failure_digest(&text))
+                        .unwrap_or_default()
+                ))
             }
         }
         Err(e) => Err(format!("{e:#}")),
@@ -323,7 +347,36 @@ fn run_one(
         "xtask: {} {what}",
         if result.is_ok() { "passed" } else { "FAILED" }
     );
-    (what, result)
+    result
+}
+
+/// The failed tests and their panic messages from a guest log, indented
+/// under the FAIL line, so a CI run that keeps only the tail of the output
+/// still names them.
+fn failure_digest(text: &str) -> String {
+    const MAX_LINES: usize = 24;
+    let mut out = String::new();
+    let mut lines = text.lines().map(|l| l.trim_end_matches('\r'));
+    let mut kept = 0;
+    while let Some(line) = lines.next() {
+        if kept >= MAX_LINES {
+            out.push_str("\n    ...");
+            break;
+        }
+        let keep = if line.contains("panicked at") {
+            // The message is the line after the location.
+            Some(format!("{line} {}", lines.next().unwrap_or_default()))
+        } else if line.starts_with("test ") && line.ends_with("FAILED") {
+            Some(line.to_owned())
+        } else {
+            None
+        };
+        if let Some(l) = keep {
+            let _ = write!(out, "\n    {}", l.chars().take(300).collect::<String>());
+            kept += 1;
+        }
+    }
+    out
 }
 
 /// Echoes the guest's `tcptrace check` lines: which mechanism each hook used.
@@ -336,5 +389,24 @@ fn report_checks(kernel: &str, mode: &str, log: &std::path::Path) {
         .filter_map(|l| l.trim_end_matches('\r').split_once("check: "))
     {
         eprintln!("xtask: {kernel} --attach {mode}: {}", line.1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_digest;
+
+    #[test]
+    fn the_digest_names_failed_tests_and_their_messages() {
+        let log = "running 2 tests\r\ntest a::passes ... ok\r\n\
+                   thread 'b' (9) panicked at tcptrace/tests/b.rs:3:5:\r\n\
+                   assertion failed: x == 1\r\nstack backtrace:\r\n\
+                   test b ... FAILED\r\n";
+        assert_eq!(
+            failure_digest(log),
+            "\n    thread 'b' (9) panicked at tcptrace/tests/b.rs:3:5: assertion failed: x == 1\
+             \n    test b ... FAILED"
+        );
+        assert_eq!(failure_digest("test a ... ok\n"), "");
     }
 }

@@ -96,7 +96,13 @@ impl Tree {
             fs::read(&ko).with_context(|| format!("reading {}", ko.display()))?
         } else {
             let bytes = tools::decompress(src)?;
-            let tmp = ko.with_extension(format!("ko.tmp-{}", std::process::id()));
+            // Workers of one process may decompress the same module at once:
+            // each writes its own file, and the renames agree.
+            let tmp = ko.with_extension(format!(
+                "ko.tmp-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
             fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
             fs::rename(&tmp, &ko).with_context(|| format!("writing {}", ko.display()))?;
             bytes
