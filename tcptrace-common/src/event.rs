@@ -190,10 +190,29 @@ pub struct HandshakeEvent {
     pub syn_retransmits: u32,
     /// [`HandshakeOutcome`] discriminant.
     pub outcome: u8,
-    pub _pad: [u8; 7],
+    /// How many of `syn_retransmit_us` hold a time: the retransmissions
+    /// seen by `tcp:tcp_retransmit_skb`, at most [`SYN_RETRANSMITS_TIMED`]
+    /// (0 in records of a tcptrace before the field, and where that hook
+    /// did not attach).
+    pub syn_retransmits_timed: u8,
+    pub _pad: [u8; 6],
+    /// When each of the first [`SYN_RETRANSMITS_TIMED`] SYN retransmissions
+    /// went out, in microseconds after the handshake started (the start of
+    /// `handshake_ns`), in order; later ones are counted in
+    /// `syn_retransmits` but not timed.
+    pub syn_retransmit_us: [u32; SYN_RETRANSMITS_TIMED],
 }
 
+/// SYN retransmissions timed per handshake ([`HandshakeEvent::syn_retransmit_us`]):
+/// six take the default schedule (1, 3, 7, 15, 31, 63 s) to the default
+/// give-up (`tcp_syn_retries` 6).
+pub const SYN_RETRANSMITS_TIMED: usize = 6;
+
+/// Size of a [`HandshakeEvent`] before `syn_retransmit_us` was added: such
+/// records (old recordings) decode with no times.
+pub const HANDSHAKE_EVENT_V1_SIZE: usize = 112;
+
 const _: () = assert!(size_of::<EventHeader>() == 48);
-const _: () = assert!(size_of::<HandshakeEvent>() == 112);
+const _: () = assert!(size_of::<HandshakeEvent>() == 136);
 const _: () = assert!(size_of::<Flow>() == 40);
 const _: () = assert!(size_of::<LatencyEvent>() == 104);

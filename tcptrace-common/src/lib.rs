@@ -18,7 +18,10 @@ pub mod statemaps;
 pub mod syn;
 
 pub use config::{Config, Filter};
-pub use event::{EventHeader, EventKind, Flow, HandshakeEvent, HandshakeOutcome, LatencyEvent};
+pub use event::{
+    EventHeader, EventKind, Flow, HandshakeEvent, HandshakeOutcome, LatencyEvent,
+    SYN_RETRANSMITS_TIMED,
+};
 pub use hist::{HistId, HIST_SLOTS};
 pub use offsets::KernelOffsets;
 

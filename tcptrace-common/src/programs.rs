@@ -31,6 +31,10 @@ pub const SYS_ENTER_CONNECT: &str = "sys_enter_connect";
 /// `sock:inet_sock_set_state` and its tp_btf twin: active opens' handshakes.
 pub const HANDSHAKE_STATE: &str = "handshake_state";
 pub const HANDSHAKE_STATE_BTF: &str = "handshake_state_btf";
+/// `tcp:tcp_retransmit_skb` and its tp_btf twin: the time of each SYN
+/// retransmission of a handshake in flight.
+pub const HANDSHAKE_RTX: &str = "handshake_rtx";
+pub const HANDSHAKE_RTX_BTF: &str = "handshake_rtx_btf";
 pub const SYS_EXIT_CONNECT: &str = "sys_exit_connect";
 /// `inet_stream_connect`, where the kernel allows BPF trampolines.
 pub const CONNECT_FENTRY: &str = "connect_fentry";
@@ -178,6 +182,8 @@ pub const ALL: &[(&str, Kind)] = &[
     (CONNECT_FEXIT, Kind::FExit),
     (HANDSHAKE_STATE, Kind::Tracepoint),
     (HANDSHAKE_STATE_BTF, Kind::TpBtf),
+    (HANDSHAKE_RTX, Kind::Tracepoint),
+    (HANDSHAKE_RTX_BTF, Kind::TpBtf),
     (HASH_CONNECT_FENTRY, Kind::FEntry),
     (HASH_CONNECT_FEXIT, Kind::FExit),
     (HASH_CONNECT_KPROBE, Kind::KProbe),

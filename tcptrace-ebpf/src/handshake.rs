@@ -7,6 +7,12 @@
 //! `handshake` record. Every other change returns after comparing the two
 //! state arguments.
 //!
+//! `tcp:tcp_retransmit_skb` (tp_btf or plain, likewise) fires on every
+//! retransmitted segment of every socket: for a socket in SYN_SENT with an
+//! entry here it times the SYN retransmission into that entry, which the
+//! end copies into the record; every other socket returns after the
+//! lookup.
+//!
 //! A handshake that ends in CLOSE with a socket error also leaves its
 //! 4-tuple in `HANDSHAKE_FAILED` for the connect() that returns after the
 //! kernel cleared the source address (tcp_disconnect), see `connect.rs`.
@@ -20,7 +26,7 @@ use aya_ebpf::{
 };
 use tcptrace_common::{
     programs, statemaps::StateMap, EventHeader, EventKind, Flow, HandshakeEvent, HandshakeOutcome,
-    HistId,
+    HistId, SYN_RETRANSMITS_TIMED,
 };
 
 use crate::{
@@ -47,6 +53,14 @@ pub struct HandshakeStart {
     tid: u32,
     cgroup: u64,
     comm: [u8; 16],
+    /// `tcp_sock.total_retrans` at the last retransmission timed: a traced
+    /// attempt the kernel did not count (6.14+ traces failed ones too, with
+    /// their error) leaves it unchanged and is not timed.
+    rtx_seen: u32,
+    /// Entries of `rtx_us` filled.
+    rtx_timed: u8,
+    /// Each SYN retransmission, in µs after `start_ns`.
+    rtx_us: [u32; SYN_RETRANSMITS_TIMED],
 }
 
 /// Sockets in SYN_SENT, by socket address. LRU: a socket freed without
@@ -77,6 +91,11 @@ fn tp_field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
     unsafe { core::ptr::read(ctx.as_ptr().cast::<u8>().add(offset).cast::<T>()) }
 }
 
+// `tcp_retransmit_skb`'s record begins, on every kernel that has it
+// (4.15+), with the common fields, `const void *skbaddr`, `const void
+// *skaddr`; the fields after them changed (state in 4.16, err in 6.14).
+const TP_RTX_SKADDR: usize = 16;
+
 #[tracepoint(category = "sock", name = "inet_sock_set_state")]
 pub fn handshake_state(ctx: TracePointContext) -> u32 {
     let old: i32 = tp_field(&ctx, TP_OLDSTATE);
@@ -104,6 +123,46 @@ pub fn handshake_state_btf(ctx: BtfTracePointContext) -> i32 {
         state_change(ctx.arg(0), old, new),
     );
     0
+}
+
+#[tracepoint(category = "tcp", name = "tcp_retransmit_skb")]
+pub fn handshake_rtx(ctx: TracePointContext) -> u32 {
+    let sk: u64 = tp_field(&ctx, TP_RTX_SKADDR);
+    done(&ctx, programs::HANDSHAKE_RTX, retransmitted(sk));
+    0
+}
+
+/// tp_btf twin: tcp_retransmit_skb(const struct sock *sk, const struct
+/// sk_buff *skb) (6.14+ adds `int err`): only `sk` is read.
+#[btf_tracepoint(function = "tcp_retransmit_skb")]
+pub fn handshake_rtx_btf(ctx: BtfTracePointContext) -> i32 {
+    done(&ctx, programs::HANDSHAKE_RTX_BTF, retransmitted(ctx.arg(0)));
+    0
+}
+
+/// A segment of socket `sk` retransmitted (the tracepoint fires after the
+/// attempt, under the socket's lock): timed when `sk` is in SYN_SENT with
+/// an entry, so the segment is its SYN.
+fn retransmitted(sk: u64) -> Result<(), i64> {
+    let Some(hs) = HANDSHAKE_STATE.get_ptr_mut(sk) else {
+        return Ok(());
+    };
+    let total: u32 = read(sk, global!(OFFSETS.tcp_total_retrans))?;
+    // SAFETY: the pointer is the map's value for `sk`, valid while this
+    // program runs (the entry is freed only after an RCU grace period);
+    // the socket's lock, held by every caller of the tracepoint and of the
+    // state changes, keeps the other programs off this entry meanwhile.
+    let hs = unsafe { &mut *hs };
+    if total == hs.rtx_seen {
+        return Ok(());
+    }
+    hs.rtx_seen = total;
+    let at_us = now().saturating_sub(hs.start_ns) / 1000;
+    if let Some(slot) = hs.rtx_us.get_mut(usize::from(hs.rtx_timed)) {
+        *slot = u32::try_from(at_us).unwrap_or(u32::MAX);
+        hs.rtx_timed += 1;
+    }
+    Ok(())
 }
 
 /// One change from or to SYN_SENT (the only ones that get here).
@@ -136,6 +195,9 @@ fn started(sk: u64) -> Result<(), i64> {
         // SAFETY: a helper without arguments about the current task.
         cgroup: unsafe { bpf_get_current_cgroup_id() },
         comm: bpf_get_current_comm().unwrap_or_default(),
+        rtx_seen: 0,
+        rtx_timed: 0,
+        rtx_us: [0; SYN_RETRANSMITS_TIMED],
     };
     if HANDSHAKE_STATE.insert(sk, start, 0).is_err() {
         map_full(StateMap::Handshakes);
@@ -207,7 +269,9 @@ fn ended(sk: u64, new: i32) -> Result<(), i64> {
                 errno,
                 syn_retransmits,
                 outcome: outcome as u8,
-                _pad: [0; 7],
+                syn_retransmits_timed: start.rtx_timed,
+                _pad: [0; 6],
+                syn_retransmit_us: start.rtx_us,
             },
         );
     }

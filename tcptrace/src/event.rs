@@ -11,7 +11,7 @@ use std::{
 };
 
 use tcptrace_common::{
-    event::AF_INET6,
+    event::{AF_INET6, HANDSHAKE_EVENT_V1_SIZE},
     packet::Packet,
     paws::{PawsEvent, RstEvent},
     syn::SynEvent,
@@ -98,8 +98,9 @@ pub trait Family {
     /// The LATENCY and RESULT columns of the live view.
     fn text(&self, ev: &Event) -> Columns;
 
-    /// The family's fields in the JSON form, beside the common ones.
-    fn json(&self, ev: &Event, v: &mut json::EventJson<'_>);
+    /// The family's fields in the JSON form, beside the common ones (which
+    /// may borrow from the detail, like the common ones from the event).
+    fn json<'a>(&'a self, ev: &'a Event, v: &mut json::EventJson<'a>);
 
     /// One line saying what the kernel did with the captured packet
     /// (`local` and `peer` already formatted); None for events without one.
@@ -244,9 +245,20 @@ fn set_header(ev: &mut Event, h: &EventHeader, kind: EventKind, flow: &Flow, det
 /// A record that ends in a [`Packet`]: records written before packets were
 /// captured (that much shorter) decode with an empty packet.
 fn read_packet_record<T: Copy + Default>(kind: EventKind, bytes: &[u8]) -> Result<T, DecodeError> {
+    let without = std::mem::size_of::<T>() - std::mem::size_of::<Packet>();
+    read_grown_record(kind, bytes, without)
+}
+
+/// A record that grew at its end: one of at least `older` bytes (written
+/// by a tcptrace before the growth, in a recording) decodes with the new
+/// fields zero.
+fn read_grown_record<T: Copy + Default>(
+    kind: EventKind,
+    bytes: &[u8],
+    older: usize,
+) -> Result<T, DecodeError> {
     let want = std::mem::size_of::<T>();
-    let without = want - std::mem::size_of::<Packet>();
-    if bytes.len() >= want || bytes.len() < without {
+    if bytes.len() >= want || bytes.len() < older {
         return read_record(kind, bytes);
     }
     let mut rec = T::default();
@@ -299,7 +311,7 @@ pub fn decode_into(bytes: &[u8], ev: &mut Event) -> Result<(), DecodeError> {
             ev.packet.extend_from_slice(rec.packet.bytes());
         }
         EventKind::Handshake => {
-            let rec: HandshakeEvent = read_record(kind, bytes)?;
+            let rec: HandshakeEvent = read_grown_record(kind, bytes, HANDSHAKE_EVENT_V1_SIZE)?;
             let detail = connect::decode::handshake(&rec).ok_or(DecodeError::BadField {
                 kind,
                 field: "outcome",
@@ -383,6 +395,16 @@ pub(crate) mod tests {
 
     /// A handshake record: 127.0.0.1:40000 -> 10.1.2.3:8080 by curl.
     pub fn raw_handshake(outcome: u8, errno: i32, syn_retransmits: u32) -> Vec<u8> {
+        raw_handshake_timed(outcome, errno, syn_retransmits, &[])
+    }
+
+    /// The same with SYN retransmission times (µs after the start).
+    pub fn raw_handshake_timed(
+        outcome: u8,
+        errno: i32,
+        syn_retransmits: u32,
+        times_us: &[u32],
+    ) -> Vec<u8> {
         let mut ev = decode(&raw_latency(EventKind::Connect, 2, 0)).unwrap();
         ev.kind = EventKind::Handshake;
         let mut flow = Flow {
@@ -411,8 +433,12 @@ pub(crate) mod tests {
             errno,
             syn_retransmits,
             outcome,
-            _pad: [0; 7],
+            syn_retransmits_timed: times_us.len() as u8,
+            _pad: [0; 6],
+            syn_retransmit_us: [0; tcptrace_common::SYN_RETRANSMITS_TIMED],
         };
+        let mut rec = rec;
+        rec.syn_retransmit_us[..times_us.len()].copy_from_slice(times_us);
         bytes_of(&rec)
     }
 
@@ -438,8 +464,69 @@ pub(crate) mod tests {
         assert_eq!(v["handshake_ns"], 1_020_000_000u64);
         assert_eq!(v["syn_retransmits"], 1);
         assert_eq!(v["error"], "ETIMEDOUT");
+        // No retransmission timed: no times field.
+        assert!(v.get("syn_retransmit_us").is_none(), "{v}");
         // An outcome this tcptrace does not know is a decode error.
         assert!(decode(&raw_handshake(9, 0, 0)).is_err());
+    }
+
+    #[test]
+    fn handshake_retransmit_times_read_in_text_and_json() {
+        use tcptrace_common::HandshakeOutcome;
+        let timed = |rtx, times: &[u32]| {
+            decode(&raw_handshake_timed(
+                HandshakeOutcome::Established as u8,
+                0,
+                rtx,
+                times,
+            ))
+            .unwrap()
+        };
+        let ev = timed(2, &[1_003_512, 3_011_000]);
+        let Detail::Handshake(d) = &ev.detail else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(d.syn_retransmit_us(), &[1_003_512, 3_011_000]);
+        let cols = ev.detail.family().text(&ev);
+        assert_eq!(cols.result, "established syn_rtx=2 at 1.004s,3.011s");
+        assert!(!cols.failed);
+        let v = serde_json::to_value(json::EventJson::of(&ev, 0)).unwrap();
+        assert_eq!(v["syn_retransmits"], 2);
+        assert_eq!(
+            v["syn_retransmit_us"],
+            serde_json::json!([1_003_512, 3_011_000])
+        );
+        // The JSON reads back (tcptrace diagnose --input).
+        let back: json::EventJson<'_> = serde_json::from_value(v).unwrap();
+        assert_eq!(
+            back.syn_retransmit_us.as_deref(),
+            Some(&[1_003_512, 3_011_000][..])
+        );
+        // More retransmissions than timed: the text says so.
+        let all = [
+            1_000_000, 3_000_000, 7_000_000, 15_000_000, 31_000_000, 63_000_000,
+        ];
+        let ev = timed(7, &all);
+        let result = ev.detail.family().text(&ev).result;
+        assert!(result.ends_with("31.000s,63.000s,..."), "{result}");
+        let v = serde_json::to_value(json::EventJson::of(&ev, 0)).unwrap();
+        assert_eq!(v["syn_retransmit_us"].as_array().map(Vec::len), Some(6));
+    }
+
+    #[test]
+    fn handshake_records_before_the_times_decode_without_them() {
+        use tcptrace_common::{event::HANDSHAKE_EVENT_V1_SIZE, HandshakeOutcome};
+        // Their padding (where the count of times now is) was zero.
+        let full = raw_handshake(HandshakeOutcome::TimedOut as u8, 110, 1);
+        let ev = decode(&full[..HANDSHAKE_EVENT_V1_SIZE]).unwrap();
+        let Detail::Handshake(d) = &ev.detail else {
+            panic!("{ev:?}")
+        };
+        assert_eq!((d.syn_retransmits, d.syn_retransmit_us()), (1, &[][..]));
+        let v = serde_json::to_value(json::EventJson::of(&ev, 0)).unwrap();
+        assert!(v.get("syn_retransmit_us").is_none(), "{v}");
+        // Shorter than that is still an error, not a panic.
+        assert!(decode(&full[..HANDSHAKE_EVENT_V1_SIZE - 1]).is_err());
     }
 
     fn bytes_of<T>(rec: &T) -> Vec<u8> {

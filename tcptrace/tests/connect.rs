@@ -317,6 +317,63 @@ fn handshakes_in(objs: &[Value], netns: u64) -> Vec<&Value> {
         .collect()
 }
 
+/// Whether SYN retransmissions are timed in this run (the `handshake_rtx`
+/// hook attached; one known unavailable must say so with a reason).
+fn times_syn_retransmits(tracer: &Tracer) -> bool {
+    let m = tracer.mechanism("handshake_rtx");
+    if !known_unavailable("handshake_rtx") {
+        assert!(
+            matches!(m.as_deref(), Some("tp_btf" | "tracepoint")),
+            "handshake_rtx hook: {m:?} {:?}",
+            tracer.attach_report
+        );
+    }
+    m.is_some()
+}
+
+/// The SYN retransmission times of handshake `e` (µs after its start),
+/// checked: one per retransmission counted (the first 6; fewer only by the
+/// runs the kernel skipped, which the final `summary` counts in `missed`),
+/// increasing, the first after the initial RTO of 1 s (the SYN timer's
+/// first expiry; later steps depend on tcp_syn_linear_timeouts), all
+/// within the handshake.
+fn syn_retransmit_times(e: &Value, timed: bool, summary: &Value) -> Vec<u64> {
+    let rtx = e["syn_retransmits"].as_u64().expect("syn_retransmits");
+    let times: Vec<u64> = e
+        .get("syn_retransmit_us")
+        .map(|t| {
+            t.as_array()
+                .expect("an array")
+                .iter()
+                .map(|v| v.as_u64().expect("µs"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !timed {
+        assert!(times.is_empty(), "{e}");
+        return times;
+    }
+    let missed: u64 = [programs::HANDSHAKE_RTX, programs::HANDSHAKE_RTX_BTF]
+        .iter()
+        .filter_map(|p| summary["missed"][*p].as_u64())
+        .sum();
+    let want = rtx.min(6);
+    let got = times.len() as u64;
+    assert!(
+        got <= want && got + missed >= want,
+        "{got} times for {rtx} retransmissions, missed {}: {e}",
+        summary["missed"]
+    );
+    if let Some(&first) = times.first() {
+        assert!(first >= 900_000, "first retransmission {first} µs: {e}");
+    }
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{e}");
+    let ns = e["handshake_ns"].as_u64().expect("handshake_ns");
+    assert!(times.iter().all(|&t| t * 1000 <= ns), "{e}");
+    eprintln!("SYN retransmitted at {times:?} µs ({rtx} counted, handshake {ns} ns)");
+    times
+}
+
 fn require_handshake_hook(tracer: &Tracer) {
     let m = tracer.mechanism("handshake");
     assert!(
@@ -331,6 +388,7 @@ fn require_handshake_hook(tracer: &Tracer) {
 fn nonblocking_handshake_after_one_syn_retransmit() {
     let tracer = Tracer::start(&[]);
     require_handshake_hook(&tracer);
+    let timed = times_syn_retransmits(&tracer);
     let ((netns, sport, filler_port, rtx, err), _keep) = in_private_netns(|| {
         let before = netstat();
         let (l, addr, filler) = full_listener();
@@ -355,6 +413,11 @@ fn nonblocking_handshake_after_one_syn_retransmit() {
         .expect("filler");
     assert_eq!(filler["outcome"], "established");
     assert_eq!(filler["syn_retransmits"], 0);
+    let summary = final_summary(&objs);
+    assert!(
+        syn_retransmit_times(filler, timed, summary).is_empty(),
+        "{filler}"
+    );
     let e = hs
         .iter()
         .find(|e| e["sport"] == sport)
@@ -365,13 +428,17 @@ fn nonblocking_handshake_after_one_syn_retransmit() {
     assert_eq!(e["saddr"], "127.0.0.1");
     let ns = e["handshake_ns"].as_u64().expect("handshake_ns");
     assert!((900_000_000..3_000_000_000).contains(&ns), "{e}");
+    // The one retransmission, on the first expiry of the SYN timer (1 s).
+    let times = syn_retransmit_times(e, timed, summary);
+    if let Some(&first) = times.first() {
+        assert!(first < 2_000_000, "{e}");
+    }
     // The connect() call itself returned at once with EINPROGRESS.
     let c: Vec<&Value> = events(&objs, "connect")
         .filter(|c| c["netns"] == netns && c["sport"] == sport)
         .collect();
     assert_eq!(c.len(), 1, "{c:?}");
     assert_eq!(c[0]["errno"], libc::EINPROGRESS);
-    let summary = final_summary(&objs);
     assert!(
         summary["histograms"]["handshake"]["count"]
             .as_u64()
@@ -471,6 +538,7 @@ fn refused_handshake_is_reset_and_keeps_its_source_address() {
 fn timed_out_blocking_connect_keeps_its_source_address() {
     let tracer = Tracer::start(&[]);
     require_handshake_hook(&tracer);
+    let timed = times_syn_retransmits(&tracer);
     let ((netns, rtx, took), _keep) = in_private_netns(|| {
         // One retransmission, then ETIMEDOUT (about 3 s, 2 s with linear
         // timeouts).
@@ -507,6 +575,9 @@ fn timed_out_blocking_connect_keeps_its_source_address() {
         ns <= took.as_nanos() as u64 && ns >= 1_500_000_000,
         "{e} took {took:?}"
     );
+    // Every retransmission timed (fewer than 6), the last before the
+    // timer gave up.
+    syn_retransmit_times(e, timed, final_summary(&objs));
     let c: Vec<&Value> = events(&objs, "connect")
         .filter(|c| c["netns"] == netns && c["errno"] != 0)
         .collect();
@@ -530,6 +601,7 @@ fn handshake_hook_runs_per_connection() {
     require_handshake_hook(&tracer);
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF_ENABLE_STATS");
     let hs_before = tracer.program_runs("handshake_sta");
+    let rtx_before = tracer.program_runs("handshake_rtx");
     let conn_before = tracer.program_runs("sys_e") + tracer.program_runs("connect_f");
     let ((), _keep) = in_private_netns(|| {
         let (l, addr) = listener("127.0.0.1:0");
@@ -544,10 +616,17 @@ fn handshake_hook_runs_per_connection() {
     });
     let hs = tracer.program_runs("handshake_sta") - hs_before;
     let conn = tracer.program_runs("sys_e") + tracer.program_runs("connect_f") - conn_before;
+    let rtx = tracer.program_runs("handshake_rtx") - rtx_before;
     eprintln!(
-        "COST: handshake hook {hs} runs for {N} loopback connections ({:.2} per connection, both ends); connect hook {conn} runs ({:.2} per connection)",
+        "COST: handshake hook {hs} runs for {N} loopback connections ({:.2} per connection, both ends); connect hook {conn} runs ({:.2} per connection); handshake_rtx hook {rtx} runs",
         hs as f64 / N as f64,
         conn as f64 / N as f64
+    );
+    // tcp_retransmit_skb runs only on retransmissions: none on these
+    // connections (other sockets of the host may retransmit meanwhile).
+    assert!(
+        rtx < N / 10,
+        "handshake_rtx: {rtx} runs for {N} connections"
     );
     let objs = tracer.stop();
     assert!(hs >= 10 * N, "{hs} runs for {N} connections");

@@ -33,6 +33,9 @@ const EINPROGRESS: i64 = 115;
 const MAX_DESTS: usize = 1024;
 /// Distinct slow connect() times (ms) kept per destination.
 const MAX_LATENCIES: usize = 32;
+/// SYN retransmissions whose measured times are kept, by their place in
+/// the handshake (tcptrace times the first 6).
+const MAX_RESENDS: usize = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Key {
@@ -54,6 +57,37 @@ pub struct Dest {
     /// the application gave up on (closed before an answer).
     pub syn_retransmits: u64,
     pub given_up: u64,
+    /// Handshakes only: the measured time of the 1st, 2nd, ... SYN
+    /// retransmission of the slow ones (`syn_retransmit_us`).
+    pub resends: Vec<Resend>,
+}
+
+/// The times measured for one SYN retransmission (the n-th of its
+/// handshake) over the slow handshakes to one destination.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Resend {
+    pub count: u64,
+    pub min_us: u32,
+    pub max_us: u32,
+}
+
+impl Dest {
+    /// The times of one handshake's timed SYN retransmissions, in order.
+    fn resent_at(&mut self, times_us: &[u32]) {
+        for (i, &us) in times_us.iter().enumerate() {
+            if self.resends.len() <= i {
+                self.resends.push(Resend {
+                    count: 0,
+                    min_us: us,
+                    max_us: us,
+                });
+            }
+            let r = &mut self.resends[i];
+            r.count += 1;
+            r.min_us = r.min_us.min(us);
+            r.max_us = r.max_us.max(us);
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -145,6 +179,9 @@ impl Connects {
         let result = ev.outcome.map_or("unknown", Outcome::name);
         d.note(ev, ns, result.to_owned(), at);
         d.syn_retransmits += u64::from(ev.syn_retransmits.unwrap_or(0));
+        // At most 6 per handshake in tcptrace's own; capped for hand-written input.
+        let times = ev.syn_retransmit_us.as_deref().unwrap_or(&[]);
+        d.resent_at(&times[..times.len().min(MAX_RESENDS)]);
         if ev.outcome == Some(Outcome::Closed) {
             d.given_up += 1;
         }
@@ -286,6 +323,14 @@ fn finding(
     if handshakes {
         e.set("syn_retransmits", d.syn_retransmits)
             .set("given_up", d.given_up);
+        if !d.resends.is_empty() {
+            let resends: Vec<Value> = d
+                .resends
+                .iter()
+                .map(|r| json!({"count": r.count, "min_ms": r.min_us / 1000, "max_ms": r.max_us / 1000}))
+                .collect();
+            e.set("syn_resends_measured", Value::Array(resends));
+        }
     }
     if resolved.ambiguous {
         e.set("server_side_ambiguous", true);
@@ -344,8 +389,29 @@ fn finding(
         .take(8)
         .map(|ms| format!("{} s", seconds(ms * 1_000_000)))
         .collect();
+    let resends: Vec<String> = d
+        .resends
+        .iter()
+        .take(8)
+        .map(|r| {
+            let (lo, hi) = (
+                seconds(u64::from(r.min_us) * 1000),
+                seconds(u64::from(r.max_us) * 1000),
+            );
+            if lo == hi {
+                format!("{lo} s")
+            } else {
+                format!("{lo}-{hi} s")
+            }
+        })
+        .collect();
+    let resends = if resends.is_empty() {
+        String::new()
+    } else {
+        format!("; SYNs resent at {}", resends.join(", "))
+    };
     advice.push(format!(
-        "With {}, connect() resends its SYN at {} after the first and gives up after {} s (ETIMEDOUT); measured here: {}{}. Client timeouts only hide the cause.",
+        "With {}, connect() resends its SYN at {} after the first and gives up after {} s (ETIMEDOUT); measured here: {}{}{resends}. Client timeouts only hide the cause.",
         sched.settings_text(),
         sched.resends_text(8),
         seconds(sched.give_up_ms * 1_000_000),
@@ -407,6 +473,39 @@ mod tests {
             json!({"handshake_ns": ns, "outcome": outcome, "syn_retransmits": rtx, "errno": 0, "error": "OK",
                    "comm": "curl", "saddr": "10.0.0.9", "sport": 42000 + sec, "daddr": "10.0.0.1", "dport": 8080}),
         )
+    }
+
+    fn timed_handshake(sec: u32, ns: u64, times_us: &[u32]) -> Value {
+        let mut v = handshake(sec, ns, "established", times_us.len() as u32);
+        v["syn_retransmit_us"] = json!(times_us);
+        v
+    }
+
+    #[test]
+    fn measured_resend_times_in_evidence_and_advice() {
+        let events = vec![
+            timed_handshake(0, 1_020_000_000, &[1_004_000]),
+            timed_handshake(1, 3_050_000_000, &[1_012_000, 3_021_000]),
+            handshake(2, 1_010_000_000, "established", 1),
+        ];
+        let f = run(&events, HostView::default());
+        let e = &f[0].evidence;
+        assert_eq!(
+            e["syn_resends_measured"],
+            json!([{"count": 2, "min_ms": 1004, "max_ms": 1012}, {"count": 1, "min_ms": 3021, "max_ms": 3021}])
+        );
+        let last = f[0].advice.last().unwrap();
+        assert!(
+            last.contains("; SYNs resent at 1-1.01 s, 3.02 s."),
+            "{last}"
+        );
+        // Without times (an older recording): neither.
+        let f = run(
+            &[handshake(0, 1_020_000_000, "established", 1)],
+            HostView::default(),
+        );
+        assert!(f[0].evidence.get("syn_resends_measured").is_none());
+        assert!(!f[0].advice.last().unwrap().contains("resent at"));
     }
 
     #[test]

@@ -328,6 +328,10 @@ pub struct EventJson<'a> {
     pub state: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syn_queue: Option<u32>,
+    /// `handshake`: when each timed SYN retransmission went out, in µs
+    /// after the handshake started (the first 6; absent when none was).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syn_retransmit_us: Option<Cow<'a, [u32]>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syn_retransmits: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]

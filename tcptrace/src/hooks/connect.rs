@@ -58,3 +58,24 @@ pub fn handshake_spec() -> HookSpec {
         ..HookSpec::default()
     }
 }
+
+/// The time of each SYN retransmission of those handshakes:
+/// `tcp:tcp_retransmit_skb`, tp_btf where the kernel has its BTF, else the
+/// plain tracepoint. It runs only on a retransmitted segment (none on a
+/// healthy connection), and returns after one map lookup unless the socket
+/// is in SYN_SENT. A hook of its own: where it cannot attach, handshakes
+/// are still reported, with their retransmissions counted but not timed.
+pub fn handshake_rtx_spec() -> HookSpec {
+    HookSpec {
+        name: "handshake_rtx",
+        about: "the time of each SYN retransmission of an active open (in handshake events)",
+        tracepoints: vec![TpTarget::typed(
+            "tcp",
+            "tcp_retransmit_skb",
+            programs::HANDSHAKE_RTX,
+            programs::HANDSHAKE_RTX_BTF,
+            1,
+        )],
+        ..HookSpec::default()
+    }
+}

@@ -326,6 +326,7 @@ pub fn table(btf: &KernelBtf) -> Vec<HookSpec> {
     let mut specs = vec![
         connect::spec(),
         connect::handshake_spec(),
+        connect::handshake_rtx_spec(),
         port_search::spec(btf),
     ];
     specs.extend(syn::specs(btf));
