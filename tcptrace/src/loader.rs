@@ -235,20 +235,26 @@ pub fn ensure_any_attached(statuses: &[HookStatus]) -> Result<()> {
     bail!("no hook could attach on this kernel ({})", why.join(" | "));
 }
 
+/// Width of the hook column of [`describe`]: the longest hook name
+/// (`validate_incoming`).
+pub const HOOK_COLUMN: usize = 17;
+
 /// One line per hook for stderr or `tcptrace check`.
 pub fn describe(status: &HookStatus) -> String {
     match status.mechanism {
         Some(m) => format!(
-            "{:<12} {:<11} {}",
+            "{:<w$} {:<11} {}",
             status.hook,
             m.to_string(),
-            status.notes.join("; ")
+            status.notes.join("; "),
+            w = HOOK_COLUMN
         ),
         None => format!(
-            "{:<12} {:<11} {}",
+            "{:<w$} {:<11} {}",
             status.hook,
             "UNAVAILABLE",
-            status.notes.join("; ")
+            status.notes.join("; "),
+            w = HOOK_COLUMN
         ),
     }
 }

@@ -26,7 +26,12 @@ pub fn run(CheckArgs { attach, json }: CheckArgs) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(&hooks)?);
     } else {
-        println!("{:<12} {:<11} DETAIL", "HOOK", "MECHANISM");
+        println!(
+            "{:<w$} {:<11} DETAIL",
+            "HOOK",
+            "MECHANISM",
+            w = loader::HOOK_COLUMN
+        );
         for h in &hooks {
             println!("{}", loader::describe(h));
         }

@@ -885,6 +885,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_hook_name_fits_the_check_column() {
+        let btf = KernelBtf::from_sys().expect("kernel BTF");
+        for spec in table(&btf) {
+            assert!(spec.name.len() <= crate::loader::HOOK_COLUMN, "{}", spec.name);
+        }
+    }
+
+    #[test]
     fn typed_forms_follow_the_kernel_btf() {
         let btf = KernelBtf::from_sys().expect("kernel BTF");
         let mut t = TpTarget::typed("tcp", "tcp_receive_reset", "a", "b", 1);
