@@ -13,7 +13,7 @@ use crate::{
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct VmArgs {
-    /// Kernels to boot (6.1, 6.12, 6.18, newest); default: the whole matrix.
+    /// Kernels to boot (5.10, 6.1, 6.12, 6.18, newest); default: the whole matrix.
     #[arg(long = "kernel")]
     pub kernels: Vec<String>,
     /// Attach modes to run each kernel with; default: fentry and kprobe.

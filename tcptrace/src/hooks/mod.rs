@@ -888,7 +888,11 @@ mod tests {
     fn every_hook_name_fits_the_check_column() {
         let btf = KernelBtf::from_sys().expect("kernel BTF");
         for spec in table(&btf) {
-            assert!(spec.name.len() <= crate::loader::HOOK_COLUMN, "{}", spec.name);
+            assert!(
+                spec.name.len() <= crate::loader::HOOK_COLUMN,
+                "{}",
+                spec.name
+            );
         }
     }
 

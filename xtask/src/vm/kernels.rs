@@ -12,12 +12,9 @@ use anyhow::{bail, Context, Result};
 
 use super::{apt::Apt, tools, Kernel};
 
-/// Matrix names, oldest first.
-pub const MATRIX: &[&str] = &["6.1", "6.12", "6.18", "newest"];
-
-/// Every name `--kernel` takes, oldest first: the matrix and the kernels
-/// run by name only (5.10: Debian 11's kernel, no task storage).
-pub const KNOWN: &[&str] = &["5.10", "6.1", "6.12", "6.18", "newest"];
+/// Matrix names, oldest first; every name `--kernel` takes (5.10: Debian
+/// 11's kernel, no task storage).
+pub const MATRIX: &[&str] = &["5.10", "6.1", "6.12", "6.18", "newest"];
 
 /// Hooks a kernel of `name` cannot attach under any mechanism, which the
 /// scenario tests then require to be reported UNAVAILABLE with the reason
@@ -70,7 +67,7 @@ fn source(name: &str) -> Result<Source> {
             suites: &["sid"],
             series: &[],
         },
-        _ => bail!("unknown kernel `{name}` (known: {})", KNOWN.join(", ")),
+        _ => bail!("unknown kernel `{name}` (known: {})", MATRIX.join(", ")),
     })
 }
 

@@ -2,7 +2,7 @@
 //! initramfs holding the static binaries and a scenario script.
 //!
 //! - [`matrix`]: the kernel names of the matrix.
-//! - [`resolve`]: turns names (`6.1`, `6.12`, `6.18`, `newest`) into kernels,
+//! - [`resolve`]: turns names (`5.10`, `6.1`, `6.12`, `6.18`, `newest`) into kernels,
 //!   finding today's package, downloading and caching it; one that cannot be
 //!   had is `Err` by name, with the reason.
 //! - [`run`]: boots one kernel with a [`Job`] and reports the result line.
@@ -34,7 +34,7 @@ use anyhow::{Context, Result};
 /// A kernel ready to boot.
 #[derive(Debug, Clone)]
 pub struct Kernel {
-    /// Matrix name: "6.1", "6.12", "6.18", "newest".
+    /// Matrix name: "5.10", "6.1", "6.12", "6.18", "newest".
     pub name: String,
     /// Debian package it came from, as `package=version`.
     pub package: String,
