@@ -13,7 +13,6 @@ mod support;
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
@@ -496,6 +495,18 @@ fn stalled_accept(
     }
 }
 
+/// A lab of two namespaces with nginx on the server side's wildcard
+/// address at `port`; the destination its clients connect to.
+fn nginx_in_lab(bin: &Path, port: u16) -> (Lab, Nginx, SocketAddr) {
+    let lab = Lab::new(Family::V4);
+    let bin = bin.to_owned();
+    let nginx = in_netns(&lab.server_ns, move || {
+        Nginx::start_at(&bin, "0.0.0.0", port, None)
+    });
+    let dest = SocketAddr::new(lab.server_ip, port);
+    (lab, nginx, dest)
+}
+
 /// The TcpExt counters of namespace `ns`.
 fn netstat_of(ns: &str) -> Netstat {
     let ns = ns.to_owned();
@@ -686,13 +697,8 @@ fn nginx_full_queue_slows_clients_in_another_namespace() {
         eprintln!("nginx is not installed here (VM initramfs): skipped");
         return;
     };
-    let lab = Lab::new(Family::V4);
-    let ino = |ns: &str| std::fs::metadata(netns_path(ns)).expect("netns").ino();
-    let (server_netns, client_netns) = (ino(&lab.server_ns), ino(&lab.client_ns));
-    let nginx = in_netns(&lab.server_ns, move || {
-        Nginx::start_at(&bin, "0.0.0.0", PORT, None)
-    });
-    let dest = SocketAddr::new(lab.server_ip, PORT);
+    let (lab, nginx, dest) = nginx_in_lab(&bin, PORT);
+    let (server_netns, client_netns) = (lab.server_netns_inode(), lab.client_netns_inode());
     let d = Diagnose::start_with("7s", &[]);
     let run = stalled_accept(
         nginx,
@@ -739,13 +745,8 @@ fn nginx_full_queue_times_out_curl_in_another_namespace() {
         eprintln!("nginx or curl is not installed here (VM initramfs): skipped");
         return;
     };
-    let lab = Lab::new(Family::V4);
-    let ino = |ns: &str| std::fs::metadata(netns_path(ns)).expect("netns").ino();
-    let (server_netns, client_netns) = (ino(&lab.server_ns), ino(&lab.client_ns));
-    let nginx = in_netns(&lab.server_ns, move || {
-        Nginx::start_at(&bin, "0.0.0.0", PORT, None)
-    });
-    let dest = SocketAddr::new(lab.server_ip, PORT);
+    let (lab, nginx, dest) = nginx_in_lab(&bin, PORT);
+    let (server_netns, client_netns) = (lab.server_netns_inode(), lab.client_netns_inode());
     let (server_netstat, client_netstat) = (netstat_of(&lab.server_ns), netstat_of(&lab.client_ns));
     let d = Diagnose::start_with("5s", &[]);
     stop_worker(&nginx);

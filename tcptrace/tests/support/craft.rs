@@ -31,6 +31,12 @@ pub fn netns_path(ns: &str) -> String {
         .unwrap_or_else(|| panic!("network namespace {ns} not found under /run or /var/run"))
 }
 
+/// Inode of named network namespace `ns` (what events carry as `netns`).
+pub fn netns_inode(ns: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(netns_path(ns)).expect("netns file").ino()
+}
+
 /// Runs `f` on a thread that joined network namespace `ns` (a name given to
 /// `ip netns add`). Sockets created there stay in that namespace.
 pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -153,10 +159,12 @@ impl Lab {
 
     /// Inode of the server namespace (what events carry as `netns`).
     pub fn server_netns_inode(&self) -> u64 {
-        use std::os::unix::fs::MetadataExt as _;
-        std::fs::metadata(netns_path(&self.server_ns))
-            .expect("netns file")
-            .ino()
+        netns_inode(&self.server_ns)
+    }
+
+    /// Inode of the client namespace.
+    pub fn client_netns_inode(&self) -> u64 {
+        netns_inode(&self.client_ns)
     }
 
     /// An active open from the server namespace to the peer's `port` gets
