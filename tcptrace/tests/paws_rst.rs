@@ -307,15 +307,7 @@ fn time_wait_behind_snat(family: Family) {
     let rules = format!(
         "table {table} tcptrace_snat {{\n chain post {{\n  type nat hook postrouting priority 100;\n  oifname \"vc\" tcp dport {PORT} snat to {addr}:40000\n }}\n}}\n"
     );
-    let mut nft = std::process::Command::new("ip")
-        .args(["netns", "exec", &lab.client_ns, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("nft");
-    std::io::Write::write_all(nft.stdin.as_mut().expect("nft stdin"), rules.as_bytes())
-        .expect("nft rules");
-    drop(nft.stdin.take());
-    assert!(nft.wait().expect("nft").success(), "nft rules: {rules}");
+    craft::nft(&lab.client_ns, &rules);
 
     let (tracer, on) = tracer_for("paws_time_wait");
     let before = lab.server_netstat();

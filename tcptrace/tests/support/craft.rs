@@ -37,6 +37,19 @@ pub fn netns_inode(ns: &str) -> u64 {
     std::fs::metadata(netns_path(ns)).expect("netns file").ino()
 }
 
+/// Loads nftables `rules` (an `nft -f` script) in network namespace `ns`.
+pub fn nft(ns: &str, rules: &str) {
+    let mut nft = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("nft");
+    io::Write::write_all(nft.stdin.as_mut().expect("nft stdin"), rules.as_bytes())
+        .expect("nft rules");
+    drop(nft.stdin.take());
+    assert!(nft.wait().expect("nft").success(), "nft rules: {rules}");
+}
+
 /// Runs `f` on a thread that joined network namespace `ns` (a name given to
 /// `ip netns add`). Sockets created there stay in that namespace.
 pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
