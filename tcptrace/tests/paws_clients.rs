@@ -1,7 +1,8 @@
-//! Slow handshakes behind TIME_WAIT PAWS, with the kernel's own client and
-//! server: a client namespace whose connections all leave through SNAT to
-//! one source port (one host behind a NAT gateway, as in production), a
-//! server that closes first and so holds TIME_WAIT on that 4-tuple. Each
+//! Slow handshakes behind TIME_WAIT PAWS, with real programs: nginx
+//! (Debian's) as the server, answering HTTP/1.0 requests and closing first
+//! (so it holds TIME_WAIT), and a client namespace whose blocking connects
+//! all leave through SNAT to one source port (one host behind a NAT
+//! gateway, as in production). Each
 //! new connection has its own timestamp clock: about half the time its SYN
 //! is older than the TIME_WAIT's last stamp and fails PAWS, and the server
 //! answers with a bare ACK. What the client sees depends on that ACK:
@@ -15,18 +16,14 @@
 //! retransmits, connect() errors), their SYN retransmits == the client
 //! namespace's TCPSynRetrans delta, paws_reject events == the server's
 //! PAWS counter delta, `slow_connect` names the TIME_WAIT rejects behind
-//! it, and failed connects carry their 4-tuple. They need root, BPF and
-//! nft (the VM initramfs has no nft: there they say so and return).
+//! it, and failed connects carry their 4-tuple. They need root, BPF, nginx
+//! and nft (the VM initramfs has neither: there they say so and return).
 
 mod support;
 
 use std::{
-    io::{ErrorKind, Read as _, Write as _},
+    io::{Read as _, Write as _},
     net::SocketAddr,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
     thread,
     time::{Duration, Instant},
 };
@@ -34,6 +31,7 @@ use std::{
 use serde_json::Value;
 use support::{
     craft::{in_netns, nft, Family, Lab},
+    nginx::{nginx_bin, Nginx},
     *,
 };
 
@@ -84,8 +82,8 @@ fn paws_counter(lab: &Lab) -> (&'static str, u64) {
 }
 
 /// A blocking connect() to `dest` from the client namespace with TCP_SYNCNT
-/// 1 (it gives up after about 3 s); on success a request and the response
-/// up to the server's FIN.
+/// 1 (it gives up after about 3 s); on success an HTTP/1.0 request and the
+/// response up to nginx's FIN.
 fn attempt(ns: &str, dest: SocketAddr) -> (u16, Option<i32>, Duration, u32) {
     in_netns(ns, move || {
         let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
@@ -126,40 +124,12 @@ fn attempt(ns: &str, dest: SocketAddr) -> (u16, Option<i32>, Duration, u32) {
             let mut s: std::net::TcpStream = c.into();
             s.set_read_timeout(Some(Duration::from_secs(2)))
                 .expect("timeout");
-            s.write_all(b"hi").expect("request");
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("request");
             let mut rest = Vec::new();
             let _ = s.read_to_end(&mut rest);
             return (local_port, None, took, info.tcpi_total_retrans);
         };
         (local_port, e.raw_os_error(), took, 0)
-    })
-}
-
-/// The server in its namespace: answers each request and closes first (so
-/// it holds TIME_WAIT), until `stop`.
-fn serve(lab: &Lab, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
-    let listener = lab.listen(PORT);
-    listener
-        .set_nonblocking(true)
-        .expect("nonblocking listener");
-    thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-            match listener.accept() {
-                Ok((mut s, _)) => {
-                    s.set_nonblocking(false).expect("blocking stream");
-                    s.set_read_timeout(Some(Duration::from_secs(2)))
-                        .expect("timeout");
-                    let mut buf = [0u8; 16];
-                    let _ = s.read(&mut buf);
-                    let _ = s.write_all(b"ok");
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    thread::sleep(Duration::from_millis(2));
-                }
-                Err(e) => panic!("accept: {e}"),
-            }
-        }
     })
 }
 
@@ -203,16 +173,17 @@ fn firewall(lab: &Lab, ack: BareAck) {
 }
 
 fn scenario(ack: BareAck) {
-    if !have("nft") {
-        eprintln!("nft is not installed here (VM initramfs): skipped");
+    let (Some(bin), true) = (nginx_bin(), have("nft")) else {
+        eprintln!("nginx or nft is not installed here (VM initramfs): skipped");
         return;
-    }
+    };
     let lab = Lab::new(Family::V4);
     firewall(&lab, ack);
     let (server_netns, client_netns) = (lab.server_netns_inode(), lab.client_netns_inode());
     let dest = SocketAddr::new(lab.server_ip, PORT);
-    let stop = Arc::new(AtomicBool::new(false));
-    let server = serve(&lab, Arc::clone(&stop));
+    let nginx = in_netns(&lab.server_ns, move || {
+        Nginx::start_at(&bin, "0.0.0.0", PORT, None)
+    });
     let tracer = Tracer::start(&[]);
     let paws_hook = hook(&tracer, "paws_time_wait");
     let (counter, paws_before) = paws_counter(&lab);
@@ -240,8 +211,7 @@ fn scenario(ack: BareAck) {
     let (_, paws_after) = paws_counter(&lab);
     let syn_retrans = delta(&rtx_before, &in_netns(&client_ns, netstat), "TCPSynRetrans");
     let objs = tracer.stop();
-    stop.store(true, Ordering::Relaxed);
-    server.join().expect("server");
+    drop(nginx);
     eprintln!("{ack:?}: {attempts:#?}");
     let rejects = paws_after - paws_before;
     assert_eq!(

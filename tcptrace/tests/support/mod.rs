@@ -5,6 +5,7 @@
 pub mod craft;
 pub mod diagnose;
 mod netns;
+pub mod nginx;
 pub mod prometheus;
 pub mod scrape;
 pub mod tempdir;
