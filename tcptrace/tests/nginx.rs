@@ -291,18 +291,7 @@ fn blocking_client(
         }
         let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
             .expect("client");
-        let syncnt: libc::c_int = 2;
-        // SAFETY: setsockopt reads an int from a local for the given length.
-        let rc = unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&c),
-                libc::IPPROTO_TCP,
-                libc::TCP_SYNCNT,
-                std::ptr::addr_of!(syncnt).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "TCP_SYNCNT");
+        set_syncnt(&c, 2);
         let t = Instant::now();
         let r = c.connect(&addr.into()).map(|()| c);
         (r, t.elapsed())

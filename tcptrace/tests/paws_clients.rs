@@ -81,6 +81,27 @@ fn paws_counter(lab: &Lab) -> (&'static str, u64) {
     }
 }
 
+/// TCP_INFO's `tcpi_total_retrans` of a connected socket: after connect(),
+/// the SYNs it resent.
+fn total_retrans(sock: &socket2::Socket) -> u32 {
+    // SAFETY: tcp_info is plain integers, for which zero is a value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into the local and the
+    // length it wrote back.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(sock),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            std::ptr::addr_of_mut!(info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info.tcpi_total_retrans
+}
+
 /// A blocking connect() to `dest` from the client namespace with TCP_SYNCNT
 /// 1 (it gives up after about 3 s); on success an HTTP/1.0 request and the
 /// response up to nginx's FIN.
@@ -88,46 +109,20 @@ fn attempt(ns: &str, dest: SocketAddr) -> (u16, Option<i32>, Duration, u32) {
     in_netns(ns, move || {
         let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
             .expect("client");
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&c);
-        let syncnt: libc::c_int = 1;
-        // SAFETY: setsockopt reads an int from a local for the given length.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_SYNCNT,
-                std::ptr::addr_of!(syncnt).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "TCP_SYNCNT");
+        set_syncnt(&c, 1);
         let t = Instant::now();
         let r = c.connect(&dest.into());
         let took = t.elapsed();
         let local_port = addr_of(&c).port();
         let Err(e) = r else {
-            // SAFETY: tcp_info is plain integers; getsockopt writes at most
-            // `len` bytes into it and the length back.
-            let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-            let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-            // SAFETY: as above: a local of the given length.
-            let rc = unsafe {
-                libc::getsockopt(
-                    fd,
-                    libc::IPPROTO_TCP,
-                    libc::TCP_INFO,
-                    std::ptr::addr_of_mut!(info).cast(),
-                    &mut len,
-                )
-            };
-            assert_eq!(rc, 0, "TCP_INFO");
+            let total_retrans = total_retrans(&c);
             let mut s: std::net::TcpStream = c.into();
             s.set_read_timeout(Some(Duration::from_secs(2)))
                 .expect("timeout");
             s.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("request");
             let mut rest = Vec::new();
             let _ = s.read_to_end(&mut rest);
-            return (local_port, None, took, info.tcpi_total_retrans);
+            return (local_port, None, took, total_retrans);
         };
         (local_port, e.raw_os_error(), took, 0)
     })

@@ -543,6 +543,22 @@ pub fn backlog_listener(addr: SocketAddr, backlog: i32) -> socket2::Socket {
     s
 }
 
+/// TCP_SYNCNT: how many SYN retransmissions `sock`'s connect() makes
+/// before it gives up (ETIMEDOUT).
+pub fn set_syncnt(sock: &socket2::Socket, n: libc::c_int) {
+    // SAFETY: setsockopt reads an int from a local for the given length.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(sock),
+            libc::IPPROTO_TCP,
+            libc::TCP_SYNCNT,
+            std::ptr::addr_of!(n).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_SYNCNT: {}", std::io::Error::last_os_error());
+}
+
 /// The address a socket is bound to.
 pub fn addr_of(s: &socket2::Socket) -> SocketAddr {
     s.local_addr()
