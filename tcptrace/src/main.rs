@@ -27,6 +27,7 @@ mod privilege;
 mod progstats;
 mod record;
 mod report;
+mod selftest;
 mod sink;
 mod summary;
 mod syn;
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
         Some(Command::Record(args)) => commands::record::run(args),
         Some(Command::Replay(args)) => commands::replay::run(args),
         Some(Command::Report(args)) => commands::report::run(args),
+        Some(Command::Selftest(args)) => commands::selftest::run(args),
         None => commands::live::run(cli.live),
     };
     match result {

@@ -269,46 +269,12 @@ fn nothing_stays_attached_after_sigterm() {
 
 // ---- handshakes (active opens, blocking or not) ---------------------------------
 
-/// A listener on 127.0.0.1 of the calling thread's namespace whose accept
-/// queue is full (backlog 0, one connection waiting in it): every further
-/// SYN is dropped (ListenOverflows) until the waiting one is accepted.
 fn full_listener() -> (TcpListener, SocketAddr, TcpStream) {
-    let s =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .expect("bind");
-    s.listen(0).expect("listen");
-    let l: TcpListener = s.into();
-    let addr = l.local_addr().expect("local addr");
-    let filler = TcpStream::connect(addr).expect("filler connect");
-    (l, addr, filler)
+    tcptrace_lab::sock::full_listener().expect("a full listener")
 }
 
-/// A non-blocking connect() to `addr`: the socket (EINPROGRESS checked).
 fn connect_nonblocking(addr: SocketAddr) -> socket2::Socket {
-    let s =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    s.set_nonblocking(true).expect("nonblocking");
-    let err = s.connect(&addr.into()).expect_err("non-blocking connect");
-    assert_eq!(err.raw_os_error(), Some(libc::EINPROGRESS), "{err}");
-    s
-}
-
-/// Waits (at most `ms`) for a non-blocking connect to finish: its socket
-/// error (0 when connected).
-fn wait_connected(s: &socket2::Socket, ms: i32) -> i32 {
-    use std::os::fd::AsRawFd as _;
-    let mut p = libc::pollfd {
-        fd: s.as_raw_fd(),
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd for the duration of the call.
-    let n = unsafe { libc::poll(&mut p, 1, ms) };
-    assert_eq!(n, 1, "connect did not finish within {ms} ms");
-    s.take_error()
-        .expect("SO_ERROR")
-        .map_or(0, |e| e.raw_os_error().unwrap_or(-1))
+    tcptrace_lab::sock::connect_nonblocking(addr).expect("non-blocking connect")
 }
 
 fn handshakes_in(objs: &[Value], netns: u64) -> Vec<&Value> {
@@ -389,20 +355,14 @@ fn nonblocking_handshake_after_one_syn_retransmit() {
     let tracer = Tracer::start(&[]);
     require_handshake_hook(&tracer);
     let timed = times_syn_retransmits(&tracer);
-    let ((netns, sport, filler_port, rtx, err), _keep) = in_private_netns(|| {
-        let before = netstat();
-        let (l, addr, filler) = full_listener();
-        let s = connect_nonblocking(addr);
-        // The first SYN is dropped; free the queue before the retransmit.
-        thread::sleep(std::time::Duration::from_millis(300));
-        let (_accepted, _) = l.accept().expect("accept the filler");
-        let err = wait_connected(&s, 5000);
-        let sport = addr_of(&s).port();
-        let rtx = delta(&before, &netstat(), "TCPSynRetrans");
-        let filler_port = filler.local_addr().expect("filler addr").port();
-        (thread_netns(), sport, filler_port, rtx, err)
-    });
-    assert_eq!(err, 0, "connected");
+    let (slow, _keep) =
+        tcptrace_lab::repro::handshake::after_one_syn_retransmit().expect("slow handshake");
+    let (netns, sport, filler_port, rtx) = (
+        slow.netns,
+        slow.sport,
+        slow.filler_port,
+        slow.syn_retransmits,
+    );
     assert_eq!(rtx, 1, "TCPSynRetrans delta");
     let objs = tracer.stop();
     let hs = handshakes_in(&objs, netns);

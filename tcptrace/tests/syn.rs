@@ -22,7 +22,6 @@ use std::{
 };
 
 use serde_json::Value;
-use socket2::{Domain, Socket, Type};
 use support::{
     craft::{self, Family, Lab, Peer, Reply},
     *,
@@ -176,8 +175,7 @@ fn accept_queue_findings(
 /// without blocking. The first B+1 complete, every SYN after that (first
 /// tries and retransmissions) is dropped because the accept queue is full.
 fn accept_queue_full_at_syn(v6: bool) {
-    const BACKLOG: i32 = 2;
-    const CLIENTS: usize = 8;
+    use tcptrace_lab::repro::accept_queue::{full_at_syn, BACKLOG, CLIENTS};
     // Recorded with --pcap: stop() checks the packets against the events.
     let tracer = Tracer::start_pcap(&[]);
     let syn_drop = hook(&tracer, "syn_drop");
@@ -185,39 +183,11 @@ fn accept_queue_full_at_syn(v6: bool) {
     let overflow = hook(&tracer, "listen_overflow");
     // The namespace outlives tcptrace's final snapshot (its counters are
     // evidence of the finding).
-    let ((netns, port, before, after), _netns) = in_private_netns(move || {
-        let host: IpAddr = if v6 {
-            Ipv6Addr::LOCALHOST.into()
-        } else {
-            Ipv4Addr::LOCALHOST.into()
-        };
-        let before = netstat();
-        let l = backlog_listener(SocketAddr::new(host, 0), BACKLOG);
-        let addr = SocketAddr::new(host, addr_of(&l).port());
-        let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
-        let clients: Vec<Socket> = (0..CLIENTS)
-            .map(|_| {
-                let c = Socket::new(domain, Type::STREAM, None).expect("client");
-                c.set_nonblocking(true).expect("nonblocking");
-                match c.connect(&addr.into()) {
-                    Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-                    other => panic!("non-blocking connect: {other:?}"),
-                }
-                c
-            })
-            .collect();
-        // Two SYN tries (at 0 s and 1 s) per client that is not let in.
-        thread::sleep(Duration::from_millis(2500));
-        drop(clients);
-        drop(l);
-        thread::sleep(Duration::from_millis(200));
-        let after = netstat();
-        (thread_netns(), addr.port(), before, after)
-    });
+    let (run, _netns) = full_at_syn(v6).expect("accept queue full at the SYN");
+    let (netns, port) = (run.netns, run.listener.port());
     let objs = tracer.stop();
 
-    let overflows = delta(&before, &after, "ListenOverflows");
-    let drops = delta(&before, &after, "ListenDrops");
+    let (overflows, drops) = (run.listen_overflows, run.listen_drops);
     assert!(
         overflows >= (CLIENTS - BACKLOG as usize - 1) as u64,
         "{overflows}"
@@ -240,11 +210,7 @@ fn accept_queue_full_at_syn(v6: bool) {
         (host, port),
         &dropped,
         &ovf,
-        (
-            overflows,
-            drops,
-            delta(&before, &after, "TCPReqQFullDoCookies"),
-        ),
+        (overflows, drops, run.cookies),
     );
     if !syn_drop {
         return;

@@ -194,7 +194,7 @@ fn finish(tally: Tally) -> Result<()> {
 
 /// The script /init runs in each VM: every test executable with the ignored
 /// scenarios included (`repeat` times, each run numbered in the log), then
-/// `tcptrace check` for the record.
+/// `tcptrace check` and `tcptrace selftest` for the record.
 fn guest_script(
     tests: &[(String, std::path::PathBuf)],
     kernel: &str,
@@ -226,6 +226,12 @@ fn guest_script(
     let _ = writeln!(
         s,
         "/bin/tcptrace check --attach {attach} | sed 's/^/check: /'"
+    );
+    // The verdict of every hook on this kernel, for the record; a failed
+    // selftest fails the VM (tests/selftest.rs says why).
+    let _ = writeln!(
+        s,
+        "/bin/tcptrace selftest --attach {attach} > /tmp/selftest 2>&1 || rc=1; sed 's/^/selftest: /' /tmp/selftest"
     );
     s.push_str("[ $rc -eq 0 ]\n");
     s
@@ -384,11 +390,13 @@ fn report_checks(kernel: &str, mode: &str, log: &std::path::Path) {
     let Ok(text) = std::fs::read_to_string(log) else {
         return;
     };
-    for line in text
-        .lines()
-        .filter_map(|l| l.trim_end_matches('\r').split_once("check: "))
-    {
-        eprintln!("xtask: {kernel} --attach {mode}: {}", line.1);
+    for line in text.lines().map(|l| l.trim_end_matches('\r')) {
+        if let Some(tagged) = ["check: ", "selftest: "]
+            .iter()
+            .find_map(|tag| line.split_once(tag).map(|(_, rest)| format!("{tag}{rest}")))
+        {
+            eprintln!("xtask: {kernel} --attach {mode}: {tagged}");
+        }
     }
 }
 

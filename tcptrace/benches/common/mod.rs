@@ -4,9 +4,10 @@
 //! turns into BENCHMARKS.md.
 #![allow(dead_code)]
 
-#[path = "../../tests/support/netns.rs"]
-mod netns;
-pub use netns::enter_private_netns;
+/// Moves the calling thread into a new network namespace with lo up.
+pub fn enter_private_netns() {
+    tcptrace_lab::netns::enter_private_netns().expect("a private network namespace");
+}
 
 use std::{
     io::Read as _,

@@ -8,6 +8,7 @@ pub mod live;
 pub mod record;
 pub mod replay;
 pub mod report;
+pub mod selftest;
 
 use clap::{Parser, Subcommand};
 
@@ -42,6 +43,8 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// Write a recording as one self-contained HTML incident report.
     Report(report::ReportArgs),
+    /// Prove on this kernel that every hook sees what the kernel does (reproductions in throwaway namespaces).
+    Selftest(selftest::SelftestArgs),
 }
 
 #[cfg(test)]
@@ -103,6 +106,19 @@ mod tests {
                 json: false
             }))
         ));
+    }
+
+    #[test]
+    fn selftest_subcommand() {
+        let cli = parse(&["selftest", "--attach", "kprobe", "--json"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Selftest(selftest::SelftestArgs {
+                attach: AttachMode::Kprobe,
+                json: true
+            }))
+        ));
+        assert!(parse(&["selftest", "--attach", "bogus"]).is_err());
     }
 
     #[test]

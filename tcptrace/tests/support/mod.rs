@@ -4,12 +4,15 @@
 
 pub mod craft;
 pub mod diagnose;
-mod netns;
 pub mod nginx;
 pub mod prometheus;
 pub mod scrape;
 pub mod tempdir;
-pub use netns::enter_private_netns;
+
+/// Moves the calling thread into a new network namespace with lo up.
+pub fn enter_private_netns() {
+    tcptrace_lab::netns::enter_private_netns().expect("a private network namespace");
+}
 
 use std::{
     collections::HashMap,
@@ -350,36 +353,17 @@ pub fn events<'a>(objs: &'a [Value], kind: &str) -> impl Iterator<Item = &'a Val
 
 /// Inode of the calling thread's network namespace.
 pub fn thread_netns() -> u64 {
-    use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata("/proc/thread-self/ns/net")
-        .expect("netns")
-        .ino()
+    tcptrace_lab::netns::thread_netns().expect("netns")
 }
 
 /// Writes a sysctl of the calling thread's network namespace.
 pub fn set_sysctl(path: &str, value: &str) {
-    std::fs::write(format!("/proc/sys/{path}"), value)
-        .unwrap_or_else(|e| panic!("write {path}: {e}"));
+    tcptrace_lab::netns::set_sysctl(path, value).expect("sysctl");
 }
 
-/// TcpExt counters of the calling thread's network namespace
-/// (/proc/thread-self/net/netstat: counters are per namespace).
+/// TcpExt (and Tcp) counters of the calling thread's network namespace.
 pub fn netstat() -> HashMap<String, u64> {
-    let text = std::fs::read_to_string("/proc/thread-self/net/netstat").expect("netstat");
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out = HashMap::new();
-    for pair in lines.chunks(2) {
-        let [names, values] = pair else { continue };
-        let (Some(("TcpExt", names)), Some(("TcpExt", values))) =
-            (names.split_once(": "), values.split_once(": "))
-        else {
-            continue;
-        };
-        for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
-            out.insert(n.to_owned(), v.parse().unwrap_or(0));
-        }
-    }
-    out
+    tcptrace_lab::netstat::Netstat::read().expect("netstat").0
 }
 
 /// How much counter `name` grew between two [`netstat`] readings.
@@ -398,51 +382,15 @@ pub fn ip(args: &[&str]) {
     );
 }
 
-/// A thread parked in a private network namespace: it keeps the namespace
-/// alive (for tcptrace's final host snapshot: counters, sysctls, sockets)
-/// until dropped.
-pub struct NetnsKeeper {
-    release: Option<mpsc::Sender<()>>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
+pub use tcptrace_lab::netns::NetnsKeeper;
 
-impl Drop for NetnsKeeper {
-    fn drop(&mut self) {
-        drop(self.release.take());
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-/// Runs `scenario` on a thread in a new private network namespace (see
-/// [`enter_private_netns`]) and returns its result; the thread stays in the
-/// namespace until the returned [`NetnsKeeper`] is dropped. A panic in the
-/// scenario fails the caller.
+/// Runs `scenario` on a thread in a new private network namespace and
+/// returns its result; the thread stays in the namespace until the returned
+/// [`NetnsKeeper`] is dropped. A panic in the scenario fails the test.
 pub fn in_private_netns<T: Send + 'static>(
     scenario: impl FnOnce() -> T + Send + 'static,
 ) -> (T, NetnsKeeper) {
-    let (done, result) = mpsc::channel();
-    let (release, parked) = mpsc::channel::<()>();
-    let handle = std::thread::spawn(move || {
-        enter_private_netns();
-        if done.send(scenario()).is_ok() {
-            let _ = parked.recv();
-        }
-    });
-    match result.recv() {
-        Ok(r) => (
-            r,
-            NetnsKeeper {
-                release: Some(release),
-                handle: Some(handle),
-            },
-        ),
-        Err(_) => match handle.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => panic!("scenario thread ended without a result"),
-        },
-    }
+    tcptrace_lab::netns::in_private_netns(move || Ok(scenario())).expect("private netns")
 }
 
 // ---- findings ----------------------------------------------------------------
@@ -531,16 +479,7 @@ pub fn listener_subject(addr: std::net::IpAddr, port: u16, netns: u64) -> String
 
 /// A listening socket on `addr` (SO_REUSEADDR) with this listen() backlog.
 pub fn backlog_listener(addr: SocketAddr, backlog: i32) -> socket2::Socket {
-    let s = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )
-    .expect("socket");
-    s.set_reuse_address(true).expect("SO_REUSEADDR");
-    s.bind(&addr.into()).expect("bind");
-    s.listen(backlog).expect("listen");
-    s
+    tcptrace_lab::sock::backlog_listener(addr, backlog).expect("listener")
 }
 
 /// TCP_SYNCNT: how many SYN retransmissions `sock`'s connect() makes
@@ -561,10 +500,7 @@ pub fn set_syncnt(sock: &socket2::Socket, n: libc::c_int) {
 
 /// The address a socket is bound to.
 pub fn addr_of(s: &socket2::Socket) -> SocketAddr {
-    s.local_addr()
-        .expect("local addr")
-        .as_socket()
-        .expect("inet")
+    tcptrace_lab::sock::addr_of(s).expect("local addr")
 }
 
 pub fn listener(addr: &str) -> (TcpListener, SocketAddr) {
@@ -599,17 +535,7 @@ pub fn runs_against_counter(hook: &str, runs: u64, counter: u64) -> u64 {
 /// a listener on 127.0.0.1:5555, and one more connect() failing with
 /// EADDRNOTAVAIL. Returns the listener and the held connections.
 pub fn exhaust_ports(first: u16, range: u16) -> (TcpListener, Vec<std::net::TcpStream>) {
-    set_sysctl(
-        "net/ipv4/ip_local_port_range",
-        &format!("{first} {}", first + range - 1),
-    );
-    let (l, addr) = listener("127.0.0.1:5555");
-    let held: Vec<std::net::TcpStream> = (0..range)
-        .map(|_| std::net::TcpStream::connect(addr).expect("connect within range"))
-        .collect();
-    let err = std::net::TcpStream::connect(addr).expect_err("the range is exhausted");
-    assert_eq!(err.raw_os_error(), Some(libc::EADDRNOTAVAIL), "{err}");
-    (l, held)
+    tcptrace_lab::repro::ports::exhaust_here(first, range).expect("port exhaustion")
 }
 
 /// A loopback address where a socket is bound but not listening: every
