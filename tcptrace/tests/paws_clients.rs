@@ -1,11 +1,12 @@
 //! Slow handshakes behind TIME_WAIT PAWS, with real programs: nginx
 //! (Debian's) as the server, answering HTTP/1.0 requests and closing first
-//! (so it holds TIME_WAIT), and a client namespace whose blocking connects
-//! all leave through SNAT to one source port (one host behind a NAT
-//! gateway, as in production). Each
-//! new connection has its own timestamp clock: about half the time its SYN
-//! is older than the TIME_WAIT's last stamp and fails PAWS, and the server
-//! answers with a bare ACK. What the client sees depends on that ACK:
+//! (so it holds TIME_WAIT), and a client namespace with two hosts (two
+//! addresses, taking turns) whose blocking connects all leave through SNAT
+//! to one source port (hosts behind a NAT gateway, as in production). The
+//! kernel gives each address pair its own timestamp clock (newer kernels
+//! each connection), so the hosts' clocks disagree: a SYN older than the
+//! TIME_WAIT's last stamp fails PAWS, and the server answers with a bare
+//! ACK. What the client sees depends on that ACK:
 //! - delivered: the client resets it (killing the TIME_WAIT) and resends
 //!   its SYN within milliseconds; the connect succeeds after one retransmit;
 //! - lost (dropped on the client's way in) or filtered (dropped by the
@@ -38,9 +39,14 @@ use support::{
 const PORT: u16 = 8060;
 /// The one source port the client namespace's SNAT maps every connection to.
 const NAT_PORT: u16 = 40000;
-/// The client namespace's address.
+/// The client namespace's address, and the one every connection leaves
+/// with after SNAT.
 const CLIENT_IP: &str = "10.77.0.2";
-/// Attempts per scenario at most: each fails PAWS with odds of about 1/2.
+/// The second host behind the NAT: another address of the client namespace.
+const SECOND_HOST: &str = "10.77.0.5";
+/// Attempts per scenario at most: one host's SYNs are behind the other's
+/// stamp (about every second attempt; with a clock per connection, each
+/// fails with odds of about 1/2).
 const MAX_ATTEMPTS: usize = 30;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +59,8 @@ enum BareAck {
 /// One connect() from the client namespace, as the client saw it.
 #[derive(Debug)]
 struct Attempt {
+    /// The host (client address) it connected from.
+    source: &'static str,
     local_port: u16,
     /// The errno connect() failed with.
     errno: Option<i32>,
@@ -102,13 +110,16 @@ fn total_retrans(sock: &socket2::Socket) -> u32 {
     info.tcpi_total_retrans
 }
 
-/// A blocking connect() to `dest` from the client namespace with TCP_SYNCNT
-/// 1 (it gives up after about 3 s); on success an HTTP/1.0 request and the
-/// response up to nginx's FIN.
-fn attempt(ns: &str, dest: SocketAddr) -> (u16, Option<i32>, Duration, u32) {
+/// A blocking connect() to `dest` from address `source` of the client
+/// namespace with TCP_SYNCNT 1 (it gives up after about 3 s); on success an
+/// HTTP/1.0 request and the response up to nginx's FIN.
+fn attempt(ns: &str, source: &str, dest: SocketAddr) -> (u16, Option<i32>, Duration, u32) {
+    let source: std::net::IpAddr = source.parse().expect("client address");
     in_netns(ns, move || {
         let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
             .expect("client");
+        c.bind(&SocketAddr::new(source, 0).into())
+            .expect("bind the client address");
         set_syncnt(&c, 1);
         let t = Instant::now();
         let r = c.connect(&dest.into());
@@ -173,6 +184,15 @@ fn scenario(ack: BareAck) {
         return;
     };
     let lab = Lab::new(Family::V4);
+    ip(&[
+        "-n",
+        &lab.client_ns,
+        "addr",
+        "add",
+        &format!("{SECOND_HOST}/24"),
+        "dev",
+        "vc",
+    ]);
     firewall(&lab, ack);
     let (server_netns, client_netns) = (lab.server_netns_inode(), lab.client_netns_inode());
     let dest = SocketAddr::new(lab.server_ip, PORT);
@@ -191,9 +211,11 @@ fn scenario(ack: BareAck) {
     while attempts.iter().filter(|a| a.paws > 0).count() < want {
         assert!(attempts.len() < MAX_ATTEMPTS, "{attempts:#?}");
         let (_, before) = paws_counter(&lab);
-        let (local_port, errno, took, total_retrans) = attempt(&lab.client_ns, dest);
+        let source = [CLIENT_IP, SECOND_HOST][attempts.len() % 2];
+        let (local_port, errno, took, total_retrans) = attempt(&lab.client_ns, source, dest);
         let (_, after) = paws_counter(&lab);
         attempts.push(Attempt {
+            source,
             local_port,
             errno,
             took,
@@ -273,7 +295,7 @@ fn scenario(ack: BareAck) {
             .find(|e| e["netns"] == client_netns && e["sport"] == a.local_port)
             .unwrap_or_else(|| panic!("no connect event from port {}", a.local_port));
         assert_eq!(c["error"], "ETIMEDOUT", "{c}");
-        assert_eq!(c["saddr"], CLIENT_IP, "{c}");
+        assert_eq!(c["saddr"], a.source, "{c}");
         assert_eq!(c["daddr"], lab.server_ip.to_string(), "{c}");
         assert_eq!(c["dport"], PORT, "{c}");
     }

@@ -3,7 +3,7 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 
 use crate::{
     artifacts,
@@ -308,6 +308,46 @@ fn matrix(args: &VmArgs, tally: &mut Tally) -> Result<()> {
     Ok(())
 }
 
+/// The real programs of the server scenarios (tests/nginx.rs,
+/// tests/paws_clients.rs, the SNAT case of tests/paws_rst.rs), where this
+/// host has them (`cargo xtask setup` installs them): copied in with their
+/// libraries, with the netfilter modules their nft rules need (tables,
+/// conntrack state, SNAT) and the user database nginx's `user root` reads.
+fn add_server_programs(job: &mut vm::Job) -> Result<()> {
+    const PROGRAMS: [&str; 3] = ["nginx", "curl", "nft"];
+    const NETFILTER: [&str; 6] = [
+        "nf_tables",
+        "nft_ct",
+        "nft_chain_nat",
+        "nft_nat",
+        "nf_conntrack",
+        "nf_nat",
+    ];
+    let found: Vec<&str> = PROGRAMS
+        .into_iter()
+        .filter(|p| vm::tools::find(p).is_some())
+        .collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    job.host_bins.extend(found.iter().map(|p| (*p).to_owned()));
+    if found.contains(&"nft") {
+        job.modules
+            .extend(NETFILTER.iter().map(|m| (*m).to_owned()));
+    }
+    let etc = crate::sh::root().join("target/vm-cache/etc");
+    std::fs::create_dir_all(&etc).with_context(|| format!("creating {}", etc.display()))?;
+    for (file, text) in [
+        ("passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+        ("group", "root:x:0:\n"),
+    ] {
+        let path = etc.join(file);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        job.files.push((path, format!("/etc/{file}")));
+    }
+    Ok(())
+}
+
 fn vm_title(name: &str, kernel: &vm::Kernel, mode: &str) -> String {
     format!("VM {name} ({}) --attach {mode}", kernel.release)
 }
@@ -331,6 +371,9 @@ fn run_one(
     }
     job.host_bins = vec!["ip".into()];
     job.modules = vec!["veth".into()];
+    if let Err(e) = add_server_programs(&mut job) {
+        return Err(format!("{what}: {e:#}"));
+    }
     let result = match vm::run(kernel, &job) {
         Ok(o) => {
             report_checks(name, mode, &o.log);

@@ -20,7 +20,7 @@ mod kernels;
 mod modules;
 mod qemu;
 pub mod smoke;
-mod tools;
+pub mod tools;
 
 use std::{
     env, fs,
