@@ -5,8 +5,8 @@
 //! blocking clients in the same namespace, and in another one across a
 //! veth pair, wait for SYN retransmissions: their `slow_connect` must name
 //! nginx's listener, its namespace and its ListenOverflows. They need
-//! root, BPF and nginx (installed by `cargo xtask setup`); the VM initramfs
-//! has no nginx, so there they say so and return.
+//! root, BPF and nginx (installed by `cargo xtask setup`, copied into every
+//! VM of the matrix); where nginx is missing they say so and return.
 
 mod support;
 
@@ -138,7 +138,7 @@ fn overflow(nginx: Nginx, port: u16, clients: usize) -> Run {
 fn nginx_worker_at_its_fd_limit_is_named() {
     const PORT: u16 = 8081;
     let Some(bin) = nginx_bin() else {
-        eprintln!("nginx is not installed here (VM initramfs): skipped");
+        eprintln!("nginx is not installed here: skipped");
         return;
     };
     let w = worker(move |_release| {
@@ -213,7 +213,7 @@ fn nginx_worker_at_its_fd_limit_is_named() {
 fn nginx_stopped_worker_is_named() {
     const PORT: u16 = 8082;
     let Some(bin) = nginx_bin() else {
-        eprintln!("nginx is not installed here (VM initramfs): skipped");
+        eprintln!("nginx is not installed here: skipped");
         return;
     };
     let w = worker(move |_release| {
@@ -523,7 +523,7 @@ fn assert_linked(
 fn nginx_full_queue_slows_clients_in_its_namespace() {
     const PORT: u16 = 8083;
     let Some(bin) = nginx_bin() else {
-        eprintln!("nginx is not installed here (VM initramfs): skipped");
+        eprintln!("nginx is not installed here: skipped");
         return;
     };
     let w = worker(move |_release| {
@@ -556,7 +556,7 @@ fn nginx_full_queue_slows_clients_in_its_namespace() {
 fn nginx_full_queue_slows_clients_in_another_namespace() {
     const PORT: u16 = 8084;
     let Some(bin) = nginx_bin() else {
-        eprintln!("nginx is not installed here (VM initramfs): skipped");
+        eprintln!("nginx is not installed here: skipped");
         return;
     };
     let (lab, nginx, dest) = nginx_in_lab(&bin, PORT);
@@ -604,7 +604,7 @@ const CURLS: usize = 4;
 fn nginx_full_queue_times_out_curl_in_another_namespace() {
     const PORT: u16 = 8085;
     let (Some(bin), true) = (nginx_bin(), have("curl")) else {
-        eprintln!("nginx or curl is not installed here (VM initramfs): skipped");
+        eprintln!("nginx or curl is not installed here: skipped");
         return;
     };
     let (lab, nginx, dest) = nginx_in_lab(&bin, PORT);

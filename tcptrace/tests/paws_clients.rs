@@ -18,7 +18,8 @@
 //! namespace's TCPSynRetrans delta, paws_reject events == the server's
 //! PAWS counter delta, `slow_connect` names the TIME_WAIT rejects behind
 //! it, and failed connects carry their 4-tuple. They need root, BPF, nginx
-//! and nft (the VM initramfs has neither: there they say so and return).
+//! and nft (installed by `cargo xtask setup`, copied into every VM of the
+//! matrix); where one is missing they say so and return.
 
 mod support;
 
@@ -180,7 +181,7 @@ fn firewall(lab: &Lab, ack: BareAck) {
 
 fn scenario(ack: BareAck) {
     let (Some(bin), true) = (nginx_bin(), have("nft")) else {
-        eprintln!("nginx or nft is not installed here (VM initramfs): skipped");
+        eprintln!("nginx or nft is not installed here: skipped");
         return;
     };
     let lab = Lab::new(Family::V4);

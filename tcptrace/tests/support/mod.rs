@@ -26,8 +26,8 @@ use std::{
 use serde_json::Value;
 
 /// The tcptrace binary: `TCPTRACE_BIN` (VM runs) or the one cargo built.
-/// Whether `prog` is on PATH (the VM's busybox image has no curl, nft or
-/// Prometheus: scenarios with those real programs run on the host).
+/// Whether `prog` is on PATH (the VMs have nginx, curl and nft from the
+/// host, not Prometheus or Chromium: scenarios with those run on the host).
 pub fn have(prog: &str) -> bool {
     std::process::Command::new("sh")
         .args(["-c", &format!("command -v {prog}")])
