@@ -1,7 +1,8 @@
 //! Reading tcptrace's metrics in a scenario: through a real Prometheus
 //! server where one is installed (the host), else by scraping `/metrics`
-//! directly with the tests' own HTTP client (the VMs have no Prometheus). The same selectors and expected values work
-//! with both, so the metrics assertions run on every kernel.
+//! directly with the tests' own HTTP client (the VMs have no Prometheus).
+//! The same selectors and expected values work with both, so the metrics
+//! assertions run on every kernel.
 
 use std::{
     collections::BTreeMap,
