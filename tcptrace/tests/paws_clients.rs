@@ -2,7 +2,8 @@
 //! (Debian's) as the server, answering HTTP/1.0 requests and closing first
 //! (so it holds TIME_WAIT), and a client namespace with two hosts (two
 //! addresses, taking turns) whose blocking connects all leave through SNAT
-//! to one source port (hosts behind a NAT gateway, as in production). The
+//! to one address and port (hosts behind a NAT gateway, as in production:
+//! the server sees only the NAT's address). The
 //! kernel gives each address pair its own timestamp clock (newer kernels
 //! each connection), so the hosts' clocks disagree: a SYN older than the
 //! TIME_WAIT's last stamp fails PAWS, and the server answers with a bare
@@ -40,11 +41,12 @@ use support::{
 const PORT: u16 = 8060;
 /// The one source port the client namespace's SNAT maps every connection to.
 const NAT_PORT: u16 = 40000;
-/// The client namespace's address, and the one every connection leaves
-/// with after SNAT.
-const CLIENT_IP: &str = "10.77.0.2";
-/// The second host behind the NAT: another address of the client namespace.
-const SECOND_HOST: &str = "10.77.0.5";
+/// The two hosts behind the NAT: the client namespace's address and a
+/// second one.
+const HOSTS: [&str; 2] = ["10.77.0.2", "10.77.0.5"];
+/// The NAT's address, which every connection leaves with (a third address
+/// of the client namespace, so the server's replies reach it).
+const NAT_IP: &str = "10.77.0.6";
 /// Attempts per scenario at most: one host's SYNs are behind the other's
 /// stamp (about every second attempt; with a clock per connection, each
 /// fails with odds of about 1/2).
@@ -150,7 +152,7 @@ fn firewall(lab: &Lab, ack: BareAck) {
     nft(
         &lab.client_ns,
         &format!(
-            "table ip tcptrace_snat {{\n chain post {{\n  type nat hook postrouting priority 100;\n  oifname \"vc\" tcp dport {PORT} snat to {CLIENT_IP}:{NAT_PORT}\n }}\n}}\n"
+            "table ip tcptrace_snat {{\n chain post {{\n  type nat hook postrouting priority 100;\n  oifname \"vc\" tcp dport {PORT} snat to {NAT_IP}:{NAT_PORT}\n }}\n}}\n"
         ),
     );
     let drop = |ns: &str, hook: &str| {
@@ -185,15 +187,17 @@ fn scenario(ack: BareAck) {
         return;
     };
     let lab = Lab::new(Family::V4);
-    ip(&[
-        "-n",
-        &lab.client_ns,
-        "addr",
-        "add",
-        &format!("{SECOND_HOST}/24"),
-        "dev",
-        "vc",
-    ]);
+    for addr in [HOSTS[1], NAT_IP] {
+        ip(&[
+            "-n",
+            &lab.client_ns,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "vc",
+        ]);
+    }
     firewall(&lab, ack);
     let (server_netns, client_netns) = (lab.server_netns_inode(), lab.client_netns_inode());
     let dest = SocketAddr::new(lab.server_ip, PORT);
@@ -212,7 +216,7 @@ fn scenario(ack: BareAck) {
     while attempts.iter().filter(|a| a.paws > 0).count() < want {
         assert!(attempts.len() < MAX_ATTEMPTS, "{attempts:#?}");
         let (_, before) = paws_counter(&lab);
-        let source = [CLIENT_IP, SECOND_HOST][attempts.len() % 2];
+        let source = HOSTS[attempts.len() % 2];
         let (local_port, errno, took, total_retrans) = attempt(&lab.client_ns, source, dest);
         let (_, after) = paws_counter(&lab);
         attempts.push(Attempt {
@@ -314,7 +318,7 @@ fn scenario(ack: BareAck) {
         assert_eq!(e["site"], "time_wait", "{e}");
         assert_eq!(
             (&e["daddr"], &e["dport"]),
-            (&CLIENT_IP.into(), &NAT_PORT.into())
+            (&NAT_IP.into(), &NAT_PORT.into())
         );
     }
     let found = findings_in(&objs, client_netns);
@@ -335,6 +339,8 @@ fn scenario(ack: BareAck) {
     assert_eq!(tw["netns"], server_netns, "{tw}");
     assert_eq!(tw["port"], PORT, "{tw}");
     assert_eq!(tw["time_wait_rejects"], rejects, "{tw}");
+    // The server saw the NAT's address, none of the clients'.
+    assert_eq!(tw["via_nat"], true, "{tw}");
     let server_found = findings_in(&objs, server_netns);
     assert_eq!(
         finding_ids(&server_found),

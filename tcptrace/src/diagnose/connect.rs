@@ -291,6 +291,19 @@ fn finding(
             ));
         }
     }
+    if !paws_cause && !k.daddr.is_loopback() {
+        // Behind a NAT the server sees the NAT's address, not the
+        // client's: rejects at the destination itself, from any peer.
+        for (ns, peer, n) in paws_.time_wait_rejects_at(k.daddr, k.dport) {
+            let id = "paws_time_wait_reuse";
+            paws_cause = true;
+            causes.push(json!({"id": id, "subject": paws::subject(ns, peer), "netns": ns, "port": k.dport, "time_wait_rejects": n, "via_nat": true}));
+            because.push(format!(
+                "the server rejected {n} SYNs from {peer} to port {} by PAWS against TIME_WAIT connections ({peer} is not this client's address: a NAT rewrote it)",
+                k.dport
+            ));
+        }
+    }
     let local = h.listener(k.netns, k.dport, Some(k.daddr));
     let sched = SynSchedule::for_netns(k.netns, h.sysctls(k.netns));
     let mut e = Evidence::default();
@@ -743,6 +756,38 @@ mod tests {
         assert!(f
             .iter()
             .any(|x| x.id == "accept_queue_overflow" && x.subject == format!("netns {NS2}")));
+    }
+
+    #[test]
+    fn time_wait_rejects_behind_a_nat_link_through_the_destination() {
+        // The client is 10.0.0.9; the server saw its NAT, 192.0.2.7.
+        let rej = |sec: u32, local: &str, port: u16| {
+            ev(
+                "paws_reject",
+                sec,
+                json!({"netns": NS2, "site": "time_wait", "tsval": 100, "ts_recent": 1_500_000_000u64, "saddr": local, "sport": port, "daddr": "192.0.2.7", "dport": 40000}),
+            )
+        };
+        let events = vec![
+            conn(0, 1_020_000_000, 0),
+            rej(0, "10.0.0.1", 8080),
+            rej(1, "10.0.0.1", 8080),
+            // Another address or port of the server: not this destination.
+            rej(2, "10.0.0.2", 8080),
+            rej(3, "10.0.0.1", 9090),
+        ];
+        let f = run(&events, HostView::default());
+        let s = f.iter().find(|f| f.id == "slow_connect").unwrap();
+        let side = &s.evidence["server_side"][0];
+        assert_eq!(side["id"], "paws_time_wait_reuse", "{:?}", s.evidence);
+        assert_eq!(side["netns"], NS2);
+        assert_eq!(side["time_wait_rejects"], 2, "{side}");
+        assert_eq!(side["via_nat"], true);
+        assert!(
+            s.summary.contains("from 192.0.2.7 to port 8080") && s.summary.contains("a NAT"),
+            "{}",
+            s.summary
+        );
     }
 
     #[test]

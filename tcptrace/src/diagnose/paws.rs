@@ -39,6 +39,8 @@ pub struct Peer {
     pub local_ports: BTreeMap<u16, u64>,
     /// TIME_WAIT rejects (4-tuple reuse) per local port.
     pub time_wait_by_port: BTreeMap<u16, u64>,
+    /// TIME_WAIT rejects per local address and port.
+    pub time_wait_at: BTreeMap<(IpAddr, u16), u64>,
     pub peer_ports: BTreeSet<u16>,
     /// First reject: (tsval, ts_recent).
     pub sample: Option<(u64, Option<u64>)>,
@@ -93,6 +95,11 @@ impl Paws {
                 if let Some(n) = capped_insert(&mut p.time_wait_by_port, lp, 64) {
                     *n += 1;
                 }
+                if let Some(local) = ev.saddr {
+                    if let Some(n) = capped_insert(&mut p.time_wait_at, (local, lp), 64) {
+                        *n += 1;
+                    }
+                }
             }
         }
         if let Some(pp) = ev.dport {
@@ -113,6 +120,19 @@ impl Paws {
             let n = p.time_wait_by_port.get(&port).copied().unwrap_or(0);
             (*a == peer && n > 0).then_some((*ns, *a, n))
         })
+    }
+
+    /// TIME_WAIT rejects at `addr`:`port` itself, from any peer: the
+    /// server side of a slow connect() whose source a NAT rewrote (the
+    /// server sees the NAT's address, not the client's).
+    pub fn time_wait_rejects_at(&self, addr: IpAddr, port: u16) -> Vec<(u64, IpAddr, u64)> {
+        self.by_peer
+            .iter()
+            .filter_map(|((ns, peer), p)| {
+                let n = p.time_wait_at.get(&(addr, port)).copied().unwrap_or(0);
+                (n > 0).then_some((*ns, *peer, n))
+            })
+            .collect()
     }
 
     pub fn findings(&self, ctx: &Context<'_>, out: &mut Vec<Finding>) {
