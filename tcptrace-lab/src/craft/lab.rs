@@ -20,6 +20,11 @@ use crate::netstat::Netstat;
 
 static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
 
+/// The TSval of [`Lab::stale_synacks`]' SYN-ACKs.
+pub const STALE_SYNACK_TSVAL: u32 = 555;
+/// How far before the SYN's stamp their TSecr is.
+pub const STALE_SYNACK_BEHIND: u32 = 100_000;
+
 /// Two namespaces, a veth pair, the addresses and the neighbour entry.
 /// Dropping it deletes both namespaces.
 pub struct Lab {
@@ -168,7 +173,7 @@ impl Lab {
                 ack: Some(syn.seq.wrapping_add(1)),
                 syn: true,
                 mss: Some(1400),
-                ts: Some((555, tsval.wrapping_sub(100_000))),
+                ts: Some((STALE_SYNACK_TSVAL, tsval.wrapping_sub(STALE_SYNACK_BEHIND))),
                 window: 64000,
                 ..Segment::default()
             })?;

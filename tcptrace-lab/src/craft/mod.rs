@@ -17,7 +17,7 @@ mod peer;
 mod wire;
 
 pub use conn::Conn;
-pub use lab::Lab;
+pub use lab::{Lab, STALE_SYNACK_BEHIND, STALE_SYNACK_TSVAL};
 pub use named::{in_netns, ip, netns_inode, netns_path, nft, remove_stale, Prefix};
 pub use peer::{client_isn, Peer};
 pub use wire::{Reply, Segment, Wire, WAIT};
