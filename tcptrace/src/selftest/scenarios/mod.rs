@@ -1,0 +1,192 @@
+//! The reproductions the selftest runs (from `tcptrace-lab`, the same the
+//! scenario tests run) and, for each, the verdicts of the hooks it
+//! exercises: their events in its namespace against what it injected and
+//! the namespace's counters. One file per hook family: [`connect`],
+//! [`syn`], [`paws`].
+
+mod connect;
+mod paws;
+mod syn;
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use tcptrace_common::event::EventKind;
+use tcptrace_lab::{
+    craft::{Family, Lab, Prefix},
+    netns::NetnsKeeper,
+    repro::{accept_queue, handshake, paws as paws_repro, paws_handshake, ports, rst},
+};
+
+use super::verdict::Verdict;
+use crate::event::Event;
+use paws::{PawsInjected, RstInjected};
+
+/// First port of the narrowed ephemeral range, and its size.
+const PORTS_FIRST: u16 = 40000;
+const PORTS_RANGE: u16 = 8;
+
+/// What the reproductions did; each failed one keeps its error.
+pub struct Runs {
+    ports: Result<ports::Exhausted>,
+    handshake: Result<handshake::SlowHandshake>,
+    accept_queue: Result<accept_queue::FullAtSyn>,
+    paws_established: Result<PawsInjected>,
+    paws_time_wait: Result<PawsInjected>,
+    paws_syn_recv: Result<PawsInjected>,
+    paws_syn_sent: Result<PawsInjected>,
+    rst: Result<RstInjected>,
+    /// The namespaces, open until the events are in.
+    _keep: Vec<NetnsKeeper>,
+    _labs: Vec<Lab>,
+}
+
+/// Runs every reproduction, one after the other (each in a namespace of
+/// its own, or a crafted peer's pair; about 8 s in all): at the same time,
+/// one's program runs could preempt another's on a CPU, and kernels that
+/// run tracing programs preemptible skip a program already running there.
+pub fn run() -> Runs {
+    let mut keep = Vec::new();
+    let ports = kept(ports::exhaust(PORTS_FIRST, PORTS_RANGE), &mut keep);
+    let handshake = kept(handshake::after_one_syn_retransmit(), &mut keep);
+    let accept_queue = kept(accept_queue::full_at_syn(false), &mut keep);
+    let mut labs = Vec::new();
+    let (prefix, v4) = (&Prefix::SELFTEST, Family::V4);
+    let paws_established = in_lab(
+        paws_repro::established(prefix, v4, paws_repro::Behind::Stale),
+        PawsInjected::established,
+        |r| r.lab,
+        &mut labs,
+    );
+    let paws_time_wait = in_lab(
+        paws_repro::time_wait(prefix, v4),
+        PawsInjected::time_wait,
+        |r| r.lab,
+        &mut labs,
+    );
+    let rst = in_lab(
+        rst::verdicts(prefix, v4),
+        RstInjected::of,
+        |r| r.lab,
+        &mut labs,
+    );
+    let paws_syn_recv = in_lab(
+        paws_handshake::syn_recv(prefix, v4),
+        PawsInjected::syn_recv,
+        |r| r.lab,
+        &mut labs,
+    );
+    let paws_syn_sent = in_lab(
+        paws_handshake::syn_sent(prefix, v4),
+        PawsInjected::syn_sent,
+        |r| r.lab,
+        &mut labs,
+    );
+    Runs {
+        ports,
+        handshake,
+        accept_queue,
+        paws_established,
+        paws_time_wait,
+        paws_syn_recv,
+        paws_syn_sent,
+        rst,
+        _keep: keep,
+        _labs: labs,
+    }
+}
+
+/// What a crafted peer's reproduction injected (`injected`), its lab
+/// moved to `labs` (`lab` takes it out of the result).
+fn in_lab<R, T>(
+    r: Result<R>,
+    injected: impl FnOnce(&R) -> T,
+    lab: impl FnOnce(R) -> Lab,
+    labs: &mut Vec<Lab>,
+) -> Result<T> {
+    r.map(|r| {
+        let t = injected(&r);
+        labs.push(lab(r));
+        t
+    })
+}
+
+/// A reproduction's result, its namespace's keeper moved to `keep`.
+fn kept<T>(r: Result<(T, NetnsKeeper)>, keep: &mut Vec<NetnsKeeper>) -> Result<T> {
+    r.map(|(v, k)| {
+        keep.push(k);
+        v
+    })
+}
+
+/// The events of one namespace, by kind.
+struct InNs<'a>(BTreeMap<u8, Vec<&'a Event>>);
+
+impl<'a> InNs<'a> {
+    fn of(events: &'a [Event], netns: u64) -> Self {
+        let mut m: BTreeMap<u8, Vec<&Event>> = BTreeMap::new();
+        for e in events.iter().filter(|e| u64::from(e.netns) == netns) {
+            m.entry(e.kind as u8).or_default().push(e);
+        }
+        Self(m)
+    }
+
+    fn kind(&self, k: EventKind) -> &[&'a Event] {
+        self.0.get(&(k as u8)).map_or(&[], Vec::as_slice)
+    }
+}
+
+fn error(e: &anyhow::Error) -> Verdict {
+    Verdict::Error(format!("the reproduction failed: {e:#}"))
+}
+
+/// The verdict on one PAWS reproduction's rejects.
+fn paws_of(p: &Result<PawsInjected>, events: &[Event]) -> Verdict {
+    match p {
+        Ok(p) => paws::paws_verdict(p, &InNs::of(events, p.netns)),
+        Err(e) => error(e),
+    }
+}
+
+impl Runs {
+    /// The verdict for `hook` (attached) from the events seen; `attached`
+    /// says which other hooks attached, for those that depend on them.
+    pub fn verdict(
+        &self,
+        hook: &str,
+        events: &[Event],
+        attached: &dyn Fn(&str) -> bool,
+    ) -> Verdict {
+        match hook {
+            "connect" | "port_search" => match &self.ports {
+                Ok(p) => connect::ports_verdict(hook, p, &InNs::of(events, p.netns)),
+                Err(e) => error(e),
+            },
+            "handshake" | "handshake_rtx" => match &self.handshake {
+                Ok(h) => {
+                    connect::handshake_verdict(hook, h, &InNs::of(events, h.netns), attached)
+                }
+                Err(e) => error(e),
+            },
+            "syn_drop" | "listen_overflow" | "listen_owner" => match &self.accept_queue {
+                Ok(a) => syn::accept_queue_verdict(hook, a, &InNs::of(events, a.netns), attached),
+                Err(e) => error(e),
+            },
+            // PAWS rejects on established sockets and the verdicts on RSTs.
+            "validate_incoming" => paws::both(
+                paws_of(&self.paws_established, events),
+                match &self.rst {
+                    Ok(r) => paws::rst_verdict(r, &InNs::of(events, r.netns)),
+                    Err(e) => error(e),
+                },
+            ),
+            "paws_time_wait" => paws_of(&self.paws_time_wait, events),
+            "paws_syn_recv" => paws_of(&self.paws_syn_recv, events),
+            "paws_syn_sent" => paws_of(&self.paws_syn_sent, events),
+            "rst_sent" => Verdict::Unverified(
+                "it counts RSTs sent by reason for the whole host, not per namespace: nothing a reproduction could match exactly".into(),
+            ),
+            _ => Verdict::Unverified("no reproduction exercises this hook yet".into()),
+        }
+    }
+}
