@@ -44,9 +44,15 @@ pub fn run(attach: AttachMode) -> Result<Vec<HookVerdict>> {
     let mut ring = RingBuf::try_from(ring).context("map EVENTS")?;
     let programs = crate::progstats::ProgramStats::new(&ebpf);
     let mut events = Vec::new();
+    let attached_hooks: Vec<&'static str> = loaded
+        .hooks
+        .iter()
+        .filter(|h| h.attached())
+        .map(|h| h.hook)
+        .collect();
     let worker = std::thread::Builder::new()
         .name("tcptrace-selftest".into())
-        .spawn(scenarios::run)
+        .spawn(move || scenarios::run(&attached_hooks))
         .context("starting the reproductions' thread")?;
     let mut settle_until = None;
     loop {

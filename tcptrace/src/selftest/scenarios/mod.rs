@@ -10,7 +10,7 @@ mod syn;
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 use tcptrace_common::event::EventKind;
 use tcptrace_lab::{
     craft::{Family, Lab, Prefix},
@@ -36,52 +36,78 @@ pub struct Runs {
     paws_syn_recv: Result<PawsInjected>,
     paws_syn_sent: Result<PawsInjected>,
     rst: Result<RstInjected>,
+    /// Why the crafted peer's reproductions could not run here at all.
+    no_lab: Option<String>,
     /// The namespaces, open until the events are in.
     _keep: Vec<NetnsKeeper>,
     _labs: Vec<Lab>,
 }
 
 /// Runs every reproduction, one after the other (each in a namespace of
-/// its own, or a crafted peer's pair; about 8 s in all): at the same time,
+/// its own, or a crafted peer's pair; about 9 s in all): at the same time,
 /// one's program runs could preempt another's on a CPU, and kernels that
 /// run tracing programs preemptible skip a program already running there.
-pub fn run() -> Runs {
+/// A crafted peer's reproduction runs only when a hook it exercises is
+/// among `attached`.
+pub fn run(attached: &[&str]) -> Runs {
     let mut keep = Vec::new();
     let ports = kept(ports::exhaust(PORTS_FIRST, PORTS_RANGE), &mut keep);
     let handshake = kept(handshake::after_one_syn_retransmit(), &mut keep);
     let accept_queue = kept(accept_queue::full_at_syn(false), &mut keep);
     let mut labs = Vec::new();
+    let no_lab = lab_unavailable();
     let (prefix, v4) = (&Prefix::SELFTEST, Family::V4);
-    let paws_established = in_lab(
-        paws_repro::established(prefix, v4, paws_repro::Behind::Stale),
-        PawsInjected::established,
-        |r| r.lab,
-        &mut labs,
-    );
-    let paws_time_wait = in_lab(
-        paws_repro::time_wait(prefix, v4),
-        PawsInjected::time_wait,
-        |r| r.lab,
-        &mut labs,
-    );
-    let rst = in_lab(
-        rst::verdicts(prefix, v4),
-        RstInjected::of,
-        |r| r.lab,
-        &mut labs,
-    );
-    let paws_syn_recv = in_lab(
-        paws_handshake::syn_recv(prefix, v4),
-        PawsInjected::syn_recv,
-        |r| r.lab,
-        &mut labs,
-    );
-    let paws_syn_sent = in_lab(
-        paws_handshake::syn_sent(prefix, v4),
-        PawsInjected::syn_sent,
-        |r| r.lab,
-        &mut labs,
-    );
+    let wanted = |hook: &str| no_lab.is_none() && attached.contains(&hook);
+    let paws_established = if wanted("validate_incoming") {
+        in_lab(
+            paws_repro::established(prefix, v4, paws_repro::Behind::Stale),
+            PawsInjected::established,
+            |r| r.lab,
+            &mut labs,
+        )
+    } else {
+        not_run()
+    };
+    let paws_time_wait = if wanted("paws_time_wait") {
+        in_lab(
+            paws_repro::time_wait(prefix, v4),
+            PawsInjected::time_wait,
+            |r| r.lab,
+            &mut labs,
+        )
+    } else {
+        not_run()
+    };
+    let rst = if wanted("validate_incoming") {
+        in_lab(
+            rst::verdicts(prefix, v4),
+            RstInjected::of,
+            |r| r.lab,
+            &mut labs,
+        )
+    } else {
+        not_run()
+    };
+    let paws_syn_recv = if wanted("paws_syn_recv") {
+        in_lab(
+            paws_handshake::syn_recv(prefix, v4),
+            PawsInjected::syn_recv,
+            |r| r.lab,
+            &mut labs,
+        )
+    } else {
+        not_run()
+    };
+    let paws_syn_sent = if wanted("paws_syn_sent") {
+        in_lab(
+            paws_handshake::syn_sent(prefix, v4),
+            PawsInjected::syn_sent,
+            |r| r.lab,
+            &mut labs,
+        )
+    } else {
+        not_run()
+    };
     Runs {
         ports,
         handshake,
@@ -91,9 +117,26 @@ pub fn run() -> Runs {
         paws_syn_recv,
         paws_syn_sent,
         rst,
+        no_lab,
         _keep: keep,
         _labs: labs,
     }
+}
+
+/// A reproduction skipped because no hook it exercises attached (no
+/// verdict asks for it).
+fn not_run<T>() -> Result<T> {
+    Err(anyhow!("not run: its hook did not attach"))
+}
+
+/// Why a crafted peer's lab cannot be built here: it needs iproute2's
+/// `ip` (named namespaces, a veth pair).
+fn lab_unavailable() -> Option<String> {
+    let runs = std::process::Command::new("ip")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    (!runs).then(|| "the crafted peer's reproduction needs iproute2's ip, not found here".into())
 }
 
 /// What a crafted peer's reproduction injected (`injected`), its lab
@@ -172,6 +215,11 @@ impl Runs {
                 Ok(a) => syn::accept_queue_verdict(hook, a, &InNs::of(events, a.netns), attached),
                 Err(e) => error(e),
             },
+            "validate_incoming" | "paws_time_wait" | "paws_syn_recv" | "paws_syn_sent"
+                if self.no_lab.is_some() =>
+            {
+                Verdict::Unverified(self.no_lab.clone().unwrap_or_default())
+            }
             // PAWS rejects on established sockets and the verdicts on RSTs.
             "validate_incoming" => paws::both(
                 paws_of(&self.paws_established, events),
