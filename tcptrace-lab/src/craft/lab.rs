@@ -3,7 +3,7 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream},
-    os::fd::{FromRawFd as _, OwnedFd},
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
     time::Duration,
@@ -215,7 +215,6 @@ fn packet_socket() -> Result<OwnedFd> {
         }
         OwnedFd::from_raw_fd(fd)
     };
-    use std::os::fd::AsRawFd as _;
     // SAFETY: if_nametoindex reads a NUL-terminated name.
     let ifindex = unsafe { libc::if_nametoindex(c"vc".as_ptr()) };
     if ifindex == 0 {
