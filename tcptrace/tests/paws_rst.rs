@@ -12,8 +12,15 @@ use std::{
 };
 
 use serde_json::Value;
-use support::craft::{self, Conn, Family, Lab};
+use support::craft::{self, Family, Lab};
 use support::*;
+use tcptrace_lab::repro::{
+    paws::{self, Behind},
+    paws_handshake, rst,
+};
+
+/// A lab as the reproductions return it (support::craft::Lab derefs to it).
+type AnyLab = tcptrace_lab::craft::Lab;
 
 /// Starts tcptrace and says whether `hook` is attached; fails when the run
 /// requires it (VM matrix) and it is not.
@@ -44,8 +51,8 @@ fn in_ns<'a>(objs: &'a [Value], kind: &str, netns: u64) -> Vec<&'a Value> {
 }
 
 /// The findings about the server namespace: exactly the ids `want`.
-fn lab_findings<'a>(objs: &'a [Value], lab: &craft::Lab, want: &[&str]) -> Vec<&'a Value> {
-    let found = findings_in(objs, lab.server_netns_inode());
+fn lab_findings<'a>(objs: &'a [Value], lab: &AnyLab, want: &[&str]) -> Vec<&'a Value> {
+    let found = findings_in(objs, lab.server_netns_inode().expect("netns inode"));
     assert_eq!(finding_ids(&found), want, "{found:#?}");
     found
 }
@@ -54,12 +61,12 @@ fn lab_findings<'a>(objs: &'a [Value], lab: &craft::Lab, want: &[&str]) -> Vec<&
 /// from `clocks` timestamp clocks, matching the kernel's `counter` delta.
 fn check_paws_finding(
     f: &Value,
-    lab: &craft::Lab,
+    lab: &AnyLab,
     (site, rejects, clocks): (&str, u64, u64),
     (counter, delta): (&str, u64),
 ) {
     let e = &f["evidence"];
-    let netns = lab.server_netns_inode();
+    let netns = lab.server_netns_inode().expect("netns inode");
     assert_eq!(f["severity"], "warning", "{f}");
     assert_eq!(f["subject"], format!("peer {} netns {netns}", lab.peer_ip));
     assert_eq!(f["count"], rejects, "{f}");
@@ -78,86 +85,55 @@ fn check_paws_finding(
     }
 }
 
-/// How far behind the connection's last stamp S4's segments are, and what
-/// diagnose makes of it.
-#[derive(Clone, Copy)]
-enum Behind {
-    /// 1010 ticks: stale timestamps from the connection's own clock.
-    Stale,
-    /// 4 ticks: reordering; the kernel drops them, no finding.
-    Reordered,
-    /// 1,000,010 ticks: a second clock on one connection (shared mapping).
-    SecondClock,
-}
-
 /// S4: an established connection receives data stamped older than its
-/// `ts_recent`: one `paws_reject` at site `established` per segment.
+/// `ts_recent` (tcptrace_lab::repro::paws::established): one `paws_reject`
+/// at site `established` per segment.
 fn established(family: Family, behind: Behind) {
-    const OLD: u32 = 3;
-    const BASE: u32 = 1_000_000;
-    let lab = Lab::new(family);
-    let listener = lab.listen(8040);
-    let wire = lab.wire();
     let (tracer, on) = tracer_for("validate_incoming");
-    let before = lab.server_netstat();
-
-    let mut c = Conn::handshake(&wire, 40001, 8040, 7_000_000, Some(BASE));
-    let (mut stream, _) = listener.accept().expect("accept");
-    c.send_data(10, b"hello");
-    let mut buf = [0u8; 5];
-    stream
-        .read_exact(&mut buf)
-        .expect("the in-order segment arrives");
-    // The in-order segment was stamped BASE + 10.
-    let (offset, finding, clocks) = match behind {
-        Behind::Stale => (0u32.wrapping_sub(1000), Some("paws_stale_timestamps"), 1),
-        Behind::Reordered => (6, None, 1),
-        Behind::SecondClock => (0u32.wrapping_sub(1_000_000), Some("paws_nat_clocks"), 2),
-    };
-    let tsval = BASE.wrapping_add(offset);
-    for _ in 0..OLD {
-        // New data at rcv_nxt, but stamped in the past.
-        let s = craft::Segment {
-            psh: true,
-            payload: b"stale".to_vec(),
-            ..c.segment(offset)
-        };
-        c.send(s);
-        thread::sleep(Duration::from_millis(20));
-    }
-    thread::sleep(Duration::from_millis(100));
-    let after = lab.server_netstat();
+    let r = paws::established(&craft::PREFIX, family, behind).expect("S4 reproduction");
     let objs = tracer.stop();
+    let lab = &r.lab;
+    let (before, after) = (&r.before.0, &r.after.0);
+    let old = r.rejects;
+    // How far behind, and what diagnose makes of it.
+    let (finding, clocks) = match behind {
+        // 1010 ticks: stale timestamps from the connection's own clock.
+        Behind::Stale => (Some("paws_stale_timestamps"), 1),
+        // 4 ticks: reordering; the kernel drops them, no finding.
+        Behind::Reordered => (None, 1),
+        // 1,000,010 ticks: a second clock on one connection (shared mapping).
+        Behind::SecondClock => (Some("paws_nat_clocks"), 2),
+    };
 
-    assert_eq!(delta(&before, &after, "PAWSEstab"), u64::from(OLD));
-    assert_eq!(delta(&before, &after, "PAWSOldAck"), 0);
+    assert_eq!(delta(before, after, "PAWSEstab"), u64::from(old));
+    assert_eq!(delta(before, after, "PAWSOldAck"), 0);
     if !on {
         // No counter-only PAWS rule: the counters name no peer.
-        lab_findings(&objs, &lab, &[]);
+        lab_findings(&objs, lab, &[]);
         eprintln!("validate_incoming unavailable: kernel counters checked only");
         return;
     }
     // Three rejects from one clock: stale timestamps; from two clocks on
     // one connection: a shared NAT mapping; reordering: nothing.
-    let found = lab_findings(&objs, &lab, finding.as_slice());
+    let found = lab_findings(&objs, lab, finding.as_slice());
     if let Some(id) = finding {
         let f = the_finding(&found, id);
         check_paws_finding(
             f,
-            &lab,
-            ("established", OLD.into(), clocks),
-            ("PAWSEstab", OLD.into()),
+            lab,
+            ("established", old.into(), clocks),
+            ("PAWSEstab", old.into()),
         );
         assert_eq!(f["evidence"]["reordered"], 0);
-        assert_eq!(f["evidence"]["sample_tsval"], tsval);
-        assert_eq!(f["evidence"]["sample_ts_recent"], BASE + 10);
+        assert_eq!(f["evidence"]["sample_tsval"], r.tsval);
+        assert_eq!(f["evidence"]["sample_ts_recent"], r.ts_recent);
         assert_eq!(
             f["evidence"]["local_ports"],
-            serde_json::json!([{"port": 8040, "count": OLD}])
+            serde_json::json!([{"port": 8040, "count": old}])
         );
     }
-    let paws = in_ns(&objs, "paws_reject", lab.server_netns_inode());
-    assert_eq!(paws.len(), OLD as usize, "{paws:?}");
+    let paws = in_ns(&objs, "paws_reject", r.server_netns);
+    assert_eq!(paws.len(), old as usize, "{paws:?}");
     for e in paws {
         assert_eq!(e["site"], "established");
         assert_eq!(e["state"], "ESTABLISHED");
@@ -165,8 +141,8 @@ fn established(family: Family, behind: Behind) {
         assert_eq!(e["dport"], 40001);
         assert_eq!(e["saddr"], lab.server_ip.to_string());
         assert_eq!(e["sport"], 8040);
-        assert_eq!(e["tsval"], tsval);
-        assert_eq!(e["ts_recent"], BASE + 10);
+        assert_eq!(e["tsval"], r.tsval);
+        assert_eq!(e["ts_recent"], r.ts_recent);
         assert_eq!(e["old_ack"], false);
     }
     let summary = final_summary(&objs);
@@ -175,95 +151,65 @@ fn established(family: Family, behind: Behind) {
     assert_eq!(peer["peer"], lab.peer_ip.to_string(), "{summary}");
     assert_eq!(peer["clocks"], clocks, "{peer}");
     let reordered = if matches!(behind, Behind::Reordered) {
-        OLD
+        old
     } else {
         0
     };
     assert_eq!(peer["reordered"], reordered, "{peer}");
 }
 
-/// S5: a client (or a second one behind the same address: the server cannot
-/// tell) reuses a 4-tuple the server holds in TIME_WAIT, and its new
-/// connection's clock is behind the old one's: each SYN fails PAWS against
-/// the old connection's last stamp.
+/// S5: a client reuses a 4-tuple the server holds in TIME_WAIT with a
+/// clock behind the old connection's (tcptrace_lab::repro::paws::time_wait):
+/// each SYN fails PAWS against the old connection's last stamp.
 fn time_wait(family: Family) {
-    const SYNS: u32 = 3;
-    // B is behind A by less than 2^31: older, in 32-bit timestamp arithmetic.
-    const CLOCK_A: u32 = 1_500_000_000;
-    const CLOCK_B: u32 = 100_000;
-    let lab = Lab::new(family);
-    let listener = lab.listen(8050);
-    let wire = lab.wire();
     let (tracer, on) = tracer_for("paws_time_wait");
-    let before = lab.server_netstat();
-
-    // Client A: connect, then the server closes first and keeps TIME_WAIT.
-    let mut a = Conn::handshake(&wire, 40002, 8050, 9_000_000, Some(CLOCK_A));
-    let (stream, _) = listener.accept().expect("accept");
-    drop(stream);
-    a.answer_fin(20);
-    // Client B, same address and port, its own clock.
-    for i in 0..SYNS {
-        wire.send(&craft::Segment {
-            sport: 40002,
-            dport: 8050,
-            seq: 50_000_000 + i,
-            syn: true,
-            mss: Some(1400),
-            ts: Some((CLOCK_B + i, 0)),
-            window: 64000,
-            ..craft::Segment::default()
-        });
-        thread::sleep(Duration::from_millis(50));
-    }
-    thread::sleep(Duration::from_millis(100));
-    let after = lab.server_netstat();
+    let r = paws::time_wait(&craft::PREFIX, family).expect("S5 reproduction");
     let objs = tracer.stop();
+    let lab = &r.lab;
+    let (before, after) = (&r.before.0, &r.after.0);
+    let syns = r.rejects;
 
     // 6.16+ counts TIME_WAIT rejects apart; before, they are PAWSEstab.
     let counter = if after.contains_key("PAWSTimewait") {
-        assert_eq!(delta(&before, &after, "PAWSEstab"), 0);
+        assert_eq!(delta(before, after, "PAWSEstab"), 0);
         "PAWSTimewait"
     } else {
         "PAWSEstab"
     };
-    assert_eq!(
-        delta(&before, &after, counter),
-        u64::from(SYNS),
-        "{counter}"
-    );
+    assert_eq!(counter, r.counter);
+    assert_eq!(delta(before, after, counter), u64::from(syns), "{counter}");
     if !on {
-        lab_findings(&objs, &lab, &[]);
+        lab_findings(&objs, lab, &[]);
         eprintln!("paws_time_wait unavailable: kernel counters checked only");
         return;
     }
     // 4-tuple reuse against TIME_WAIT: stamps of two connections prove one
     // clock, not two hosts (Linux may offset every connection apart).
-    let found = lab_findings(&objs, &lab, &["paws_time_wait_reuse"]);
+    let found = lab_findings(&objs, lab, &["paws_time_wait_reuse"]);
     let f = the_finding(&found, "paws_time_wait_reuse");
     check_paws_finding(
         f,
-        &lab,
-        ("time_wait", SYNS.into(), 1),
-        (counter, SYNS.into()),
+        lab,
+        ("time_wait", syns.into(), 1),
+        (counter, syns.into()),
     );
-    assert_eq!(f["evidence"]["sample_tsval"], CLOCK_B);
-    assert_eq!(f["evidence"]["sample_ts_recent"], CLOCK_A + 20);
+    assert_eq!(f["evidence"]["sample_tsval"], r.first_tsval);
+    assert_eq!(f["evidence"]["sample_ts_recent"], r.ts_recent);
     assert!(
         f["advice"].to_string().contains("TIME_WAIT"),
         "{}",
         f["advice"]
     );
-    let paws = in_ns(&objs, "paws_reject", lab.server_netns_inode());
-    assert_eq!(paws.len(), SYNS as usize, "{paws:?}");
+    let paws = in_ns(&objs, "paws_reject", r.server_netns);
+    assert_eq!(paws.len(), syns as usize, "{paws:?}");
     for (i, e) in paws.iter().enumerate() {
         assert_eq!(e["site"], "time_wait");
         assert_eq!(e["state"], "TIME_WAIT");
         assert_eq!(e["daddr"], lab.peer_ip.to_string());
         assert_eq!(e["dport"], 40002);
         assert_eq!(e["sport"], 8050);
-        assert_eq!(e["tsval"], CLOCK_B + i as u32);
-        assert_eq!(e["ts_recent"], CLOCK_A + 20);
+        assert_eq!(e["tsval"], r.first_tsval + i as u32);
+        assert_eq!(e["ts_recent"], r.ts_recent);
     }
     let summary = final_summary(&objs);
     let peer = summary["paws"]["top_peers"]
@@ -272,7 +218,7 @@ fn time_wait(family: Family) {
         .iter()
         .find(|p| p["peer"] == lab.peer_ip.to_string())
         .expect("the shared address in the summary");
-    assert_eq!(peer["rejects"], SYNS);
+    assert_eq!(peer["rejects"], syns);
     assert_eq!(
         peer["clocks"], 1,
         "the summary counts as the finding: {peer}"
@@ -423,67 +369,35 @@ fn time_wait_behind_snat(family: Family) {
 }
 
 /// S6: RSTs with an exact, an in-window inexact and out-of-window sequence
-/// numbers: accepted, challenge_ack, ignored — one event each.
+/// numbers (tcptrace_lab::repro::rst::verdicts): accepted, challenge_ack,
+/// ignored — one event each.
 fn rst_verdicts(family: Family) {
-    let lab = Lab::new(family);
-    let listener = lab.listen(8060);
-    let wire = lab.wire();
     let (tracer, on) = tracer_for("validate_incoming");
-    let before = lab.server_netstat();
-
-    let c = Conn::handshake(&wire, 40003, 8060, 11_000_000, None);
-    let (mut stream, _) = listener.accept().expect("accept");
-    let rcv_nxt = c.snd_nxt;
-    let rst = |seq: u32| {
-        wire.send(&craft::Segment {
-            sport: 40003,
-            dport: 8060,
-            seq,
-            rst: true,
-            window: 0,
-            ..craft::Segment::default()
-        })
-    };
-    // (offset from rcv_nxt, verdict, sign of the window distance)
-    let plan: [(i64, &str, i64); 5] = [
-        (-200_000, "ignored", -1),
-        (50_000_000, "ignored", 1),
-        (100, "challenge_ack", 0),
-        (200, "challenge_ack", 0),
-        (0, "accepted", 0),
-    ];
-    for (offset, _, _) in plan {
-        rst(rcv_nxt.wrapping_add(offset as u32));
-        // Challenge ACKs are limited to one per 500 ms per socket.
-        thread::sleep(Duration::from_millis(600));
-    }
-    stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .expect("timeout");
-    let err = stream
-        .read(&mut [0u8; 1])
-        .expect_err("the exact RST resets");
-    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
-    let after = lab.server_netstat();
+    // The exact RST resets the connection (the reproduction checks it).
+    let r = rst::verdicts(&craft::PREFIX, family).expect("S6 reproduction");
     let objs = tracer.stop();
+    let lab = &r.lab;
+    let (before, after) = (&r.before.0, &r.after.0);
+    let rcv_nxt = r.rcv_nxt;
+    let plan = r.plan;
 
-    assert_eq!(delta(&before, &after, "TCPChallengeACK"), 2);
-    assert_eq!(delta(&before, &after, "TCPACKSkippedChallenge"), 0);
+    assert_eq!(delta(before, after, "TCPChallengeACK"), 2);
+    assert_eq!(delta(before, after, "TCPACKSkippedChallenge"), 0);
     if !on {
-        lab_findings(&objs, &lab, &[]);
+        lab_findings(&objs, lab, &[]);
         eprintln!("validate_incoming unavailable: kernel counters checked only");
         return;
     }
-    let rsts = in_ns(&objs, "rst", lab.server_netns_inode());
+    let rsts = in_ns(&objs, "rst", r.server_netns);
     assert_eq!(rsts.len(), plan.len(), "{rsts:?}");
-    for (e, (offset, verdict, sign)) in rsts.iter().zip(plan) {
-        assert_eq!(e["verdict"], verdict, "{e}");
+    for (e, p) in rsts.iter().zip(plan) {
+        assert_eq!(e["verdict"], p.verdict, "{e}");
         assert_eq!(e["daddr"], lab.peer_ip.to_string());
         assert_eq!(e["dport"], 40003);
         assert_eq!(e["rcv_nxt"], rcv_nxt, "{e}");
-        assert_eq!(e["seq"], rcv_nxt.wrapping_add(offset as u32), "{e}");
+        assert_eq!(e["seq"], rcv_nxt.wrapping_add(p.offset as u32), "{e}");
         let d = e["window_distance"].as_i64().expect("window_distance");
-        assert_eq!(d.signum(), sign, "{e}");
+        assert_eq!(d.signum(), p.sign, "{e}");
     }
     // The summary counts every namespace (other RSTs on a shared host
     // included): it must agree with the events printed.
@@ -496,7 +410,7 @@ fn rst_verdicts(family: Family) {
         assert_eq!(by_verdict[verdict], printed, "{verdict}: {by_verdict}");
     }
     // The exact RST raises nothing; the others one finding per verdict.
-    let found = lab_findings(&objs, &lab, &["rst_challenge_ack", "rst_out_of_window"]);
+    let found = lab_findings(&objs, lab, &["rst_challenge_ack", "rst_out_of_window"]);
     let mut states = serde_json::Map::new();
     for r in rsts.iter().filter(|r| r["verdict"] != "accepted") {
         if let Some(st) = r["state"].as_str() {
@@ -514,7 +428,7 @@ fn rst_verdicts(family: Family) {
         assert_eq!(f["severity"], severity, "{f}");
         assert_eq!(
             f["subject"],
-            format!("peer {} netns {}", lab.peer_ip, lab.server_netns_inode())
+            format!("peer {} netns {}", lab.peer_ip, r.server_netns)
         );
         assert_eq!(f["count"], 2, "{f}");
         assert_eq!(e["ignored"], 2, "{e}");
@@ -536,96 +450,65 @@ fn rst_verdicts(family: Family) {
 }
 
 /// S7: the third segment of a handshake carries a TSval older than the
-/// SYN's: the request socket (SYN-RECV) rejects it, once per segment.
+/// SYN's (tcptrace_lab::repro::paws_handshake::syn_recv): the request
+/// socket (SYN-RECV) rejects it, once per segment.
 fn syn_recv(family: Family) {
-    const ACKS: u32 = 3;
-    const BASE: u32 = 2_000_000;
-    let lab = Lab::new(family);
-    let _listener = lab.listen(8070);
-    let wire = lab.wire();
     let (tracer, on) = tracer_for("paws_syn_recv");
-    let before = lab.server_netstat();
-
-    let iss = 13_000_000u32;
-    wire.send(&craft::Segment {
-        sport: 40004,
-        dport: 8070,
-        seq: iss,
-        syn: true,
-        mss: Some(1400),
-        ts: Some((BASE, 0)),
-        window: 64000,
-        ..craft::Segment::default()
-    });
-    let synack = wire
-        .recv(40004, craft::WAIT, |r| r.syn && r.ack_flag)
-        .expect("SYN-ACK");
-    for _ in 0..ACKS {
-        wire.send(&craft::Segment {
-            sport: 40004,
-            dport: 8070,
-            seq: iss.wrapping_add(1),
-            ack: Some(synack.seq.wrapping_add(1)),
-            ts: Some((BASE - 1000, synack.tsval.unwrap_or(0))),
-            window: 64000,
-            ..craft::Segment::default()
-        });
-        thread::sleep(Duration::from_millis(30));
-    }
-    thread::sleep(Duration::from_millis(100));
-    let after = lab.server_netstat();
+    let r = paws_handshake::syn_recv(&craft::PREFIX, family).expect("S7 reproduction");
     let objs = tracer.stop();
+    let lab = &r.lab;
+    let acks = r.rejects;
 
-    assert_eq!(delta(&before, &after, "PAWSEstab"), u64::from(ACKS));
+    assert_eq!(delta(&r.before.0, &r.after.0, "PAWSEstab"), u64::from(acks));
     if !on {
-        lab_findings(&objs, &lab, &[]);
+        lab_findings(&objs, lab, &[]);
         eprintln!("paws_syn_recv unavailable: kernel counters checked only");
         return;
     }
     // Three rejects, one clock (the SYN's stamp and the older ACKs are
     // 1000 ticks apart): stale timestamps.
-    let found = lab_findings(&objs, &lab, &["paws_stale_timestamps"]);
+    let found = lab_findings(&objs, lab, &["paws_stale_timestamps"]);
     check_paws_finding(
         the_finding(&found, "paws_stale_timestamps"),
-        &lab,
-        ("syn_recv", ACKS.into(), 1),
-        ("PAWSEstab", ACKS.into()),
+        lab,
+        ("syn_recv", acks.into(), 1),
+        ("PAWSEstab", acks.into()),
     );
-    let paws = in_ns(&objs, "paws_reject", lab.server_netns_inode());
-    assert_eq!(paws.len(), ACKS as usize, "{paws:?}");
+    let paws = in_ns(&objs, "paws_reject", r.server_netns);
+    assert_eq!(paws.len(), acks as usize, "{paws:?}");
     for e in paws {
         assert_eq!(e["site"], "syn_recv");
         assert_eq!(e["daddr"], lab.peer_ip.to_string());
         assert_eq!(e["dport"], 40004);
         assert_eq!(e["saddr"], lab.server_ip.to_string());
         assert_eq!(e["sport"], 8070);
-        assert_eq!(e["tsval"], BASE - 1000);
+        assert_eq!(e["tsval"], r.tsval);
         // The drop-reason path sees only the listener, not the request.
         if !e["ts_recent"].is_null() {
-            assert_eq!(e["ts_recent"], BASE);
+            assert_eq!(e["ts_recent"], r.ts_recent);
         }
     }
 }
 
 /// S8: an active open gets SYN-ACKs whose TSecr echoes a time before its SYN
-/// was sent: PAWSActive, the connection is reset by our side.
+/// was sent (tcptrace_lab::repro::paws_handshake::syn_sent): PAWSActive,
+/// the connection is reset by our side.
 fn syn_sent(family: Family) {
-    const SYNACKS: u32 = 2;
-    let lab = Lab::new(family);
-    let wire = lab.wire();
     let (tracer, on) = tracer_for("paws_syn_sent");
-    let before = lab.server_netstat();
-
-    let syn = lab.stale_synacks(&wire, 9000, SYNACKS);
-    let after = lab.server_netstat();
+    let r = paws_handshake::syn_sent(&craft::PREFIX, family).expect("S8 reproduction");
     let objs = tracer.stop();
+    let lab = &r.lab;
+    let synacks = r.rejects;
 
-    assert_eq!(delta(&before, &after, "PAWSActive"), u64::from(SYNACKS));
+    assert_eq!(
+        delta(&r.before.0, &r.after.0, "PAWSActive"),
+        u64::from(synacks)
+    );
     // Two SYN-ACKs rejected on one active open are below the stale-
     // timestamp threshold (3) and syn_sent rejects carry our own clock (no
     // NAT evidence): no PAWS finding. The non-blocking connect never
     // completed and was closed: one slow handshake.
-    let found = lab_findings(&objs, &lab, &["slow_connect"]);
+    let found = lab_findings(&objs, lab, &["slow_connect"]);
     let s = the_finding(&found, "slow_connect");
     assert_eq!(s["evidence"]["measured"], "handshake", "{s}");
     assert_eq!(s["evidence"]["slow_connects"], 1, "{s}");
@@ -633,24 +516,24 @@ fn syn_sent(family: Family) {
         eprintln!("paws_syn_sent unavailable: kernel counters checked only");
         return;
     }
-    let paws = in_ns(&objs, "paws_reject", lab.server_netns_inode());
-    assert_eq!(paws.len(), SYNACKS as usize, "{paws:?}");
+    let paws = in_ns(&objs, "paws_reject", r.server_netns);
+    assert_eq!(paws.len(), synacks as usize, "{paws:?}");
     for e in &paws {
         assert_eq!(e["site"], "syn_sent");
         assert_eq!(e["state"], "SYN_SENT");
         assert_eq!(e["daddr"], lab.peer_ip.to_string());
         assert_eq!(e["dport"], 9000);
-        assert_eq!(e["sport"], syn.sport);
-        assert_eq!(e["tsval"], 555);
+        assert_eq!(e["sport"], r.local_port);
+        assert_eq!(e["tsval"], r.tsval);
         // The echo is 100000 ticks before the stamp of our SYN.
         let sent = e["ts_recent"].as_u64().expect("ts_recent") as u32;
         let echoed = e["tsecr"].as_u64().expect("tsecr") as u32;
-        assert_eq!(sent.wrapping_sub(echoed), 100_000, "{e}");
+        assert_eq!(sent.wrapping_sub(echoed), r.echo_behind, "{e}");
     }
     // Our side answers each with a RST whose reason (6.10+) names PAWS.
     let sent = &final_summary(&objs)["rst_sent"]["by_reason"];
     if tracer_has_rst_reasons(sent) {
-        assert_eq!(sent["TCP_RFC7323_PAWS"], SYNACKS, "{sent}");
+        assert_eq!(sent["TCP_RFC7323_PAWS"], synacks, "{sent}");
     }
 }
 

@@ -26,6 +26,10 @@ const EXERCISED: &[(&str, &[&str])] = &[
     ("syn_drop", &["listen_overflow"]),
     ("listen_overflow", &["syn_drop"]),
     ("listen_owner", &["syn_drop"]),
+    ("validate_incoming", &[]),
+    ("paws_time_wait", &[]),
+    ("paws_syn_recv", &[]),
+    ("paws_syn_sent", &[]),
 ];
 
 fn selftest(extra: &[&str]) -> Command {

@@ -28,6 +28,14 @@ const POLL: Duration = Duration::from_millis(5);
 /// Runs the selftest: one verdict per hook, in the attach table's order.
 pub fn run(attach: AttachMode) -> Result<Vec<HookVerdict>> {
     let _lock = lock::take()?;
+    // A selftest killed before its labs' Drop ran left their namespaces.
+    match tcptrace_lab::craft::remove_stale(&tcptrace_lab::craft::Prefix::SELFTEST) {
+        Ok(gone) if !gone.is_empty() => {
+            log::info!("selftest: removed stale namespaces {}", gone.join(", "));
+        }
+        Ok(_) => {}
+        Err(e) => log::warn!("selftest: stale namespaces: {e:#}"),
+    }
     let loaded = loader::load(attach, Config::default())?;
     let mut ebpf = loaded.ebpf;
     let ring = ebpf
@@ -36,9 +44,15 @@ pub fn run(attach: AttachMode) -> Result<Vec<HookVerdict>> {
     let mut ring = RingBuf::try_from(ring).context("map EVENTS")?;
     let programs = crate::progstats::ProgramStats::new(&ebpf);
     let mut events = Vec::new();
+    let attached_hooks: Vec<&'static str> = loaded
+        .hooks
+        .iter()
+        .filter(|h| h.attached())
+        .map(|h| h.hook)
+        .collect();
     let worker = std::thread::Builder::new()
         .name("tcptrace-selftest".into())
-        .spawn(scenarios::run)
+        .spawn(move || scenarios::run(&attached_hooks))
         .context("starting the reproductions' thread")?;
     let mut settle_until = None;
     loop {

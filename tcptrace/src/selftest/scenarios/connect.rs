@@ -1,113 +1,20 @@
-//! The reproductions the selftest runs (from `tcptrace-lab`, the same the
-//! scenario tests run) and, for each, the verdicts of the hooks it
-//! exercises: their events in its namespace against what it injected and
-//! the namespace's counters.
+//! Verdicts of the connect family's hooks: port exhaustion (`connect`,
+//! `port_search`) and a handshake after one SYN retransmission
+//! (`handshake`, `handshake_rtx`).
 
-use std::collections::BTreeMap;
+use tcptrace_common::event::EventKind;
+use tcptrace_lab::repro::{handshake, ports};
 
-use anyhow::Result;
-use tcptrace_common::{event::EventKind, syn::SynDropCause};
-use tcptrace_lab::{
-    netns::NetnsKeeper,
-    repro::{accept_queue, handshake, ports},
-};
-
-use super::verdict::Verdict;
+use super::InNs;
 use crate::{
     event::{Detail, Event},
-    syn::decode::Owner,
+    selftest::verdict::Verdict,
 };
-
-/// First port of the narrowed ephemeral range, and its size.
-const PORTS_FIRST: u16 = 40000;
-const PORTS_RANGE: u16 = 8;
-
-/// What the reproductions did; each failed one keeps its error.
-pub struct Runs {
-    ports: Result<ports::Exhausted>,
-    handshake: Result<handshake::SlowHandshake>,
-    accept_queue: Result<accept_queue::FullAtSyn>,
-    /// The namespaces, open until the events are in.
-    _keep: Vec<NetnsKeeper>,
-}
-
-/// Runs every reproduction, one after the other (each in a namespace of
-/// its own; about 4 s in all): at the same time, one's program runs could
-/// preempt another's on a CPU, and kernels that run tracing programs
-/// preemptible skip a program already running there.
-pub fn run() -> Runs {
-    let mut keep = Vec::new();
-    let ports = kept(ports::exhaust(PORTS_FIRST, PORTS_RANGE), &mut keep);
-    let handshake = kept(handshake::after_one_syn_retransmit(), &mut keep);
-    let accept_queue = kept(accept_queue::full_at_syn(false), &mut keep);
-    Runs {
-        ports,
-        handshake,
-        accept_queue,
-        _keep: keep,
-    }
-}
-
-/// A reproduction's result, its namespace's keeper moved to `keep`.
-fn kept<T>(r: Result<(T, NetnsKeeper)>, keep: &mut Vec<NetnsKeeper>) -> Result<T> {
-    r.map(|(v, k)| {
-        keep.push(k);
-        v
-    })
-}
-
-/// The events of one namespace, by kind.
-struct InNs<'a>(BTreeMap<u8, Vec<&'a Event>>);
-
-impl<'a> InNs<'a> {
-    fn of(events: &'a [Event], netns: u64) -> Self {
-        let mut m: BTreeMap<u8, Vec<&Event>> = BTreeMap::new();
-        for e in events.iter().filter(|e| u64::from(e.netns) == netns) {
-            m.entry(e.kind as u8).or_default().push(e);
-        }
-        Self(m)
-    }
-
-    fn kind(&self, k: EventKind) -> &[&'a Event] {
-        self.0.get(&(k as u8)).map_or(&[], Vec::as_slice)
-    }
-}
-
-fn error(e: &anyhow::Error) -> Verdict {
-    Verdict::Error(format!("the reproduction failed: {e:#}"))
-}
-
-impl Runs {
-    /// The verdict for `hook` (attached) from the events seen; `attached`
-    /// says which other hooks attached, for those that depend on them.
-    pub fn verdict(
-        &self,
-        hook: &str,
-        events: &[Event],
-        attached: &dyn Fn(&str) -> bool,
-    ) -> Verdict {
-        match hook {
-            "connect" | "port_search" => match &self.ports {
-                Ok(p) => ports_verdict(hook, p, &InNs::of(events, p.netns)),
-                Err(e) => error(e),
-            },
-            "handshake" | "handshake_rtx" => match &self.handshake {
-                Ok(h) => handshake_verdict(hook, h, &InNs::of(events, h.netns), attached),
-                Err(e) => error(e),
-            },
-            "syn_drop" | "listen_overflow" | "listen_owner" => match &self.accept_queue {
-                Ok(a) => accept_queue_verdict(hook, a, &InNs::of(events, a.netns), attached),
-                Err(e) => error(e),
-            },
-            _ => Verdict::Unverified("no reproduction exercises this hook yet".into()),
-        }
-    }
-}
 
 /// `connect`: every call (range + 1) with the last EADDRNOTAVAIL;
 /// `port_search`: one search per call, the last exhausted, the others
 /// inside the range.
-fn ports_verdict(hook: &str, p: &ports::Exhausted, ns: &InNs<'_>) -> Verdict {
+pub(super) fn ports_verdict(hook: &str, p: &ports::Exhausted, ns: &InNs<'_>) -> Verdict {
     let calls = u64::from(p.held) + 1;
     let kind = if hook == "connect" {
         EventKind::Connect
@@ -138,7 +45,7 @@ fn ports_verdict(hook: &str, p: &ports::Exhausted, ns: &InNs<'_>) -> Verdict {
 /// `handshake`: both active opens, the slow one established with as many
 /// SYN retransmissions as TCPSynRetrans grew; `handshake_rtx`: the time of
 /// each of them.
-fn handshake_verdict(
+pub(super) fn handshake_verdict(
     hook: &str,
     h: &handshake::SlowHandshake,
     ns: &InNs<'_>,
@@ -187,65 +94,6 @@ fn handshake_verdict(
         Verdict::Exact(what)
     } else {
         Verdict::Missed(what)
-    }
-}
-
-/// `syn_drop` and `listen_overflow`: together one event per ListenOverflows;
-/// `syn_drop`'s all at the full accept queue; `listen_owner`: each names
-/// this process as the one that called listen().
-fn accept_queue_verdict(
-    hook: &str,
-    a: &accept_queue::FullAtSyn,
-    ns: &InNs<'_>,
-    attached: &dyn Fn(&str) -> bool,
-) -> Verdict {
-    let drops = ns.kind(EventKind::SynDrop);
-    let overflows = ns.kind(EventKind::ListenOverflow);
-    if a.listen_overflows == 0 {
-        return Verdict::Error(
-            "the reproduction did not fill the accept queue (ListenOverflows +0)".into(),
-        );
-    }
-    let sum = (drops.len() + overflows.len()) as u64;
-    let what = format!(
-        "{} SYN drops + {} third-ACK overflows, ListenOverflows +{}",
-        drops.len(),
-        overflows.len(),
-        a.listen_overflows
-    );
-    let causes_right = drops.iter().all(
-        |e| matches!(&e.detail, Detail::Syn(d) if d.cause == Some(SynDropCause::AcceptQueueFull)),
-    );
-    match hook {
-        "listen_owner" => {
-            let pid = std::process::id();
-            let owned = drops
-                .iter()
-                .chain(overflows)
-                .filter(|e| {
-                    matches!(&e.detail, Detail::Syn(d) if d.owner == Some(Owner::Listen))
-                        && e.pid == pid
-                })
-                .count();
-            let what = format!("{owned} of {sum} events name this process as the listener's owner");
-            if sum == 0 {
-                Verdict::Partial(format!("{what}: no SYN-family event to check"))
-            } else if owned as u64 == sum {
-                Verdict::Exact(what)
-            } else {
-                Verdict::Missed(what)
-            }
-        }
-        _ if sum == a.listen_overflows && causes_right => Verdict::Exact(what),
-        "syn_drop" if !attached("listen_overflow") && sum <= a.listen_overflows && causes_right => {
-            Verdict::Partial(format!(
-                "{what}: third-ACK overflows need the listen_overflow hook"
-            ))
-        }
-        "listen_overflow" if !attached("syn_drop") && sum <= a.listen_overflows => {
-            Verdict::Partial(format!("{what}: SYN drops need the syn_drop hook"))
-        }
-        _ => Verdict::Missed(what),
     }
 }
 

@@ -1,0 +1,240 @@
+//! The reproductions the selftest runs (from `tcptrace-lab`, the same the
+//! scenario tests run) and, for each, the verdicts of the hooks it
+//! exercises: their events in its namespace against what it injected and
+//! the namespace's counters. One file per hook family: [`connect`],
+//! [`syn`], [`paws`].
+
+mod connect;
+mod paws;
+mod syn;
+
+use std::collections::BTreeMap;
+
+use anyhow::{anyhow, Result};
+use tcptrace_common::event::EventKind;
+use tcptrace_lab::{
+    craft::{Family, Lab, Prefix},
+    netns::NetnsKeeper,
+    repro::{accept_queue, handshake, paws as paws_repro, paws_handshake, ports, rst},
+};
+
+use super::verdict::Verdict;
+use crate::event::Event;
+use paws::{PawsInjected, RstInjected};
+
+/// First port of the narrowed ephemeral range, and its size.
+const PORTS_FIRST: u16 = 40000;
+const PORTS_RANGE: u16 = 8;
+
+/// What the reproductions did; each failed one keeps its error.
+pub struct Runs {
+    ports: Result<ports::Exhausted>,
+    handshake: Result<handshake::SlowHandshake>,
+    accept_queue: Result<accept_queue::FullAtSyn>,
+    paws_established: Result<PawsInjected>,
+    paws_time_wait: Result<PawsInjected>,
+    paws_syn_recv: Result<PawsInjected>,
+    paws_syn_sent: Result<PawsInjected>,
+    rst: Result<RstInjected>,
+    /// Why the crafted peer's reproductions could not run here at all.
+    no_lab: Option<String>,
+    /// The namespaces, open until the events are in.
+    _keep: Vec<NetnsKeeper>,
+    _labs: Vec<Lab>,
+}
+
+/// Runs every reproduction, one after the other (each in a namespace of
+/// its own, or a crafted peer's pair; about 9 s in all): at the same time,
+/// one's program runs could preempt another's on a CPU, and kernels that
+/// run tracing programs preemptible skip a program already running there.
+/// A crafted peer's reproduction runs only when a hook it exercises is
+/// among `attached`.
+pub fn run(attached: &[&str]) -> Runs {
+    let mut keep = Vec::new();
+    let ports = kept(ports::exhaust(PORTS_FIRST, PORTS_RANGE), &mut keep);
+    let handshake = kept(handshake::after_one_syn_retransmit(), &mut keep);
+    let accept_queue = kept(accept_queue::full_at_syn(false), &mut keep);
+    let mut labs = Vec::new();
+    let no_lab = lab_unavailable();
+    let (prefix, v4) = (&Prefix::SELFTEST, Family::V4);
+    let wanted = |hook: &str| no_lab.is_none() && attached.contains(&hook);
+    let paws_established = if wanted("validate_incoming") {
+        in_lab(
+            paws_repro::established(prefix, v4, paws_repro::Behind::Stale),
+            PawsInjected::established,
+            |r| r.lab,
+            &mut labs,
+        )
+    } else {
+        not_run()
+    };
+    let paws_time_wait = if wanted("paws_time_wait") {
+        in_lab(
+            paws_repro::time_wait(prefix, v4),
+            PawsInjected::time_wait,
+            |r| r.lab,
+            &mut labs,
+        )
+    } else {
+        not_run()
+    };
+    let rst = if wanted("validate_incoming") {
+        in_lab(
+            rst::verdicts(prefix, v4),
+            RstInjected::of,
+            |r| r.lab,
+            &mut labs,
+        )
+    } else {
+        not_run()
+    };
+    let paws_syn_recv = if wanted("paws_syn_recv") {
+        in_lab(
+            paws_handshake::syn_recv(prefix, v4),
+            PawsInjected::syn_recv,
+            |r| r.lab,
+            &mut labs,
+        )
+    } else {
+        not_run()
+    };
+    let paws_syn_sent = if wanted("paws_syn_sent") {
+        in_lab(
+            paws_handshake::syn_sent(prefix, v4),
+            PawsInjected::syn_sent,
+            |r| r.lab,
+            &mut labs,
+        )
+    } else {
+        not_run()
+    };
+    Runs {
+        ports,
+        handshake,
+        accept_queue,
+        paws_established,
+        paws_time_wait,
+        paws_syn_recv,
+        paws_syn_sent,
+        rst,
+        no_lab,
+        _keep: keep,
+        _labs: labs,
+    }
+}
+
+/// A reproduction skipped because no hook it exercises attached (no
+/// verdict asks for it).
+fn not_run<T>() -> Result<T> {
+    Err(anyhow!("not run: its hook did not attach"))
+}
+
+/// Why a crafted peer's lab cannot be built here: it needs iproute2's
+/// `ip` (named namespaces, a veth pair).
+fn lab_unavailable() -> Option<String> {
+    let runs = std::process::Command::new("ip")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    (!runs).then(|| "the crafted peer's reproduction needs iproute2's ip, not found here".into())
+}
+
+/// What a crafted peer's reproduction injected (`injected`), its lab
+/// moved to `labs` (`lab` takes it out of the result).
+fn in_lab<R, T>(
+    r: Result<R>,
+    injected: impl FnOnce(&R) -> T,
+    lab: impl FnOnce(R) -> Lab,
+    labs: &mut Vec<Lab>,
+) -> Result<T> {
+    r.map(|r| {
+        let t = injected(&r);
+        labs.push(lab(r));
+        t
+    })
+}
+
+/// A reproduction's result, its namespace's keeper moved to `keep`.
+fn kept<T>(r: Result<(T, NetnsKeeper)>, keep: &mut Vec<NetnsKeeper>) -> Result<T> {
+    r.map(|(v, k)| {
+        keep.push(k);
+        v
+    })
+}
+
+/// The events of one namespace, by kind.
+struct InNs<'a>(BTreeMap<u8, Vec<&'a Event>>);
+
+impl<'a> InNs<'a> {
+    fn of(events: &'a [Event], netns: u64) -> Self {
+        let mut m: BTreeMap<u8, Vec<&Event>> = BTreeMap::new();
+        for e in events.iter().filter(|e| u64::from(e.netns) == netns) {
+            m.entry(e.kind as u8).or_default().push(e);
+        }
+        Self(m)
+    }
+
+    fn kind(&self, k: EventKind) -> &[&'a Event] {
+        self.0.get(&(k as u8)).map_or(&[], Vec::as_slice)
+    }
+}
+
+fn error(e: &anyhow::Error) -> Verdict {
+    Verdict::Error(format!("the reproduction failed: {e:#}"))
+}
+
+/// The verdict on one PAWS reproduction's rejects.
+fn paws_of(p: &Result<PawsInjected>, events: &[Event]) -> Verdict {
+    match p {
+        Ok(p) => paws::paws_verdict(p, &InNs::of(events, p.netns)),
+        Err(e) => error(e),
+    }
+}
+
+impl Runs {
+    /// The verdict for `hook` (attached) from the events seen; `attached`
+    /// says which other hooks attached, for those that depend on them.
+    pub fn verdict(
+        &self,
+        hook: &str,
+        events: &[Event],
+        attached: &dyn Fn(&str) -> bool,
+    ) -> Verdict {
+        match hook {
+            "connect" | "port_search" => match &self.ports {
+                Ok(p) => connect::ports_verdict(hook, p, &InNs::of(events, p.netns)),
+                Err(e) => error(e),
+            },
+            "handshake" | "handshake_rtx" => match &self.handshake {
+                Ok(h) => {
+                    connect::handshake_verdict(hook, h, &InNs::of(events, h.netns), attached)
+                }
+                Err(e) => error(e),
+            },
+            "syn_drop" | "listen_overflow" | "listen_owner" => match &self.accept_queue {
+                Ok(a) => syn::accept_queue_verdict(hook, a, &InNs::of(events, a.netns), attached),
+                Err(e) => error(e),
+            },
+            "validate_incoming" | "paws_time_wait" | "paws_syn_recv" | "paws_syn_sent"
+                if self.no_lab.is_some() =>
+            {
+                Verdict::Unverified(self.no_lab.clone().unwrap_or_default())
+            }
+            // PAWS rejects on established sockets and the verdicts on RSTs.
+            "validate_incoming" => paws::both(
+                paws_of(&self.paws_established, events),
+                match &self.rst {
+                    Ok(r) => paws::rst_verdict(r, &InNs::of(events, r.netns)),
+                    Err(e) => error(e),
+                },
+            ),
+            "paws_time_wait" => paws_of(&self.paws_time_wait, events),
+            "paws_syn_recv" => paws_of(&self.paws_syn_recv, events),
+            "paws_syn_sent" => paws_of(&self.paws_syn_sent, events),
+            "rst_sent" => Verdict::Unverified(
+                "it counts RSTs sent by reason for the whole host, not per namespace: nothing a reproduction could match exactly".into(),
+            ),
+            _ => Verdict::Unverified("no reproduction exercises this hook yet".into()),
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! Verdicts of the PAWS/RST family's hooks on a crafted peer's segments:
+//! PAWS rejects at each site (`validate_incoming` for established
+//! sockets, `paws_time_wait`, `paws_syn_recv`, `paws_syn_sent`) and the
+//! verdicts on received RSTs (`validate_incoming`).
+
+use tcptrace_common::{event::EventKind, paws::PawsSite};
+use tcptrace_lab::repro::{
+    paws::{Established, TimeWait},
+    paws_handshake::{SynRecv, SynSent},
+    rst::{Planned, Verdicts},
+};
+
+use super::InNs;
+use crate::{
+    event::{Detail, Event},
+    paws::decode::{PawsDetail, RstDetail},
+    selftest::verdict::Verdict,
+};
+
+/// What a PAWS reproduction injected, as its verdict compares it.
+#[derive(Clone, Debug)]
+pub struct PawsInjected {
+    pub netns: u64,
+    pub site: PawsSite,
+    /// The crafted peer's port (the events' `dport`).
+    pub peer_port: u16,
+    /// Segments sent that the kernel must reject.
+    pub rejects: u64,
+    /// The first one's TSval; each next one `tsval_step` later.
+    pub tsval: u32,
+    pub tsval_step: u32,
+    /// The socket's last stamp (ts_recent), where an event reports it;
+    /// for SYN-SENT, how far the echo is behind it.
+    pub ts_recent: TsRecent,
+    /// The kernel counter of these rejects and its delta.
+    pub counter: &'static str,
+    pub counted: u64,
+}
+
+/// What an event's `ts_recent` must be.
+#[derive(Clone, Copy, Debug)]
+pub enum TsRecent {
+    /// Exactly this.
+    Is(u32),
+    /// This, where the hook's path sees it (the drop-reason path of a
+    /// request socket sees only the listener).
+    IsIfKnown(u32),
+    /// `tsecr` this far behind it (an active open's own SYN stamp).
+    EchoBehind(u32),
+}
+
+impl PawsInjected {
+    pub fn established(r: &Established) -> Self {
+        Self {
+            netns: r.server_netns,
+            site: PawsSite::Established,
+            peer_port: r.peer_port,
+            rejects: r.rejects.into(),
+            tsval: r.tsval,
+            tsval_step: 0,
+            ts_recent: TsRecent::Is(r.ts_recent),
+            counter: "PAWSEstab",
+            counted: r.after.since(&r.before, "PAWSEstab"),
+        }
+    }
+
+    pub fn time_wait(r: &TimeWait) -> Self {
+        Self {
+            netns: r.server_netns,
+            site: PawsSite::TimeWait,
+            peer_port: r.peer_port,
+            rejects: r.rejects.into(),
+            tsval: r.first_tsval,
+            tsval_step: 1,
+            ts_recent: TsRecent::Is(r.ts_recent),
+            counter: r.counter,
+            counted: r.after.since(&r.before, r.counter),
+        }
+    }
+
+    pub fn syn_recv(r: &SynRecv) -> Self {
+        Self {
+            netns: r.server_netns,
+            site: PawsSite::SynRecv,
+            peer_port: r.peer_port,
+            rejects: r.rejects.into(),
+            tsval: r.tsval,
+            tsval_step: 0,
+            ts_recent: TsRecent::IsIfKnown(r.ts_recent),
+            counter: "PAWSEstab",
+            counted: r.after.since(&r.before, "PAWSEstab"),
+        }
+    }
+
+    pub fn syn_sent(r: &SynSent) -> Self {
+        Self {
+            netns: r.server_netns,
+            site: PawsSite::SynSent,
+            peer_port: r.peer_port,
+            rejects: r.rejects.into(),
+            tsval: r.tsval,
+            tsval_step: 0,
+            ts_recent: TsRecent::EchoBehind(r.echo_behind),
+            counter: "PAWSActive",
+            counted: r.after.since(&r.before, "PAWSActive"),
+        }
+    }
+
+    /// Whether `d` (the `i`th reject) carries what was sent.
+    fn matches(&self, i: usize, d: &PawsDetail) -> bool {
+        let tsval = self
+            .tsval
+            .wrapping_add(self.tsval_step.wrapping_mul(i as u32));
+        let ts_recent = match (self.ts_recent, d.ts_recent) {
+            (TsRecent::Is(want), got) => got == Some(want),
+            (TsRecent::IsIfKnown(want), got) => got.is_none_or(|t| t == want),
+            (TsRecent::EchoBehind(by), got) => got.is_some_and(|t| t.wrapping_sub(d.tsecr) == by),
+        };
+        d.site == self.site && d.tsval == tsval && ts_recent
+    }
+}
+
+/// The PAWS rejects one reproduction made: exact when there is one event
+/// per segment sent, each at its site with its stamps, and as many as the
+/// kernel counted.
+pub fn paws_verdict(p: &PawsInjected, ns: &InNs<'_>) -> Verdict {
+    let seen: Vec<(&Event, &PawsDetail)> = ns
+        .kind(EventKind::PawsReject)
+        .iter()
+        .filter_map(|e| match &e.detail {
+            Detail::PawsReject(d) => Some((*e, d)),
+            _ => None,
+        })
+        .collect();
+    let right = seen
+        .iter()
+        .enumerate()
+        .filter(|(i, (e, d))| e.endpoints.dport == p.peer_port && p.matches(*i, d))
+        .count();
+    let what = format!(
+        "{} PAWS rejects ({right} at {} with the stamps sent) of {} stale segments, {} +{}",
+        seen.len(),
+        p.site.name(),
+        p.rejects,
+        p.counter,
+        p.counted
+    );
+    if p.counted != p.rejects {
+        return Verdict::Error(format!("{what}: the kernel did not reject what was sent"));
+    }
+    if seen.len() as u64 == p.rejects && right == seen.len() {
+        Verdict::Exact(what)
+    } else {
+        Verdict::Missed(what)
+    }
+}
+
+/// What the RST reproduction injected, as its verdict compares it.
+#[derive(Clone, Debug)]
+pub struct RstInjected {
+    pub netns: u64,
+    pub peer_port: u16,
+    pub rcv_nxt: u32,
+    pub plan: &'static [Planned],
+    /// TCPChallengeACK and TCPACKSkippedChallenge deltas.
+    pub challenge_acks: u64,
+    pub skipped_challenges: u64,
+}
+
+impl RstInjected {
+    pub fn of(r: &Verdicts) -> Self {
+        Self {
+            netns: r.server_netns,
+            peer_port: r.peer_port,
+            rcv_nxt: r.rcv_nxt,
+            plan: r.plan,
+            challenge_acks: r.after.since(&r.before, "TCPChallengeACK"),
+            skipped_challenges: r.after.since(&r.before, "TCPACKSkippedChallenge"),
+        }
+    }
+}
+
+/// The RSTs sent: exact when there is one event per RST, in order, each
+/// with the verdict planned, its sequence number, `rcv_nxt` and the side
+/// of the window it fell on, and as many challenge ACKs as the kernel
+/// counted.
+pub fn rst_verdict(r: &RstInjected, ns: &InNs<'_>) -> Verdict {
+    let seen: Vec<(&Event, &RstDetail)> = ns
+        .kind(EventKind::Rst)
+        .iter()
+        .filter_map(|e| match &e.detail {
+            Detail::Rst(d) => Some((*e, d)),
+            _ => None,
+        })
+        .collect();
+    let right = seen
+        .iter()
+        .zip(r.plan)
+        .filter(|((e, d), p)| {
+            e.endpoints.dport == r.peer_port
+                && d.verdict.name() == p.verdict
+                && d.rcv_nxt == r.rcv_nxt
+                && d.seq == r.rcv_nxt.wrapping_add(p.offset as u32)
+                && d.window_distance().signum() == p.sign
+        })
+        .count();
+    let challenged = seen
+        .iter()
+        .filter(|(_, d)| d.verdict.name() == "challenge_ack")
+        .count() as u64;
+    let what = format!(
+        "{} RSTs ({right} with the verdict, sequence and window side planned) of {} sent; {challenged} challenge ACKs, TCPChallengeACK +{}",
+        seen.len(),
+        r.plan.len(),
+        r.challenge_acks
+    );
+    if r.skipped_challenges > 0 {
+        return Verdict::Error(format!(
+            "{what}: the kernel rate limited a challenge ACK (TCPACKSkippedChallenge +{})",
+            r.skipped_challenges
+        ));
+    }
+    if seen.len() == r.plan.len() && right == seen.len() && challenged == r.challenge_acks {
+        Verdict::Exact(what)
+    } else {
+        Verdict::Missed(what)
+    }
+}
+
+/// One verdict for a hook exercised by two reproductions: exact when both
+/// are, else the worst of them (an error, then a miss), with both details.
+pub fn both(a: Verdict, b: Verdict) -> Verdict {
+    let detail = |v: &Verdict| match v {
+        Verdict::Exact(d)
+        | Verdict::Partial(d)
+        | Verdict::Missed(d)
+        | Verdict::Unavailable(d)
+        | Verdict::Unverified(d)
+        | Verdict::Error(d) => d.clone(),
+    };
+    let what = format!("{}; {}", detail(&a), detail(&b));
+    match (&a, &b) {
+        (Verdict::Error(_), _) | (_, Verdict::Error(_)) => Verdict::Error(what),
+        (Verdict::Missed(_), _) | (_, Verdict::Missed(_)) => Verdict::Missed(what),
+        (Verdict::Exact(_), Verdict::Exact(_)) => Verdict::Exact(what),
+        _ => Verdict::Partial(what),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tcptrace_common::paws::RstVerdict;
+    use tcptrace_lab::repro::rst::PLAN;
+
+    use super::*;
+    use crate::event::{
+        decode,
+        tests::{raw_paws, raw_rst},
+    };
+
+    const NS: u64 = 4026532001;
+
+    fn paws(site: PawsSite, dport: u16, tsval: u32, ts_recent: u32) -> Event {
+        let mut ev = decode(&raw_paws(site, [10, 77, 0, 3], tsval, ts_recent, 0)).unwrap();
+        ev.netns = NS as u32;
+        ev.endpoints.dport = dport;
+        ev
+    }
+
+    fn time_wait() -> PawsInjected {
+        PawsInjected {
+            netns: NS,
+            site: PawsSite::TimeWait,
+            peer_port: 40002,
+            rejects: 3,
+            tsval: 100_000,
+            tsval_step: 1,
+            ts_recent: TsRecent::Is(1_500_000_020),
+            counter: "PAWSTimewait",
+            counted: 3,
+        }
+    }
+
+    #[test]
+    fn paws_rejects_are_exact_with_each_segment_and_the_counter() {
+        let p = time_wait();
+        let all: Vec<Event> = (0..3)
+            .map(|i| paws(PawsSite::TimeWait, 40002, 100_000 + i, 1_500_000_020))
+            .collect();
+        let v = paws_verdict(&p, &InNs::of(&all, NS));
+        assert!(matches!(v, Verdict::Exact(_)), "{v:?}");
+        // One missing, or in another namespace.
+        let v = paws_verdict(&p, &InNs::of(&all[1..], NS));
+        assert!(
+            matches!(v, Verdict::Missed(ref d) if d.starts_with("2 PAWS rejects")),
+            "{v:?}"
+        );
+        let v = paws_verdict(&p, &InNs::of(&all, NS + 1));
+        assert!(matches!(v, Verdict::Missed(_)), "{v:?}");
+        // At another site, or with other stamps.
+        let mut wrong = all.clone();
+        wrong[2] = paws(PawsSite::Established, 40002, 100_002, 1_500_000_020);
+        let v = paws_verdict(&p, &InNs::of(&wrong, NS));
+        assert!(
+            matches!(v, Verdict::Missed(ref d) if d.contains("(2 at")),
+            "{v:?}"
+        );
+        wrong[2] = paws(PawsSite::TimeWait, 40002, 100_000, 1_500_000_020);
+        let v = paws_verdict(&p, &InNs::of(&wrong, NS));
+        assert!(matches!(v, Verdict::Missed(_)), "{v:?}");
+        // The kernel counted other than what was sent: nothing to compare.
+        let v = paws_verdict(
+            &PawsInjected {
+                counted: 2,
+                ..time_wait()
+            },
+            &InNs::of(&all, NS),
+        );
+        assert!(matches!(v, Verdict::Error(_)), "{v:?}");
+    }
+
+    #[test]
+    fn ts_recent_is_compared_as_each_site_reports_it() {
+        let syn_recv = PawsInjected {
+            site: PawsSite::SynRecv,
+            peer_port: 40004,
+            tsval: 1_999_000,
+            tsval_step: 0,
+            ts_recent: TsRecent::IsIfKnown(2_000_000),
+            counter: "PAWSEstab",
+            ..time_wait()
+        };
+        let mut unknown = paws(PawsSite::SynRecv, 40004, 1_999_000, 0);
+        let Detail::PawsReject(d) = &mut unknown.detail else {
+            unreachable!()
+        };
+        d.ts_recent = None;
+        let known = paws(PawsSite::SynRecv, 40004, 1_999_000, 2_000_000);
+        let all = vec![unknown, known.clone(), known];
+        let v = paws_verdict(&syn_recv, &InNs::of(&all, NS));
+        assert!(matches!(v, Verdict::Exact(_)), "{v:?}");
+        // SYN-SENT: the echo (tsecr 9 in the synthetic record) is 100000
+        // ticks behind the SYN's stamp.
+        let syn_sent = PawsInjected {
+            site: PawsSite::SynSent,
+            peer_port: 9000,
+            rejects: 2,
+            tsval: 555,
+            ts_recent: TsRecent::EchoBehind(100_000),
+            counter: "PAWSActive",
+            counted: 2,
+            ..syn_recv
+        };
+        let sent = paws(PawsSite::SynSent, 9000, 555, 100_009);
+        let v = paws_verdict(&syn_sent, &InNs::of(&[sent.clone(), sent], NS));
+        assert!(matches!(v, Verdict::Exact(_)), "{v:?}");
+        let off = paws(PawsSite::SynSent, 9000, 555, 100_010);
+        let v = paws_verdict(&syn_sent, &InNs::of(&[off.clone(), off], NS));
+        assert!(matches!(v, Verdict::Missed(_)), "{v:?}");
+    }
+
+    /// The event the kernel gives RST `p` on a socket at `rcv_nxt` 1000
+    /// with window [900, 1400] (the synthetic record's).
+    fn rst(p: &Planned) -> Event {
+        let verdict = match p.verdict {
+            "accepted" => RstVerdict::Accepted,
+            "challenge_ack" => RstVerdict::ChallengeAck,
+            _ => RstVerdict::Ignored,
+        };
+        let mut ev = decode(&raw_rst(verdict, 1000u32.wrapping_add(p.offset as u32))).unwrap();
+        ev.netns = NS as u32;
+        ev.endpoints.dport = 40003;
+        ev
+    }
+
+    #[test]
+    fn rst_verdicts_are_exact_in_plan_order_with_the_challenge_counter() {
+        let r = RstInjected {
+            netns: NS,
+            peer_port: 40003,
+            rcv_nxt: 1000,
+            plan: &PLAN,
+            challenge_acks: 2,
+            skipped_challenges: 0,
+        };
+        let all: Vec<Event> = PLAN.iter().map(rst).collect();
+        let v = rst_verdict(&r, &InNs::of(&all, NS));
+        assert!(matches!(v, Verdict::Exact(_)), "{v:?}");
+        let v = rst_verdict(&r, &InNs::of(&all[..4], NS));
+        assert!(matches!(v, Verdict::Missed(_)), "{v:?}");
+        // Out of order: verdicts do not match the plan.
+        let mut swapped = all.clone();
+        swapped.swap(0, 4);
+        let v = rst_verdict(&r, &InNs::of(&swapped, NS));
+        assert!(matches!(v, Verdict::Missed(_)), "{v:?}");
+        // The kernel counted a challenge ACK the events do not show.
+        let v = rst_verdict(
+            &RstInjected {
+                challenge_acks: 3,
+                ..r.clone()
+            },
+            &InNs::of(&all, NS),
+        );
+        assert!(matches!(v, Verdict::Missed(_)), "{v:?}");
+        let v = rst_verdict(
+            &RstInjected {
+                skipped_challenges: 1,
+                ..r
+            },
+            &InNs::of(&all, NS),
+        );
+        assert!(matches!(v, Verdict::Error(_)), "{v:?}");
+    }
+
+    #[test]
+    fn a_hook_of_two_reproductions_is_exact_only_when_both_are() {
+        let exact = || Verdict::Exact("a".into());
+        assert_eq!(both(exact(), exact()), Verdict::Exact("a; a".into()));
+        assert!(matches!(
+            both(exact(), Verdict::Missed("b".into())),
+            Verdict::Missed(_)
+        ));
+        assert!(matches!(
+            both(Verdict::Missed("a".into()), Verdict::Error("b".into())),
+            Verdict::Error(_)
+        ));
+    }
+}
