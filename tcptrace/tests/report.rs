@@ -280,6 +280,31 @@ fn report_shows_every_section_with_replays_totals() {
     screenshot(&page, &artifact("report.png"));
 }
 
+/// A byte inside the stored payload of the block holding offset `near` of
+/// recording `bytes` (the block's CRC catches a flip there). A flip in a
+/// block header's length instead can read as a cut file (a length past the
+/// end is what a killed recorder leaves), which the cut case covers.
+/// Layout: 16-byte fixed header with the metadata length at 12, metadata,
+/// CRC; then blocks of a 20-byte header (stored length at 4) and payload.
+fn payload_byte(bytes: &[u8], near: usize) -> usize {
+    let u32_at =
+        |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+    let mut block = 16 + u32_at(12) + 4;
+    loop {
+        let payload = block + 20;
+        let end = payload + u32_at(block + 4);
+        assert!(end <= bytes.len(), "a block past the end of the recording");
+        if near < end {
+            return if near < payload {
+                payload + (end - payload) / 2
+            } else {
+                near
+            };
+        }
+        block = end;
+    }
+}
+
 #[test]
 #[ignore = "needs root and BPF: run by cargo xtask test"]
 fn corrupt_or_cut_recordings_give_a_page_saying_what_was_not_read() {
@@ -319,8 +344,7 @@ fn corrupt_or_cut_recordings_give_a_page_saying_what_was_not_read() {
     // A corrupt block: replay stops with an error; the report covers the
     // blocks before it and names the one it could not read.
     let mut bad = bytes.clone();
-    let at = bytes.len() * 3 / 4;
-    bad[at] ^= 0xff;
+    bad[payload_byte(&bytes, bytes.len() * 3 / 4)] ^= 0xff;
     let corrupt = dir.file("corrupt.rec");
     std::fs::write(&corrupt, &bad).expect("write corrupt file");
     let out = tcptrace(&["replay", corrupt.to_str().unwrap()]);

@@ -373,13 +373,7 @@ pub fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>, name: 
 
 /// Runs `ip ARGS…`, failing the test with its stderr.
 pub fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tcptrace_lab::craft::ip(args).unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 pub use tcptrace_lab::netns::NetnsKeeper;
