@@ -58,56 +58,41 @@ pub fn run(attached: &[&str]) -> Runs {
     let no_lab = lab_unavailable();
     let (prefix, v4) = (&Prefix::SELFTEST, Family::V4);
     let wanted = |hook: &str| no_lab.is_none() && attached.contains(&hook);
-    let paws_established = if wanted("validate_incoming") {
-        in_lab(
-            paws_repro::established(prefix, v4, paws_repro::Behind::Stale),
-            PawsInjected::established,
-            |r| r.lab,
-            &mut labs,
-        )
-    } else {
-        not_run()
-    };
-    let paws_time_wait = if wanted("paws_time_wait") {
-        in_lab(
-            paws_repro::time_wait(prefix, v4),
-            PawsInjected::time_wait,
-            |r| r.lab,
-            &mut labs,
-        )
-    } else {
-        not_run()
-    };
-    let rst = if wanted("validate_incoming") {
-        in_lab(
-            rst::verdicts(prefix, v4),
-            RstInjected::of,
-            |r| r.lab,
-            &mut labs,
-        )
-    } else {
-        not_run()
-    };
-    let paws_syn_recv = if wanted("paws_syn_recv") {
-        in_lab(
-            paws_handshake::syn_recv(prefix, v4),
-            PawsInjected::syn_recv,
-            |r| r.lab,
-            &mut labs,
-        )
-    } else {
-        not_run()
-    };
-    let paws_syn_sent = if wanted("paws_syn_sent") {
-        in_lab(
-            paws_handshake::syn_sent(prefix, v4),
-            PawsInjected::syn_sent,
-            |r| r.lab,
-            &mut labs,
-        )
-    } else {
-        not_run()
-    };
+    let paws_established = in_lab(
+        wanted("validate_incoming"),
+        || paws_repro::established(prefix, v4, paws_repro::Behind::Stale),
+        PawsInjected::established,
+        |r| r.lab,
+        &mut labs,
+    );
+    let paws_time_wait = in_lab(
+        wanted("paws_time_wait"),
+        || paws_repro::time_wait(prefix, v4),
+        PawsInjected::time_wait,
+        |r| r.lab,
+        &mut labs,
+    );
+    let rst = in_lab(
+        wanted("validate_incoming"),
+        || rst::verdicts(prefix, v4),
+        RstInjected::of,
+        |r| r.lab,
+        &mut labs,
+    );
+    let paws_syn_recv = in_lab(
+        wanted("paws_syn_recv"),
+        || paws_handshake::syn_recv(prefix, v4),
+        PawsInjected::syn_recv,
+        |r| r.lab,
+        &mut labs,
+    );
+    let paws_syn_sent = in_lab(
+        wanted("paws_syn_sent"),
+        || paws_handshake::syn_sent(prefix, v4),
+        PawsInjected::syn_sent,
+        |r| r.lab,
+        &mut labs,
+    );
     Runs {
         ports,
         handshake,
@@ -139,15 +124,20 @@ fn lab_unavailable() -> Option<String> {
     (!runs).then(|| "the crafted peer's reproduction needs iproute2's ip, not found here".into())
 }
 
-/// What a crafted peer's reproduction injected (`injected`), its lab
-/// moved to `labs` (`lab` takes it out of the result).
+/// Runs a crafted peer's reproduction when `wanted` (a hook it exercises
+/// attached): what it injected (`injected`), its lab moved to `labs`
+/// (`lab` takes it out of the result).
 fn in_lab<R, T>(
-    r: Result<R>,
+    wanted: bool,
+    run: impl FnOnce() -> Result<R>,
     injected: impl FnOnce(&R) -> T,
     lab: impl FnOnce(R) -> Lab,
     labs: &mut Vec<Lab>,
 ) -> Result<T> {
-    r.map(|r| {
+    if !wanted {
+        return not_run();
+    }
+    run().map(|r| {
         let t = injected(&r);
         labs.push(lab(r));
         t
