@@ -78,6 +78,34 @@ fn defer_accept(l: &Socket) {
     );
 }
 
+/// Raises the minimum retransmission timeout of the namespace's loopback
+/// routes to 10 s: A's overflowed data is never sent again before A
+/// resets. With the kernel's 200 ms, a vCPU stalled that long between A's
+/// data and its RST (two TCG VMs on a loaded CI host) would send it again
+/// into a second overflow: ListenOverflows 2n + 1 (failed CI once).
+fn no_retransmits() {
+    for route in ["127.0.0.0/8", "127.0.0.1"] {
+        ip(&[
+            "route",
+            "change",
+            "local",
+            route,
+            "dev",
+            "lo",
+            "table",
+            "local",
+            "proto",
+            "kernel",
+            "scope",
+            "host",
+            "src",
+            "127.0.0.1",
+            "rto_min",
+            "10s",
+        ]);
+    }
+}
+
 /// Sends one byte, then resets the connection (SO_LINGER 0).
 fn data_then_reset(c: Socket) {
     assert_eq!(c.send(b"x").expect("send"), 1);
@@ -87,12 +115,17 @@ fn data_then_reset(c: Socket) {
 /// The scenario, in the lab's namespace: per listener (backlog 0, so one
 /// connection fills its accept queue; TCP_DEFER_ACCEPT, so a handshake
 /// completes at its first data, not its third ACK), clients A and B from
-/// peer address i complete their handshakes; A's data fills the queue, B's
-/// overflows it (a third-ACK overflow: hook listen_overflow), a SYN from C
-/// finds it full (hook syn_drop); B and A reset (A's RST is accepted by the
-/// queued connection). Returns the listeners (kept open until the end) and
-/// the ListenOverflows and SyncookiesSent deltas.
+/// peer address i complete their handshakes. A's request waits in the SYN
+/// queue for its data; B, answered with a cookie (that queue is full),
+/// gets its connection at its third ACK (cookies know nothing of
+/// TCP_DEFER_ACCEPT), which fills the accept queue. A's data overflows it
+/// (a third-ACK overflow, A a ghost: hook listen_overflow), B's data and
+/// RST reach B's queued connection (the RST accepted), a SYN from C finds
+/// the queue full (hook syn_drop), and A resets. Returns the listeners
+/// (kept open until the end) and the ListenOverflows and SyncookiesSent
+/// deltas.
 fn overflow_every_listener() -> (Vec<Socket>, u64, u64) {
+    no_retransmits();
     let before = netstat();
     let mut listeners = Vec::new();
     for i in 0..LISTENERS {
@@ -115,6 +148,15 @@ fn overflow_every_listener() -> (Vec<Socket>, u64, u64) {
         a.set_linger(Some(Duration::ZERO)).expect("SO_LINGER 0");
         drop(a);
         listeners.push(l);
+    }
+    // Segments a loaded host left to ksoftirqd arrive late: wait (bounded)
+    // for the count, then a little longer for any beyond it.
+    let want = 2 * u64::from(LISTENERS);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while delta(&before, &netstat(), "ListenOverflows") < want
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
     let after = netstat();
