@@ -26,6 +26,7 @@ const EXERCISED: &[(&str, &[&str])] = &[
     ("syn_drop", &["listen_overflow"]),
     ("listen_overflow", &["syn_drop"]),
     ("listen_owner", &["syn_drop"]),
+    ("synack_retrans", &[]),
     ("validate_incoming", &[]),
     ("paws_time_wait", &[]),
     ("paws_syn_recv", &[]),

@@ -13,7 +13,7 @@
 mod support;
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     process::Command,
     sync::atomic::Ordering,
@@ -27,6 +27,7 @@ use support::{
     *,
 };
 use tcptrace_common::programs;
+use tcptrace_lab::repro::syn_queue::{self, Burst, THIRD_ACK_BACKLOG};
 
 // ---- namespaces ------------------------------------------------------------
 
@@ -38,7 +39,15 @@ fn enter_netns(name: &str) {
 
 /// The lab (support::craft) of an address family.
 fn lab(v6: bool) -> Lab {
-    Lab::new(if v6 { Family::V6 } else { Family::V4 })
+    Lab::new(family(v6))
+}
+
+fn family(v6: bool) -> Family {
+    if v6 {
+        Family::V6
+    } else {
+        Family::V4
+    }
 }
 
 /// A listener that never accepts.
@@ -279,66 +288,24 @@ fn s1_accept_queue_full_at_syn_v6() {
 /// stays and its SYN-ACK is resent (a ghost connection: the peer's
 /// re-ACK overflows again); with 1 the peer gets a RST.
 fn third_ack_overflow(v6: bool, abort: bool) {
-    const BACKLOG: i32 = 4;
     // Recorded with --pcap: stop() checks the packets against the events.
     let tracer = Tracer::start_pcap(&[]);
     let overflow = hook(&tracer, "listen_overflow");
     let rtx = hook(&tracer, "synack_retrans");
-    let pair = lab(v6);
-    let server = pair.server_ns.as_str();
-    let server_ip = pair.server_ip;
-    // A scoped worker: the namespaces outlive tcptrace's final snapshot
-    // (their counters and sysctls are evidence of the findings).
-    let worker = || {
-        enter_netns(server);
-        set_sysctl(
-            "net/ipv4/tcp_abort_on_overflow",
-            if abort { "1" } else { "0" },
-        );
-        let l = backlog_listener(SocketAddr::new(server_ip, 0), BACKLOG);
-        let port = addr_of(&l).port();
-        let peer = Peer::new(pair.wire(), port);
-        let before = netstat();
-        let b = peer.overflow_at_third_ack(41000, BACKLOG as u16);
-        let mut resets = 0;
-        let mut resent = 0;
-        let mut count = |seg: Reply, reply: bool| {
-            if seg.dport != b {
-                return;
-            }
-            if seg.rst {
-                resets += 1;
-            } else if seg.syn {
-                resent += 1;
-                // A real client re-ACKs the resent SYN-ACK; do it once.
-                if reply && resent == 1 {
-                    peer.ack(&seg);
-                }
-            }
-        };
-        let deadline = Instant::now() + Duration::from_millis(if abort { 1800 } else { 3500 });
-        while Instant::now() < deadline {
-            for seg in peer.read(Duration::from_millis(100)) {
-                count(seg, true);
-            }
-        }
-        // Closing the listener ends the request: nothing is resent after
-        // this, and what was already on its way is still counted.
-        drop(l);
-        for seg in peer.read(Duration::from_millis(150)) {
-            count(seg, false);
-        }
-        let after = netstat();
-        (thread_netns(), port, b, resets, resent, before, after)
-    };
     // The kernel counts the runs of the SYN-ACK retransmit program while
     // run-time stats are on (kernel names are cut to 15 bytes).
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF_ENABLE_STATS");
     let runs_before = tracer.program_runs("retransmit_syn");
-    let (netns, port, ghost_port, resets, resent, before, after) =
-        thread::scope(|s| s.spawn(worker).join()).expect("worker");
+    // The lab outlives tcptrace's final snapshot (its counters and sysctls
+    // are evidence of the findings).
+    let r =
+        syn_queue::third_ack_overflow(&craft::PREFIX, family(v6), abort).expect("S2 reproduction");
     let rtx_runs = tracer.program_runs("retransmit_syn") - runs_before;
     let objs = tracer.stop();
+    let (netns, port, ghost_port) = (r.server_netns, r.server_port, r.ghost_port);
+    let (resets, resent) = (r.resets, r.resent);
+    let (before, after) = (r.before.0.clone(), r.after.0.clone());
+    let server_ip = r.lab.server_ip;
 
     let overflows = delta(&before, &after, "ListenOverflows");
     let synrtx = delta(&before, &after, "TCPSynRetrans");
@@ -364,9 +331,9 @@ fn third_ack_overflow(v6: bool, abort: bool) {
         for e in &ev {
             assert_eq!(e["sport"], port);
             assert_eq!(e["dport"], ghost_port);
-            assert_eq!(e["daddr"], pair.peer_ip.to_string());
-            assert_eq!(e["backlog"], BACKLOG + 1);
-            assert_eq!(e["backlog_max"], BACKLOG);
+            assert_eq!(e["daddr"], r.lab.peer_ip.to_string());
+            assert_eq!(e["backlog"], THIRD_ACK_BACKLOG + 1);
+            assert_eq!(e["backlog_max"], THIRD_ACK_BACKLOG);
             assert_eq!(e["abort_on_overflow"], u8::from(abort));
             assert_eq!(e["outcome"], if abort { "reset" } else { "ghost" });
         }
@@ -466,59 +433,18 @@ fn s2_third_ack_overflow_reset_v6() {
 
 // ---- S3: SYN burst ---------------------------------------------------------
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Burst {
-    /// Syncookies off, listen() backlog 8: the SYN queue fills.
-    SynQueueFull,
-    /// Syncookies on, same listener: the overflow is answered with cookies.
-    Cookies,
-    /// Syncookies off, large backlog, tcp_max_syn_backlog 8: the "last
-    /// quarter" rule drops unproven peers (cause `other`).
-    LastQuarter,
-}
-
 /// N crafted SYNs from distinct ports, none completed.
 fn syn_burst(v6: bool, kind: Burst) {
     const N: u16 = 20;
-    let backlog = if kind == Burst::LastQuarter { 64 } else { 8 };
     // Recorded with --pcap: stop() checks the packets against the events.
     let tracer = Tracer::start_pcap(&[]);
     let syn_drop = hook(&tracer, "syn_drop");
-    let pair = lab(v6);
-    let server = pair.server_ns.as_str();
-    let server_ip = pair.server_ip;
-    // Scoped: the namespaces outlive tcptrace's final snapshot.
-    let worker = || {
-        enter_netns(server);
-        set_sysctl(
-            "net/ipv4/tcp_syncookies",
-            if kind == Burst::Cookies { "1" } else { "0" },
-        );
-        if kind == Burst::LastQuarter {
-            set_sysctl("net/ipv4/tcp_max_syn_backlog", "8");
-        }
-        let l = backlog_listener(SocketAddr::new(server_ip, 0), backlog);
-        let port = addr_of(&l).port();
-        let peer = Peer::new(pair.wire(), port);
-        let before = netstat();
-        for p in 0..N {
-            peer.syn(42000 + p);
-        }
-        // First answers only: resent SYN-ACKs start after 1 s.
-        let answered: BTreeSet<u16> = peer
-            .read(Duration::from_millis(700))
-            .into_iter()
-            .filter(|s| Peer::answers(s, s.dport))
-            .map(|s| s.dport)
-            .collect();
-        drop(l);
-        thread::sleep(Duration::from_millis(100));
-        let after = netstat();
-        (thread_netns(), port, answered.len() as u64, before, after)
-    };
-    let (netns, port, answered, before, after) =
-        thread::scope(|s| s.spawn(worker).join()).expect("worker");
+    // The lab outlives tcptrace's final snapshot.
+    let r = syn_queue::syn_burst(&craft::PREFIX, family(v6), kind, N).expect("S3 reproduction");
     let objs = tracer.stop();
+    let (netns, port, answered) = (r.server_netns, r.server_port, r.answered);
+    let (before, after) = (r.before.0.clone(), r.after.0.clone());
+    let server_ip = r.lab.server_ip;
 
     let n = u64::from(N);
     let listen_drops = delta(&before, &after, "ListenDrops");
@@ -570,7 +496,7 @@ fn syn_burst(v6: bool, kind: Burst) {
     for e in &dropped {
         assert_eq!(e["cause"], want_cause, "{e}");
         assert_eq!(e["sport"], port);
-        assert_eq!(e["daddr"], pair.peer_ip.to_string());
+        assert_eq!(e["daddr"], r.lab.peer_ip.to_string());
         assert_eq!(e["syncookies"], u8::from(kind == Burst::Cookies));
         assert_eq!(e["last_quarter"], kind == Burst::LastQuarter, "{e}");
     }

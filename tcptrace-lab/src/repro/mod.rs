@@ -11,3 +11,4 @@ pub mod paws;
 pub mod paws_handshake;
 pub mod ports;
 pub mod rst;
+pub mod syn_queue;

@@ -30,6 +30,19 @@ impl Verdict {
         matches!(self, Self::Missed(_) | Self::Error(_))
     }
 
+    /// One verdict for a hook exercised by two reproductions: exact when
+    /// both are, else the worst of them (an error, then a miss), with both
+    /// details.
+    pub fn both(a: Verdict, b: Verdict) -> Verdict {
+        let what = format!("{}; {}", a.detail(), b.detail());
+        match (&a, &b) {
+            (Self::Error(_), _) | (_, Self::Error(_)) => Self::Error(what),
+            (Self::Missed(_), _) | (_, Self::Missed(_)) => Self::Missed(what),
+            (Self::Exact(_), Self::Exact(_)) => Self::Exact(what),
+            _ => Self::Partial(what),
+        }
+    }
+
     fn label(&self) -> &'static str {
         match self {
             Self::Exact(_) => "exact",
@@ -115,5 +128,22 @@ mod tests {
         assert!(v.verdict.fails());
         assert!(!Verdict::Partial(String::new()).fails());
         assert!(!Verdict::Unavailable(String::new()).fails());
+    }
+
+    #[test]
+    fn a_hook_of_two_reproductions_is_exact_only_when_both_are() {
+        let exact = || Verdict::Exact("a".into());
+        assert_eq!(
+            Verdict::both(exact(), exact()),
+            Verdict::Exact("a; a".into())
+        );
+        assert!(matches!(
+            Verdict::both(exact(), Verdict::Missed("b".into())),
+            Verdict::Missed(_)
+        ));
+        assert!(matches!(
+            Verdict::both(Verdict::Missed("a".into()), Verdict::Error("b".into())),
+            Verdict::Error(_)
+        ));
     }
 }

@@ -15,22 +15,30 @@ use tcptrace_common::event::EventKind;
 use tcptrace_lab::{
     craft::{Family, Lab, Prefix},
     netns::NetnsKeeper,
-    repro::{accept_queue, handshake, paws as paws_repro, paws_handshake, ports, rst},
+    repro::{
+        accept_queue, handshake, paws as paws_repro, paws_handshake, ports, rst,
+        syn_queue::{self, Burst},
+    },
 };
 
 use super::verdict::Verdict;
 use crate::event::Event;
 use paws::{PawsInjected, RstInjected};
+use syn::{GhostInjected, SynQueueInjected};
 
 /// First port of the narrowed ephemeral range, and its size.
 const PORTS_FIRST: u16 = 40000;
 const PORTS_RANGE: u16 = 8;
+/// SYNs of the burst against a SYN queue of 8 (syncookies off).
+const BURST_SYNS: u16 = 12;
 
 /// What the reproductions did; each failed one keeps its error.
 pub struct Runs {
     ports: Result<ports::Exhausted>,
     handshake: Result<handshake::SlowHandshake>,
     accept_queue: Result<accept_queue::FullAtSyn>,
+    ghost: Result<GhostInjected>,
+    syn_queue: Result<SynQueueInjected>,
     paws_established: Result<PawsInjected>,
     paws_time_wait: Result<PawsInjected>,
     paws_syn_recv: Result<PawsInjected>,
@@ -44,7 +52,7 @@ pub struct Runs {
 }
 
 /// Runs every reproduction, one after the other (each in a namespace of
-/// its own, or a crafted peer's pair; about 9 s in all): at the same time,
+/// its own, or a crafted peer's pair; about 11 s in all): at the same time,
 /// one's program runs could preempt another's on a CPU, and kernels that
 /// run tracing programs preemptible skip a program already running there.
 /// A crafted peer's reproduction runs only when a hook it exercises is
@@ -58,6 +66,20 @@ pub fn run(attached: &[&str]) -> Runs {
     let no_lab = lab_unavailable();
     let (prefix, v4) = (&Prefix::SELFTEST, Family::V4);
     let wanted = |hook: &str| no_lab.is_none() && attached.contains(&hook);
+    let ghost = in_lab(
+        wanted("listen_overflow") || wanted("synack_retrans"),
+        || syn_queue::third_ack_overflow(prefix, v4, false),
+        GhostInjected::of,
+        |r| r.lab,
+        &mut labs,
+    );
+    let syn_queue = in_lab(
+        wanted("syn_drop"),
+        || syn_queue::syn_burst(prefix, v4, Burst::SynQueueFull, BURST_SYNS),
+        SynQueueInjected::of,
+        |r| r.lab,
+        &mut labs,
+    );
     let paws_established = in_lab(
         wanted("validate_incoming"),
         || paws_repro::established(prefix, v4, paws_repro::Behind::Stale),
@@ -97,6 +119,8 @@ pub fn run(attached: &[&str]) -> Runs {
         ports,
         handshake,
         accept_queue,
+        ghost,
+        syn_queue,
         paws_established,
         paws_time_wait,
         paws_syn_recv,
@@ -173,6 +197,24 @@ fn error(e: &anyhow::Error) -> Verdict {
     Verdict::Error(format!("the reproduction failed: {e:#}"))
 }
 
+/// A crafted peer's reproduction's verdict (`of` its result and its
+/// namespace's events); None where no lab could run here.
+fn in_lab_verdict<T>(
+    runs: &Runs,
+    r: &Result<T>,
+    events: &[Event],
+    netns: impl Fn(&T) -> u64,
+    of: impl Fn(&T, &InNs<'_>) -> Verdict,
+) -> Option<Verdict> {
+    if runs.no_lab.is_some() {
+        return None;
+    }
+    Some(match r {
+        Ok(t) => of(t, &InNs::of(events, netns(t))),
+        Err(e) => error(e),
+    })
+}
+
 /// The verdict on one PAWS reproduction's rejects.
 fn paws_of(p: &Result<PawsInjected>, events: &[Event]) -> Verdict {
     match p {
@@ -201,17 +243,67 @@ impl Runs {
                 }
                 Err(e) => error(e),
             },
-            "syn_drop" | "listen_overflow" | "listen_owner" => match &self.accept_queue {
-                Ok(a) => syn::accept_queue_verdict(hook, a, &InNs::of(events, a.netns), attached),
+            "listen_owner" => match &self.accept_queue {
+                Ok(a) => {
+                    let full_at_syn = InNs::of(events, a.netns);
+                    let ghost = self.ghost.as_ref().ok().map(|g| InNs::of(events, g.netns));
+                    let of_ghost = ghost.as_ref().map_or(&[][..], |g| g.kind(EventKind::ListenOverflow));
+                    let all: Vec<&Event> = full_at_syn
+                        .kind(EventKind::SynDrop)
+                        .iter()
+                        .chain(full_at_syn.kind(EventKind::ListenOverflow))
+                        .chain(of_ghost)
+                        .copied()
+                        .collect();
+                    syn::owner_verdict(&all)
+                }
                 Err(e) => error(e),
             },
+            "syn_drop" | "listen_overflow" => {
+                let full_at_syn = match &self.accept_queue {
+                    Ok(a) => {
+                        syn::accept_queue_verdict(hook, a, &InNs::of(events, a.netns), attached)
+                    }
+                    Err(e) => error(e),
+                };
+                // A full SYN queue, and a ghost's third ACK.
+                let lab = match hook {
+                    "syn_drop" => in_lab_verdict(
+                        self,
+                        &self.syn_queue,
+                        events,
+                        |q| q.netns,
+                        syn::syn_queue_verdict,
+                    ),
+                    "listen_overflow" => in_lab_verdict(
+                        self,
+                        &self.ghost,
+                        events,
+                        |g| g.netns,
+                        syn::ghost_overflow_verdict,
+                    ),
+                    _ => None,
+                };
+                match lab {
+                    Some(v) => Verdict::both(full_at_syn, v),
+                    None => full_at_syn,
+                }
+            }
+            "synack_retrans" => in_lab_verdict(
+                self,
+                &self.ghost,
+                events,
+                |g| g.netns,
+                syn::synack_retrans_verdict,
+            )
+            .unwrap_or_else(|| Verdict::Unverified(self.no_lab.clone().unwrap_or_default())),
             "validate_incoming" | "paws_time_wait" | "paws_syn_recv" | "paws_syn_sent"
                 if self.no_lab.is_some() =>
             {
                 Verdict::Unverified(self.no_lab.clone().unwrap_or_default())
             }
             // PAWS rejects on established sockets and the verdicts on RSTs.
-            "validate_incoming" => paws::both(
+            "validate_incoming" => Verdict::both(
                 paws_of(&self.paws_established, events),
                 match &self.rst {
                     Ok(r) => paws::rst_verdict(r, &InNs::of(events, r.netns)),

@@ -227,26 +227,6 @@ pub fn rst_verdict(r: &RstInjected, ns: &InNs<'_>) -> Verdict {
     }
 }
 
-/// One verdict for a hook exercised by two reproductions: exact when both
-/// are, else the worst of them (an error, then a miss), with both details.
-pub fn both(a: Verdict, b: Verdict) -> Verdict {
-    let detail = |v: &Verdict| match v {
-        Verdict::Exact(d)
-        | Verdict::Partial(d)
-        | Verdict::Missed(d)
-        | Verdict::Unavailable(d)
-        | Verdict::Unverified(d)
-        | Verdict::Error(d) => d.clone(),
-    };
-    let what = format!("{}; {}", detail(&a), detail(&b));
-    match (&a, &b) {
-        (Verdict::Error(_), _) | (_, Verdict::Error(_)) => Verdict::Error(what),
-        (Verdict::Missed(_), _) | (_, Verdict::Missed(_)) => Verdict::Missed(what),
-        (Verdict::Exact(_), Verdict::Exact(_)) => Verdict::Exact(what),
-        _ => Verdict::Partial(what),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use tcptrace_common::paws::RstVerdict;
@@ -410,19 +390,5 @@ mod tests {
             &InNs::of(&all, NS),
         );
         assert!(matches!(v, Verdict::Error(_)), "{v:?}");
-    }
-
-    #[test]
-    fn a_hook_of_two_reproductions_is_exact_only_when_both_are() {
-        let exact = || Verdict::Exact("a".into());
-        assert_eq!(both(exact(), exact()), Verdict::Exact("a; a".into()));
-        assert!(matches!(
-            both(exact(), Verdict::Missed("b".into())),
-            Verdict::Missed(_)
-        ));
-        assert!(matches!(
-            both(Verdict::Missed("a".into()), Verdict::Error("b".into())),
-            Verdict::Error(_)
-        ));
     }
 }
