@@ -8,6 +8,7 @@ mod support;
 
 use std::{
     collections::BTreeSet,
+    os::unix::process::CommandExt as _,
     process::{Command, Output, Stdio},
     time::{Duration, Instant},
 };
@@ -212,10 +213,17 @@ fn in_own_netns(pid: u32) -> bool {
 #[ignore = "needs root and BPF: run by cargo xtask test"]
 fn a_second_selftest_is_refused_and_an_interrupted_one_leaves_nothing() {
     let before = Footprint::now();
-    let mut first = selftest(&[])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("first selftest");
+    let mut first = selftest(&[]);
+    // SAFETY: signal() is async-signal-safe, as pre_exec requires; SIGINT
+    // back to its default action, which a shell's background job (`&`)
+    // inherits as ignored.
+    unsafe {
+        first.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut first = first.stdout(Stdio::null()).spawn().expect("first selftest");
     wait_for_lock(Duration::from_secs(30));
     let second = selftest(&[]).output().expect("second selftest");
     let err = String::from_utf8_lossy(&second.stderr);
