@@ -294,7 +294,7 @@ impl Runs {
                 &self.ghost,
                 events,
                 |g| g.netns,
-                syn::synack_retrans_verdict,
+                |g, ns| syn::synack_retrans_verdict(g, ns, attached),
             )
             .unwrap_or_else(|| Verdict::Unverified(self.no_lab.clone().unwrap_or_default())),
             "validate_incoming" | "paws_time_wait" | "paws_syn_recv" | "paws_syn_sent"

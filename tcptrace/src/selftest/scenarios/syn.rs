@@ -133,8 +133,14 @@ pub(super) fn ghost_overflow_verdict(g: &GhostInjected, ns: &InNs<'_>) -> Verdic
 }
 
 /// `synack_retrans`: one event per TCPSynRetrans, each for the ghost's
-/// port after its overflow, as many as the peer got.
-pub(super) fn synack_retrans_verdict(g: &GhostInjected, ns: &InNs<'_>) -> Verdict {
+/// port, as many as the peer got, and each known to follow its overflow
+/// where `listen_overflow` is attached (it is what sees the overflow;
+/// without it, partial).
+pub(super) fn synack_retrans_verdict(
+    g: &GhostInjected,
+    ns: &InNs<'_>,
+    attached: &dyn Fn(&str) -> bool,
+) -> Verdict {
     let (all, ghost) = ghost_events(g, ns, EventKind::SynackRetransmit);
     let after = ghost
         .iter()
@@ -144,10 +150,16 @@ pub(super) fn synack_retrans_verdict(g: &GhostInjected, ns: &InNs<'_>) -> Verdic
         "{all} SYN-ACK retransmits ({after} to the ghost after its overflow), TCPSynRetrans +{}, {} resent SYN-ACKs seen by the peer",
         g.synack_retrans, g.resent
     );
+    let counted =
+        all as u64 == g.synack_retrans && ghost.len() == all && g.resent == g.synack_retrans;
     if g.synack_retrans == 0 {
         Verdict::Error(format!("no SYN-ACK was resent: {what}"))
-    } else if all as u64 == g.synack_retrans && after == all && g.resent == g.synack_retrans {
+    } else if counted && after == all {
         Verdict::Exact(what)
+    } else if counted && !attached("listen_overflow") {
+        Verdict::Partial(format!(
+            "{what}: which follow an overflow needs the listen_overflow hook"
+        ))
     } else {
         Verdict::Missed(what)
     }
@@ -233,22 +245,30 @@ mod tests {
         let all = vec![overflow(), overflow(), rtx.clone()];
         let ns = InNs::of(&all, NS);
         assert!(matches!(ghost_overflow_verdict(&g, &ns), Verdict::Exact(_)));
-        assert!(matches!(synack_retrans_verdict(&g, &ns), Verdict::Exact(_)));
+        let every = |_: &str| true;
+        let no_overflow_hook = |h: &str| h != "listen_overflow";
+        assert!(matches!(
+            synack_retrans_verdict(&g, &ns, &every),
+            Verdict::Exact(_)
+        ));
         // The re-ACK's overflow missing; a retransmit not known to follow
         // the overflow; one for another port.
         let fewer = vec![overflow(), rtx];
         let v = ghost_overflow_verdict(&g, &InNs::of(&fewer, NS));
         assert!(matches!(v, Verdict::Missed(_)), "{v:?}");
         let unlinked = vec![syn_event(EventKind::SynackRetransmit, 0, 0, 41005)];
-        let v = synack_retrans_verdict(&g, &InNs::of(&unlinked, NS));
+        let v = synack_retrans_verdict(&g, &InNs::of(&unlinked, NS), &every);
         assert!(matches!(v, Verdict::Missed(_)), "{v:?}");
+        // Without the hook that sees the overflow, no link is expected.
+        let v = synack_retrans_verdict(&g, &InNs::of(&unlinked, NS), &no_overflow_hook);
+        assert!(matches!(v, Verdict::Partial(_)), "{v:?}");
         let elsewhere = vec![syn_event(
             EventKind::SynackRetransmit,
             0,
             flags::AFTER_OVERFLOW,
             41006,
         )];
-        let v = synack_retrans_verdict(&g, &InNs::of(&elsewhere, NS));
+        let v = synack_retrans_verdict(&g, &InNs::of(&elsewhere, NS), &no_overflow_hook);
         assert!(matches!(v, Verdict::Missed(_)), "{v:?}");
         // Nothing resent: the reproduction failed, not the hook.
         let quiet = GhostInjected {
@@ -256,7 +276,7 @@ mod tests {
             resent: 0,
             ..ghost()
         };
-        let v = synack_retrans_verdict(&quiet, &InNs::of(&[], NS));
+        let v = synack_retrans_verdict(&quiet, &InNs::of(&[], NS), &every);
         assert!(matches!(v, Verdict::Error(_)), "{v:?}");
     }
 
