@@ -289,3 +289,23 @@ fn a_second_selftest_is_refused_and_an_interrupted_one_leaves_nothing() {
     let left = before.left_behind();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn only_one_skipped_synack_retransmit_is_tolerated() {
+    let verdict = |hook: &str, verdict: &str, detail: &str| serde_json::json!({"hook": hook, "mechanism": "tp_btf", "verdict": verdict, "detail": detail});
+    let exact = verdict("connect", "exact", "9 events");
+    let short = |events: u64| {
+        verdict(
+            "synack_retrans",
+            "missed",
+            &format!("{events} SYN-ACK retransmits ({events} to the ghost after its overflow), TCPSynRetrans +2, 2 resent SYN-ACKs seen by the peer"),
+        )
+    };
+    let tolerated = (!required("synack_retrans")).then_some("synack_retrans");
+    assert_eq!(kernel_skipped_once(&[exact.clone(), short(1)]), tolerated);
+    // Two short, another hook failing too, or another hook alone: no.
+    assert_eq!(kernel_skipped_once(&[exact.clone(), short(0)]), None);
+    let other = verdict("syn_drop", "missed", "1 SYN drops");
+    assert_eq!(kernel_skipped_once(&[short(1), other.clone()]), None);
+    assert_eq!(kernel_skipped_once(&[exact, other]), None);
+}
