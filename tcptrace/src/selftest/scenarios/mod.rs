@@ -197,8 +197,22 @@ fn error(e: &anyhow::Error) -> Verdict {
     Verdict::Error(format!("the reproduction failed: {e:#}"))
 }
 
-/// A crafted peer's reproduction's verdict (`of` its result and its
-/// namespace's events); None where no lab could run here.
+/// A reproduction's verdict: `of` its result and its namespace's
+/// events, or its error.
+fn judged<T>(
+    r: &Result<T>,
+    events: &[Event],
+    netns: impl Fn(&T) -> u64,
+    of: impl Fn(&T, &InNs<'_>) -> Verdict,
+) -> Verdict {
+    match r {
+        Ok(t) => of(t, &InNs::of(events, netns(t))),
+        Err(e) => error(e),
+    }
+}
+
+/// A crafted peer's reproduction's verdict ([`judged`]); None where no
+/// lab could run here.
 fn in_lab_verdict<T>(
     runs: &Runs,
     r: &Result<T>,
@@ -206,21 +220,12 @@ fn in_lab_verdict<T>(
     netns: impl Fn(&T) -> u64,
     of: impl Fn(&T, &InNs<'_>) -> Verdict,
 ) -> Option<Verdict> {
-    if runs.no_lab.is_some() {
-        return None;
-    }
-    Some(match r {
-        Ok(t) => of(t, &InNs::of(events, netns(t))),
-        Err(e) => error(e),
-    })
+    runs.no_lab.is_none().then(|| judged(r, events, netns, of))
 }
 
 /// The verdict on one PAWS reproduction's rejects.
 fn paws_of(p: &Result<PawsInjected>, events: &[Event]) -> Verdict {
-    match p {
-        Ok(p) => paws::paws_verdict(p, &InNs::of(events, p.netns)),
-        Err(e) => error(e),
-    }
+    judged(p, events, |p| p.netns, paws::paws_verdict)
 }
 
 impl Runs {
@@ -233,16 +238,18 @@ impl Runs {
         attached: &dyn Fn(&str) -> bool,
     ) -> Verdict {
         match hook {
-            "connect" | "port_search" => match &self.ports {
-                Ok(p) => connect::ports_verdict(hook, p, &InNs::of(events, p.netns)),
-                Err(e) => error(e),
-            },
-            "handshake" | "handshake_rtx" => match &self.handshake {
-                Ok(h) => {
-                    connect::handshake_verdict(hook, h, &InNs::of(events, h.netns), attached)
-                }
-                Err(e) => error(e),
-            },
+            "connect" | "port_search" => judged(
+                &self.ports,
+                events,
+                |p| p.netns,
+                |p, ns| connect::ports_verdict(hook, p, ns),
+            ),
+            "handshake" | "handshake_rtx" => judged(
+                &self.handshake,
+                events,
+                |h| h.netns,
+                |h, ns| connect::handshake_verdict(hook, h, ns, attached),
+            ),
             "listen_owner" => match &self.accept_queue {
                 Ok(a) => {
                     let full_at_syn = InNs::of(events, a.netns);
@@ -260,12 +267,12 @@ impl Runs {
                 Err(e) => error(e),
             },
             "syn_drop" | "listen_overflow" => {
-                let full_at_syn = match &self.accept_queue {
-                    Ok(a) => {
-                        syn::accept_queue_verdict(hook, a, &InNs::of(events, a.netns), attached)
-                    }
-                    Err(e) => error(e),
-                };
+                let full_at_syn = judged(
+                    &self.accept_queue,
+                    events,
+                    |a| a.netns,
+                    |a, ns| syn::accept_queue_verdict(hook, a, ns, attached),
+                );
                 // A full SYN queue, and a ghost's third ACK.
                 let lab = match hook {
                     "syn_drop" => in_lab_verdict(
@@ -305,10 +312,7 @@ impl Runs {
             // PAWS rejects on established sockets and the verdicts on RSTs.
             "validate_incoming" => Verdict::both(
                 paws_of(&self.paws_established, events),
-                match &self.rst {
-                    Ok(r) => paws::rst_verdict(r, &InNs::of(events, r.netns)),
-                    Err(e) => error(e),
-                },
+                judged(&self.rst, events, |r| r.netns, paws::rst_verdict),
             ),
             "paws_time_wait" => paws_of(&self.paws_time_wait, events),
             "paws_syn_recv" => paws_of(&self.paws_syn_recv, events),
