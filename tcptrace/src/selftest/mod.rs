@@ -43,6 +43,7 @@ pub fn run(attach: AttachMode) -> Result<Vec<HookVerdict>> {
         .context("map EVENTS missing from the object")?;
     let mut ring = RingBuf::try_from(ring).context("map EVENTS")?;
     let programs = crate::progstats::ProgramStats::new(&ebpf);
+    let rsts = crate::paws::maps::RstSentMap::take(&mut ebpf, loaded.rst_slot_names.clone())?;
     let mut events = Vec::new();
     let attached_hooks: Vec<&'static str> = loaded
         .hooks
@@ -52,7 +53,7 @@ pub fn run(attach: AttachMode) -> Result<Vec<HookVerdict>> {
         .collect();
     let worker = std::thread::Builder::new()
         .name("tcptrace-selftest".into())
-        .spawn(move || scenarios::run(&attached_hooks))
+        .spawn(move || scenarios::run(&attached_hooks, &rsts))
         .context("starting the reproductions' thread")?;
     let mut settle_until = None;
     loop {

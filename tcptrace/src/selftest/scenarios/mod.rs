@@ -23,7 +23,8 @@ use tcptrace_lab::{
 
 use super::verdict::Verdict;
 use crate::event::Event;
-use paws::{PawsInjected, RstInjected};
+use crate::paws::maps::RstSentMap;
+use paws::{PawsInjected, RstInjected, RstsSent};
 use syn::{GhostInjected, SynQueueInjected};
 
 /// First port of the narrowed ephemeral range, and its size.
@@ -44,6 +45,8 @@ pub struct Runs {
     paws_syn_recv: Result<PawsInjected>,
     paws_syn_sent: Result<PawsInjected>,
     rst: Result<RstInjected>,
+    /// The RSTs answering `paws_syn_sent`'s SYN-ACKs.
+    rst_sent: Result<RstsSent>,
     /// Why the crafted peer's reproductions could not run here at all.
     no_lab: Option<String>,
     /// The namespaces, open until the events are in.
@@ -56,8 +59,9 @@ pub struct Runs {
 /// one's program runs could preempt another's on a CPU, and kernels that
 /// run tracing programs preemptible skip a program already running there.
 /// A crafted peer's reproduction runs only when a hook it exercises is
-/// among `attached`.
-pub fn run(attached: &[&str]) -> Runs {
+/// among `attached`. `rsts` is read around the reproduction whose
+/// namespace sends RSTs (`rst_sent` counts them host-wide).
+pub fn run(attached: &[&str], rsts: &RstSentMap) -> Runs {
     let mut keep = Vec::new();
     let ports = kept(ports::exhaust(PORTS_FIRST, PORTS_RANGE), &mut keep);
     let handshake = kept(handshake::after_one_syn_retransmit(), &mut keep);
@@ -108,13 +112,18 @@ pub fn run(attached: &[&str]) -> Runs {
         |r| r.lab,
         &mut labs,
     );
-    let paws_syn_sent = in_lab(
-        wanted("paws_syn_sent"),
-        || paws_handshake::syn_sent(prefix, v4),
-        PawsInjected::syn_sent,
-        |r| r.lab,
+    let (paws_syn_sent, rst_sent) = split(in_lab(
+        wanted("paws_syn_sent") || wanted("rst_sent"),
+        || {
+            let before = rsts.read_every_slot()?;
+            let r = paws_handshake::syn_sent(prefix, v4)?;
+            let after = rsts.read_every_slot()?;
+            Ok((r, before, after))
+        },
+        |(r, before, after)| (PawsInjected::syn_sent(r), RstsSent::of(r, before, after)),
+        |(r, ..)| r.lab,
         &mut labs,
-    );
+    ));
     Runs {
         ports,
         handshake,
@@ -126,6 +135,7 @@ pub fn run(attached: &[&str]) -> Runs {
         paws_syn_recv,
         paws_syn_sent,
         rst,
+        rst_sent,
         no_lab,
         _keep: keep,
         _labs: labs,
@@ -166,6 +176,17 @@ fn in_lab<R, T>(
         labs.push(lab(r));
         t
     })
+}
+
+/// One result in two, the error's message in both.
+fn split<A, B>(r: Result<(A, B)>) -> (Result<A>, Result<B>) {
+    match r {
+        Ok((a, b)) => (Ok(a), Ok(b)),
+        Err(e) => {
+            let again = anyhow!("{e:#}");
+            (Err(e), Err(again))
+        }
+    }
 }
 
 /// A reproduction's result, its namespace's keeper moved to `keep`.
@@ -254,7 +275,9 @@ impl Runs {
                 Ok(a) => {
                     let full_at_syn = InNs::of(events, a.netns);
                     let ghost = self.ghost.as_ref().ok().map(|g| InNs::of(events, g.netns));
-                    let of_ghost = ghost.as_ref().map_or(&[][..], |g| g.kind(EventKind::ListenOverflow));
+                    let of_ghost = ghost
+                        .as_ref()
+                        .map_or(&[][..], |g| g.kind(EventKind::ListenOverflow));
                     let all: Vec<&Event> = full_at_syn
                         .kind(EventKind::SynDrop)
                         .iter()
@@ -305,6 +328,7 @@ impl Runs {
             )
             .unwrap_or_else(|| Verdict::Unverified(self.no_lab.clone().unwrap_or_default())),
             "validate_incoming" | "paws_time_wait" | "paws_syn_recv" | "paws_syn_sent"
+            | "rst_sent"
                 if self.no_lab.is_some() =>
             {
                 Verdict::Unverified(self.no_lab.clone().unwrap_or_default())
@@ -317,9 +341,10 @@ impl Runs {
             "paws_time_wait" => paws_of(&self.paws_time_wait, events),
             "paws_syn_recv" => paws_of(&self.paws_syn_recv, events),
             "paws_syn_sent" => paws_of(&self.paws_syn_sent, events),
-            "rst_sent" => Verdict::Unverified(
-                "it counts RSTs sent by reason for the whole host, not per namespace: nothing a reproduction could match exactly".into(),
-            ),
+            "rst_sent" => match &self.rst_sent {
+                Ok(r) => paws::rst_sent_verdict(r),
+                Err(e) => error(e),
+            },
             _ => Verdict::Unverified("no reproduction exercises this hook yet".into()),
         }
     }

@@ -227,6 +227,81 @@ pub fn rst_verdict(r: &RstInjected, ns: &InNs<'_>) -> Verdict {
     }
 }
 
+/// Reason of the RSTs that answer a stale SYN-ACK (6.10+).
+const PAWS_RST_REASON: &str = "TCP_RFC7323_PAWS";
+
+/// The RSTs an active open answered stale SYN-ACKs with (S8), against the
+/// host-wide `RST_SENT` counter read just before and after that
+/// reproduction.
+#[derive(Clone, Debug)]
+pub struct RstsSent {
+    /// One per stale SYN-ACK.
+    pub planned: u64,
+    /// The namespace's Tcp OutRsts delta.
+    pub out_rsts: u64,
+    /// The counter's growth meanwhile: in `reason`'s slot where the kernel
+    /// gives reasons, else over every slot.
+    pub counted: u64,
+    pub reason: Option<&'static str>,
+}
+
+impl RstsSent {
+    /// From the reproduction and the counter's slots before and after it.
+    pub fn of(r: &SynSent, before: &[(String, u64)], after: &[(String, u64)]) -> Self {
+        let (counted, reason) = growth(before, after);
+        Self {
+            planned: r.rejects.into(),
+            out_rsts: r.after.since(&r.before, "OutRsts"),
+            counted,
+            reason,
+        }
+    }
+}
+
+/// How much the `RST_SENT` counter grew between two readings: in the PAWS
+/// reason's slot where the kernel gives reasons, else over every slot.
+fn growth(before: &[(String, u64)], after: &[(String, u64)]) -> (u64, Option<&'static str>) {
+    let reason = after
+        .iter()
+        .any(|(name, _)| name == PAWS_RST_REASON)
+        .then_some(PAWS_RST_REASON);
+    let total = |slots: &[(String, u64)]| -> u64 {
+        slots
+            .iter()
+            .filter(|(name, _)| reason.is_none_or(|r| name == r))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    (total(after).saturating_sub(total(before)), reason)
+}
+
+/// The RSTs sent: exact when the host-wide counter grew by what the
+/// namespace sent, partial when it grew more (other RSTs elsewhere on the
+/// host at the same time: it has no namespace to tell them apart).
+pub fn rst_sent_verdict(r: &RstsSent) -> Verdict {
+    let over = r.reason.map_or_else(
+        || "of any reason (this kernel names none for PAWS)".to_owned(),
+        |reason| format!("for {reason}"),
+    );
+    let what = format!(
+        "{} RSTs counted {over} while an active open answered {} stale SYN-ACKs, Tcp OutRsts +{}",
+        r.counted, r.planned, r.out_rsts
+    );
+    if r.out_rsts != r.planned {
+        return Verdict::Error(format!(
+            "{what}: the kernel did not answer each stale SYN-ACK with a RST"
+        ));
+    }
+    match r.counted.cmp(&r.out_rsts) {
+        std::cmp::Ordering::Equal => Verdict::Exact(what),
+        std::cmp::Ordering::Less => Verdict::Missed(what),
+        std::cmp::Ordering::Greater => Verdict::Partial(format!(
+            "{what}: the counter is host-wide, and {} more were sent elsewhere on this host meanwhile",
+            r.counted - r.out_rsts
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use tcptrace_common::paws::RstVerdict;
@@ -390,5 +465,41 @@ mod tests {
             &InNs::of(&all, NS),
         );
         assert!(matches!(v, Verdict::Error(_)), "{v:?}");
+    }
+
+    #[test]
+    fn rsts_sent_are_exact_when_the_host_wide_counter_grew_by_the_namespace_s() {
+        let sent = |counted, out_rsts| RstsSent {
+            planned: 2,
+            out_rsts,
+            counted,
+            reason: Some(PAWS_RST_REASON),
+        };
+        assert!(matches!(rst_sent_verdict(&sent(2, 2)), Verdict::Exact(_)));
+        assert!(matches!(rst_sent_verdict(&sent(1, 2)), Verdict::Missed(_)));
+        let v = rst_sent_verdict(&sent(5, 2));
+        assert!(
+            matches!(v, Verdict::Partial(ref d) if d.contains("3 more")),
+            "{v:?}"
+        );
+        // The kernel did not send what the reproduction meant.
+        assert!(matches!(rst_sent_verdict(&sent(1, 1)), Verdict::Error(_)));
+    }
+
+    #[test]
+    fn rsts_sent_count_the_paws_reason_where_the_kernel_gives_reasons() {
+        let slots = |paws, other| {
+            vec![
+                ("NO_SOCKET".to_owned(), other),
+                (PAWS_RST_REASON.to_owned(), paws),
+            ]
+        };
+        assert_eq!(
+            growth(&slots(1, 10), &slots(3, 40)),
+            (2, Some(PAWS_RST_REASON))
+        );
+        // Before 6.10 every RST is in one slot, `unknown`.
+        let unknown = |n| vec![("unknown".to_owned(), n), ("reason_1".to_owned(), 0)];
+        assert_eq!(growth(&unknown(4), &unknown(9)), (5, None));
     }
 }
