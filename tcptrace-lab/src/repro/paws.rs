@@ -2,7 +2,7 @@
 //! older than what the server's socket last accepted, on an established
 //! connection and against a TIME_WAIT socket.
 
-use std::{io::Read as _, net::TcpListener, net::TcpStream, time::Duration};
+use std::{borrow::Borrow, io::Read as _, net::TcpListener, net::TcpStream, time::Duration};
 
 use anyhow::{Context as _, Result};
 
@@ -35,9 +35,9 @@ impl Behind {
 }
 
 /// What [`established`] did.
-pub struct Established {
+pub struct Established<L = Lab> {
     /// The namespaces; they live as long as this.
-    pub lab: Lab,
+    pub lab: L,
     pub server_netns: u64,
     pub server_port: u16,
     pub peer_port: u16,
@@ -56,14 +56,20 @@ pub struct Established {
 /// S4: an established connection receives new data stamped older than its
 /// `ts_recent` (how far: `behind`), three times: each is a PAWS reject.
 pub fn established(prefix: &Prefix, family: Family, behind: Behind) -> Result<Established> {
+    established_in(Lab::new(prefix, family)?, behind)
+}
+
+/// [`established`] in a lab of the caller's: with `&Lab`, several reproductions
+/// share one lab (each has ports of its own).
+pub fn established_in<L: Borrow<Lab>>(lab: L, behind: Behind) -> Result<Established<L>> {
     const REJECTS: u32 = 3;
     const BASE: u32 = 1_000_000;
     const SERVER: u16 = 8040;
     const PEER: u16 = 40001;
-    let lab = Lab::new(prefix, family)?;
-    let listener = lab.listen(SERVER)?;
-    let wire = lab.wire()?;
-    let before = lab.server_netstat()?;
+    let l = lab.borrow();
+    let listener = l.listen(SERVER)?;
+    let wire = l.wire()?;
+    let before = l.server_netstat()?;
 
     let mut c = Conn::handshake(&wire, PEER, SERVER, 7_000_000, Some(BASE))?;
     let (mut stream, _) = listener
@@ -89,9 +95,9 @@ pub fn established(prefix: &Prefix, family: Family, behind: Behind) -> Result<Es
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(100));
-    let after = lab.server_netstat()?;
+    let after = l.server_netstat()?;
     Ok(Established {
-        server_netns: lab.server_netns_inode()?,
+        server_netns: l.server_netns_inode()?,
         lab,
         server_port: SERVER,
         peer_port: PEER,
@@ -105,9 +111,9 @@ pub fn established(prefix: &Prefix, family: Family, behind: Behind) -> Result<Es
 }
 
 /// What [`time_wait`] did.
-pub struct TimeWait {
+pub struct TimeWait<L = Lab> {
     /// The namespaces; they live as long as this.
-    pub lab: Lab,
+    pub lab: L,
     pub server_netns: u64,
     pub server_port: u16,
     pub peer_port: u16,
@@ -131,16 +137,22 @@ pub struct TimeWait {
 /// connection's clock is behind the old one's: each SYN fails PAWS against
 /// the old connection's last stamp.
 pub fn time_wait(prefix: &Prefix, family: Family) -> Result<TimeWait> {
+    time_wait_in(Lab::new(prefix, family)?)
+}
+
+/// [`time_wait`] in a lab of the caller's: with `&Lab`, several reproductions
+/// share one lab (each has ports of its own).
+pub fn time_wait_in<L: Borrow<Lab>>(lab: L) -> Result<TimeWait<L>> {
     const SYNS: u32 = 3;
     // B is behind A by less than 2^31: older, in 32-bit timestamp arithmetic.
     const CLOCK_A: u32 = 1_500_000_000;
     const CLOCK_B: u32 = 100_000;
     const SERVER: u16 = 8050;
     const PEER: u16 = 40002;
-    let lab = Lab::new(prefix, family)?;
-    let listener = lab.listen(SERVER)?;
-    let wire = lab.wire()?;
-    let before = lab.server_netstat()?;
+    let l = lab.borrow();
+    let listener = l.listen(SERVER)?;
+    let wire = l.wire()?;
+    let before = l.server_netstat()?;
 
     // Client A: connect, then the server closes first and keeps TIME_WAIT.
     let mut a = Conn::handshake(&wire, PEER, SERVER, 9_000_000, Some(CLOCK_A))?;
@@ -164,7 +176,7 @@ pub fn time_wait(prefix: &Prefix, family: Family) -> Result<TimeWait> {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(100));
-    let after = lab.server_netstat()?;
+    let after = l.server_netstat()?;
     // 6.16+ counts TIME_WAIT rejects apart; before, they are PAWSEstab.
     let counter = if after.0.contains_key("PAWSTimewait") {
         "PAWSTimewait"
@@ -172,7 +184,7 @@ pub fn time_wait(prefix: &Prefix, family: Family) -> Result<TimeWait> {
         "PAWSEstab"
     };
     Ok(TimeWait {
-        server_netns: lab.server_netns_inode()?,
+        server_netns: l.server_netns_inode()?,
         lab,
         server_port: SERVER,
         peer_port: PEER,

@@ -2,7 +2,7 @@
 //! ([`crate::craft`]): a third segment stamped older than the SYN
 //! (SYN-RECV), SYN-ACKs echoing a time before our SYN (SYN-SENT).
 
-use std::{net::TcpListener, time::Duration};
+use std::{borrow::Borrow, net::TcpListener, time::Duration};
 
 use anyhow::{Context as _, Result};
 
@@ -12,9 +12,9 @@ use crate::{
 };
 
 /// What [`syn_recv`] did.
-pub struct SynRecv {
+pub struct SynRecv<L = Lab> {
     /// The namespaces; they live as long as this.
-    pub lab: Lab,
+    pub lab: L,
     pub server_netns: u64,
     pub server_port: u16,
     pub peer_port: u16,
@@ -33,14 +33,20 @@ pub struct SynRecv {
 /// S7: the third segment of a handshake carries a TSval older than the
 /// SYN's: the request socket (SYN-RECV) rejects it, once per segment.
 pub fn syn_recv(prefix: &Prefix, family: Family) -> Result<SynRecv> {
+    syn_recv_in(Lab::new(prefix, family)?)
+}
+
+/// [`syn_recv`] in a lab of the caller's: with `&Lab`, several reproductions
+/// share one lab (each has ports of its own).
+pub fn syn_recv_in<L: Borrow<Lab>>(lab: L) -> Result<SynRecv<L>> {
     const ACKS: u32 = 3;
     const BASE: u32 = 2_000_000;
     const SERVER: u16 = 8070;
     const PEER: u16 = 40004;
-    let lab = Lab::new(prefix, family)?;
-    let listener = lab.listen(SERVER)?;
-    let wire = lab.wire()?;
-    let before = lab.server_netstat()?;
+    let l = lab.borrow();
+    let listener = l.listen(SERVER)?;
+    let wire = l.wire()?;
+    let before = l.server_netstat()?;
 
     let iss = 13_000_000u32;
     wire.send(&Segment {
@@ -69,9 +75,9 @@ pub fn syn_recv(prefix: &Prefix, family: Family) -> Result<SynRecv> {
         std::thread::sleep(Duration::from_millis(30));
     }
     std::thread::sleep(Duration::from_millis(100));
-    let after = lab.server_netstat()?;
+    let after = l.server_netstat()?;
     Ok(SynRecv {
-        server_netns: lab.server_netns_inode()?,
+        server_netns: l.server_netns_inode()?,
         lab,
         server_port: SERVER,
         peer_port: PEER,
@@ -85,9 +91,9 @@ pub fn syn_recv(prefix: &Prefix, family: Family) -> Result<SynRecv> {
 }
 
 /// What [`syn_sent`] did.
-pub struct SynSent {
+pub struct SynSent<L = Lab> {
     /// The namespaces; they live as long as this.
-    pub lab: Lab,
+    pub lab: L,
     pub server_netns: u64,
     /// The active open's source port (in the server namespace).
     pub local_port: u16,
@@ -108,15 +114,21 @@ pub struct SynSent {
 /// echoes a time before its SYN was sent: PAWSActive each, and the connect
 /// fails (about 1.5 s).
 pub fn syn_sent(prefix: &Prefix, family: Family) -> Result<SynSent> {
+    syn_sent_in(Lab::new(prefix, family)?)
+}
+
+/// [`syn_sent`] in a lab of the caller's: with `&Lab`, several reproductions
+/// share one lab (each has ports of its own).
+pub fn syn_sent_in<L: Borrow<Lab>>(lab: L) -> Result<SynSent<L>> {
     const SYNACKS: u32 = 2;
     const PEER: u16 = 9000;
-    let lab = Lab::new(prefix, family)?;
-    let wire = lab.wire()?;
-    let before = lab.server_netstat()?;
-    let syn = lab.stale_synacks(&wire, PEER, SYNACKS)?;
-    let after = lab.server_netstat()?;
+    let l = lab.borrow();
+    let wire = l.wire()?;
+    let before = l.server_netstat()?;
+    let syn = l.stale_synacks(&wire, PEER, SYNACKS)?;
+    let after = l.server_netstat()?;
     Ok(SynSent {
-        server_netns: lab.server_netns_inode()?,
+        server_netns: l.server_netns_inode()?,
         lab,
         local_port: syn.sport,
         peer_port: PEER,

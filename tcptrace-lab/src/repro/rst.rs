@@ -4,6 +4,7 @@
 //! (the connection is reset).
 
 use std::{
+    borrow::Borrow,
     io::{ErrorKind, Read as _},
     net::TcpListener,
     time::Duration,
@@ -58,9 +59,9 @@ pub const PLAN: [Planned; 5] = [
 ];
 
 /// What [`verdicts`] did.
-pub struct Verdicts {
+pub struct Verdicts<L = Lab> {
     /// The namespaces; they live as long as this.
-    pub lab: Lab,
+    pub lab: L,
     pub server_netns: u64,
     pub server_port: u16,
     pub peer_port: u16,
@@ -74,7 +75,7 @@ pub struct Verdicts {
     _listener: TcpListener,
 }
 
-impl Verdicts {
+impl<L> Verdicts<L> {
     /// How many of the RSTs must get `verdict`.
     pub fn planned(&self, verdict: &str) -> usize {
         self.plan.iter().filter(|p| p.verdict == verdict).count()
@@ -85,12 +86,18 @@ impl Verdicts {
 /// numbers ([`PLAN`]): two ignored, two challenge ACKs (TCPChallengeACK
 /// +2), one accepted, which resets the connection.
 pub fn verdicts(prefix: &Prefix, family: Family) -> Result<Verdicts> {
+    verdicts_in(Lab::new(prefix, family)?)
+}
+
+/// [`verdicts`] in a lab of the caller's: with `&Lab`, several reproductions
+/// share one lab (each has ports of its own).
+pub fn verdicts_in<L: Borrow<Lab>>(lab: L) -> Result<Verdicts<L>> {
     const SERVER: u16 = 8060;
     const PEER: u16 = 40003;
-    let lab = Lab::new(prefix, family)?;
-    let listener = lab.listen(SERVER)?;
-    let wire = lab.wire()?;
-    let before = lab.server_netstat()?;
+    let l = lab.borrow();
+    let listener = l.listen(SERVER)?;
+    let wire = l.wire()?;
+    let before = l.server_netstat()?;
 
     let c = Conn::handshake(&wire, PEER, SERVER, 11_000_000, None)?;
     let (mut stream, _) = listener
@@ -122,9 +129,9 @@ pub fn verdicts(prefix: &Prefix, family: Family) -> Result<Verdicts> {
         Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
         other => bail!("the exact RST did not reset the connection: read gave {other:?}"),
     }
-    let after = lab.server_netstat()?;
+    let after = l.server_netstat()?;
     Ok(Verdicts {
-        server_netns: lab.server_netns_inode()?,
+        server_netns: l.server_netns_inode()?,
         lab,
         server_port: SERVER,
         peer_port: PEER,

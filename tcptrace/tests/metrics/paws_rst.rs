@@ -1,18 +1,23 @@
 //! PAWS rejects and RST verdicts through the metrics, with per-peer series
-//! on: a crafted peer (support::craft) makes the server namespace reject
-//! stale timestamps at three sites and judge five RSTs; each counter, and
+//! on: a crafted peer (the reproductions of `tcptrace_lab::repro`) makes
+//! the server namespace reject stale timestamps at three sites and judge
+//! five RSTs; each counter, and
 //! its per-peer series, must equal the events tcptrace printed and the
 //! namespace's TcpExt deltas (PAWSEstab, PAWSTimewait, PAWSActive,
 //! TCPChallengeACK).
 
-use std::{collections::HashMap, io::Read as _, thread, time::Duration};
+use std::collections::HashMap;
 
 use serde_json::Value;
+use tcptrace_lab::repro::{
+    paws::{self, Behind},
+    paws_handshake, rst,
+};
 
 use super::{
     rules,
     support::{
-        craft::{self, Conn, Family, Lab, Segment},
+        craft::{self, Family, Lab},
         prometheus::free_port,
         scrape::Metrics,
         *,
@@ -71,14 +76,8 @@ fn increase(m: &Metrics, series: &str) -> Option<Option<f64>> {
     })
 }
 
-fn paws(family: Family) {
-    const BASE: u32 = 1_000_000;
-    const CLOCK_A: u32 = 1_500_000_000;
-    const CLOCK_B: u32 = 100_000;
+fn paws_rejects(family: Family) {
     let lab = Lab::new(family);
-    let est_listener = lab.listen(8040);
-    let tw_listener = lab.listen(8050);
-    let wire = lab.wire();
     let (tracer, m) = traced(&lab);
     let peer = lab.peer_ip.to_string();
     let hooks = [
@@ -87,66 +86,23 @@ fn paws(family: Family) {
         on(&tracer, "paws_syn_sent"),
     ];
     let mut seen = HashMap::new();
-
-    // Established: three segments stamped 1000 ticks before the last.
-    let before = lab.server_netstat();
-    let mut c = Conn::handshake(&wire, 40001, 8040, 7_000_000, Some(BASE));
-    let (mut stream, _) = est_listener.accept().expect("accept");
-    c.send_data(10, b"hello");
-    stream.read_exact(&mut [0u8; 5]).expect("in-order data");
-    for _ in 0..3 {
-        c.send(Segment {
-            psh: true,
-            payload: b"stale".to_vec(),
-            ..c.segment(0u32.wrapping_sub(1000))
-        });
-        thread::sleep(Duration::from_millis(20));
-    }
-    thread::sleep(Duration::from_millis(100));
-    let after = lab.server_netstat();
-    let estab = delta(&before, &after, "PAWSEstab");
-    assert_eq!(estab, 3);
-    let want = if hooks[0] { estab as f64 } else { 0.0 };
-    let got = read(&m, "paws_rejects", ("site", "established"), &peer, want);
-    seen.insert("established", (got, estab));
-
-    // TIME_WAIT: the server closes first; a new clock reuses the 4-tuple.
-    let before = lab.server_netstat();
-    let mut a = Conn::handshake(&wire, 40002, 8050, 9_000_000, Some(CLOCK_A));
-    let (closing, _) = tw_listener.accept().expect("accept");
-    drop(closing);
-    a.answer_fin(20);
-    for i in 0..3 {
-        wire.send(&Segment {
-            sport: 40002,
-            dport: 8050,
-            seq: 50_000_000 + i,
-            syn: true,
-            mss: Some(1400),
-            ts: Some((CLOCK_B + i, 0)),
-            window: 64000,
-            ..Segment::default()
-        });
-        thread::sleep(Duration::from_millis(50));
-    }
-    thread::sleep(Duration::from_millis(100));
-    let after = lab.server_netstat();
-    // 6.16+ counts TIME_WAIT rejects apart; before, they are PAWSEstab.
-    let tw = delta(&before, &after, "PAWSTimewait") + delta(&before, &after, "PAWSEstab");
-    assert_eq!(tw, 3);
-    let want = if hooks[1] { tw as f64 } else { 0.0 };
-    let got = read(&m, "paws_rejects", ("site", "time_wait"), &peer, want);
-    seen.insert("time_wait", (got, tw));
-
-    // SYN-SENT: SYN-ACKs echoing a time before our SYN.
-    let before = lab.server_netstat();
-    lab.stale_synacks(&wire, 9000, 2);
-    let after = lab.server_netstat();
-    let active = delta(&before, &after, "PAWSActive");
-    assert_eq!(active, 2);
-    let want = if hooks[2] { active as f64 } else { 0.0 };
-    let got = read(&m, "paws_rejects", ("site", "syn_sent"), &peer, want);
-    seen.insert("syn_sent", (got, active));
+    // S4, S5 and S8 (tcptrace_lab::repro), in this one lab: each has ports
+    // of its own.
+    let mut site = |name, hooked: bool, (rejects, counted): (u32, u64)| {
+        assert_eq!(counted, u64::from(rejects), "{name}: TcpExt delta");
+        let want = if hooked { counted as f64 } else { 0.0 };
+        let got = read(&m, "paws_rejects", ("site", name), &peer, want);
+        seen.insert(name, (got, counted));
+    };
+    let est = paws::established_in(&*lab, Behind::Stale).expect("S4 reproduction");
+    let counted = est.after.since(&est.before, "PAWSEstab");
+    site("established", hooks[0], (est.rejects, counted));
+    let tw = paws::time_wait_in(&*lab).expect("S5 reproduction");
+    let counted = tw.after.since(&tw.before, tw.counter);
+    site("time_wait", hooks[1], (tw.rejects, counted));
+    let sent = paws_handshake::syn_sent_in(&*lab).expect("S8 reproduction");
+    let counted = sent.after.since(&sent.before, "PAWSActive");
+    site("syn_sent", hooks[2], (sent.rejects, counted));
 
     let increases: Vec<(&str, Option<Option<f64>>)> = ["established", "time_wait", "syn_sent"]
         .into_iter()
@@ -185,47 +141,19 @@ fn paws(family: Family) {
 /// A verdict, its counter and per-peer series, and its increase.
 type VerdictRead<'a> = (&'a str, (f64, f64), Option<Option<f64>>);
 
-fn rst(family: Family) {
+fn rst_verdicts(family: Family) {
     let lab = Lab::new(family);
-    let listener = lab.listen(8060);
-    let wire = lab.wire();
     let (tracer, m) = traced(&lab);
     let hooked = on(&tracer, "validate_incoming");
     let peer = lab.peer_ip.to_string();
-    let before = lab.server_netstat();
+    // S6 (tcptrace_lab::repro::rst): below the window, far beyond it, two
+    // inside it, the exact one.
+    let r = rst::verdicts_in(&*lab).expect("S6 reproduction");
+    let challenges = r.after.since(&r.before, "TCPChallengeACK");
+    assert_eq!(challenges as usize, r.planned("challenge_ack"));
+    assert_eq!(r.after.since(&r.before, "TCPACKSkippedChallenge"), 0);
 
-    let c = Conn::handshake(&wire, 40003, 8060, 11_000_000, None);
-    let (mut stream, _) = listener.accept().expect("accept");
-    let rcv_nxt = c.snd_nxt;
-    // Below the window, far beyond it, two inside it, the exact one.
-    for offset in [-200_000i64, 50_000_000, 100, 200, 0] {
-        wire.send(&Segment {
-            sport: 40003,
-            dport: 8060,
-            seq: rcv_nxt.wrapping_add(offset as u32),
-            rst: true,
-            ..Segment::default()
-        });
-        // Challenge ACKs are limited to one per 500 ms per socket.
-        thread::sleep(Duration::from_millis(600));
-    }
-    stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .expect("timeout");
-    let err = stream
-        .read(&mut [0u8; 1])
-        .expect_err("the exact RST resets");
-    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
-    let after = lab.server_netstat();
-    let challenges = delta(&before, &after, "TCPChallengeACK");
-    assert_eq!(challenges, 2);
-    assert_eq!(delta(&before, &after, "TCPACKSkippedChallenge"), 0);
-
-    let scenario = [
-        ("ignored", 2.0),
-        ("challenge_ack", challenges as f64),
-        ("accepted", 1.0),
-    ];
+    let scenario = ["ignored", "challenge_ack", "accepted"].map(|v| (v, r.planned(v) as f64));
     let got: Vec<VerdictRead<'_>> = scenario
         .iter()
         .map(|(verdict, n)| {
@@ -260,23 +188,23 @@ fn rst(family: Family) {
 #[test]
 #[ignore = "needs root and BPF: run by cargo xtask test"]
 fn paws_reject_counters_v4() {
-    paws(Family::V4);
+    paws_rejects(Family::V4);
 }
 
 #[test]
 #[ignore = "needs root and BPF: run by cargo xtask test"]
 fn paws_reject_counters_v6() {
-    paws(Family::V6);
+    paws_rejects(Family::V6);
 }
 
 #[test]
 #[ignore = "needs root and BPF: run by cargo xtask test"]
 fn rst_verdict_counters_v4() {
-    rst(Family::V4);
+    rst_verdicts(Family::V4);
 }
 
 #[test]
 #[ignore = "needs root and BPF: run by cargo xtask test"]
 fn rst_verdict_counters_v6() {
-    rst(Family::V6);
+    rst_verdicts(Family::V6);
 }
