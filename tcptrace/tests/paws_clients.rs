@@ -186,6 +186,13 @@ fn scenario(ack: BareAck) {
         eprintln!("nginx or nft is not installed here: skipped");
         return;
     };
+    // Everything on one CPU: nginx, the clients, the tracer and, with them,
+    // the softirq work of their segments, so the veth delivers every
+    // segment in the order it was sent. Across two CPUs' backlogs, a
+    // client's ACK sent before its FIN could reach the server after it (a
+    // stalled vCPU under emulation), fail PAWS against the TIME_WAIT the
+    // FIN made, and count as a reject no SYN caused.
+    pin_to_one_cpu();
     let lab = Lab::new(Family::V4);
     for addr in [HOSTS[1], NAT_IP] {
         ip(&[

@@ -704,12 +704,6 @@ impl Drop for Interference {
     }
 }
 
-fn pin_to_cpu(cpu: usize) {
-    let mut set = nix::sched::CpuSet::new();
-    set.set(cpu).expect("cpu in range");
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).expect("sched_setaffinity");
-}
-
 /// What one run of [`ghosts_under_interference`] saw.
 struct InterferenceRun {
     overflow_on: bool,

@@ -378,6 +378,25 @@ pub fn ip(args: &[&str]) {
 
 pub use tcptrace_lab::netns::NetnsKeeper;
 
+/// Keeps the calling thread on `cpu`; threads and processes it starts
+/// later inherit that.
+pub fn pin_to_cpu(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).expect("cpu in range");
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).expect("sched_setaffinity");
+}
+
+/// Keeps the calling thread, and what it starts later, on the first CPU
+/// it may run on.
+pub fn pin_to_one_cpu() {
+    let allowed =
+        nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).expect("sched_getaffinity");
+    let cpu = (0..nix::sched::CpuSet::count())
+        .find(|&c| allowed.is_set(c).unwrap_or(false))
+        .expect("a CPU this thread may run on");
+    pin_to_cpu(cpu);
+}
+
 /// Runs `scenario` on a thread in a new private network namespace and
 /// returns its result; the thread stays in the namespace until the returned
 /// [`NetnsKeeper`] is dropped. A panic in the scenario fails the test.
