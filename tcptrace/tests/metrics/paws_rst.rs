@@ -1,10 +1,9 @@
 //! PAWS rejects and RST verdicts through the metrics, with per-peer series
 //! on: a crafted peer (the reproductions of `tcptrace_lab::repro`) makes
 //! the server namespace reject stale timestamps at three sites and judge
-//! five RSTs; each counter, and
-//! its per-peer series, must equal the events tcptrace printed and the
-//! namespace's TcpExt deltas (PAWSEstab, PAWSTimewait, PAWSActive,
-//! TCPChallengeACK).
+//! five RSTs; each counter, and its per-peer series, must equal the events
+//! tcptrace printed and the namespace's TcpExt deltas (PAWSEstab,
+//! PAWSTimewait, PAWSActive, TCPChallengeACK).
 
 use std::collections::HashMap;
 
