@@ -147,6 +147,10 @@ pub const RECEIVE_RESET_MARK_BTF: &str = "receive_reset_mark_btf";
 /// `tcp:tcp_receive_reset` in the drop-reason fallback
 pub const RECEIVE_RESET_EMIT: &str = "receive_reset_emit";
 pub const RECEIVE_RESET_EMIT_BTF: &str = "receive_reset_emit_btf";
+/// `tcp_reset(sk, skb)` in the drop-reason fallback where fentry or kprobes
+/// attach: accepted RSTs with their segment
+pub const RESET_FENTRY: &str = "reset_fentry";
+pub const RESET_KPROBE: &str = "reset_kprobe";
 /// `tcp_timewait_state_process`
 pub const TIMEWAIT_FENTRY: &str = "timewait_fentry";
 pub const TIMEWAIT_KPROBE: &str = "timewait_kprobe";
@@ -223,6 +227,8 @@ pub const ALL: &[(&str, Kind)] = &[
     (RECEIVE_RESET_MARK_BTF, Kind::TpBtf),
     (RECEIVE_RESET_EMIT, Kind::Tracepoint),
     (RECEIVE_RESET_EMIT_BTF, Kind::TpBtf),
+    (RESET_FENTRY, Kind::FEntry),
+    (RESET_KPROBE, Kind::KProbe),
     (TIMEWAIT_FENTRY, Kind::FEntry),
     (TIMEWAIT_KPROBE, Kind::KProbe),
     (CHECK_REQ_FENTRY, Kind::FEntry),

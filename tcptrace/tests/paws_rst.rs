@@ -15,6 +15,7 @@ use serde_json::Value;
 use support::craft::{self, Family, Lab};
 use support::*;
 use tcptrace_lab::repro::{
+    abort,
     paws::{self, Behind},
     paws_handshake, rst,
 };
@@ -37,6 +38,21 @@ fn tracer_for(hook: &str) -> (Tracer, bool) {
         );
     }
     (tracer, on.is_some())
+}
+
+/// Whether validate_incoming sees the segment of each RST it reports as
+/// accepted: its function hooks do, and so does its drop-reason form where
+/// `tcp_reset` itself is hooked; its tracepoint `tcp:tcp_receive_reset`
+/// passes the socket alone.
+fn reset_segments_seen(tracer: &Tracer) -> bool {
+    match tracer.mechanism("validate_incoming").as_deref() {
+        Some("fentry" | "kprobe") => true,
+        Some(_) => tracer.attach_report.iter().any(|l| {
+            l.split_whitespace().nth(1) == Some("validate_incoming")
+                && (l.contains("tcp_reset (fentry)") || l.contains("tcp_reset (kprobe)"))
+        }),
+        None => false,
+    }
 }
 
 /// Events of `kind` in `netns`; each carries its packet's headers, except
@@ -373,6 +389,7 @@ fn time_wait_behind_snat(family: Family) {
 /// ignored — one event each.
 fn rst_verdicts(family: Family) {
     let (tracer, on) = tracer_for("validate_incoming");
+    let segments = reset_segments_seen(&tracer);
     // The exact RST resets the connection (the reproduction checks it).
     let r = rst::verdicts(&craft::PREFIX, family).expect("S6 reproduction");
     let objs = tracer.stop();
@@ -398,6 +415,9 @@ fn rst_verdicts(family: Family) {
         assert_eq!(e["seq"], rcv_nxt.wrapping_add(p.offset as u32), "{e}");
         let d = e["window_distance"].as_i64().expect("window_distance");
         assert_eq!(d.signum(), p.sign, "{e}");
+        if p.verdict == "accepted" {
+            assert_eq!(e["seq_inferred"], !segments, "{e}");
+        }
     }
     // The summary counts every namespace (other RSTs on a shared host
     // included): it must agree with the events printed.
@@ -447,6 +467,37 @@ fn rst_verdicts(family: Family) {
     };
     assert_eq!(e["max_distance_below_window"].as_i64(), distance(-1), "{e}");
     assert_eq!(e["max_distance_beyond_window"].as_i64(), distance(1), "{e}");
+}
+
+/// S6: data reaching a socket shut for reading (tcptrace_lab::repro::abort):
+/// the kernel aborts it through `tcp_reset` though no RST arrived, and
+/// resets the peer. One RST was received, the peer's, accepted. Where the
+/// segment is not seen (the tracepoint alone), the abort looks like an
+/// accepted RST too: that gap is pinned here, one event exactly.
+fn abort_on_data() {
+    let (tracer, on) = tracer_for("validate_incoming");
+    let segments = reset_segments_seen(&tracer);
+    let (r, _keeper) = abort::abort_on_data().expect("abort-on-data reproduction");
+    let objs = tracer.stop();
+    assert_eq!(
+        (r.abort_on_data, r.estab_resets, r.out_rsts),
+        (1, 1, 1),
+        "{r:?}"
+    );
+    if !on {
+        eprintln!("validate_incoming unavailable: kernel counters checked only");
+        return;
+    }
+    let rsts = in_ns(&objs, "rst", r.netns);
+    let at = |port: u16| -> Vec<&&Value> { rsts.iter().filter(|e| e["sport"] == port).collect() };
+    let client = at(r.client_port);
+    assert_eq!(client.len() as u64, r.estab_resets, "{rsts:?}");
+    assert_eq!(client[0]["verdict"], "accepted", "{rsts:?}");
+    assert_eq!(client[0]["state"], "CLOSE_WAIT", "{rsts:?}");
+    assert_eq!(client[0]["seq_inferred"], !segments, "{rsts:?}");
+    let phantom = usize::from(!segments);
+    assert_eq!(at(r.server_port).len(), phantom, "{rsts:?}");
+    assert_eq!(rsts.len(), client.len() + phantom, "{rsts:?}");
 }
 
 /// S7: the third segment of a handshake carries a TSval older than the
@@ -592,6 +643,11 @@ scenario!(
 );
 scenario!(s6_rst_verdicts_v4, rst_verdicts, Family::V4);
 scenario!(s6_rst_verdicts_v6, rst_verdicts, Family::V6);
+#[test]
+#[ignore = "needs root and BPF: run by cargo xtask test"]
+fn s6_rst_abort_on_data_v4() {
+    abort_on_data();
+}
 scenario!(s7_paws_syn_recv_v4, syn_recv, Family::V4);
 scenario!(s7_paws_syn_recv_v6, syn_recv, Family::V6);
 scenario!(s8_paws_syn_sent_v4, syn_sent, Family::V4);

@@ -1,12 +1,15 @@
-//! The drop-reason fallback of `validate_incoming`, for kernels where
-//! neither fentry nor kprobes attach: tp_btf `kfree_skb` with the reasons
-//! `tcp_validate_incoming` gives (PAWS, RST challenged, RST out of window),
-//! and `tcp:tcp_receive_reset` for accepted RSTs, which the kernel frees
-//! without a reason.
+//! The drop-reason form of `validate_incoming` (6.11+): tp_btf `kfree_skb`
+//! with the reasons `tcp_validate_incoming` gives (PAWS, RST challenged, RST
+//! out of window), which runs only on drops, where a hook on the function
+//! runs for every slow-path segment. Accepted RSTs are freed without a
+//! reason: `tcp_reset(sk, skb)` shows them, hooked with fentry or a kprobe
+//! where either attaches (it runs only on resets), else through its
+//! tracepoint `tcp:tcp_receive_reset`, which has the socket but not the
+//! segment.
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, tracepoint},
-    programs::{BtfTracePointContext, TracePointContext},
+    macros::{btf_tracepoint, fentry, kprobe, tracepoint},
+    programs::{BtfTracePointContext, FEntryContext, ProbeContext, TracePointContext},
 };
 use tcptrace_common::{
     paws::{tcp_state, PawsSite, RstVerdict, PAWS_OLD_ACK, RST_SEQ_INFERRED},
@@ -75,8 +78,35 @@ pub(crate) fn try_kfree_validate(skb: u64, reason: u32, sk: u64) -> Result<(), i
     send_rst(sk, skb, state, verdict, h.seq, receive_window(sk)?, 0)
 }
 
-/// An accepted RST: the socket's state and window as `tcp_reset` saw them;
-/// the segment's sequence number is inferred as `rcv_nxt`.
+/// An accepted RST with its segment, at `tcp_reset(sk, skb)`. The kernel
+/// also calls it to abort a socket that receives data after it was shut
+/// for reading (TCPAbortOnData): that segment has no RST flag, and no RST
+/// was received. SYN-SENT's RSTs are not `tcp_validate_incoming`'s.
+#[inline(always)]
+fn try_reset_emit(sk: u64, skb: u64) -> Result<(), i64> {
+    let h = skb_tcp_header(skb)?;
+    if !h.has(TH_RST) {
+        return Ok(());
+    }
+    let state = sock_state(sk)?;
+    if state == tcp_state::SYN_SENT {
+        return Ok(());
+    }
+    send_rst(
+        sk,
+        skb,
+        state,
+        RstVerdict::Accepted,
+        h.seq,
+        receive_window(sk)?,
+        0,
+    )
+}
+
+/// An accepted RST seen through the tracepoint: the socket's state and
+/// window as `tcp_reset` saw them; the segment's sequence number is
+/// inferred as `rcv_nxt`. The tracepoint cannot tell a TCPAbortOnData
+/// abort from a received RST.
 #[inline(always)]
 fn try_receive_reset_emit(sk: u64) -> Result<(), i64> {
     let state = sock_state(sk)?;
@@ -109,5 +139,19 @@ pub fn receive_reset_emit(ctx: TracePointContext) -> u32 {
 pub fn receive_reset_emit_btf(ctx: BtfTracePointContext) -> i32 {
     let result = try_receive_reset_emit(ctx.arg(0));
     done(&ctx, programs::RECEIVE_RESET_EMIT_BTF, result);
+    0
+}
+
+#[fentry(function = "tcp_reset")]
+pub fn reset_fentry(ctx: FEntryContext) -> i32 {
+    let result = try_reset_emit(ctx.arg(0), ctx.arg(1));
+    done(&ctx, programs::RESET_FENTRY, result);
+    0
+}
+
+#[kprobe]
+pub fn reset_kprobe(ctx: ProbeContext) -> u32 {
+    let result = try_reset_emit(ctx.arg(0).unwrap_or(0), ctx.arg(1).unwrap_or(0));
+    done(&ctx, programs::RESET_KPROBE, result);
     0
 }

@@ -5,6 +5,7 @@
 //! peer ([`paws`], [`rst`]) run in a [`crate::craft::Lab`] instead, which
 //! their result holds.
 
+pub mod abort;
 pub mod accept_queue;
 pub mod handshake;
 pub mod paws;

@@ -205,7 +205,30 @@ pub enum Fallback {
     Tracepoints {
         tp_btf: Vec<BtfTpTarget>,
         tracepoints: Vec<TpTarget>,
+        /// Function targets that stand in for `tracepoints` under `--attach
+        /// auto` where fentry or kprobes attach: the same events, with
+        /// what the tracepoints do not pass.
+        functions: Vec<FnTarget>,
     },
+}
+
+impl Fallback {
+    /// This fallback, with `functions` standing in for its tracepoints
+    /// where they attach.
+    pub fn preferring(self, functions: Vec<FnTarget>) -> Self {
+        match self {
+            Self::Tracepoints {
+                tp_btf,
+                tracepoints,
+                ..
+            } => Self::Tracepoints {
+                tp_btf,
+                tracepoints,
+                functions,
+            },
+            other => other,
+        }
+    }
 }
 
 /// One hook: what the user sees in `tcptrace check` and in the recording.
@@ -275,7 +298,16 @@ impl HookSpec {
     /// object).
     pub fn program_kinds(&self) -> Vec<(&'static str, Kind)> {
         let mut out = Vec::new();
-        for t in self.functions.iter().chain(&self.upgrade) {
+        let fallback_functions = match &self.fallback {
+            Fallback::Tracepoints { functions, .. } => functions.as_slice(),
+            _ => &[],
+        };
+        for t in self
+            .functions
+            .iter()
+            .chain(&self.upgrade)
+            .chain(fallback_functions)
+        {
             let (fentry, kprobe) = if t.ret {
                 (Kind::FExit, Kind::KRetProbe)
             } else {
@@ -292,6 +324,7 @@ impl HookSpec {
         if let Fallback::Tracepoints {
             tp_btf,
             tracepoints,
+            ..
         } = &self.fallback
         {
             out.extend(tp_btf.iter().map(|t| (t.program, Kind::TpBtf)));
@@ -418,7 +451,14 @@ fn attach_hook(
                 Fallback::Tracepoints {
                     tp_btf,
                     tracepoints,
-                } => attach_fallback(ebpf, aya_btf, tp_btf, tracepoints, mode),
+                    functions,
+                } => attach_fallback(
+                    ebpf,
+                    (aya_btf, syms),
+                    tp_btf,
+                    (tracepoints, functions),
+                    mode,
+                ),
             }
         } else {
             attach_functions(ebpf, aya_btf, syms, &spec.functions, mech).and_then(|mut notes| {
@@ -479,12 +519,13 @@ pub fn upgrade(
     }
 }
 
-/// Attaches a fallback's tp_btf programs and tracepoints, or none of them.
+/// Attaches a fallback's tp_btf programs and its tracepoints (or, under
+/// `auto`, the function targets standing in for them), or none of them.
 fn attach_fallback(
     ebpf: &mut Ebpf,
-    aya_btf: Option<&Btf>,
+    (aya_btf, syms): (Option<&Btf>, &KernelSymbols),
     tp_btf: &[BtfTpTarget],
-    tracepoints: &[TpTarget],
+    (tracepoints, functions): (&[TpTarget], &[FnTarget]),
     mode: AttachMode,
 ) -> Result<Vec<String>> {
     let btf = aya_btf.ok_or_else(|| anyhow!("no kernel BTF"))?;
@@ -513,6 +554,21 @@ fn attach_fallback(
             return Err(e.context(format!("tp_btf/{}", t.name)));
         }
     }
+    let typed = tp_btf
+        .iter()
+        .map(|t| format!("tp_btf/{} ({})", t.name, t.program));
+    let mut instead = Vec::new();
+    if !functions.is_empty() && mode == AttachMode::Auto {
+        for mech in [Mechanism::Fentry, Mechanism::Kprobe] {
+            match attach_functions(ebpf, aya_btf, syms, functions, mech) {
+                Ok(notes) => {
+                    let notes = notes.into_iter().map(|n| format!("{n} ({mech})"));
+                    return Ok(typed.chain(notes).collect());
+                }
+                Err(e) => instead.push(format!("{mech}: {e:#}")),
+            }
+        }
+    }
     let attached = match attach_tracepoints(ebpf, aya_btf, tracepoints, mode) {
         Ok(attached) => attached,
         Err(e) => {
@@ -520,11 +576,11 @@ fn attach_fallback(
             return Err(e);
         }
     };
-    Ok(tp_btf
-        .iter()
-        .map(|t| format!("tp_btf/{} ({})", t.name, t.program))
-        .chain(attached.notes)
-        .collect())
+    let instead = (!instead.is_empty()).then(|| {
+        let names: Vec<&str> = functions.iter().map(|t| t.function).collect();
+        format!("not {} ({})", names.join(", "), instead.join("; "))
+    });
+    Ok(typed.chain(attached.notes).chain(instead).collect())
 }
 
 /// What [`attach_tracepoints`] attached.

@@ -2,8 +2,10 @@
 //!
 //! Function hooks (fentry, else kprobe) are the primary path; where the
 //! kernel names drop reasons and the receiving socket (kfree_skb's `rx_sk`,
-//! 6.11+), tp_btf on `kfree_skb` is the fallback. Which fallback a kernel
-//! supports is read from its BTF, never from its version number.
+//! 6.11+), tp_btf on `kfree_skb` is the fallback, and `auto`'s first choice
+//! for the sites whose functions run on every segment of a kind
+//! (`fallback_first`). Which fallback a kernel supports is read from its
+//! BTF, never from its version number.
 
 use tcptrace_common::{maps::kfree_skb_families, programs};
 
@@ -62,6 +64,7 @@ impl Reasons {
                 family,
             }],
             tracepoints,
+            functions: Vec::new(),
         }
     }
 }
@@ -90,6 +93,20 @@ fn send_reset(btf: &KernelBtf) -> TpTarget {
         typed,
         args,
     )
+}
+
+/// `tcp_reset(sk, skb)`, where it takes the segment (5.12+): accepted RSTs
+/// with their segment, in the drop-reason form.
+fn accepted_rsts(btf: &KernelBtf) -> Vec<FnTarget> {
+    if btf.func_params("tcp_reset").is_some_and(|n| n >= 2) {
+        vec![entry(
+            "tcp_reset",
+            programs::RESET_FENTRY,
+            programs::RESET_KPROBE,
+        )]
+    } else {
+        Vec::new()
+    }
 }
 
 pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
@@ -128,15 +145,22 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
                 programs::RECEIVE_RESET_MARK,
                 programs::RECEIVE_RESET_MARK_BTF,
             )],
-            fallback: reasons.fallback(
-                &["TCP_RFC7323_PAWS", "TCP_RESET", "TCP_OLD_SEQUENCE"],
-                Ok(()),
-                kfree_skb_families::VALIDATE,
-                vec![receive_reset(
-                    programs::RECEIVE_RESET_EMIT,
-                    programs::RECEIVE_RESET_EMIT_BTF,
-                )],
-            ),
+            fallback: reasons
+                .fallback(
+                    &["TCP_RFC7323_PAWS", "TCP_RESET", "TCP_OLD_SEQUENCE"],
+                    Ok(()),
+                    kfree_skb_families::VALIDATE,
+                    vec![receive_reset(
+                        programs::RECEIVE_RESET_EMIT,
+                        programs::RECEIVE_RESET_EMIT_BTF,
+                    )],
+                )
+                .preferring(accepted_rsts(btf)),
+            // The drop-reason form runs only on drops and resets; the
+            // function hooks run for every slow-path segment. With
+            // `tcp_reset` hooked it reports the same fields; through the
+            // tracepoint alone, an accepted RST has no segment.
+            fallback_first: true,
             ..HookSpec::default()
         },
         HookSpec {
