@@ -304,16 +304,20 @@ struct Tracer {
     /// None: no tracer.
     cmd: Option<Command>,
     ready: &'static str,
+    /// An older build (`TCPTRACE_BENCH_BASELINE`), which may predate this
+    /// kernel's support: one that does not start is reported, not fatal.
+    older: bool,
 }
 
 fn tracers() -> Vec<Tracer> {
-    let tcptrace = |bin: &str, label: String, mode: &str| {
+    let tcptrace = |bin: &str, label: String, mode: &str, older: bool| {
         let mut cmd = Command::new(bin);
         cmd.args(["--attach", mode, "--min-latency", "10ms", "--interval", "0"]);
         Tracer {
             label,
             cmd: Some(cmd),
             ready: "tracing;",
+            older,
         }
     };
     let modes = std::env::var("TCPTRACE_BENCH_ATTACH").unwrap_or_else(|_| "auto".into());
@@ -329,15 +333,22 @@ fn tracers() -> Vec<Tracer> {
         label: "none".into(),
         cmd: None,
         ready: "",
+        older: false,
     }];
     for m in &modes {
         out.push(tcptrace(
             &common::tcptrace_bin(),
             format!("tcptrace{}", suffix(m)),
             m,
+            false,
         ));
         for (bin, name) in baselines() {
-            out.push(tcptrace(&bin, format!("tcptrace@{name}{}", suffix(m)), m));
+            out.push(tcptrace(
+                &bin,
+                format!("tcptrace@{name}{}", suffix(m)),
+                m,
+                true,
+            ));
         }
     }
     if let Some(bin) = bpftrace_bin() {
@@ -358,6 +369,7 @@ fn tracers() -> Vec<Tracer> {
                 label: label.into(),
                 cmd: Some(cmd),
                 ready: "Attaching",
+                older: false,
             });
         }
         data(
@@ -397,19 +409,38 @@ fn main() {
     ];
     for mut t in tracers() {
         let before_ids: BTreeSet<u32> = all_programs().into_keys().collect();
-        let running = t.cmd.take().map(|cmd| {
-            let mut r = Running::spawn(
-                cmd,
-                Watch {
-                    ready: t.ready.into(),
-                    ..Watch::default()
-                },
-            );
-            if r.wait_ready(Duration::from_secs(120)).is_none() {
-                panic!("{} did not start: {}", t.label, r.stderr_text());
+        let running = match t.cmd.take() {
+            None => None,
+            Some(cmd) => {
+                let mut r = Running::spawn(
+                    cmd,
+                    Watch {
+                        ready: t.ready.into(),
+                        ..Watch::default()
+                    },
+                );
+                if r.wait_ready(Duration::from_secs(120)).is_none() {
+                    let why = r.stderr_text();
+                    if !t.older {
+                        panic!("{} did not start: {why}", t.label);
+                    }
+                    let why = why
+                        .lines()
+                        .map(str::trim)
+                        .find(|l| !l.is_empty())
+                        .unwrap_or("no output")
+                        .to_owned();
+                    println!("bench cost {}: did not start here: {why}", t.label);
+                    data(
+                        "cost",
+                        json!({"kind": "skipped", "tracer": t.label, "why": why}),
+                    );
+                    let _ = r.stop(Duration::from_secs(5));
+                    continue;
+                }
+                Some(r)
             }
-            r
-        });
+        };
         // bpftrace says "Attaching" before it attaches; tcptrace's fentry
         // upgrade of connect() follows "tracing;" by a moment.
         std::thread::sleep(Duration::from_millis(1500));

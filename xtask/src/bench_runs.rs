@@ -21,6 +21,26 @@ pub const HEADING: &str = "## Cost on healthy traffic";
 pub const VM_ENV: &str = "TCPTRACE_COST_CONNS=100 TCPTRACE_COST_BULK_MB=16 \
                           TCPTRACE_COST_IDLE_S=2 TCPTRACE_COST_ROUNDS=1";
 
+/// What a healthy connection still runs under `--attach auto`, and why.
+const MINIMUM: &str = "
+### What a healthy connection runs, and why
+
+Under `--attach auto`, per hook:
+
+| hook | runs on healthy traffic | why |
+|---|---|---|
+| `connect` | 2 per connect() (entry, return) | the latency is the time between the two, as in bpftrace's script |
+| `handshake` | 1 per state change of every TCP socket (`sock:inet_sock_set_state`), 10 per loopback connection (both ends) | the only point every kernel traces where a non-blocking connect()'s handshake ends; the program returns after comparing the two states unless one is SYN_SENT. Above the minimum: only an active open's own changes matter |
+| `port_search` | 2 per connect() (`__inet_hash_connect` entry, return) | the port search's own latency and outcome, per call |
+| `syn_drop` | 3 per SYN (`tcp_v4/v6_conn_request` entry, return; `tcp_make_synack`) | the function returns 0 whether it answered the SYN or dropped it: only the SYN-ACK built in between tells them apart, and the entry keeps the queues as the SYN found them |
+| `listen_overflow` | 2 per third ACK before 6.15 (`tcp_v4/v6_syn_recv_sock` entry, return); none from 6.15 | from 6.15 an overflow is a `kfree_skb` drop reason, which runs only on drops |
+| `paws_syn_recv` | 1 per third ACK (`tcp_check_req`) | its drop reason (6.15+) does not carry the request's `ts_recent` |
+| `validate_incoming`, `paws_time_wait`, `paws_syn_sent` | none where `kfree_skb` names the reason and the receiving socket (6.11+, 6.16+, 6.12+) | before that, the deciding function runs for every segment that reaches it: `tcp_validate_incoming` per slow-path segment (entry and return; 6.1's `kfree_skb` names the reason but not the socket, so this is the floor there), `tcp_timewait_state_process` per segment to a TIME-WAIT socket, `tcp_rcv_state_process` per segment of a socket not ESTABLISHED. On 5.10 `validate_incoming` is unavailable |
+| `handshake_rtx`, `synack_retrans`, `rst_sent`, `listen_owner` | none (retransmits, RSTs sent, listen() calls) | |
+
+A kernel without kprobes and trampolines (this machine) attaches tracepoints only: `connect` and `handshake` run there.
+";
+
 const WORKLOADS: [(&str, &str); 4] = [
     ("conn", "connection"),
     ("syn", "SYN"),
@@ -54,17 +74,21 @@ fn per(v: &Value, field: &str) -> Option<f64> {
     Some(v[field].as_f64()? / units)
 }
 
-/// `name=runs/unit` for every program that ran, largest first.
-fn breakdown(v: &Value) -> String {
+/// `name runs/unit` for every program that ran, largest first; with
+/// `timed`, each program's own ns per run too.
+fn breakdown(v: &Value, timed: bool) -> String {
     let units = v["units"].as_f64().unwrap_or(1.0).max(1.0);
-    let mut progs: Vec<(String, f64)> = v["programs"]
+    let mut progs: Vec<(String, f64, f64)> = v["programs"]
         .as_array()
         .map(|a| {
             a.iter()
                 .map(|p| {
+                    let runs = p["runs"].as_f64().unwrap_or(0.0);
+                    let ns = p["ns"].as_f64().unwrap_or(0.0);
                     (
                         p["name"].as_str().unwrap_or("?").to_owned(),
-                        p["runs"].as_f64().unwrap_or(0.0) / units,
+                        runs / units,
+                        ns / runs.max(1.0),
                     )
                 })
                 .collect()
@@ -73,7 +97,13 @@ fn breakdown(v: &Value) -> String {
     progs.sort_by(|a, b| b.1.total_cmp(&a.1));
     progs
         .iter()
-        .map(|(n, r)| format!("`{n}` {}", fmt_runs(*r)))
+        .map(|(n, r, ns)| {
+            if timed {
+                format!("`{n}` {} ({ns:.0} ns/run)", fmt_runs(*r))
+            } else {
+                format!("`{n}` {}", fmt_runs(*r))
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -134,11 +164,31 @@ fn table(s: &mut String, p: &Place, emulated: bool) {
         }
         s.push('\n');
     }
-    let _ = writeln!(s, "\nPrograms that ran, per unit of work:\n");
+    for v in p
+        .data
+        .iter()
+        .filter(|v| v["bench"] == "cost" && v["kind"] == "skipped")
+    {
+        let _ = writeln!(
+            s,
+            "\n{} did not start here: {}",
+            v["tracer"].as_str().unwrap_or("?"),
+            v["why"].as_str().unwrap_or("?")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nPrograms that ran, per unit of work{}:\n",
+        if emulated {
+            ""
+        } else {
+            " (and each one's ns per run)"
+        }
+    );
     for t in tracers(p) {
         for (w, unit) in WORKLOADS {
             if let Some(v) = find(p, &t, w) {
-                let b = breakdown(v);
+                let b = breakdown(v, !emulated);
                 if !b.is_empty() {
                     let _ = writeln!(s, "- {t}, per {unit} ({w}): {b}");
                 }
@@ -155,7 +205,7 @@ pub fn section(places: &[Place]) -> Option<String> {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "\n{HEADING}\n\nProgram runs counted by the kernel (`bpf_prog_info` `run_cnt`/`run_time_ns` of every program the tracer loaded, with BPF run-time stats on, as `kernel.bpf_stats_enabled=1` does), before and after fixed workloads, divided by the work done (`tcptrace/benches/cost.rs`): `conn`, healthy loopback connections (connect, accept, 1 KB each way, FIN close); `syn`, handshakes to a listener with room (connect, accept, FIN close, no data), per answered SYN; `bulk`, one connection carrying 256 MiB (16 MiB in the VMs), per received segment (`Tcp: InSegs` delta, handshake and ACKs included, so the handshake's and close's runs spread over it); `idle`, nothing done for a few seconds (whatever else the machine runs). The workload runs in a network namespace of its own; on a shared machine the round with the fewest runs of 3 is kept (others' traffic only adds runs). Run counts are exact and comparable across kernels, also under emulation; nanoseconds only on this machine. tcptrace runs with every hook and `--min-latency 10ms` (no event printed); `bpftrace[connect]` is the connect()-latency script of the hot-path section, `bpftrace[same tracepoints]` the script below on every tracepoint tcptrace attaches on this kernel (the fair peer). CPU is the cgroup holding the workload threads and the tracer process (softirq work on loopback runs in their context)."
+        "\n{HEADING}\n\nProgram runs counted by the kernel (`bpf_prog_info` `run_cnt`/`run_time_ns` of every program the tracer loaded, with BPF run-time stats on, as `kernel.bpf_stats_enabled=1` does), before and after fixed workloads, divided by the work done (`tcptrace/benches/cost.rs`): `conn`, healthy loopback connections (connect, accept, 1 KB each way, FIN close); `syn`, handshakes to a listener with room (connect, accept, FIN close, no data), per answered SYN; `bulk`, one connection carrying 256 MiB (16 MiB in the VMs), per received segment (`Tcp: InSegs` delta, handshake and ACKs included, so the handshake's and close's runs spread over it); `idle`, nothing done for a few seconds (whatever else the machine runs). The workload runs in a network namespace of its own; on a shared machine the round with the fewest runs of 3 is kept (others' traffic only adds runs). Run counts are exact and comparable across kernels, also under emulation; nanoseconds only on this machine. tcptrace runs with every hook and `--min-latency 10ms` (no event printed); `bpftrace[connect]` is the connect()-latency script of the hot-path section, `bpftrace[same tracepoints]` the script below on every tracepoint tcptrace attaches on this kernel (the fair peer). CPU is the cgroup holding the workload threads and the tracer process (softirq work on loopback runs in their context). In the VMs, `tcptrace[auto]` is what a host gets (`--attach auto`: drop-reason forms first where the kernel has them); `[fentry]` and `[kprobe]` force one mechanism on every function hook, as the test matrix does."
     );
     for (i, p) in places.iter().enumerate() {
         if runs(p).next().is_none() {
@@ -164,6 +214,7 @@ pub fn section(places: &[Place]) -> Option<String> {
         let _ = writeln!(s, "\n### {}", p.name);
         table(&mut s, p, i > 0);
     }
+    s.push_str(MINIMUM);
     if let Some(v) = places.first().and_then(|h| {
         h.data
             .iter()
