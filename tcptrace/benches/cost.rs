@@ -73,6 +73,23 @@ tracepoint:tcp:tcp_send_reset
 {
   @rst_tx = count();
 }
+tracepoint:sock:inet_sock_set_state
+/args->oldstate == 2 || args->newstate == 2/
+{
+  if (args->newstate == 2) {
+    @syn_sent[args->skaddr] = nsecs;
+  } else {
+    $start = @syn_sent[args->skaddr];
+    if ($start) {
+      @handshake_ns = hist(nsecs - $start);
+      delete(@syn_sent[args->skaddr]);
+    }
+  }
+}
+tracepoint:tcp:tcp_retransmit_skb
+{
+  @rtx = count();
+}
 "#;
 
 /// One BPF program's counters.
