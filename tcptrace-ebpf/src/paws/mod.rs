@@ -8,9 +8,10 @@
 //!   marking what happened inside it), `tcp_timewait_state_process`,
 //!   `tcp_check_req` (SYN-RECV) and `tcp_rcv_state_process` (SYN-SENT);
 //! - tp_btf `kfree_skb` where the kernel names the drop reason (and the
-//!   receiving socket, 6.11+), plus `tcp:tcp_receive_reset` for accepted RSTs:
-//!   the `try_kfree_*` functions, called by the one `kfree_skb` program
-//!   (`crate::kfree_skb`) for the hooks attached that way.
+//!   receiving socket, 6.11+): the `try_kfree_*` functions, called by the one
+//!   `kfree_skb` program (`crate::kfree_skb`) for the hooks attached that
+//!   way; accepted RSTs, which are not dropped, come from `tcp_reset(sk,
+//!   skb)` (fentry or kprobe), else from its tracepoint `tcp:tcp_receive_reset`.
 //!
 //! Sites decided at function entry replicate the kernel's own test from the
 //! same inputs (the segment's TCP header and the socket's stored stamps);
