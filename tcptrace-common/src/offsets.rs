@@ -58,11 +58,14 @@ pub struct KernelOffsets {
     /// `tcp_sock.segs_out`: 0 when a socket left SYN_SENT without sending
     /// its SYN (connect() failed in between, e.g. EADDRNOTAVAIL).
     pub tcp_segs_out: u32,
+    /// `sock_common.skc_state`: whether a socket closed or disconnected
+    /// with a handshake entry is still in SYN_SENT.
+    pub skc_state: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 96);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 100);
 
-// SAFETY: #[repr(C)], Copy, u32 fields only (no padding, asserted 96
+// SAFETY: #[repr(C)], Copy, u32 fields only (no padding, asserted 100
 // bytes): every bit pattern is a valid value.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for KernelOffsets {}

@@ -28,9 +28,24 @@ pub enum Kind {
 /// `syscalls:sys_enter_connect` / `sys_exit_connect`: no tp_btf form
 /// (syscall tracepoints are not BTF tracepoints).
 pub const SYS_ENTER_CONNECT: &str = "sys_enter_connect";
-/// `sock:inet_sock_set_state` and its tp_btf twin: active opens' handshakes.
+/// `sock:inet_sock_set_state` and its tp_btf twin: active opens' handshakes
+/// where no function hook attaches.
 pub const HANDSHAKE_STATE: &str = "handshake_state";
 pub const HANDSHAKE_STATE_BTF: &str = "handshake_state_btf";
+/// Active opens' handshakes by function, where fentry or kprobes attach:
+/// the start (`tcp_connect`), success (`tcp_finish_connect`), failures
+/// (`sk_error_report`) and the application giving up (`tcp_close`,
+/// `tcp_disconnect`).
+pub const HANDSHAKE_CONNECT_FENTRY: &str = "handshake_connect_fentry";
+pub const HANDSHAKE_CONNECT_KPROBE: &str = "handshake_connect_kprobe";
+pub const HANDSHAKE_FINISH_FENTRY: &str = "handshake_finish_fentry";
+pub const HANDSHAKE_FINISH_KPROBE: &str = "handshake_finish_kprobe";
+pub const HANDSHAKE_ERROR_FENTRY: &str = "handshake_error_fentry";
+pub const HANDSHAKE_ERROR_KPROBE: &str = "handshake_error_kprobe";
+pub const HANDSHAKE_CLOSE_FENTRY: &str = "handshake_close_fentry";
+pub const HANDSHAKE_CLOSE_KPROBE: &str = "handshake_close_kprobe";
+pub const HANDSHAKE_DISCONNECT_FENTRY: &str = "handshake_disconnect_fentry";
+pub const HANDSHAKE_DISCONNECT_KPROBE: &str = "handshake_disconnect_kprobe";
 /// `tcp:tcp_retransmit_skb` and its tp_btf twin: the time of each SYN
 /// retransmission of a handshake in flight.
 pub const HANDSHAKE_RTX: &str = "handshake_rtx";
@@ -186,6 +201,16 @@ pub const ALL: &[(&str, Kind)] = &[
     (CONNECT_FEXIT, Kind::FExit),
     (HANDSHAKE_STATE, Kind::Tracepoint),
     (HANDSHAKE_STATE_BTF, Kind::TpBtf),
+    (HANDSHAKE_CONNECT_FENTRY, Kind::FEntry),
+    (HANDSHAKE_CONNECT_KPROBE, Kind::KProbe),
+    (HANDSHAKE_FINISH_FENTRY, Kind::FEntry),
+    (HANDSHAKE_FINISH_KPROBE, Kind::KProbe),
+    (HANDSHAKE_ERROR_FENTRY, Kind::FEntry),
+    (HANDSHAKE_ERROR_KPROBE, Kind::KProbe),
+    (HANDSHAKE_CLOSE_FENTRY, Kind::FEntry),
+    (HANDSHAKE_CLOSE_KPROBE, Kind::KProbe),
+    (HANDSHAKE_DISCONNECT_FENTRY, Kind::FEntry),
+    (HANDSHAKE_DISCONNECT_KPROBE, Kind::KProbe),
     (HANDSHAKE_RTX, Kind::Tracepoint),
     (HANDSHAKE_RTX_BTF, Kind::TpBtf),
     (HASH_CONNECT_FENTRY, Kind::FEntry),

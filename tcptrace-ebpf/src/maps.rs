@@ -166,6 +166,7 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     tcp_total_retrans: 0,
     inet_sport: 0,
     tcp_segs_out: 0,
+    skc_state: 0,
 };
 
 #[unsafe(no_mangle)]

@@ -385,6 +385,7 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets> {
         tcp_total_retrans: off("tcp_sock", "total_retrans")?,
         inet_sport: off("inet_sock", "inet_sport")?,
         tcp_segs_out: off("tcp_sock", "segs_out")?,
+        skc_state: off("sock_common", "skc_state")?,
     })
 }
 

@@ -10,7 +10,8 @@
 
 use tcptrace_common::programs;
 
-use super::{FnTarget, HookSpec, TpTarget};
+use super::{Fallback, FnTarget, HookSpec, TpTarget};
+use crate::btf::KernelBtf;
 
 /// The hook's name.
 pub const HOOK: &str = "connect";
@@ -39,24 +40,73 @@ pub fn spec() -> HookSpec {
     }
 }
 
-/// Active opens' handshakes, blocking or not: `sock:inet_sock_set_state`,
-/// tp_btf where the kernel has its BTF (every supported kernel), else the
-/// plain tracepoint. It runs on every TCP state change (about five per
-/// connection and side); all but CLOSE -> SYN_SENT and SYN_SENT -> its end
-/// return after comparing two arguments.
-pub fn handshake_spec() -> HookSpec {
-    HookSpec {
+/// Active opens' handshakes, blocking or not. Where fentry or kprobes
+/// attach, by function: the start at `tcp_connect`, success at
+/// `tcp_finish_connect`, failures at `sk_error_report` (5.14+; a kernel
+/// without it keeps the state-change form), the application giving up at
+/// `tcp_close`/`tcp_disconnect`; 4 runs per loopback connection (the start,
+/// the success, a close per end). Elsewhere (and under `--attach
+/// tracepoint`) `sock:inet_sock_set_state`, tp_btf where the kernel has its
+/// BTF, else the plain tracepoint: it runs on every TCP state change (about
+/// five per connection and side); all but CLOSE -> SYN_SENT and SYN_SENT ->
+/// its end return after comparing two arguments.
+pub fn handshake_spec(btf: &KernelBtf) -> HookSpec {
+    let state_change = TpTarget::typed(
+        "sock",
+        "inet_sock_set_state",
+        programs::HANDSHAKE_STATE,
+        programs::HANDSHAKE_STATE_BTF,
+        3,
+    );
+    let mut spec = HookSpec {
         name: "handshake",
         about: "active opens: SYN sent -> established, reset, timed out or closed; SYN retransmits",
-        tracepoints: vec![TpTarget::typed(
-            "sock",
-            "inet_sock_set_state",
-            programs::HANDSHAKE_STATE,
-            programs::HANDSHAKE_STATE_BTF,
-            3,
-        )],
         ..HookSpec::default()
+    };
+    if btf.func_params("sk_error_report").is_none() {
+        spec.tracepoints = vec![state_change];
+        return spec;
     }
+    let entry = |function, fentry, kprobe| FnTarget {
+        function,
+        fentry,
+        kprobe,
+        ret: false,
+        optional: false,
+    };
+    spec.functions = vec![
+        entry(
+            "tcp_connect",
+            programs::HANDSHAKE_CONNECT_FENTRY,
+            programs::HANDSHAKE_CONNECT_KPROBE,
+        ),
+        entry(
+            "tcp_finish_connect",
+            programs::HANDSHAKE_FINISH_FENTRY,
+            programs::HANDSHAKE_FINISH_KPROBE,
+        ),
+        entry(
+            "sk_error_report",
+            programs::HANDSHAKE_ERROR_FENTRY,
+            programs::HANDSHAKE_ERROR_KPROBE,
+        ),
+        entry(
+            "tcp_close",
+            programs::HANDSHAKE_CLOSE_FENTRY,
+            programs::HANDSHAKE_CLOSE_KPROBE,
+        ),
+        entry(
+            "tcp_disconnect",
+            programs::HANDSHAKE_DISCONNECT_FENTRY,
+            programs::HANDSHAKE_DISCONNECT_KPROBE,
+        ),
+    ];
+    spec.fallback = Fallback::Tracepoints {
+        tp_btf: Vec::new(),
+        tracepoints: vec![state_change],
+        functions: Vec::new(),
+    };
+    spec
 }
 
 /// The time of each SYN retransmission of those handshakes:

@@ -358,7 +358,7 @@ impl HookStatus {
 pub fn table(btf: &KernelBtf) -> Vec<HookSpec> {
     let mut specs = vec![
         connect::spec(),
-        connect::handshake_spec(),
+        connect::handshake_spec(btf),
         connect::handshake_rtx_spec(),
         port_search::spec(btf),
     ];
@@ -443,6 +443,7 @@ fn attach_hook(
         AttachMode::Kprobe => &[Mechanism::Kprobe],
         AttachMode::Tracepoint => &[Mechanism::TpBtf],
     };
+    let mut plain = false;
     for &mech in mechanisms {
         let attempt = if mech == Mechanism::TpBtf {
             match &spec.fallback {
@@ -458,7 +459,15 @@ fn attach_hook(
                     tp_btf,
                     (tracepoints, functions),
                     mode,
-                ),
+                )
+                .map(|attached| {
+                    // Plain tracepoints alone (a tracepoint hook's
+                    // fallback under --attach tracepoint) are no tp_btf.
+                    if !attached.all_typed && tp_btf.is_empty() {
+                        plain = true;
+                    }
+                    attached.notes
+                }),
             }
         } else {
             attach_functions(ebpf, aya_btf, syms, &spec.functions, mech).and_then(|mut notes| {
@@ -481,7 +490,7 @@ fn attach_hook(
         };
         match attempt {
             Ok(notes) => {
-                status.mechanism = Some(mech);
+                status.mechanism = Some(if plain { Mechanism::Tracepoint } else { mech });
                 status.notes.extend(notes);
                 return status;
             }
@@ -527,8 +536,7 @@ fn attach_fallback(
     tp_btf: &[BtfTpTarget],
     (tracepoints, functions): (&[TpTarget], &[FnTarget]),
     mode: AttachMode,
-) -> Result<Vec<String>> {
-    let btf = aya_btf.ok_or_else(|| anyhow!("no kernel BTF"))?;
+) -> Result<Attached> {
     let undo = |ebpf: &mut Ebpf, done: &[BtfTpTarget]| {
         unload(ebpf, done.iter().map(|t| t.program));
         for t in done.iter().filter(|t| t.family != 0) {
@@ -536,6 +544,7 @@ fn attach_fallback(
         }
     };
     for (i, t) in tp_btf.iter().enumerate() {
+        let btf = aya_btf.ok_or_else(|| anyhow!("no kernel BTF"))?;
         let result = if t.family != 0 {
             attach_shared(ebpf, btf, t.name, t.program, t.family)
         } else {
@@ -563,7 +572,10 @@ fn attach_fallback(
             match attach_functions(ebpf, aya_btf, syms, functions, mech) {
                 Ok(notes) => {
                     let notes = notes.into_iter().map(|n| format!("{n} ({mech})"));
-                    return Ok(typed.chain(notes).collect());
+                    return Ok(Attached {
+                        notes: typed.chain(notes).collect(),
+                        all_typed: true,
+                    });
                 }
                 Err(e) => instead.push(format!("{mech}: {e:#}")),
             }
@@ -580,7 +592,10 @@ fn attach_fallback(
         let names: Vec<&str> = functions.iter().map(|t| t.function).collect();
         format!("not {} ({})", names.join(", "), instead.join("; "))
     });
-    Ok(typed.chain(attached.notes).chain(instead).collect())
+    Ok(Attached {
+        notes: typed.chain(attached.notes).chain(instead).collect(),
+        all_typed: attached.all_typed,
+    })
 }
 
 /// What [`attach_tracepoints`] attached.

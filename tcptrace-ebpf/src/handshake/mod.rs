@@ -1,11 +1,19 @@
-//! Active opens' handshakes, blocking or not: `sock:inet_sock_set_state`
-//! (tp_btf where the kernel has its BTF, else the plain tracepoint), which
-//! fires on every state change of every TCP socket. Only two changes do
-//! work: CLOSE -> SYN_SENT (in connect(), in the connecting task, just
-//! before the first SYN) stores the start time and the task by socket;
-//! SYN_SENT -> ESTABLISHED or CLOSE ends the handshake and sends a
-//! `handshake` record. Every other change returns after comparing the two
-//! state arguments.
+//! Active opens' handshakes, blocking or not, in two forms that share the
+//! state and the record:
+//!
+//! - `functions`, where fentry or kprobes attach (5.14+, which has
+//!   `sk_error_report`): the start at `tcp_connect` (in connect(), in the
+//!   connecting task, before the first SYN), success at
+//!   `tcp_finish_connect`, failures (RST, timeout, ICMP) at
+//!   `sk_error_report`, the application giving up at `tcp_close` or
+//!   `tcp_disconnect` while the socket is in SYN_SENT. A healthy
+//!   connection runs 4 programs: the start, the success, and one close per
+//!   end.
+//! - `state`, elsewhere: `sock:inet_sock_set_state` (tp_btf where the
+//!   kernel has its BTF, else the plain tracepoint), which fires on every
+//!   state change of every TCP socket, about ten per loopback connection.
+//!   CLOSE -> SYN_SENT (in connect(), before the port search and the SYN)
+//!   starts, SYN_SENT -> ESTABLISHED or CLOSE ends.
 //!
 //! `tcp:tcp_retransmit_skb` (tp_btf or plain, likewise) fires on every
 //! retransmitted segment of every socket: for a socket in SYN_SENT with an
@@ -16,6 +24,9 @@
 //! A handshake that ends in CLOSE with a socket error also leaves its
 //! 4-tuple in `HANDSHAKE_FAILED` for the connect() that returns after the
 //! kernel cleared the source address (tcp_disconnect), see `connect.rs`.
+
+mod functions;
+mod state;
 
 use aya_ebpf::{
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid},
@@ -40,12 +51,11 @@ use crate::{
 const TCP_ESTABLISHED: i32 = 1;
 const TCP_SYN_SENT: i32 = 2;
 const TCP_CLOSE: i32 = 7;
-const IPPROTO_TCP: u16 = 6;
 const ECONNREFUSED: i32 = 111;
 const ETIMEDOUT: i32 = 110;
 
-/// A handshake in flight: when the socket entered SYN_SENT, and who
-/// called connect().
+/// A handshake in flight: when it started (see the two forms above), and
+/// who called connect().
 #[derive(Clone, Copy)]
 pub struct HandshakeStart {
     start_ns: u64,
@@ -74,18 +84,11 @@ static HANDSHAKE_STATE: LruHashMap<u64, HandshakeStart> = LruHashMap::with_max_e
 #[map(name = "HANDSHAKE_FAILED")]
 pub static HANDSHAKE_FAILED: LruHashMap<u64, Flow> = LruHashMap::with_max_entries(4096, 0);
 
-// `inet_sock_set_state`'s record begins, on every kernel that has it
-// (4.16+), with the common fields (8 bytes), `const void *skaddr`, `int
-// oldstate`, `int newstate`; the fields after them changed (protocol was
-// added), so nothing past them is read from the record.
-const TP_SKADDR: usize = 8;
-const TP_OLDSTATE: usize = 16;
-const TP_NEWSTATE: usize = 20;
-
 /// A field of the tracepoint's record at `offset`, with a direct load.
 #[inline(always)]
-fn tp_field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
-    // SAFETY: `offset` is one of the constants above, naturally aligned for
+pub(super) fn tp_field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
+    // SAFETY: `offset` is one of the record offsets of this module's
+    // tracepoints, naturally aligned for
     // `T` (a u64 or an i32) and inside the record on every kernel; the
     // verifier checks the access against the context's bounds at load.
     unsafe { core::ptr::read(ctx.as_ptr().cast::<u8>().add(offset).cast::<T>()) }
@@ -95,35 +98,6 @@ fn tp_field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
 // (4.15+), with the common fields, `const void *skbaddr`, `const void
 // *skaddr`; the fields after them changed (state in 4.16, err in 6.14).
 const TP_RTX_SKADDR: usize = 16;
-
-#[tracepoint(category = "sock", name = "inet_sock_set_state")]
-pub fn handshake_state(ctx: TracePointContext) -> u32 {
-    let old: i32 = tp_field(&ctx, TP_OLDSTATE);
-    let new: i32 = tp_field(&ctx, TP_NEWSTATE);
-    if old != TCP_SYN_SENT && new != TCP_SYN_SENT {
-        return 0;
-    }
-    let sk: u64 = tp_field(&ctx, TP_SKADDR);
-    done(&ctx, programs::HANDSHAKE_STATE, state_change(sk, old, new));
-    0
-}
-
-/// tp_btf twin: inet_sock_set_state(const struct sock *sk, const int
-/// oldstate, const int newstate), the same on every supported kernel.
-#[btf_tracepoint(function = "inet_sock_set_state")]
-pub fn handshake_state_btf(ctx: BtfTracePointContext) -> i32 {
-    let old: i32 = ctx.arg(1);
-    let new: i32 = ctx.arg(2);
-    if old != TCP_SYN_SENT && new != TCP_SYN_SENT {
-        return 0;
-    }
-    done(
-        &ctx,
-        programs::HANDSHAKE_STATE_BTF,
-        state_change(ctx.arg(0), old, new),
-    );
-    0
-}
 
 #[tracepoint(category = "tcp", name = "tcp_retransmit_skb")]
 pub fn handshake_rtx(ctx: TracePointContext) -> u32 {
@@ -165,26 +139,9 @@ fn retransmitted(sk: u64) -> Result<(), i64> {
     Ok(())
 }
 
-/// One change from or to SYN_SENT (the only ones that get here).
-fn state_change(sk: u64, old: i32, new: i32) -> Result<(), i64> {
-    if new == TCP_SYN_SENT {
-        // Only CLOSE -> SYN_SENT exists (connect()); checked all the same.
-        return if old == TCP_CLOSE {
-            started(sk)
-        } else {
-            Ok(())
-        };
-    }
-    ended(sk, new)
-}
-
-/// CLOSE -> SYN_SENT, in the connecting task.
+/// An active open of TCP socket `sk` starts, in the connecting task.
 fn started(sk: u64) -> Result<(), i64> {
-    // MPTCP's own socket changes state through the same tracepoint.
-    if read::<u16>(sk, global!(OFFSETS.sock_protocol))? != IPPROTO_TCP {
-        return Ok(());
-    }
-    if !filter::current_task_allowed() {
+    if sk == 0 || !filter::current_task_allowed() {
         return Ok(());
     }
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -205,8 +162,26 @@ fn started(sk: u64) -> Result<(), i64> {
     Ok(())
 }
 
-/// SYN_SENT -> `new`, in softirq (SYN-ACK, RST), timer (timeout) or task
-/// (close) context: the task is the one stored at the start.
+/// The function form's ends other than success, for a socket with an
+/// entry: only while it is in SYN_SENT (or, after an error, already CLOSE:
+/// from 6.10 `tcp_done_with_error` closes it before reporting). An entry
+/// of a socket in any other state is a simultaneous open (SYN_SENT ->
+/// SYN_RECV, which no program of this form sees): dropped, not reported.
+fn end_in_syn_sent(sk: u64, or_closed: bool) -> Result<(), i64> {
+    if HANDSHAKE_STATE.get_ptr(sk).is_none() {
+        return Ok(());
+    }
+    let state = i32::from(read::<u8>(sk, global!(OFFSETS.skc_state))?);
+    if state == TCP_SYN_SENT || (or_closed && state == TCP_CLOSE) {
+        return ended(sk, TCP_CLOSE);
+    }
+    let _ = HANDSHAKE_STATE.remove(sk);
+    Ok(())
+}
+
+/// SYN_SENT -> `new` (ESTABLISHED or CLOSE), in softirq (SYN-ACK, RST),
+/// timer (timeout) or task (close) context: the task is the one stored at
+/// the start.
 fn ended(sk: u64, new: i32) -> Result<(), i64> {
     // SAFETY: the value is copied at once; the socket's state changes are
     // serialised by its lock, so no other program updates this entry now.
@@ -231,7 +206,8 @@ fn ended(sk: u64, new: i32) -> Result<(), i64> {
             };
             (outcome, err)
         }
-        // SYN_SENT -> SYN_RECV: a simultaneous open, not timed.
+        // SYN_SENT -> SYN_RECV (state form): a simultaneous open, not
+        // timed.
         _ => return Ok(()),
     };
     let handshake_ns = now().saturating_sub(start.start_ns);
