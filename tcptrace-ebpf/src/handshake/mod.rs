@@ -86,11 +86,11 @@ pub static HANDSHAKE_FAILED: LruHashMap<u64, Flow> = LruHashMap::with_max_entrie
 
 /// A field of the tracepoint's record at `offset`, with a direct load.
 #[inline(always)]
-pub(super) fn tp_field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
+fn tp_field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
     // SAFETY: `offset` is one of the record offsets of this module's
-    // tracepoints, naturally aligned for
-    // `T` (a u64 or an i32) and inside the record on every kernel; the
-    // verifier checks the access against the context's bounds at load.
+    // tracepoints, naturally aligned for `T` (a u64 or an i32) and inside
+    // the record on every kernel; the verifier checks the access against
+    // the context's bounds at load.
     unsafe { core::ptr::read(ctx.as_ptr().cast::<u8>().add(offset).cast::<T>()) }
 }
 
@@ -123,9 +123,10 @@ fn retransmitted(sk: u64) -> Result<(), i64> {
     };
     let total: u32 = read(sk, global!(OFFSETS.tcp_total_retrans))?;
     // SAFETY: the pointer is the map's value for `sk`, valid while this
-    // program runs (the entry is freed only after an RCU grace period);
-    // the socket's lock, held by every caller of the tracepoint and of the
-    // state changes, keeps the other programs off this entry meanwhile.
+    // program runs (the entry is freed only after an RCU grace period).
+    // The socket's lock, held by the tracepoint's callers and around every
+    // end but `tcp_close`'s entry, keeps the other programs off this entry
+    // meanwhile; a close racing with it at worst loses this write.
     let hs = unsafe { &mut *hs };
     if total == hs.rtx_seen {
         return Ok(());
@@ -183,12 +184,17 @@ fn end_in_syn_sent(sk: u64, or_closed: bool) -> Result<(), i64> {
 /// timer (timeout) or task (close) context: the task is the one stored at
 /// the start.
 fn ended(sk: u64, new: i32) -> Result<(), i64> {
-    // SAFETY: the value is copied at once; the socket's state changes are
-    // serialised by its lock, so no other program updates this entry now.
+    // SAFETY: the value is copied at once, and the map keeps it valid
+    // until a grace period after its removal.
     let Some(start) = (unsafe { HANDSHAKE_STATE.get(sk) }).copied() else {
         return Ok(());
     };
-    let _ = HANDSHAKE_STATE.remove(sk);
+    // Only the end that removes the entry reports: `tcp_close` runs before
+    // the socket's lock is taken, so a SYN-ACK processed meanwhile may end
+    // the same handshake at once.
+    if HANDSHAKE_STATE.remove(sk).is_err() {
+        return Ok(());
+    }
     let (outcome, errno) = match new {
         TCP_ESTABLISHED => (HandshakeOutcome::Established, 0),
         TCP_CLOSE => {
