@@ -437,12 +437,14 @@ fn handshake_given_up_after_100ms_is_closed_and_found() {
         let sport = addr_of(&s).port();
         drop(s);
         let curl_rc = curl.then(|| {
-            std::process::Command::new("curl")
+            let started = std::time::Instant::now();
+            let rc = std::process::Command::new("curl")
                 .args(["-s", "-o", "/dev/null", "--connect-timeout", "0.1"])
                 .arg(format!("http://{addr}/"))
                 .status()
                 .expect("run curl")
-                .code()
+                .code();
+            (rc, started.elapsed())
         });
         let rtx = delta(&before, &netstat(), "TCPSynRetrans");
         drop(l);
@@ -461,7 +463,7 @@ fn handshake_given_up_after_100ms_is_closed_and_found() {
     assert_eq!(e["errno"], 0, "{e}");
     let ns = e["handshake_ns"].as_u64().expect("handshake_ns");
     assert!((100_000_000..1_000_000_000).contains(&ns), "{e}");
-    if let Some(rc) = curl_rc {
+    if let Some((rc, wall)) = curl_rc {
         assert_eq!(rc, Some(28), "curl gives up with rc 28");
         let c = given_up
             .iter()
@@ -469,7 +471,13 @@ fn handshake_given_up_after_100ms_is_closed_and_found() {
             .expect("curl's");
         assert_eq!(c["syn_retransmits"], 0, "{c}");
         let ns = c["handshake_ns"].as_u64().expect("handshake_ns");
-        assert!((90_000_000..1_000_000_000).contains(&ns), "{c}");
+        // curl's 100 ms count from before its socket and connect(), so the
+        // handshake is shorter by curl's own set-up: 10.5 ms in a TCG VM
+        // of a loaded CI run (89.5 ms measured). It lies within curl's run.
+        assert!(
+            (50_000_000..=wall.as_nanos() as u64).contains(&ns),
+            "{c} (curl ran {wall:?})"
+        );
     }
     let found = findings_in(&objs, netns);
     let f = the_finding(&found, "slow_connect");
