@@ -341,7 +341,7 @@ fn syn_retransmit_times(e: &Value, timed: bool, summary: &Value) -> Vec<u64> {
 }
 
 /// The handshake hook attached, by function under a forced `--attach
-/// fentry|kprobe` where the kernel has `sk_error_report` (5.14+), else by
+/// fentry|kprobe` where the kernel has `sk_error_report` (not 5.10), else by
 /// state change.
 fn require_handshake_hook(tracer: &Tracer) {
     let m = tracer.mechanism("handshake");

@@ -1,8 +1,8 @@
 //! Active opens' handshakes, blocking or not, in two forms that share the
 //! state and the record:
 //!
-//! - `functions`, where fentry or kprobes attach (5.14+, which has
-//!   `sk_error_report`): the start at `tcp_connect` (in connect(), in the
+//! - `functions`, where fentry or kprobes attach (and the kernel has
+//!   `sk_error_report`: 6.1 and later in the matrix, not 5.10): the start at `tcp_connect` (in connect(), in the
 //!   connecting task, before the first SYN), success at
 //!   `tcp_finish_connect`, failures (RST, timeout, ICMP) at
 //!   `sk_error_report`, the application giving up at `tcp_close` or

@@ -42,8 +42,8 @@ pub fn spec() -> HookSpec {
 
 /// Active opens' handshakes, blocking or not. Where fentry or kprobes
 /// attach, by function: the start at `tcp_connect`, success at
-/// `tcp_finish_connect`, failures at `sk_error_report` (5.14+; a kernel
-/// without it keeps the state-change form), the application giving up at
+/// `tcp_finish_connect`, failures at `sk_error_report` (a kernel without it,
+/// as 5.10, keeps the state-change form), the application giving up at
 /// `tcp_close`/`tcp_disconnect`; 4 runs per loopback connection (the start,
 /// the success, a close per end). Elsewhere (and under `--attach
 /// tracepoint`) `sock:inet_sock_set_state`, tp_btf where the kernel has its
