@@ -29,12 +29,13 @@ pub enum Kind {
 /// (syscall tracepoints are not BTF tracepoints).
 pub const SYS_ENTER_CONNECT: &str = "sys_enter_connect";
 /// `sock:inet_sock_set_state` and its tp_btf twin: active opens' handshakes
-/// where no function hook attaches.
+/// where no function hook attaches, when asked for.
 pub const HANDSHAKE_STATE: &str = "handshake_state";
 pub const HANDSHAKE_STATE_BTF: &str = "handshake_state_btf";
 /// Active opens' handshakes by function, where fentry or kprobes attach:
 /// the start (`tcp_connect`), success (`tcp_finish_connect`), failures
-/// (`sk_error_report`) and the application giving up (`tcp_close`,
+/// (`sk_error_report`, or `tcp_done` where the kernel lacks it) and the
+/// application giving up (`tcp_close`,
 /// `tcp_disconnect`).
 pub const HANDSHAKE_CONNECT_FENTRY: &str = "handshake_connect_fentry";
 pub const HANDSHAKE_CONNECT_KPROBE: &str = "handshake_connect_kprobe";

@@ -37,7 +37,10 @@ use {crate::maps::ThreadHash, aya_ebpf::macros::map as hash_map};
 #[derive(Clone, Copy, Default)]
 pub struct ConnectStart {
     start_ns: u64,
+    /// The socket, or 0 when the entry left finding it (from `fd`) to the
+    /// return.
     sk: u64,
+    fd: i64,
     /// Destination from the call's sockaddr.
     flow: Flow,
 }
@@ -116,13 +119,26 @@ fn destination(sa: &[u8; 16]) -> Option<Flow> {
     Some(flow)
 }
 
+/// Where a connect() entry finds its socket.
+enum Socket {
+    /// The kernel's `struct socket` (fentry): its TCP sock is found at once.
+    Kernel(u64),
+    /// A file descriptor of the task (syscall tracepoint): found at the
+    /// return, so that the entry, which every connect() to an IPv4 or IPv6
+    /// address runs, whatever the socket, stays short. The walk of the fd
+    /// table costs the same there, and finds the same file unless another
+    /// thread closed the descriptor during the call.
+    Fd(i64),
+}
+
 /// Starts timing a connect() whose sockaddr begins with `sa`, if it is to
-/// an IPv4 or IPv6 address, from a task the filter allows, on a TCP socket
-/// (`tcp_sock` finds it); `v6_daddr` reads an IPv6 destination address.
+/// an IPv4 or IPv6 address, from a task the filter allows, on `socket`
+/// (only TCP sockets are timed); `v6_daddr` reads an IPv6 destination
+/// address.
 #[inline(always)]
 fn start(
     sa: &[u8; 16],
-    tcp_sock: impl FnOnce() -> Result<Option<u64>, i64>,
+    socket: Socket,
     v6_daddr: impl FnOnce() -> Result<[u8; 16], i64>,
 ) -> Result<(), i64> {
     let Some(mut flow) = destination(sa) else {
@@ -131,8 +147,13 @@ fn start(
     if !filter::current_task_allowed() {
         return Ok(());
     }
-    let Some(sk) = tcp_sock()? else {
-        return Ok(());
+    let (sk, fd) = match socket {
+        Socket::Kernel(socket) => match tcp_sock_of_socket(socket)? {
+            Some(sk) => (sk, -1),
+            None => return Ok(()),
+        },
+        Socket::Fd(fd) if fd < 0 => return Ok(()),
+        Socket::Fd(fd) => (0, fd),
     };
     if flow.family == AF_INET6 {
         flow.daddr = v6_daddr()?;
@@ -150,6 +171,7 @@ fn start(
         *slot = ConnectStart {
             start_ns: now(),
             sk,
+            fd,
             flow,
         };
     }
@@ -187,7 +209,7 @@ fn try_sys_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
     };
     start(
         &sa,
-        || tcp_sock_of_fd(fd),
+        Socket::Fd(fd),
         // SAFETY: as for `sa`: a checked read of 16 bytes of user memory.
         || unsafe { bpf_probe_read_user((uaddr + 8) as *const [u8; 16]) }.map_err(|e| e as i64),
     )
@@ -213,7 +235,7 @@ pub fn connect_fentry(ctx: FEntryContext) -> i32 {
 fn try_connect_fentry(socket: u64, uaddr: u64) -> Result<(), i64> {
     // The kernel's copy of the address (a sockaddr_storage for the syscall).
     let sa: [u8; 16] = read(uaddr, 0)?;
-    start(&sa, || tcp_sock_of_socket(socket), || read(uaddr, 8))
+    start(&sa, Socket::Kernel(socket), || read(uaddr, 8))
 }
 
 #[fexit(function = "inet_stream_connect")]
@@ -254,6 +276,14 @@ fn finish(ret: i64) -> Result<(), i64> {
     if errno == ENOTSOCK {
         return Ok(());
     }
+    let sk = match start.sk {
+        0 => match tcp_sock_of_fd(start.fd)? {
+            Some(sk) => sk,
+            // Another kind of socket (UDP, a raw socket).
+            None => return Ok(()),
+        },
+        sk => sk,
+    };
     let latency_ns = now().saturating_sub(start.start_ns);
     let send_it = passes_threshold(latency_ns, errno);
     if !send_it && !filter::active() {
@@ -263,7 +293,7 @@ fn finish(ret: i64) -> Result<(), i64> {
     }
     let mut flow = start.flow;
     // The local side is only known once the kernel picked it.
-    if let Ok(now_flow) = sock_flow(start.sk) {
+    if let Ok(now_flow) = sock_flow(sk) {
         flow.saddr = now_flow.saddr;
         flow.sport = now_flow.sport;
     }
@@ -272,13 +302,13 @@ fn finish(ret: i64) -> Result<(), i64> {
     // healthy calls never look.
     if errno != 0 && errno != EINPROGRESS {
         // SAFETY: the value is copied at once.
-        if let Some(failed) = unsafe { HANDSHAKE_FAILED.get(start.sk) }.copied() {
-            let _ = HANDSHAKE_FAILED.remove(start.sk);
+        if let Some(failed) = unsafe { HANDSHAKE_FAILED.get(sk) }.copied() {
+            let _ = HANDSHAKE_FAILED.remove(sk);
             flow.saddr = failed.saddr;
             flow.sport = failed.sport;
         }
     }
-    let header = header(EventKind::Connect, sock_netns(start.sk));
+    let header = header(EventKind::Connect, sock_netns(sk));
     if !filter::allows(&header, &flow) {
         return Ok(());
     }

@@ -45,9 +45,12 @@ use serde_json::json;
 /// kernel has no trampolines (this machine's kind): connect() as in
 /// `common::BPFTRACE_CONNECT`, and the same filter tcptrace's programs
 /// apply first on the others (listen() callers, a drop reason of
-/// interest, SYN-ACK retransmits, RSTs), with a map update each.
-fn bpftrace_fair() -> String {
-    format!("{}{FAIR_REST}", common::BPFTRACE_CONNECT)
+/// interest, SYN-ACK retransmits, RSTs), with a map update each; with
+/// `state_changes`, also the handshake on `sock:inet_sock_set_state`, as
+/// `tcptrace --handshake-state-changes` attaches it there.
+fn bpftrace_fair(state_changes: bool) -> String {
+    let state = if state_changes { FAIR_STATE } else { "" };
+    format!("{}{FAIR_REST}{state}", common::BPFTRACE_CONNECT)
 }
 
 /// [`bpftrace_fair`] after connect().
@@ -73,6 +76,14 @@ tracepoint:tcp:tcp_send_reset
 {
   @rst_tx = count();
 }
+tracepoint:tcp:tcp_retransmit_skb
+{
+  @rtx = count();
+}
+"#;
+
+/// [`bpftrace_fair`]'s handshake by state change.
+const FAIR_STATE: &str = r#"
 tracepoint:sock:inet_sock_set_state
 /args->oldstate == 2 || args->newstate == 2/
 {
@@ -85,10 +96,6 @@ tracepoint:sock:inet_sock_set_state
       delete(@syn_sent[args->skaddr]);
     }
   }
-}
-tracepoint:tcp:tcp_retransmit_skb
-{
-  @rtx = count();
 }
 "#;
 
@@ -359,6 +366,20 @@ fn tracers() -> Vec<Tracer> {
             m,
             false,
         ));
+        // The opt-in matters only where no function hook attaches: on
+        // this machine's kind (one mode: auto), not in the VMs.
+        if modes == ["auto"] {
+            let mut t = tcptrace(
+                &common::tcptrace_bin(),
+                "tcptrace[+state changes]".into(),
+                m,
+                false,
+            );
+            if let Some(cmd) = &mut t.cmd {
+                cmd.arg("--handshake-state-changes");
+            }
+            out.push(t);
+        }
         for (bin, name) in baselines() {
             out.push(tcptrace(
                 &bin,
@@ -369,10 +390,11 @@ fn tracers() -> Vec<Tracer> {
         }
     }
     if let Some(bin) = bpftrace_bin() {
-        let fair = bpftrace_fair();
+        let (fair, fair_state) = (bpftrace_fair(false), bpftrace_fair(true));
         for (label, script) in [
             ("bpftrace[connect]", common::BPFTRACE_CONNECT),
             ("bpftrace[same tracepoints]", fair.as_str()),
+            ("bpftrace[same + state changes]", fair_state.as_str()),
         ] {
             let path = std::env::temp_dir().join(format!(
                 "tcptrace-cost-{}-{}.bt",
@@ -391,7 +413,7 @@ fn tracers() -> Vec<Tracer> {
         }
         data(
             "cost",
-            json!({"kind": "bpftrace", "version": bpftrace_version(&bin), "fair_script": fair}),
+            json!({"kind": "bpftrace", "version": bpftrace_version(&bin), "fair_script": fair_state}),
         );
     }
     out

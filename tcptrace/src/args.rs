@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 pub use crate::filter::FilterArgs;
-use crate::hooks::AttachMode;
+use crate::hooks::HookArgs;
 
 #[derive(Debug, Args)]
 pub struct LiveArgs {
@@ -25,9 +25,8 @@ pub struct LiveArgs {
     /// histograms still count every call.
     #[arg(long, allow_hyphen_values = true, value_parser = parse_duration, default_value = "0s")]
     pub min_latency: Duration,
-    /// How function hooks attach: fentry/fexit where allowed, else kprobe.
-    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
-    pub attach: AttachMode,
+    #[command(flatten)]
+    pub hooks: HookArgs,
     #[command(flatten)]
     pub filter: FilterArgs,
     /// Set by `tcptrace diagnose`: print only the findings.

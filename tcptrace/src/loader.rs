@@ -11,7 +11,7 @@ use tcptrace_common::{globals, paws::PawsOffsets, Config};
 
 use crate::{
     btf::{kernel_offsets, KernelBtf},
-    hooks::{self, AttachMode, HookSpec, HookStatus},
+    hooks::{self, AttachMode, HookArgs, HookSpec, HookStatus},
     kernel::{self, KernelSymbols},
     paws,
 };
@@ -53,8 +53,8 @@ pub struct Loaded {
 
 /// Checks privileges, loads the programs and attaches every hook that can
 /// be, all before returning (`tcptrace check`).
-pub fn load(mode: AttachMode, config: Config) -> Result<Loaded> {
-    let (mut loaded, rest) = load_staged(mode, config, None)?;
+pub fn load(hooks: HookArgs, config: Config) -> Result<Loaded> {
+    let (mut loaded, rest) = load_staged(hooks, config, None)?;
     let early = std::mem::take(&mut loaded.hooks);
     loaded.hooks = rest.attach(&mut loaded.ebpf, early);
     ensure_any_attached(&loaded.hooks)?;
@@ -68,11 +68,12 @@ pub fn load(mode: AttachMode, config: Config) -> Result<Loaded> {
 /// reads events. Only the hooks named in `only` when it is given (the
 /// hidden `--bench-hooks` and `--bench-floor`).
 pub fn load_staged(
-    mode: AttachMode,
+    choice: HookArgs,
     config: Config,
     only: Option<&[String]>,
 ) -> Result<(Loaded, Rest)> {
     let started = Instant::now();
+    let mode = choice.attach;
     kernel::check_privileges()?;
     kernel::raise_memlock();
     kernel::ensure_filesystems()?;
@@ -117,7 +118,7 @@ pub fn load_staged(
     // Before any program loads: they refer to the log map the logger takes.
     forward_kernel_log(&mut ebpf);
     let object_loaded = started.elapsed();
-    let mut specs = hooks::table(&btf);
+    let mut specs = hooks::table(&btf, choice);
     if let Some(only) = only {
         specs.retain(|s| only.iter().any(|o| o == s.name));
     }

@@ -39,7 +39,7 @@ const EXERCISED: &[(&str, &[&str])] = &[
 
 fn selftest(extra: &[&str]) -> Command {
     let mut cmd = Command::new(tcptrace_bin());
-    cmd.args(["selftest", "--attach", &attach_mode()])
+    cmd.args(["selftest", "--attach", &attach_mode(), STATE_CHANGES])
         .args(extra);
     cmd
 }

@@ -50,7 +50,11 @@ pub fn handshake_finish_kprobe(ctx: ProbeContext) -> u32 {
 
 /// `sk_error_report(struct sock *sk)`: the socket error is set (RST:
 /// ECONNREFUSED, timeout: ETIMEDOUT, ICMP: EHOSTUNREACH...) and the socket
-/// is in SYN_SENT or already CLOSE. Runs only on socket errors.
+/// is in SYN_SENT or already CLOSE. Runs only on socket errors. Where the
+/// kernel lacks it (5.10), the same programs go on `tcp_done(struct sock
+/// *sk)`, which the kernel calls after setting the error of a failed
+/// handshake, the socket still in SYN_SENT, and once per end of every
+/// connection that closes (those return after one map lookup).
 #[fentry(function = "sk_error_report")]
 pub fn handshake_error_fentry(ctx: FEntryContext) -> i32 {
     let result = end_in_syn_sent(ctx.arg(0), true);

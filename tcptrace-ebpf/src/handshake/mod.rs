@@ -1,17 +1,18 @@
 //! Active opens' handshakes, blocking or not, in two forms that share the
 //! state and the record:
 //!
-//! - `functions`, where fentry or kprobes attach (and the kernel has
-//!   `sk_error_report`: 6.1 and later in the matrix, not 5.10): the start at `tcp_connect` (in connect(), in the
-//!   connecting task, before the first SYN), success at
-//!   `tcp_finish_connect`, failures (RST, timeout, ICMP) at
-//!   `sk_error_report`, the application giving up at `tcp_close` or
-//!   `tcp_disconnect` while the socket is in SYN_SENT. A healthy
-//!   connection runs 4 programs: the start, the success, and one close per
-//!   end.
-//! - `state`, elsewhere: `sock:inet_sock_set_state` (tp_btf where the
-//!   kernel has its BTF, else the plain tracepoint), which fires on every
-//!   state change of every TCP socket, about ten per loopback connection.
+//! - `functions`, where fentry or kprobes attach: the start at
+//!   `tcp_connect` (in connect(), in the connecting task, before the first
+//!   SYN), success at `tcp_finish_connect`, failures (RST, timeout, ICMP)
+//!   at `sk_error_report` (6.1 and later in the matrix; 5.10 lacks it and
+//!   its failures are taken at `tcp_done`), the application giving up at
+//!   `tcp_close` or `tcp_disconnect` while the socket is in SYN_SENT. A
+//!   healthy connection runs 4 programs: the start, the success, and one
+//!   close per end (6 with `tcp_done`, which every end runs too).
+//! - `state`, elsewhere, only when asked for (`--handshake-state-changes`):
+//!   `sock:inet_sock_set_state` (tp_btf where the kernel has its BTF, else
+//!   the plain tracepoint), which fires on every state change of every TCP
+//!   socket, about ten per loopback connection.
 //!   CLOSE -> SYN_SENT (in connect(), before the port search and the SYN)
 //!   starts, SYN_SENT -> ESTABLISHED or CLOSE ends.
 //!

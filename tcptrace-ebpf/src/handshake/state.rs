@@ -1,6 +1,6 @@
 //! The state-change form of the handshake hook: `sock:inet_sock_set_state`
 //! on every TCP state change, where neither fentry nor kprobes attach (or
-//! the kernel lacks `sk_error_report`, as 5.10 does). Only changes from or
+//! under `--attach tracepoint`), when asked for. Only changes from or
 //! to SYN_SENT do work; every other returns after comparing the two state
 //! arguments.
 

@@ -5,20 +5,19 @@ use anyhow::Result;
 use clap::Args;
 use tcptrace_common::Config;
 
-use crate::{hooks::AttachMode, loader};
+use crate::{hooks::HookArgs, loader};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// How function hooks attach.
-    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
-    pub attach: AttachMode,
+    #[command(flatten)]
+    pub hooks: HookArgs,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-pub fn run(CheckArgs { attach, json }: CheckArgs) -> Result<()> {
-    let loaded = loader::load(attach, Config::default());
+pub fn run(CheckArgs { hooks, json }: CheckArgs) -> Result<()> {
+    let loaded = loader::load(hooks, Config::default());
     let hooks = match loaded {
         Ok(l) => l.hooks,
         Err(e) => return Err(e),

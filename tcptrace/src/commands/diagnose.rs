@@ -11,7 +11,7 @@ use super::live;
 use crate::{
     args::{FilterArgs, LiveArgs},
     diagnose::session::offline,
-    hooks::AttachMode,
+    hooks::HookArgs,
     output::findings::write_findings,
 };
 
@@ -29,9 +29,8 @@ pub struct DiagnoseArgs {
     /// Print findings as JSON Lines (objects of kind "finding").
     #[arg(long)]
     pub json: bool,
-    /// How function hooks attach: fentry/fexit where allowed, else kprobe.
-    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
-    pub attach: AttachMode,
+    #[command(flatten)]
+    pub hooks: HookArgs,
     /// Diagnose a saved `tcptrace --json` stream (a file, or - for stdin)
     /// instead of tracing; host numbers are then unknown.
     #[arg(long, value_name = "FILE")]
@@ -70,7 +69,7 @@ impl DiagnoseArgs {
             duration: Some(self.duration),
             // Every event counts for the rules, printed or not.
             min_latency: Duration::ZERO,
-            attach: self.attach,
+            hooks: self.hooks,
             filter: self.filter,
             diagnose: true,
             bench: Default::default(),

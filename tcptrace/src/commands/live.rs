@@ -177,7 +177,7 @@ pub async fn session(args: &LiveArgs, mode: Mode<'_>) -> Result<()> {
             rst_slot_names,
         },
         rest,
-    ) = loader::load_staged(args.attach, config, args.bench.only_hooks())?;
+    ) = loader::load_staged(args.hooks, config, args.bench.only_hooks())?;
     crate::bench_flood::attach(&mut ebpf, &args.bench)?;
     // The endpoint reads the kernel maps through its own handles, taken
     // before the counters below take theirs.

@@ -52,7 +52,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::{commands::check::CheckArgs, hooks::AttachMode};
+    use crate::{
+        commands::check::CheckArgs,
+        hooks::{AttachMode, HookArgs},
+    };
     use clap::CommandFactory as _;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
@@ -72,7 +75,7 @@ mod tests {
         assert_eq!(cli.live.interval, Duration::from_secs(1));
         assert_eq!(cli.live.min_latency, Duration::ZERO);
         assert_eq!(cli.live.duration, None);
-        assert_eq!(cli.live.attach, AttachMode::Auto);
+        assert_eq!(cli.live.hooks, HookArgs::default());
     }
 
     #[test]
@@ -87,13 +90,20 @@ mod tests {
             "10us",
             "--attach",
             "kprobe",
+            "--handshake-state-changes",
         ])
         .unwrap();
         assert!(cli.live.json);
         assert_eq!(cli.live.interval, Duration::from_millis(250));
         assert_eq!(cli.live.duration, Some(Duration::from_secs(120)));
         assert_eq!(cli.live.min_latency, Duration::from_micros(10));
-        assert_eq!(cli.live.attach, AttachMode::Kprobe);
+        assert_eq!(
+            cli.live.hooks,
+            HookArgs {
+                attach: AttachMode::Kprobe,
+                handshake_state_changes: true
+            }
+        );
     }
 
     #[test]
@@ -102,7 +112,10 @@ mod tests {
         assert!(matches!(
             cli.command,
             Some(Command::Check(CheckArgs {
-                attach: AttachMode::Fentry,
+                hooks: HookArgs {
+                    attach: AttachMode::Fentry,
+                    handshake_state_changes: false
+                },
                 json: false
             }))
         ));
@@ -114,7 +127,10 @@ mod tests {
         assert!(matches!(
             cli.command,
             Some(Command::Selftest(selftest::SelftestArgs {
-                attach: AttachMode::Kprobe,
+                hooks: HookArgs {
+                    attach: AttachMode::Kprobe,
+                    handshake_state_changes: false
+                },
                 json: true
             }))
         ));

@@ -4,20 +4,19 @@
 use anyhow::{bail, Result};
 use clap::Args;
 
-use crate::{hooks::AttachMode, loader, selftest};
+use crate::{hooks::HookArgs, loader, selftest};
 
 #[derive(Debug, Args)]
 pub struct SelftestArgs {
-    /// How function hooks attach.
-    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
-    pub attach: AttachMode,
+    #[command(flatten)]
+    pub hooks: HookArgs,
     /// Print the verdicts as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-pub fn run(SelftestArgs { attach, json }: SelftestArgs) -> Result<()> {
-    let verdicts = selftest::run(attach)?;
+pub fn run(SelftestArgs { hooks, json }: SelftestArgs) -> Result<()> {
+    let verdicts = selftest::run(hooks)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&verdicts)?);
     } else {

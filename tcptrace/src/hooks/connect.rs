@@ -40,33 +40,24 @@ pub fn spec() -> HookSpec {
     }
 }
 
+/// Why the state-change form of `handshake` stays off unless asked for.
+pub const STATE_CHANGES_OFF: &str = "off: the state-change form \
+    (sock:inet_sock_set_state) runs on every TCP state change of every socket, \
+    about 10 programs per connection; --handshake-state-changes turns it on";
+
 /// Active opens' handshakes, blocking or not. Where fentry or kprobes
 /// attach, by function: the start at `tcp_connect`, success at
-/// `tcp_finish_connect`, failures at `sk_error_report` (a kernel without it,
-/// as 5.10, keeps the state-change form), the application giving up at
+/// `tcp_finish_connect`, failures at `sk_error_report` (6.1+; on a kernel
+/// without it, as 5.10, at `tcp_done`, which runs once more per end of
+/// every connection), the application giving up at
 /// `tcp_close`/`tcp_disconnect`; 4 runs per loopback connection (the start,
-/// the success, a close per end). Elsewhere (and under `--attach
-/// tracepoint`) `sock:inet_sock_set_state`, tp_btf where the kernel has its
-/// BTF, else the plain tracepoint: it runs on every TCP state change (about
-/// five per connection and side); all but CLOSE -> SYN_SENT and SYN_SENT ->
-/// its end return after comparing two arguments.
-pub fn handshake_spec(btf: &KernelBtf) -> HookSpec {
-    let state_change = TpTarget::typed(
-        "sock",
-        "inet_sock_set_state",
-        programs::HANDSHAKE_STATE,
-        programs::HANDSHAKE_STATE_BTF,
-        3,
-    );
-    let mut spec = HookSpec {
-        name: "handshake",
-        about: "active opens: SYN sent -> established, reset, timed out or closed; SYN retransmits",
-        ..HookSpec::default()
-    };
-    if btf.func_params("sk_error_report").is_none() {
-        spec.tracepoints = vec![state_change];
-        return spec;
-    }
+/// the success, a close per end), 6 with `tcp_done`. Elsewhere (no function
+/// mechanism, or `--attach tracepoint`) only with `state_changes`
+/// (`--handshake-state-changes`): `sock:inet_sock_set_state`, tp_btf where
+/// the kernel has its BTF, else the plain tracepoint. It runs on every TCP
+/// state change (about five per connection and side); all but CLOSE ->
+/// SYN_SENT and SYN_SENT -> its end return after comparing two arguments.
+pub fn handshake_spec(btf: &KernelBtf, state_changes: bool) -> HookSpec {
     let entry = |function, fentry, kprobe| FnTarget {
         function,
         fentry,
@@ -74,39 +65,61 @@ pub fn handshake_spec(btf: &KernelBtf) -> HookSpec {
         ret: false,
         optional: false,
     };
-    spec.functions = vec![
-        entry(
-            "tcp_connect",
-            programs::HANDSHAKE_CONNECT_FENTRY,
-            programs::HANDSHAKE_CONNECT_KPROBE,
-        ),
-        entry(
-            "tcp_finish_connect",
-            programs::HANDSHAKE_FINISH_FENTRY,
-            programs::HANDSHAKE_FINISH_KPROBE,
-        ),
-        entry(
-            "sk_error_report",
-            programs::HANDSHAKE_ERROR_FENTRY,
-            programs::HANDSHAKE_ERROR_KPROBE,
-        ),
-        entry(
-            "tcp_close",
-            programs::HANDSHAKE_CLOSE_FENTRY,
-            programs::HANDSHAKE_CLOSE_KPROBE,
-        ),
-        entry(
-            "tcp_disconnect",
-            programs::HANDSHAKE_DISCONNECT_FENTRY,
-            programs::HANDSHAKE_DISCONNECT_KPROBE,
-        ),
-    ];
-    spec.fallback = Fallback::Tracepoints {
-        tp_btf: Vec::new(),
-        tracepoints: vec![state_change],
-        functions: Vec::new(),
+    // Both are `void f(struct sock *sk)`, called with the error set and the
+    // socket still in SYN_SENT (or, from 6.10, already CLOSE).
+    let error = if btf.func_params("sk_error_report").is_some() {
+        "sk_error_report"
+    } else {
+        "tcp_done"
     };
-    spec
+    let fallback = if state_changes {
+        Fallback::Tracepoints {
+            tp_btf: Vec::new(),
+            tracepoints: vec![TpTarget::typed(
+                "sock",
+                "inet_sock_set_state",
+                programs::HANDSHAKE_STATE,
+                programs::HANDSHAKE_STATE_BTF,
+                3,
+            )],
+            functions: Vec::new(),
+        }
+    } else {
+        Fallback::Unavailable(STATE_CHANGES_OFF.to_owned())
+    };
+    HookSpec {
+        name: "handshake",
+        about: "active opens: SYN sent -> established, reset, timed out or closed; SYN retransmits",
+        functions: vec![
+            entry(
+                "tcp_connect",
+                programs::HANDSHAKE_CONNECT_FENTRY,
+                programs::HANDSHAKE_CONNECT_KPROBE,
+            ),
+            entry(
+                "tcp_finish_connect",
+                programs::HANDSHAKE_FINISH_FENTRY,
+                programs::HANDSHAKE_FINISH_KPROBE,
+            ),
+            entry(
+                error,
+                programs::HANDSHAKE_ERROR_FENTRY,
+                programs::HANDSHAKE_ERROR_KPROBE,
+            ),
+            entry(
+                "tcp_close",
+                programs::HANDSHAKE_CLOSE_FENTRY,
+                programs::HANDSHAKE_CLOSE_KPROBE,
+            ),
+            entry(
+                "tcp_disconnect",
+                programs::HANDSHAKE_DISCONNECT_FENTRY,
+                programs::HANDSHAKE_DISCONNECT_KPROBE,
+            ),
+        ],
+        fallback,
+        ..HookSpec::default()
+    }
 }
 
 /// The time of each SYN retransmission of those handshakes:

@@ -14,7 +14,7 @@ use tcptrace_common::{
     statemaps::{self, StateMap},
 };
 
-use super::{table, Typed};
+use super::{table, HookArgs, Typed};
 use crate::btf::KernelBtf;
 
 /// Both objects, by name.
@@ -88,7 +88,12 @@ fn attach_table_names_programs_of_the_object() {
     };
     let btf = KernelBtf::from_sys().expect("kernel BTF");
     let mut typed = 0;
-    for mut spec in table(&btf) {
+    // With the opt-in state-change form, so that its programs are checked.
+    let choice = HookArgs {
+        handshake_state_changes: true,
+        ..HookArgs::default()
+    };
+    for mut spec in table(&btf, choice) {
         for (name, want) in spec.program_kinds() {
             assert_eq!(
                 found.get(name),

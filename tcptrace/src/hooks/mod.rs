@@ -51,6 +51,30 @@ pub enum AttachMode {
     Tracepoint,
 }
 
+/// How hooks attach, as the user chose: the flags every tracing command
+/// takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::Args)]
+pub struct HookArgs {
+    /// How function hooks attach: fentry/fexit where allowed, else kprobe.
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+    pub attach: AttachMode,
+    /// Also time handshakes where only the state-change tracepoint
+    /// (sock:inet_sock_set_state) can: no fentry and no kprobes, or --attach
+    /// tracepoint. It runs on every TCP state change of every socket, about
+    /// 10 programs per connection.
+    #[arg(long)]
+    pub handshake_state_changes: bool,
+}
+
+impl Default for HookArgs {
+    fn default() -> Self {
+        Self {
+            attach: AttachMode::Auto,
+            handshake_state_changes: false,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mechanism {
@@ -354,11 +378,12 @@ impl HookStatus {
     }
 }
 
-/// Every hook, in display order, specialised for this kernel's BTF.
-pub fn table(btf: &KernelBtf) -> Vec<HookSpec> {
+/// Every hook, in display order, specialised for this kernel's BTF and
+/// what the user allowed (`choice`).
+pub fn table(btf: &KernelBtf, choice: HookArgs) -> Vec<HookSpec> {
     let mut specs = vec![
         connect::spec(),
-        connect::handshake_spec(btf),
+        connect::handshake_spec(btf, choice.handshake_state_changes),
         connect::handshake_rtx_spec(),
         port_search::spec(btf),
     ];
@@ -958,13 +983,45 @@ mod tests {
     #[test]
     fn every_hook_name_fits_the_check_column() {
         let btf = KernelBtf::from_sys().expect("kernel BTF");
-        for spec in table(&btf) {
+        for spec in table(&btf, HookArgs::default()) {
             assert!(
                 spec.name.len() <= crate::loader::HOOK_COLUMN,
                 "{}",
                 spec.name
             );
         }
+    }
+
+    /// The state-change form is the handshake hook's fallback only when
+    /// asked for; otherwise the fallback says how to ask.
+    #[test]
+    fn handshake_state_changes_are_opt_in() {
+        let btf = KernelBtf::from_sys().expect("kernel BTF");
+        let functions = |s: &HookSpec| s.functions.iter().map(|t| t.function).collect::<Vec<_>>();
+        let off = connect::handshake_spec(&btf, false);
+        assert!(matches!(
+            &off.fallback,
+            Fallback::Unavailable(why) if why.contains("--handshake-state-changes")
+        ));
+        assert!(!off.programs().contains(&programs::HANDSHAKE_STATE));
+        let on = connect::handshake_spec(&btf, true);
+        let Fallback::Tracepoints { tracepoints, .. } = &on.fallback else {
+            panic!("no state-change fallback");
+        };
+        assert_eq!(tracepoints[0].name, "inet_sock_set_state");
+        assert!(on.tracepoints.is_empty());
+        // This kernel (6.18) has sk_error_report; 5.10 gets tcp_done.
+        assert_eq!(
+            functions(&on),
+            [
+                "tcp_connect",
+                "tcp_finish_connect",
+                "sk_error_report",
+                "tcp_close",
+                "tcp_disconnect"
+            ]
+        );
+        assert_eq!(functions(&off), functions(&on));
     }
 
     #[test]

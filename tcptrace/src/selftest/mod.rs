@@ -14,7 +14,7 @@ use tcptrace_common::{maps, Config};
 
 use crate::{
     event::{decode_into, Event},
-    hooks::{AttachMode, HookStatus},
+    hooks::{HookArgs, HookStatus},
     loader,
 };
 use verdict::{HookVerdict, Verdict};
@@ -26,7 +26,7 @@ const SETTLE: Duration = Duration::from_millis(300);
 const POLL: Duration = Duration::from_millis(5);
 
 /// Runs the selftest: one verdict per hook, in the attach table's order.
-pub fn run(attach: AttachMode) -> Result<Vec<HookVerdict>> {
+pub fn run(hooks: HookArgs) -> Result<Vec<HookVerdict>> {
     let _lock = lock::take()?;
     // A selftest killed before its labs' Drop ran left their namespaces.
     match tcptrace_lab::craft::remove_stale(&tcptrace_lab::craft::Prefix::SELFTEST) {
@@ -36,7 +36,7 @@ pub fn run(attach: AttachMode) -> Result<Vec<HookVerdict>> {
         Ok(_) => {}
         Err(e) => log::warn!("selftest: stale namespaces: {e:#}"),
     }
-    let loaded = loader::load(attach, Config::default())?;
+    let loaded = loader::load(hooks, Config::default())?;
     let mut ebpf = loaded.ebpf;
     let ring = ebpf
         .take_map(maps::EVENTS)

@@ -36,6 +36,7 @@ impl Diagnose {
                 duration,
                 "--attach",
                 &attach_mode(),
+                super::STATE_CHANGES,
             ])
             .args(filters)
             .stdout(Stdio::piped())

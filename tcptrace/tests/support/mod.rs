@@ -39,6 +39,11 @@ pub fn tcptrace_bin() -> String {
     std::env::var("TCPTRACE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tcptrace").to_owned())
 }
 
+/// The opt-in that times handshakes also where only the state-change
+/// tracepoint can (a kernel without fentry and kprobes, as this host's):
+/// the tests check handshakes on every kernel.
+pub const STATE_CHANGES: &str = "--handshake-state-changes";
+
 /// `--attach` mode for this run: `TCPTRACE_ATTACH` or auto.
 pub fn attach_mode() -> String {
     std::env::var("TCPTRACE_ATTACH").unwrap_or_else(|_| "auto".into())
@@ -174,7 +179,20 @@ impl Tracer {
         let mut cmd = Command::new(tcptrace_bin());
         cmd.args(pre)
             .args(["--json", "--interval", interval, "--attach", attach])
+            .arg(STATE_CHANGES)
             .args(extra);
+        Self::spawn(cmd)
+    }
+
+    /// `tcptrace --json --interval 0 --attach MODE`, as a user runs it: no
+    /// opt-in.
+    pub fn start_default() -> Tracer {
+        let mut cmd = Command::new(tcptrace_bin());
+        cmd.args(["--json", "--interval", "0", "--attach", &attach_mode()]);
+        Self::spawn(cmd)
+    }
+
+    fn spawn(cmd: Command) -> Tracer {
         let s = Spawned::until_tracing(cmd, "tcptrace");
         Tracer {
             child: s.child,
