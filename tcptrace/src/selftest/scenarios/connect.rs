@@ -51,6 +51,14 @@ pub(super) fn handshake_verdict(
     ns: &InNs<'_>,
     attached: &dyn Fn(&str) -> bool,
 ) -> Verdict {
+    // The times travel in handshake events: none without that hook (off
+    // by default where only the state-change tracepoint could time them).
+    if hook == "handshake_rtx" && !attached("handshake") {
+        return Verdict::Partial(format!(
+            "nothing to time: the handshake hook is not attached (TCPSynRetrans +{})",
+            h.syn_retransmits
+        ));
+    }
     let seen = ns.kind(EventKind::Handshake);
     let slow = seen.iter().find_map(|e| match &e.detail {
         Detail::Handshake(d) if e.endpoints.sport == h.sport => Some(d),
@@ -88,9 +96,7 @@ pub(super) fn handshake_verdict(
         slow.syn_retransmits,
         h.syn_retransmits
     );
-    if !attached("handshake") {
-        Verdict::Partial(format!("{what}: the handshake hook is not attached"))
-    } else if timed.len() as u64 == h.syn_retransmits && h.syn_retransmits > 0 {
+    if timed.len() as u64 == h.syn_retransmits && h.syn_retransmits > 0 {
         Verdict::Exact(what)
     } else {
         Verdict::Missed(what)
@@ -178,6 +184,8 @@ mod tests {
         assert!(matches!(v, Verdict::Missed(_)), "{v:?}");
         let no_handshake = |hook: &str| hook != "handshake";
         let v = handshake_verdict("handshake_rtx", &h, &InNs::of(&both, NS), &no_handshake);
+        assert!(matches!(v, Verdict::Partial(_)), "{v:?}");
+        let v = handshake_verdict("handshake_rtx", &h, &InNs::of(&[], NS), &no_handshake);
         assert!(matches!(v, Verdict::Partial(_)), "{v:?}");
     }
 }
