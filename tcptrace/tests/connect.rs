@@ -604,17 +604,7 @@ fn handshake_hook_runs_per_connection() {
     let hs_before = handshake_runs(&tracer);
     let rtx_before = tracer.program_runs("handshake_rtx");
     let conn_before = tracer.program_runs("sys_e") + tracer.program_runs("connect_f");
-    let ((), _keep) = in_private_netns(|| {
-        let (l, addr) = listener("127.0.0.1:0");
-        for _ in 0..N {
-            let c = TcpStream::connect(addr).expect("connect");
-            let (s, _) = l.accept().expect("accept");
-            drop(c);
-            drop(s);
-        }
-        // Let the last FIN/ACKs be processed (loopback: within microseconds).
-        thread::sleep(std::time::Duration::from_millis(200));
-    });
+    let _keep = loopback_connections(N);
     let hs = handshake_runs(&tracer) - hs_before;
     let conn = tracer.program_runs("sys_e") + tracer.program_runs("connect_f") - conn_before;
     let rtx = tracer.program_runs("handshake_rtx") - rtx_before;
@@ -644,6 +634,23 @@ fn handshake_hook_runs_per_connection() {
             .unwrap()
             >= N
     );
+}
+
+/// `n` loopback connections (connect, accept, close on both ends) in a
+/// private namespace, which stays while the keeper lives.
+fn loopback_connections(n: u64) -> NetnsKeeper {
+    let ((), keep) = in_private_netns(move || {
+        let (l, addr) = listener("127.0.0.1:0");
+        for _ in 0..n {
+            let c = TcpStream::connect(addr).expect("connect");
+            let (s, _) = l.accept().expect("accept");
+            drop(c);
+            drop(s);
+        }
+        // Let the last FIN/ACKs be processed (loopback: within microseconds).
+        thread::sleep(std::time::Duration::from_millis(200));
+    });
+    keep
 }
 
 /// The state-change tracepoint runs on every TCP state change of every
@@ -682,16 +689,7 @@ fn state_change_form_is_opt_in() {
         tracer.program_runs("handshake_state"),
         tracer.program_runs(""),
     );
-    let ((), _keep) = in_private_netns(|| {
-        let (l, addr) = listener("127.0.0.1:0");
-        for _ in 0..N {
-            let c = TcpStream::connect(addr).expect("connect");
-            let (s, _) = l.accept().expect("accept");
-            drop(c);
-            drop(s);
-        }
-        thread::sleep(std::time::Duration::from_millis(200));
-    });
+    let _keep = loopback_connections(N);
     let state = tracer.program_runs("handshake_state") - state_before;
     let all = tracer.program_runs("") - all_before;
     eprintln!(
