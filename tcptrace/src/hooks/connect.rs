@@ -41,7 +41,7 @@ pub fn spec() -> HookSpec {
 }
 
 /// Why the state-change form of `handshake` stays off unless asked for.
-pub const STATE_CHANGES_OFF: &str = "off: the state-change form \
+const STATE_CHANGES_OFF: &str = "off: the state-change form \
     (sock:inet_sock_set_state) runs on every TCP state change of every socket, \
     about 10 programs per connection; --handshake-state-changes turns it on";
 

@@ -39,10 +39,11 @@ use tcptrace_common::{
 use crate::{btf::KernelBtf, kernel::KernelSymbols};
 
 /// How function hooks may attach (`--attach`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AttachMode {
     /// fentry/fexit where the kernel allows it, else kprobe/kretprobe.
+    #[default]
     Auto,
     Fentry,
     Kprobe,
@@ -53,7 +54,7 @@ pub enum AttachMode {
 
 /// How hooks attach, as the user chose: the flags every tracing command
 /// takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::Args)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::Args)]
 pub struct HookArgs {
     /// How function hooks attach: fentry/fexit where allowed, else kprobe.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
@@ -64,15 +65,6 @@ pub struct HookArgs {
     /// 10 programs per connection.
     #[arg(long)]
     pub handshake_state_changes: bool,
-}
-
-impl Default for HookArgs {
-    fn default() -> Self {
-        Self {
-            attach: AttachMode::Auto,
-            handshake_state_changes: false,
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
