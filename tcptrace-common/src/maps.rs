@@ -64,6 +64,9 @@ pub const PAWS_VALIDATING: &str = "PAWS_VALIDATING";
 pub const PAWS_VALIDATE_CALLS: &str = "PAWS_VALIDATE_CALLS";
 /// Per-CPU RSTs sent, by `sk_rst_reason`.
 pub const RST_SENT: &str = "RST_SENT";
+/// Per-CPU: the socket behind the segment `tcp_validate_incoming` is about
+/// to drop, where the drop-reason form reads the segment alone.
+pub const PAWS_DROPPING: &str = "PAWS_DROPPING";
 
 // ---- drop reasons (skb:kfree_skb, shared by families) --------------------------
 
@@ -115,6 +118,7 @@ pub const ALL: &[&str] = &[
     PAWS_VALIDATING,
     PAWS_VALIDATE_CALLS,
     RST_SENT,
+    PAWS_DROPPING,
     KFREE_SKB_FAMILIES,
     BENCH_FLOOD,
 ];

@@ -95,6 +95,11 @@ pub const PAWS_OLD_ACK: u8 = 1;
 pub const PAWS_TS_RECENT_UNKNOWN: u8 = 2;
 /// [`PawsEvent::flags`]: the segment carried RST.
 pub const PAWS_RST: u8 = 4;
+/// [`PawsEvent::flags`] and [`RstEvent::flags`]: the socket was not read,
+/// only the segment (the drop-reason form on kernels whose `kfree_skb` does
+/// not pass the receiving socket, 6.0-6.10): the state is 0 and, for an RST,
+/// `rcv_nxt`/`rcv_wup`/`rcv_wnd` are unknown (0).
+pub const SOCKET_UNREAD: u8 = 8;
 
 /// Record for [`crate::EventKind::PawsReject`]. The flow is the local socket's
 /// view: `saddr`/`sport` local, `daddr`/`dport` the peer.
@@ -127,6 +132,13 @@ pub struct PawsEvent {
 /// it is reported as `rcv_nxt`, which an accepted RST matches except at the
 /// SACK edge or `rcv_nxt - 1` after a FIN.
 pub const RST_SEQ_INFERRED: u8 = 1;
+/// [`RstEvent::flags`]: an out-of-window RST below the window (the kernel's
+/// drop reason TCP_OLD_SEQUENCE), where the window itself is not known
+/// ([`SOCKET_UNREAD`]).
+pub const RST_BELOW_WINDOW: u8 = 2;
+/// [`RstEvent::flags`]: as [`RST_BELOW_WINDOW`], beyond the window
+/// (TCP_INVALID_SEQUENCE).
+pub const RST_BEYOND_WINDOW: u8 = 4;
 
 /// Record for [`crate::EventKind::Rst`].
 #[repr(C)]
@@ -208,6 +220,20 @@ pub struct PawsOffsets {
     pub old_ack_split: u32,
     /// `tcp_skb_cb.end_seq` (inside `sk_buff.cb`)
     pub tcb_end_seq: u32,
+    /// `sk_buff.dev`, `sk_buff._skb_refdst`, `dst_entry.dev`,
+    /// `net_device.nd_net`: a segment's namespace where its socket is not
+    /// known
+    pub skb_dev: u32,
+    pub skb_refdst: u32,
+    pub dst_dev: u32,
+    pub dev_nd_net: u32,
+    /// `tcp_sock.last_oow_ack_time`: `tcp_oow_rate_limited`'s last argument
+    /// points there
+    pub tp_last_oow_ack_time: u32,
+    /// Where `tcp_validate_incoming`'s code lies: [start, end) of its text
+    /// and of a split-off part (`.cold`), 0 where absent; from kallsyms,
+    /// for the drop-reason form without the receiving socket only.
+    pub validate_text: [u64; 4],
 }
 
 impl PawsOffsets {
@@ -240,13 +266,19 @@ impl PawsOffsets {
         reason_invalid_end_sequence: NO_REASON,
         old_ack_split: 0,
         tcb_end_seq: 0,
+        skb_dev: 0,
+        skb_refdst: 0,
+        dst_dev: 0,
+        dev_nd_net: 0,
+        tp_last_oow_ack_time: 0,
+        validate_text: [0; 4],
     };
 }
 
-const _: () = assert!(size_of::<PawsOffsets>() == 108);
+const _: () = assert!(size_of::<PawsOffsets>() == 160);
 
-// SAFETY: #[repr(C)], Copy, u32 fields only (no padding, asserted 108
-// bytes): every bit pattern is a valid value.
+// SAFETY: #[repr(C)], Copy, 32 u32 fields then u64 ones (no padding,
+// asserted 160 bytes): every bit pattern is a valid value.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for PawsOffsets {}
 

@@ -180,6 +180,18 @@ pub const SYN_SENT_KPROBE: &str = "syn_sent_kprobe";
 /// (`listen_overflow`, and the fallback of each PAWS/RST site), serving
 /// the families set in the `KFREE_SKB_FAMILIES` map.
 pub const KFREE_SKB_BTF: &str = "kfree_skb_btf";
+/// tp_btf `kfree_skb(skb, location, reason)` where it has no receiving
+/// socket (6.0-6.10): `validate_incoming`'s drops, told apart by the call
+/// site (`location` inside `tcp_validate_incoming`) and read from the
+/// segment alone.
+pub const KFREE_SKB_SEGMENT: &str = "kfree_skb_segment";
+/// Beside [`KFREE_SKB_SEGMENT`] where fentry or kprobes attach: the socket
+/// of a PAWS drop (`tcp_oow_rate_limited`, called with the segment) and of
+/// a challenged RST's (`tcp_send_challenge_ack`).
+pub const SEG_OOW_FENTRY: &str = "seg_oow_fentry";
+pub const SEG_OOW_KPROBE: &str = "seg_oow_kprobe";
+pub const SEG_CHALLENGE_FENTRY: &str = "seg_challenge_fentry";
+pub const SEG_CHALLENGE_KPROBE: &str = "seg_challenge_kprobe";
 /// `tcp:tcp_send_reset`; tp_btf without the reason argument (< 6.10)
 /// and with it (6.10+)
 pub const SEND_RESET_COUNT: &str = "send_reset_count";
@@ -262,6 +274,11 @@ pub const ALL: &[(&str, Kind)] = &[
     (SYN_SENT_FENTRY, Kind::FEntry),
     (SYN_SENT_KPROBE, Kind::KProbe),
     (KFREE_SKB_BTF, Kind::TpBtf),
+    (KFREE_SKB_SEGMENT, Kind::TpBtf),
+    (SEG_OOW_FENTRY, Kind::FEntry),
+    (SEG_OOW_KPROBE, Kind::KProbe),
+    (SEG_CHALLENGE_FENTRY, Kind::FEntry),
+    (SEG_CHALLENGE_KPROBE, Kind::KProbe),
     (SEND_RESET_COUNT, Kind::Tracepoint),
     (SEND_RESET_COUNT_BTF, Kind::TpBtf),
     (SEND_RESET_REASON_BTF, Kind::TpBtf),

@@ -576,6 +576,11 @@ pub(crate) mod tests {
     }
 
     pub fn raw_rst(verdict: RstVerdict, seq: u32) -> Vec<u8> {
+        raw_rst_flags(verdict, seq, 0)
+    }
+
+    /// An RstEvent with `RST_*` flags `flags`.
+    pub fn raw_rst_flags(verdict: RstVerdict, seq: u32, flags: u8) -> Vec<u8> {
         bytes_of(&RstEvent {
             header: EventHeader {
                 kind: EventKind::Rst as u8,
@@ -590,7 +595,7 @@ pub(crate) mod tests {
             rcv_wnd: 500,
             verdict: verdict as u8,
             state: 1,
-            flags: 0,
+            flags,
             _pad: [0; 5],
             packet: Packet::default(),
         })
@@ -618,6 +623,7 @@ pub(crate) mod tests {
                 ts_recent: Some(5000),
                 old_ack: false,
                 rst: true,
+                socket_unread: false,
             })
         );
         let unknown = decode(&raw_paws(

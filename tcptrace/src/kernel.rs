@@ -47,6 +47,41 @@ impl KernelSymbols {
     }
 }
 
+/// Where function `name`'s code lies, from kallsyms text: `[start, end)` of
+/// its symbol and of a part the compiler split off it (`name.cold`), each
+/// ending at the next symbol's address; zeros where absent, and all zeros
+/// where kallsyms hides addresses (read without CAP_SYSLOG).
+pub fn text_ranges(kallsyms: &str, name: &str) -> [u64; 4] {
+    let cold = format!("{name}.cold");
+    let mut starts: Vec<u64> = Vec::new();
+    let (mut main, mut split) = (0, 0);
+    for line in kallsyms.lines() {
+        let mut cols = line.split_whitespace();
+        let (Some(addr), Some(_kind), Some(sym)) = (cols.next(), cols.next(), cols.next()) else {
+            continue;
+        };
+        let Ok(addr) = u64::from_str_radix(addr, 16) else {
+            continue;
+        };
+        starts.push(addr);
+        if sym == name {
+            main = addr;
+        } else if sym == cold {
+            split = addr;
+        }
+    }
+    starts.sort_unstable();
+    let range = |start: u64| {
+        let next = starts.iter().find(|&&a| a > start).copied();
+        match next {
+            Some(end) if start != 0 => [start, end],
+            _ => [0, 0],
+        }
+    };
+    let ([a, b], [c, d]) = (range(main), range(split));
+    [a, b, c, d]
+}
+
 /// Fails with one line naming what is needed unless this process may load
 /// and attach tracing programs.
 pub fn check_privileges() -> Result<()> {
@@ -178,5 +213,32 @@ mod tests {
         assert!(syms.contains("veth_xmit"));
         assert!(!syms.contains("tcp_hashinfo"));
         assert!(!syms.contains("tcp_v4_connect"));
+    }
+
+    #[test]
+    fn text_ranges_end_at_the_next_symbol() {
+        let kallsyms = "ffffffff81a00000 t tcp_validate_incoming\n\
+                        ffffffff81a00400 T tcp_rcv_established\n\
+                        ffffffff81a00300 t tcp_sequence\n\
+                        ffffffff81f00000 t tcp_validate_incoming.cold\n\
+                        ffffffff81f00080 t tcp_rcv_state_process.cold\n";
+        assert_eq!(
+            text_ranges(kallsyms, "tcp_validate_incoming"),
+            [
+                0xffffffff81a00000,
+                0xffffffff81a00300,
+                0xffffffff81f00000,
+                0xffffffff81f00080
+            ]
+        );
+        assert_eq!(
+            text_ranges(kallsyms, "tcp_rcv_established"),
+            [0xffffffff81a00400, 0xffffffff81f00000, 0, 0]
+        );
+        assert_eq!(text_ranges(kallsyms, "tcp_v4_rcv"), [0; 4]);
+        // Addresses hidden (no CAP_SYSLOG): nothing.
+        let hidden =
+            "0000000000000000 t tcp_validate_incoming\n0000000000000000 T tcp_rcv_established\n";
+        assert_eq!(text_ranges(hidden, "tcp_validate_incoming"), [0; 4]);
     }
 }

@@ -213,7 +213,13 @@ fn exercised_hooks_are_exact_and_nothing_stays_behind() {
         if skipped == Some(*hook) {
             continue;
         }
-        if needs.iter().all(|n| attached(n)) {
+        // validate_incoming's drop-reason form without the receiving
+        // socket (6.0-6.10 under auto) reads an ignored RST's segment alone.
+        let socket_unread = v["verdict"] == "partial"
+            && v["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("the socket is not read"));
+        if needs.iter().all(|n| attached(n)) && !(*hook == "validate_incoming" && socket_unread) {
             assert_eq!(v["verdict"], "exact", "{v}");
         } else {
             // Without the hook beside it, it is exact only when the kernel

@@ -11,14 +11,17 @@
 //!   receiving socket, 6.11+): the `try_kfree_*` functions, called by the one
 //!   `kfree_skb` program (`crate::kfree_skb`) for the hooks attached that
 //!   way; accepted RSTs, which are not dropped, come from `tcp_reset(sk,
-//!   skb)` (fentry or kprobe), else from its tracepoint `tcp:tcp_receive_reset`.
+//!   skb)` (fentry or kprobe), else from its tracepoint `tcp:tcp_receive_reset`;
+//! - where `kfree_skb` names the reason but not the socket (6.0-6.10),
+//!   `validate_incoming`'s drops from the segment alone, told apart by their
+//!   call site (`validate_segment`).
 //!
 //! Sites decided at function entry replicate the kernel's own test from the
 //! same inputs (the segment's TCP header and the socket's stored stamps);
 //! `tcp_validate_incoming` is judged at its return, when the outcome is known.
 //!
 //! One file per hook of the attach table (`validate_incoming` with its
-//! kretprobe argument stack and its drop-reason fallback, `time_wait`,
+//! kretprobe argument stack and its two drop-reason forms, `time_wait`,
 //! `syn_recv`, `syn_sent`, `rst_sent`); the segment parser, the RFC 7323
 //! test and the record builders are shared.
 
@@ -32,6 +35,7 @@ mod tcp_header;
 mod time_wait;
 mod validate_fallback;
 mod validate_incoming;
+mod validate_segment;
 
 pub(crate) use syn_recv::try_kfree_syn_recv;
 pub(crate) use syn_sent::try_kfree_syn_sent;

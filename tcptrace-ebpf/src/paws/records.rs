@@ -53,7 +53,22 @@ pub fn send_paws(
     ts_recent: u32,
     flags: u8,
 ) {
-    let header = packet_header(EventKind::PawsReject, sock_netns(sk));
+    emit_paws(sock_netns(sk), flow, site, state, seg, ts_recent, flags);
+}
+
+/// The PawsEvent from its parts: [`send_paws`]'s, and where the socket
+/// is not known, with namespace and flow from the segment.
+#[inline(always)]
+pub fn emit_paws(
+    netns: u32,
+    flow: Flow,
+    site: PawsSite,
+    state: u8,
+    seg: Segment,
+    ts_recent: u32,
+    flags: u8,
+) {
+    let header = packet_header(EventKind::PawsReject, netns);
     if !filter::allows(&header, &flow) {
         return;
     }
@@ -103,22 +118,49 @@ pub fn send_rst(
     [rcv_nxt, rcv_wup, rcv_wnd]: [u32; 3],
     flags: u8,
 ) -> Result<(), i64> {
-    let header = packet_header(EventKind::Rst, sock_netns(sk));
     let mut flow = sock_flow(sk)?;
     // An accepted RST has unhashed the socket by the time fexit reads it
     // (local port 0): the segment still names it.
     if flow.sport == 0 && skb != 0 {
         flow.sport = local_port(skb);
     }
+    emit_rst(
+        sock_netns(sk),
+        flow,
+        skb,
+        state,
+        verdict,
+        seq,
+        [rcv_nxt, rcv_wup, rcv_wnd],
+        flags,
+    );
+    Ok(())
+}
+
+/// The RstEvent from its parts: [`send_rst`]'s, and where the socket is
+/// not known, with namespace and flow from the segment.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn emit_rst(
+    netns: u32,
+    flow: Flow,
+    skb: u64,
+    state: u8,
+    verdict: RstVerdict,
+    seq: u32,
+    [rcv_nxt, rcv_wup, rcv_wnd]: [u32; 3],
+    flags: u8,
+) {
+    let header = packet_header(EventKind::Rst, netns);
     if !filter::allows(&header, &flow) {
-        return Ok(());
+        return;
     }
     let Some(mut slot) = EVENTS.reserve::<RstEvent>(0) else {
         bump(&LOST, EventKind::Rst as u32);
-        return Ok(());
+        return;
     };
     let ev = slot.as_mut_ptr();
-    // SAFETY: as in `send_paws`, for this program's reservation of one
+    // SAFETY: as in `emit_paws`, for this program's reservation of one
     // RstEvent.
     unsafe {
         (*ev).header = header;
@@ -134,5 +176,4 @@ pub fn send_rst(
         capture(skb, &mut (*ev).packet);
     }
     commit(slot);
-    Ok(())
 }

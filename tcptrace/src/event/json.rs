@@ -350,6 +350,9 @@ pub struct EventJson<'a> {
     pub verdict: Option<RstVerdict>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window_distance: Option<i64>,
+    /// `rst`: `below`, `beyond` or `inside` the receive window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_side: Option<Cow<'a, str>>,
 }
 
 impl<'a> EventJson<'a> {
@@ -586,10 +589,13 @@ mod tests {
     #[test]
     fn lines_keep_their_bytes() {
         use crate::{
-            event::tests::{raw_paws, raw_rst},
+            event::tests::{raw_paws, raw_rst, raw_rst_flags},
             syn::tests::raw_syn,
         };
-        use tcptrace_common::{paws::PAWS_TS_RECENT_UNKNOWN, syn::flags};
+        use tcptrace_common::{
+            paws::{PAWS_TS_RECENT_UNKNOWN, RST_BELOW_WINDOW, SOCKET_UNREAD},
+            syn::flags,
+        };
         let line = |ev: &Event| {
             serde_json::to_string(&EventJson::of(ev, 1_700_000_000_123_456_789)).unwrap()
         };
@@ -613,7 +619,17 @@ mod tests {
         );
         assert_eq!(
             line(&decode(&raw_rst(RstVerdict::Ignored, 1500)).unwrap()),
-            r#"{"cgroup":0,"comm":"","daddr":"10.0.0.3","dport":40001,"kind":"rst","netns":7,"packet_len":0,"pid":0,"rcv_nxt":1000,"rcv_wnd":500,"rcv_wup":900,"saddr":"10.0.0.1","seq":1500,"seq_inferred":false,"sport":8080,"state":"ESTABLISHED","tid":0,"time":"2023-11-14T22:13:25.123456Z","verdict":"ignored","window_distance":100}"#
+            r#"{"cgroup":0,"comm":"","daddr":"10.0.0.3","dport":40001,"kind":"rst","netns":7,"packet_len":0,"pid":0,"rcv_nxt":1000,"rcv_wnd":500,"rcv_wup":900,"saddr":"10.0.0.1","seq":1500,"seq_inferred":false,"sport":8080,"state":"ESTABLISHED","tid":0,"time":"2023-11-14T22:13:25.123456Z","verdict":"ignored","window_distance":100,"window_side":"beyond"}"#
+        );
+        // The socket not read: no state, no window, the side the kernel named.
+        let unread = raw_rst_flags(RstVerdict::Ignored, 1500, SOCKET_UNREAD | RST_BELOW_WINDOW);
+        let mut unread = decode(&unread).unwrap();
+        if let crate::event::Detail::Rst(r) = &mut unread.detail {
+            r.state = 0;
+        }
+        assert_eq!(
+            line(&unread),
+            r#"{"cgroup":0,"comm":"","daddr":"10.0.0.3","dport":40001,"kind":"rst","netns":7,"packet_len":0,"pid":0,"saddr":"10.0.0.1","seq":1500,"seq_inferred":false,"sport":8080,"tid":0,"time":"2023-11-14T22:13:25.123456Z","verdict":"ignored","window_side":"below"}"#
         );
         let drop = raw_syn(EventKind::SynDrop, 1, flags::OWNER_KNOWN);
         assert_eq!(

@@ -1025,6 +1025,38 @@ mod tests {
         assert_eq!(functions(&off), functions(&on));
     }
 
+    /// validate_incoming's drop-reason form follows kfree_skb's arguments:
+    /// the shared program with the receiving socket (6.11+), its own program
+    /// reading the segment where only the reason is passed (6.0-6.10, with
+    /// tcp_validate_incoming's address from kallsyms), none before.
+    #[test]
+    fn validate_drop_reason_form_follows_kfree_skb() {
+        let btf = KernelBtf::from_sys().expect("kernel BTF");
+        let spec = paws::specs(&btf)
+            .into_iter()
+            .find(|s| s.name == "validate_incoming")
+            .expect("validate_incoming");
+        let (program, why) = match &spec.fallback {
+            Fallback::Tracepoints { tp_btf, .. } => (Some(tp_btf[0].program), ""),
+            Fallback::Unavailable(why) => (None, why.as_str()),
+            Fallback::None => (None, "none"),
+        };
+        let want = match btf.tracepoint_args("kfree_skb") {
+            Some(4..) => Some(programs::KFREE_SKB_BTF),
+            Some(3) => Some(programs::KFREE_SKB_SEGMENT),
+            _ => None,
+        };
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        assert_eq!(program, want, "{release}: {why}");
+        if want == Some(programs::KFREE_SKB_SEGMENT) {
+            let text = crate::paws::kernel_offsets(&btf)
+                .expect("PAWS offsets")
+                .validate_text;
+            assert!(text[0] != 0 && text[0] < text[1], "{text:x?}");
+            assert!(text[1] - text[0] < 1 << 16, "{text:x?}");
+        }
+    }
+
     #[test]
     fn typed_forms_follow_the_kernel_btf() {
         let btf = KernelBtf::from_sys().expect("kernel BTF");

@@ -44,28 +44,91 @@ impl Reasons {
         tracepoints: Vec<TpTarget>,
     ) -> Fallback {
         if !self.rx_sk {
-            return Fallback::Unavailable(
-                "tracepoint fallback: kfree_skb has no receiving socket (rx_sk, Linux 6.11+)"
-                    .into(),
-            );
+            return Fallback::Unavailable(NO_RX_SK.into());
         }
-        if let Some(missing) = reasons.iter().find(|r| !self.has(r)) {
-            return Fallback::Unavailable(format!(
-                "tracepoint fallback: no drop reason {missing} in this kernel"
-            ));
+        if let Some(unavailable) = self.missing(reasons) {
+            return unavailable;
         }
         if let Err(why) = extra {
             return Fallback::Unavailable(format!("tracepoint fallback: {why}"));
         }
-        Fallback::Tracepoints {
-            tp_btf: vec![BtfTpTarget {
-                name: "kfree_skb",
-                program: programs::KFREE_SKB_BTF,
-                family,
-            }],
-            tracepoints,
-            functions: Vec::new(),
+        kfree_skb(programs::KFREE_SKB_BTF, family, tracepoints)
+    }
+
+    /// The fallback is unavailable unless this kernel has every reason.
+    fn missing(&self, reasons: &[&str]) -> Option<Fallback> {
+        let missing = reasons.iter().find(|r| !self.has(r))?;
+        Some(Fallback::Unavailable(format!(
+            "tracepoint fallback: no drop reason {missing} in this kernel"
+        )))
+    }
+
+    /// `validate_incoming`'s drop-reason form, with `tcp_reset` standing in
+    /// for its tracepoint where it attaches: by the receiving socket where
+    /// `kfree_skb` passes it (6.11+); else (6.0-6.10) from the segment, its
+    /// drops told apart by call site, which needs `tcp_validate_incoming`'s
+    /// address (`located`), and two functions naming the socket of PAWS
+    /// drops and challenged RSTs where they attach.
+    fn validate(&self, btf: &KernelBtf, located: bool) -> Fallback {
+        let tracepoints = vec![receive_reset(
+            programs::RECEIVE_RESET_EMIT,
+            programs::RECEIVE_RESET_EMIT_BTF,
+        )];
+        let mut functions = accepted_rsts(btf);
+        if self.rx_sk {
+            return self
+                .fallback(
+                    &["TCP_RFC7323_PAWS", "TCP_RESET", "TCP_OLD_SEQUENCE"],
+                    Ok(()),
+                    kfree_skb_families::VALIDATE,
+                    tracepoints,
+                )
+                .preferring(functions);
         }
+        let reasons = ["TCP_RFC7323_PAWS", "TCP_RESET", "TCP_INVALID_SEQUENCE"];
+        if let Some(unavailable) = self.missing(&reasons) {
+            return unavailable;
+        }
+        if !located {
+            return Fallback::Unavailable(format!(
+                "{NO_RX_SK}, and tcp_validate_incoming's address is not in /proc/kallsyms"
+            ));
+        }
+        for (function, fentry, kprobe) in [
+            (
+                "tcp_oow_rate_limited",
+                programs::SEG_OOW_FENTRY,
+                programs::SEG_OOW_KPROBE,
+            ),
+            (
+                "tcp_send_challenge_ack",
+                programs::SEG_CHALLENGE_FENTRY,
+                programs::SEG_CHALLENGE_KPROBE,
+            ),
+        ] {
+            functions.push(FnTarget {
+                optional: true,
+                ..entry(function, fentry, kprobe)
+            });
+        }
+        kfree_skb(programs::KFREE_SKB_SEGMENT, 0, tracepoints).preferring(functions)
+    }
+}
+
+const NO_RX_SK: &str =
+    "tracepoint fallback: kfree_skb has no receiving socket (rx_sk, Linux 6.11+)";
+
+/// A fallback on tp_btf `kfree_skb` (`family` 0: a program of its own, not
+/// the shared one) with `tracepoints` beside it.
+fn kfree_skb(program: &'static str, family: u32, tracepoints: Vec<TpTarget>) -> Fallback {
+    Fallback::Tracepoints {
+        tp_btf: vec![BtfTpTarget {
+            name: "kfree_skb",
+            program,
+            family,
+        }],
+        tracepoints,
+        functions: Vec::new(),
     }
 }
 
@@ -110,7 +173,9 @@ fn accepted_rsts(btf: &KernelBtf) -> Vec<FnTarget> {
 }
 
 pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
-    let unavailable = paws::kernel_offsets(btf)
+    let offsets = paws::kernel_offsets(btf);
+    let located = offsets.as_ref().is_ok_and(|o| o.validate_text[1] != 0);
+    let unavailable = offsets
         .err()
         .map(|e| format!("cannot resolve what the PAWS/RST programs read: {e:#}"));
     let reasons = Reasons {
@@ -145,21 +210,13 @@ pub fn specs(btf: &KernelBtf) -> Vec<HookSpec> {
                 programs::RECEIVE_RESET_MARK,
                 programs::RECEIVE_RESET_MARK_BTF,
             )],
-            fallback: reasons
-                .fallback(
-                    &["TCP_RFC7323_PAWS", "TCP_RESET", "TCP_OLD_SEQUENCE"],
-                    Ok(()),
-                    kfree_skb_families::VALIDATE,
-                    vec![receive_reset(
-                        programs::RECEIVE_RESET_EMIT,
-                        programs::RECEIVE_RESET_EMIT_BTF,
-                    )],
-                )
-                .preferring(accepted_rsts(btf)),
+            fallback: reasons.validate(btf, located),
             // The drop-reason form runs only on drops and resets; the
             // function hooks run for every slow-path segment. With
-            // `tcp_reset` hooked it reports the same fields; through the
-            // tracepoint alone, an accepted RST has no segment.
+            // `tcp_reset` hooked it reports the same fields, except an
+            // ignored RST's state and window where kfree_skb does not pass
+            // the socket (`--attach fentry` or `kprobe` reads them); through
+            // the tracepoint alone, an accepted RST has no segment.
             fallback_first: true,
             ..HookSpec::default()
         },

@@ -62,7 +62,26 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<PawsOffsets> {
         reason_invalid_sequence: r("TCP_INVALID_SEQUENCE"),
         reason_invalid_end_sequence: r("TCP_INVALID_END_SEQUENCE"),
         old_ack_split: u32::from(r("TCP_RFC7323_PAWS_ACK") != NO_REASON),
+        skb_dev: off("sk_buff", "dev")?,
+        skb_refdst: off("sk_buff", "_skb_refdst")?,
+        dst_dev: off("dst_entry", "dev")?,
+        dev_nd_net: off("net_device", "nd_net.net")?,
+        tp_last_oow_ack_time: off("tcp_sock", "last_oow_ack_time")?,
+        validate_text: validate_text(btf),
     })
+}
+
+/// Where `tcp_validate_incoming`'s code lies, for the drop-reason form
+/// that tells its drops by call site: read only where `kfree_skb` names
+/// reasons but not the receiving socket (6.0-6.10); zeros elsewhere, and
+/// where kallsyms cannot be read.
+fn validate_text(btf: &KernelBtf) -> [u64; 4] {
+    if btf.tracepoint_args("kfree_skb") != Some(3) {
+        return [0; 4];
+    }
+    std::fs::read_to_string("/proc/kallsyms")
+        .map(|text| crate::kernel::text_ranges(&text, "tcp_validate_incoming"))
+        .unwrap_or_default()
 }
 
 /// Label of each `RST_SENT` slot: the `enum sk_rst_reason` name (without

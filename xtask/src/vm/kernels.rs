@@ -19,8 +19,8 @@ pub const MATRIX: &[&str] = &["5.10", "6.1", "6.12", "6.18", "newest"];
 /// Hooks a kernel of `name` cannot attach under any mechanism, which the
 /// scenario tests then require to be reported UNAVAILABLE with the reason
 /// (`TCPTRACE_UNAVAILABLE`) instead of attached. 5.10: validate_incoming
-/// needs `tcp_send_challenge_ack`, inlined there, and its drop-reason form
-/// needs 6.11.
+/// needs `tcp_send_challenge_ack`, inlined there, and its drop-reason forms
+/// need drop reasons (6.0).
 pub fn known_unavailable(name: &str) -> &'static [&'static str] {
     match name {
         "5.10" => &["validate_incoming"],

@@ -112,6 +112,7 @@ impl PawsInjected {
             .tsval
             .wrapping_add(self.tsval_step.wrapping_mul(i as u32));
         let ts_recent = match (self.ts_recent, d.ts_recent) {
+            (TsRecent::Is(_), None) if d.socket_unread => true,
             (TsRecent::Is(want), got) => got == Some(want),
             (TsRecent::IsIfKnown(want), got) => got.is_none_or(|t| t == want),
             (TsRecent::EchoBehind(by), got) => got.is_some_and(|t| t.wrapping_sub(d.tsecr) == by),
@@ -149,9 +150,22 @@ pub fn paws_verdict(p: &PawsInjected, ns: &InNs<'_>) -> Verdict {
         return Verdict::Error(format!("{what}: the kernel did not reject what was sent"));
     }
     if seen.len() as u64 == p.rejects && right == seen.len() {
-        Verdict::Exact(what)
+        exact(what, seen.iter().any(|(_, d)| d.socket_unread))
     } else {
         Verdict::Missed(what)
+    }
+}
+
+/// Every event matched: exact, or partial where the hook read the segment
+/// alone (its drop-reason form where `kfree_skb` does not pass the socket).
+fn exact(what: String, socket_unread: bool) -> Verdict {
+    if socket_unread {
+        Verdict::Partial(format!(
+            "{what}; the socket is not read here (drop reason without the receiving \
+             socket): no state, stamp or window, which --attach fentry or kprobe gives"
+        ))
+    } else {
+        Verdict::Exact(what)
     }
 }
 
@@ -199,9 +213,9 @@ pub fn rst_verdict(r: &RstInjected, ns: &InNs<'_>) -> Verdict {
         .filter(|((e, d), p)| {
             e.endpoints.dport == r.peer_port
                 && d.verdict.name() == p.verdict
-                && d.rcv_nxt == r.rcv_nxt
+                && (d.socket_unread || d.rcv_nxt == r.rcv_nxt)
                 && d.seq == r.rcv_nxt.wrapping_add(p.offset as u32)
-                && d.window_distance().signum() == p.sign
+                && d.window_side().is_none_or(|side| side == p.sign)
         })
         .count();
     let challenged = seen
@@ -221,7 +235,7 @@ pub fn rst_verdict(r: &RstInjected, ns: &InNs<'_>) -> Verdict {
         ));
     }
     if seen.len() == r.plan.len() && right == seen.len() && challenged == r.challenge_acks {
-        Verdict::Exact(what)
+        exact(what, seen.iter().any(|(_, d)| d.socket_unread))
     } else {
         Verdict::Missed(what)
     }
