@@ -42,24 +42,10 @@ pub struct Segment {
 }
 
 /// Reserves and fills a PawsEvent in the ring buffer (the record with its
-/// packet is too large to build on the BPF stack).
+/// packet is too large to build on the BPF stack); `netns` is the socket's,
+/// or the segment's where the socket is not known.
 #[inline(always)]
 pub fn send_paws(
-    sk: u64,
-    flow: Flow,
-    site: PawsSite,
-    state: u8,
-    seg: Segment,
-    ts_recent: u32,
-    flags: u8,
-) {
-    emit_paws(sock_netns(sk), flow, site, state, seg, ts_recent, flags);
-}
-
-/// The PawsEvent from its parts: [`send_paws`]'s, and where the socket
-/// is not known, with namespace and flow from the segment.
-#[inline(always)]
-pub fn emit_paws(
     netns: u32,
     flow: Flow,
     site: PawsSite,
@@ -106,44 +92,25 @@ pub fn receive_window(sk: u64) -> Result<[u32; 3], i64> {
     ])
 }
 
-/// Reserves and fills an RstEvent for socket `sk`; `skb` (0 when unknown)
-/// supplies the captured packet.
+/// The namespace and flow of socket `sk`, which received the RST in `skb`
+/// (0 when unknown).
 #[inline(always)]
-pub fn send_rst(
-    sk: u64,
-    skb: u64,
-    state: u8,
-    verdict: RstVerdict,
-    seq: u32,
-    [rcv_nxt, rcv_wup, rcv_wnd]: [u32; 3],
-    flags: u8,
-) -> Result<(), i64> {
+pub fn rst_socket(sk: u64, skb: u64) -> Result<(u32, Flow), i64> {
     let mut flow = sock_flow(sk)?;
     // An accepted RST has unhashed the socket by the time fexit reads it
     // (local port 0): the segment still names it.
     if flow.sport == 0 && skb != 0 {
         flow.sport = local_port(skb);
     }
-    emit_rst(
-        sock_netns(sk),
-        flow,
-        skb,
-        state,
-        verdict,
-        seq,
-        [rcv_nxt, rcv_wup, rcv_wnd],
-        flags,
-    );
-    Ok(())
+    Ok((sock_netns(sk), flow))
 }
 
-/// The RstEvent from its parts: [`send_rst`]'s, and where the socket is
-/// not known, with namespace and flow from the segment.
-#[allow(clippy::too_many_arguments)]
+/// Reserves and fills an RstEvent: `(netns, flow)` the socket's
+/// ([`rst_socket`]), or the segment's where the socket is not known; `skb`
+/// (0 when unknown) supplies the captured packet.
 #[inline(always)]
-pub fn emit_rst(
-    netns: u32,
-    flow: Flow,
+pub fn send_rst(
+    (netns, flow): (u32, Flow),
     skb: u64,
     state: u8,
     verdict: RstVerdict,
@@ -160,7 +127,7 @@ pub fn emit_rst(
         return;
     };
     let ev = slot.as_mut_ptr();
-    // SAFETY: as in `emit_paws`, for this program's reservation of one
+    // SAFETY: as in `send_paws`, for this program's reservation of one
     // RstEvent.
     unsafe {
         (*ev).header = header;

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     diag::done,
-    kernel::{read, sock_flow},
+    kernel::{read, sock_flow, sock_netns},
     packet::segment_flow,
 };
 
@@ -47,7 +47,7 @@ fn try_check_req(skb: u64, req: u64, fastopen: bool) -> Result<(), i64> {
     }
     let flags = if rst { PAWS_RST } else { 0 };
     send_paws(
-        req,
+        sock_netns(req),
         sock_flow(req)?,
         PawsSite::SynRecv,
         tcp_state::NEW_SYN_RECV,
@@ -79,7 +79,7 @@ pub(crate) fn try_kfree_syn_recv(skb: u64, reason: u32, listener: u64) -> Result
         flags |= PAWS_RST;
     }
     send_paws(
-        listener,
+        sock_netns(listener),
         segment_flow(skb)?,
         PawsSite::SynRecv,
         tcp_state::NEW_SYN_RECV,

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     diag::done,
-    kernel::{read, sock_flow},
+    kernel::{read, sock_flow, sock_netns},
 };
 
 #[inline(always)]
@@ -51,7 +51,7 @@ fn try_syn_sent(sk: u64, skb: u64) -> Result<(), i64> {
         return Ok(());
     }
     send_paws(
-        sk,
+        sock_netns(sk),
         sock_flow(sk)?,
         PawsSite::SynSent,
         tcp_state::SYN_SENT,
@@ -82,7 +82,7 @@ pub(crate) fn try_kfree_syn_sent(skb: u64, reason: u32, sk: u64) -> Result<(), i
     }
     let tsoffset: u32 = read(sk, off!(tp_tsoffset))?;
     send_paws(
-        sk,
+        sock_netns(sk),
         sock_flow(sk)?,
         PawsSite::SynSent,
         tcp_state::SYN_SENT,

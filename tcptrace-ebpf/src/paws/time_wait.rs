@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     diag::done,
-    kernel::{read, sock_flow},
+    kernel::{read, sock_flow, sock_netns},
 };
 
 #[inline(always)]
@@ -45,7 +45,7 @@ fn try_timewait(tw: u64, skb: u64, th: u64) -> Result<(), i64> {
     }
     let flags = if rst { PAWS_RST } else { 0 };
     send_paws(
-        tw,
+        sock_netns(tw),
         sock_flow(tw)?,
         PawsSite::TimeWait,
         tcp_state::TIME_WAIT,
@@ -70,7 +70,7 @@ pub(crate) fn try_kfree_timewait(skb: u64, reason: u32, tw: u64) -> Result<(), i
     let h = skb_tcp_header(skb)?;
     let flags = if h.has(TH_RST) { PAWS_RST } else { 0 };
     send_paws(
-        tw,
+        sock_netns(tw),
         sock_flow(tw)?,
         PawsSite::TimeWait,
         tcp_state::TIME_WAIT,

@@ -18,14 +18,14 @@ use tcptrace_common::{
 
 use super::{
     is_reason, off,
-    records::{receive_window, send_paws, send_rst, sock_state, Segment},
+    records::{receive_window, rst_socket, send_paws, send_rst, sock_state, Segment},
     tcp_header::skb_tcp_header,
     validate_incoming::receive_reset_sk,
     TH_RST, TH_SYN,
 };
 use crate::{
     diag::done,
-    kernel::{read, sock_flow},
+    kernel::{read, sock_flow, sock_netns},
 };
 
 #[inline(always)]
@@ -53,7 +53,7 @@ pub(crate) fn try_kfree_validate(skb: u64, reason: u32, sk: u64) -> Result<(), i
         }
         let flags = if paws_ack { PAWS_OLD_ACK } else { 0 };
         send_paws(
-            sk,
+            sock_netns(sk),
             sock_flow(sk)?,
             PawsSite::Established,
             state,
@@ -75,7 +75,16 @@ pub(crate) fn try_kfree_validate(skb: u64, reason: u32, sk: u64) -> Result<(), i
     } else {
         RstVerdict::Ignored
     };
-    send_rst(sk, skb, state, verdict, h.seq, receive_window(sk)?, 0)
+    send_rst(
+        rst_socket(sk, skb)?,
+        skb,
+        state,
+        verdict,
+        h.seq,
+        receive_window(sk)?,
+        0,
+    );
+    Ok(())
 }
 
 /// An accepted RST with its segment, at `tcp_reset(sk, skb)`. The kernel
@@ -93,14 +102,15 @@ fn try_reset_emit(sk: u64, skb: u64) -> Result<(), i64> {
         return Ok(());
     }
     send_rst(
-        sk,
+        rst_socket(sk, skb)?,
         skb,
         state,
         RstVerdict::Accepted,
         h.seq,
         receive_window(sk)?,
         0,
-    )
+    );
+    Ok(())
 }
 
 /// An accepted RST seen through the tracepoint: the socket's state and
@@ -115,14 +125,15 @@ fn try_receive_reset_emit(sk: u64) -> Result<(), i64> {
     }
     let window = receive_window(sk)?;
     send_rst(
-        sk,
+        rst_socket(sk, 0)?,
         0,
         state,
         RstVerdict::Accepted,
         window[0],
         window,
         RST_SEQ_INFERRED,
-    )
+    );
+    Ok(())
 }
 
 /// Accepted RSTs in the drop-reason fallback: the kernel frees them without

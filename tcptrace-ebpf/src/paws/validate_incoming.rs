@@ -23,14 +23,14 @@ use tcptrace_common::{
 use super::{
     call_stack::{pop_call, push_call},
     off,
-    records::{receive_window, send_paws, send_rst, sock_state, Segment},
+    records::{receive_window, rst_socket, send_paws, send_rst, sock_state, Segment},
     rfc7323::{before32, paws_fails, PAWS_WINDOW},
     tcp_header::tcp_header,
     TH_ACK, TH_RST, TH_SYN,
 };
 use crate::{
     diag::done,
-    kernel::{fexit_ret, read, sock_flow},
+    kernel::{fexit_ret, read, sock_flow, sock_netns},
     maps::map_full,
 };
 
@@ -118,7 +118,16 @@ fn try_validate_exit(sk: u64, skb: u64, passed: bool) -> Result<(), i64> {
         } else {
             RstVerdict::Ignored
         };
-        return send_rst(sk, skb, v.state, verdict, v.seq, v.window, 0);
+        send_rst(
+            rst_socket(sk, skb)?,
+            skb,
+            v.state,
+            verdict,
+            v.seq,
+            v.window,
+            0,
+        );
+        return Ok(());
     }
     // A SYN that fails PAWS gets a challenge ACK on 6.12+ and is not counted
     // as a PAWS reject there; older kernels count it.
@@ -135,7 +144,7 @@ fn try_validate_exit(sk: u64, skb: u64, passed: bool) -> Result<(), i64> {
         }
     }
     send_paws(
-        sk,
+        sock_netns(sk),
         sock_flow(sk)?,
         PawsSite::Established,
         v.state,

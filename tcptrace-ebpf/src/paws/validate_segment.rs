@@ -31,13 +31,13 @@ use tcptrace_common::{
 
 use super::{
     is_reason, off,
-    records::{emit_paws, emit_rst, receive_window, send_paws, send_rst, sock_state, Segment},
+    records::{receive_window, rst_socket, send_paws, send_rst, sock_state, Segment},
     tcp_header::skb_tcp_header,
     TH_RST,
 };
 use crate::{
     diag::done,
-    kernel::{read, sock_flow},
+    kernel::{read, sock_flow, sock_netns},
     maps::global,
     packet::segment_flow,
 };
@@ -209,7 +209,7 @@ fn try_kfree_segment(skb: u64, reason: u32, sk: u64) -> Result<(), i64> {
         if sk != 0 {
             let ts_recent = read(sk, off!(tp_ts_recent))?;
             send_paws(
-                sk,
+                sock_netns(sk),
                 sock_flow(sk)?,
                 site,
                 sock_state(sk)?,
@@ -219,7 +219,7 @@ fn try_kfree_segment(skb: u64, reason: u32, sk: u64) -> Result<(), i64> {
             );
         } else {
             let unread = PAWS_TS_RECENT_UNKNOWN | SOCKET_UNREAD | old_ack;
-            emit_paws(skb_netns(skb), segment_flow(skb)?, site, 0, seg, 0, unread);
+            send_paws(skb_netns(skb), segment_flow(skb)?, site, 0, seg, 0, unread);
         }
         return Ok(());
     }
@@ -238,19 +238,13 @@ fn try_kfree_segment(skb: u64, reason: u32, sk: u64) -> Result<(), i64> {
         (RstVerdict::Ignored, 0)
     };
     if sk != 0 {
-        return send_rst(
-            sk,
-            skb,
-            sock_state(sk)?,
-            verdict,
-            h.seq,
-            receive_window(sk)?,
-            0,
-        );
+        let state = sock_state(sk)?;
+        let window = receive_window(sk)?;
+        send_rst(rst_socket(sk, skb)?, skb, state, verdict, h.seq, window, 0);
+        return Ok(());
     }
-    emit_rst(
-        skb_netns(skb),
-        segment_flow(skb)?,
+    send_rst(
+        (skb_netns(skb), segment_flow(skb)?),
         skb,
         0,
         verdict,
