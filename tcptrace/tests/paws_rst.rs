@@ -430,7 +430,7 @@ fn rst_verdicts(family: Family) {
         };
         if unread && p.verdict == "ignored" {
             // No state or window; the side where the drop reason tells it
-            // (TCP_OLD_SEQUENCE, 6.2+).
+            // (where the kernel has TCP_OLD_SEQUENCE; 6.1 has not).
             for field in ["state", "rcv_nxt", "window_distance"] {
                 assert!(e.get(field).is_none(), "{field}: {e}");
             }

@@ -12,9 +12,9 @@
 //! Otherwise (an ignored RST, or no function hooks) the event is read from
 //! the segment alone (`SOCKET_UNREAD`): no state, stored stamp or receive
 //! window; the side of the window an ignored RST fell on where the drop
-//! reason tells it (TCP_OLD_SEQUENCE, 6.2+). Accepted RSTs are freed
-//! without a reason: `tcp_reset(sk, skb)` or its tracepoint shows them, as
-//! in the other drop-reason form.
+//! reason tells it (where the kernel has TCP_OLD_SEQUENCE; 6.1 has not).
+//! Accepted RSTs are freed without a reason: `tcp_reset(sk, skb)` or its
+//! tracepoint shows them, as in the other drop-reason form.
 
 use aya_ebpf::{
     macros::{btf_tracepoint, fentry, kprobe, map},
@@ -226,7 +226,7 @@ fn try_kfree_segment(skb: u64, reason: u32, sk: u64) -> Result<(), i64> {
     if !h.has(TH_RST) {
         return Ok(());
     }
-    // Where the kernel has TCP_OLD_SEQUENCE (6.2+), TCP_INVALID_SEQUENCE
+    // Where the kernel has TCP_OLD_SEQUENCE (not 6.1), TCP_INVALID_SEQUENCE
     // is the far side only; before, it is either side.
     let (verdict, side) = if is_reason(reason, off!(reason_reset)) {
         (RstVerdict::ChallengeAck, 0)
