@@ -401,8 +401,11 @@ fn third_ack_overflow(v6: bool, abort: bool) {
         let g = &the_finding(&found, "ghost_connections")["evidence"];
         assert_eq!(g["counters"]["TCPSynRetrans"], synrtx, "{g}");
         if rtx {
-            assert_eq!(g["synack_retransmits"], synrtx, "{g}");
-            assert_eq!(g["synack_retransmits_after_overflow"], synrtx, "{g}");
+            // The finding counts the events: one per program run, which
+            // runs_against_counter held to TCPSynRetrans above (one short
+            // where this host's kernel skipped the program).
+            assert_eq!(g["synack_retransmits"], rtx_runs, "{g}");
+            assert_eq!(g["synack_retransmits_after_overflow"], rtx_runs, "{g}");
         }
     }
 }
