@@ -74,14 +74,18 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<PawsOffsets> {
 /// Where `tcp_validate_incoming`'s code lies, for the drop-reason form
 /// that tells its drops by call site: read only where `kfree_skb` names
 /// reasons but not the receiving socket (6.0-6.10); zeros elsewhere, and
-/// where kallsyms cannot be read.
+/// where kallsyms cannot be read. Read once per process: the loader and
+/// the attach table both ask.
 fn validate_text(btf: &KernelBtf) -> [u64; 4] {
+    static TEXT: std::sync::OnceLock<[u64; 4]> = std::sync::OnceLock::new();
     if btf.tracepoint_args("kfree_skb") != Some(3) {
         return [0; 4];
     }
-    std::fs::read_to_string("/proc/kallsyms")
-        .map(|text| crate::kernel::text_ranges(&text, "tcp_validate_incoming"))
-        .unwrap_or_default()
+    *TEXT.get_or_init(|| {
+        std::fs::read_to_string("/proc/kallsyms")
+            .map(|text| crate::kernel::text_ranges(&text, "tcp_validate_incoming"))
+            .unwrap_or_default()
+    })
 }
 
 /// Label of each `RST_SENT` slot: the `enum sk_rst_reason` name (without
